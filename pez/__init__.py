@@ -1,0 +1,91 @@
+"""pez: hard prompts for images with PEZ (Wen et al., "Hard Prompts Made Easy", NeurIPS 2023).
+
+A soft prompt is optimised with gradients taken at its nearest-neighbour projection onto
+CLIP's vocabulary, so the result is real text any diffusion model accepts. The public API:
+
+    import pez
+    result = pez.invert(["cat.jpg"], model="sd-turbo", config=pez.InvertConfig(steps=500))
+    print(result.prompt, result.score)
+"""
+
+from .config import (
+    BOUNDS,
+    STYLE_TEMPLATE,
+    ConfigError,
+    GenerateConfig,
+    InvertConfig,
+)
+from .features import image_features, image_similarity, score_texts, text_features
+from .images import InvalidImageError, load_image, load_images
+from .inversion import (
+    ConcatReport,
+    ConcatResult,
+    apply_style,
+    concatenate,
+    concatenate_stream,
+    distill,
+    distill_stream,
+    image_targets,
+    invert,
+    invert_stream,
+    join_prompts,
+    style_prompts,
+    text_targets,
+)
+from .models import (
+    DEFAULT_PAIR,
+    PAIRS,
+    LoadedClip,
+    ModelPair,
+    WeightsNotFoundError,
+    get_pair,
+    list_pairs,
+    load_clip,
+    resolve_device,
+)
+from .optim import InversionResult, PromptEncoder, ScoredPrompt, StepReport, Targets, optimize
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BOUNDS",
+    "ConcatReport",
+    "ConcatResult",
+    "ConfigError",
+    "DEFAULT_PAIR",
+    "GenerateConfig",
+    "InvalidImageError",
+    "InvertConfig",
+    "InversionResult",
+    "LoadedClip",
+    "ModelPair",
+    "PAIRS",
+    "PromptEncoder",
+    "STYLE_TEMPLATE",
+    "ScoredPrompt",
+    "StepReport",
+    "Targets",
+    "WeightsNotFoundError",
+    "apply_style",
+    "concatenate",
+    "concatenate_stream",
+    "distill",
+    "distill_stream",
+    "get_pair",
+    "image_features",
+    "image_similarity",
+    "image_targets",
+    "invert",
+    "invert_stream",
+    "join_prompts",
+    "list_pairs",
+    "load_clip",
+    "load_image",
+    "load_images",
+    "optimize",
+    "resolve_device",
+    "score_texts",
+    "style_prompts",
+    "text_features",
+    "text_targets",
+]

@@ -1,0 +1,141 @@
+"""The one place for pez's defaults and bounds.
+
+Everything that has a default value or a valid range lives here: the engine validates against
+it, the CLI builds its flags from it and the app reads its sliders from it. Numbers come from
+the PEZ paper and its reference code (see shared docs) unless a comment says otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+class ConfigError(ValueError):
+    """A setting is out of range or of the wrong kind. The message says expected vs received."""
+
+
+@dataclass(frozen=True)
+class Bound:
+    """Closed numeric range [lo, hi] for one setting, with a UI step."""
+
+    lo: float
+    hi: float
+    step: float = 1
+
+    def check(self, name: str, value) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name}: expected a number in [{self.lo}, {self.hi}], received {value!r}")
+        if not (self.lo <= value <= self.hi):
+            raise ConfigError(f"{name}: expected a value in [{self.lo}, {self.hi}], received {value!r}")
+
+
+# Bounds for every numeric setting. `prompt_len`'s upper bound is further limited by the model's
+# context length (context - 2: SOT and EOT take two positions); the engine checks that.
+BOUNDS: dict[str, Bound] = {
+    "prompt_len": Bound(1, 75),
+    "steps": Bound(1, 10_000),
+    "lr": Bound(1e-4, 10.0, 0.01),
+    "weight_decay": Bound(0.0, 10.0, 0.01),
+    "batch_size": Bound(1, 64),
+    "candidates": Bound(1, 32),
+    "top_k": Bound(1, 32),
+    "report_every": Bound(1, 10_000),
+    "seed": Bound(0, 2**31 - 1),
+    "negative_weight": Bound(0.0, 10.0, 0.1),
+}
+
+# Input limits shared by the engine, the CLI and the app.
+MAX_IMAGES = 32  # target images per run
+MAX_IMAGE_PIXELS = 40_000_000  # larger images are refused as possible decompression bombs
+MIN_IMAGE_SIDE = 2  # pixels; smaller images carry no usable content
+MAX_ASPECT_RATIO = 20.0  # longest side / shortest side
+MAX_TEXT_CHARS = 2_000  # prompts and distillation targets
+
+STYLE_TEMPLATE = "{subject} in the style of {style}"
+CONCAT_SEPARATOR = ", "
+
+
+@dataclass
+class InvertConfig:
+    """Settings of one PEZ run. Defaults follow the reference code unless noted."""
+
+    prompt_len: int = 16  # M, tokens in the hard prompt; the authors found 16 generalises best
+    steps: int = 1000  # reference: 3000; users report little gain after a few hundred
+    lr: float = 0.1  # AdamW learning rate (reference)
+    weight_decay: float = 0.1  # AdamW weight decay (reference)
+    batch_size: int = 1  # target images per step (reference: 1); all of them if fewer
+    candidates: int = 1  # prompts optimised in parallel as one batch ("prompt_bs"); best wins
+    top_k: int = 5  # distinct prompts returned, best first
+    seed: int | None = 0  # None draws a fresh seed; the seed used is reported
+    report_every: int = 10  # steps between progress reports
+    negative_weight: float = 1.0  # weight of the similarity to negative targets in the loss
+    blocklist: tuple[str, ...] = ()  # words: every vocabulary entry containing one is never chosen
+    ascii_only: bool = False  # keep only tokens whose text is plain printable ASCII
+    words_only: bool = False  # keep only tokens made of letters (more readable prompts)
+
+    def validate(self, context_length: int | None = None) -> InvertConfig:
+        """Check every field; return self so calls can chain. Raises ConfigError."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in BOUNDS and not (f.name == "seed" and value is None):
+                if f.name not in ("lr", "weight_decay", "negative_weight") and not _is_int(value):
+                    raise ConfigError(f"{f.name}: expected an integer, received {value!r}")
+                BOUNDS[f.name].check(f.name, value)
+        if context_length is not None and self.prompt_len > context_length - 2:
+            raise ConfigError(
+                f"prompt_len: expected at most {context_length - 2} (the model's context length "
+                f"{context_length} minus SOT and EOT), received {self.prompt_len}"
+            )
+        if isinstance(self.blocklist, str):
+            raise ConfigError("blocklist: expected a sequence of words, received a single string")
+        return self
+
+    def replace(self, **changes) -> InvertConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass
+class GenerateConfig:
+    """Settings of one regeneration; None means "the model pair's default"."""
+
+    negative_prompt: str = ""
+    seed: int = 0
+    num_images: int = 1
+    steps: int | None = None
+    guidance: float | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+GENERATE_BOUNDS: dict[str, Bound] = {
+    "seed": Bound(0, 2**31 - 1),
+    "num_images": Bound(1, 8),
+    "steps": Bound(1, 100),
+    "guidance": Bound(0.0, 30.0, 0.5),
+    "width": Bound(64, 2048, 8),
+    "height": Bound(64, 2048, 8),
+}
+
+DEBUG_CONFIG = InvertConfig(prompt_len=4, steps=20, report_every=5)  # tiny preset for tests
+
+__all__ = [
+    "BOUNDS",
+    "Bound",
+    "CONCAT_SEPARATOR",
+    "ConfigError",
+    "DEBUG_CONFIG",
+    "GENERATE_BOUNDS",
+    "GenerateConfig",
+    "InvertConfig",
+    "MAX_ASPECT_RATIO",
+    "MAX_IMAGES",
+    "MAX_IMAGE_PIXELS",
+    "MAX_TEXT_CHARS",
+    "MIN_IMAGE_SIDE",
+    "STYLE_TEMPLATE",
+]

@@ -1,0 +1,225 @@
+"""The uses of PEZ as plain functions: image -> prompt, many images -> one prompt, prompt
+concatenation, style transfer, distillation and negative targets.
+
+Each has a streaming form (`*_stream`, a generator of reports a UI can plot and stop at any
+time) and a blocking form that runs to the end and returns a result dataclass. `model` is a
+registry pair name, any CLIP spec accepted by `pez.models.load_clip`, or a LoadedClip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+
+from .config import CONCAT_SEPARATOR, MAX_IMAGES, STYLE_TEMPLATE, ConfigError, InvertConfig
+from .features import check_texts, image_features, text_features
+from .images import load_images
+from .models import DEFAULT_PAIR, LoadedClip, load_clip
+from .optim import InversionResult, StepReport, Targets, clean_text, optimize
+
+Model = str | LoadedClip
+
+
+def get_clip(model: Model = DEFAULT_PAIR, device: str | None = None) -> LoadedClip:
+    return model if isinstance(model, LoadedClip) else load_clip(model, device=device)
+
+
+def image_targets(
+    clip: LoadedClip,
+    images: Sequence[Any] | None,
+    negative_images: Sequence[Any] | None = None,
+    negative_weight: float = 1.0,
+) -> Targets:
+    """Targets from images (positives) and optional images to move away from (negatives)."""
+    images, negative_images = list(images or []), list(negative_images or [])
+    if not images and not negative_images:
+        raise ConfigError("images: expected at least one image, received none")
+    if len(images) + len(negative_images) > MAX_IMAGES:
+        raise ConfigError(f"images: expected at most {MAX_IMAGES} images, received {len(images) + len(negative_images)}")
+    return Targets(_features(clip, images), _features(clip, negative_images), negative_weight)
+
+
+def text_targets(clip: LoadedClip, texts: Sequence[str], negative_texts: Sequence[str] = ()) -> Targets:
+    """Targets from texts (prompt distillation)."""
+    pos = text_features(clip, check_texts(texts, "text")) if texts else _empty(clip)
+    neg = text_features(clip, check_texts(negative_texts, "negative text")) if negative_texts else _empty(clip)
+    return Targets(pos, neg)
+
+
+def _features(clip: LoadedClip, images: list) -> torch.Tensor:
+    return image_features(clip, load_images(images)) if images else _empty(clip)
+
+
+def _empty(clip: LoadedClip) -> torch.Tensor:
+    dim = clip.model.text_projection.shape[-1] if clip.model.text_projection is not None else clip.model.ln_final.normalized_shape[0]
+    return torch.zeros(0, dim, device=clip.device)
+
+
+def run_to_end(reports: Iterator[StepReport]) -> InversionResult:
+    """Drain a report stream and return its result (Ctrl-C during a run stops it, keeping the best)."""
+    last = None
+    for last in reports:
+        pass
+    return last.result
+
+
+# ---------------------------------------------------------------------------------------------
+# Image -> prompt, many images -> one prompt, negative targets
+
+
+def invert_stream(
+    images: Sequence[Any] | None,
+    model: Model = DEFAULT_PAIR,
+    config: InvertConfig | None = None,
+    *,
+    negative_images: Sequence[Any] | None = None,
+    device: str | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Iterator[StepReport]:
+    """Stream a PEZ run that finds one prompt for all `images` (and away from negatives)."""
+    config = (config or InvertConfig()).validate()
+    clip = get_clip(model, device)
+    targets = image_targets(clip, images, negative_images, config.negative_weight)
+    return optimize(clip, targets, config, should_stop)
+
+
+def invert(images, model: Model = DEFAULT_PAIR, config: InvertConfig | None = None, **kwargs) -> InversionResult:
+    """One prompt for one or several images; see invert_stream for the arguments."""
+    return run_to_end(invert_stream(images, model, config, **kwargs))
+
+
+# ---------------------------------------------------------------------------------------------
+# Distillation: a long prompt -> a shorter one
+
+
+def distill_stream(
+    text: str,
+    model: Model = DEFAULT_PAIR,
+    config: InvertConfig | None = None,
+    *,
+    device: str | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Iterator[StepReport]:
+    """Stream a PEZ run whose target is the CLIP text features of `text`."""
+    config = (config or InvertConfig()).validate()
+    clip = get_clip(model, device)
+    return optimize(clip, text_targets(clip, [text]), config, should_stop)
+
+
+def distill(text: str, model: Model = DEFAULT_PAIR, config: InvertConfig | None = None, **kwargs) -> InversionResult:
+    return run_to_end(distill_stream(text, model, config, **kwargs))
+
+
+# ---------------------------------------------------------------------------------------------
+# Prompt concatenation
+
+
+@dataclass
+class ConcatResult:
+    prompt: str  # the joined prompt
+    score: float  # its mean cosine against all images
+    parts: list[InversionResult]  # one per image, in order
+    stopped: bool = False
+
+
+@dataclass
+class ConcatReport:
+    """Progress of a concatenation: which image is being inverted and how that run goes."""
+
+    index: int  # image being inverted (0-based)
+    total: int
+    report: StepReport
+    prompts: list[str] = field(default_factory=list)  # best prompt of each finished image
+    done: bool = False
+    result: ConcatResult | None = None
+
+
+def join_prompts(prompts: Sequence[str], separator: str = CONCAT_SEPARATOR) -> str:
+    return separator.join(clean_text(p) for p in prompts if p and p.strip())
+
+
+def concatenate_stream(
+    images: Sequence[Any],
+    model: Model = DEFAULT_PAIR,
+    config: InvertConfig | None = None,
+    *,
+    separator: str = CONCAT_SEPARATOR,
+    device: str | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Iterator[ConcatReport]:
+    """Invert each image on its own, then join the prompts (the paper's prompt concatenation)."""
+    config = (config or InvertConfig()).validate()
+    clip = get_clip(model, device)
+    pil = load_images(images)
+    feats = image_features(clip, pil)  # (K, D)
+    parts: list[InversionResult] = []
+    stopped = False
+    for i in range(len(pil)):
+        targets = Targets(feats[i : i + 1], feats[:0])
+        for rep in optimize(clip, targets, config, should_stop):
+            if rep.done:
+                parts.append(rep.result)
+                stopped = rep.result.stopped
+            else:
+                yield ConcatReport(i, len(pil), rep, [p.prompt for p in parts])
+        if stopped:
+            break
+    prompt = join_prompts([p.prompt for p in parts], separator)
+    score = _score_text(clip, prompt, feats)
+    result = ConcatResult(prompt, score, parts, stopped)
+    yield ConcatReport(len(parts) - 1, len(pil), rep, [p.prompt for p in parts], True, result)
+
+
+def concatenate(images, model: Model = DEFAULT_PAIR, config: InvertConfig | None = None, **kwargs) -> ConcatResult:
+    last = None
+    for last in concatenate_stream(images, model, config, **kwargs):
+        pass
+    return last.result
+
+
+def _score_text(clip: LoadedClip, text: str, feats: torch.Tensor) -> float:
+    if not text.strip():
+        return float("nan")
+    return float((text_features(clip, [text]) @ feats.T).mean())
+
+
+# ---------------------------------------------------------------------------------------------
+# Style transfer
+
+
+def apply_style(subject: str, style: str, template: str = STYLE_TEMPLATE) -> str:
+    """Fill the style template, e.g. "{subject} in the style of {style}"."""
+    if "{style}" not in template:
+        raise ConfigError(f"template: expected a text containing '{{style}}', received {template!r}")
+    try:
+        return clean_text(template.format(subject=subject.strip(), style=clean_text(style)))
+    except (KeyError, IndexError, ValueError) as e:
+        raise ConfigError(
+            f"template: expected only the fields {{subject}} and {{style}}, received {template!r} ({e})"
+        ) from e
+
+
+def style_prompts(subjects: Sequence[str], style: str, template: str = STYLE_TEMPLATE) -> list[str]:
+    """One styled prompt per subject (empty subjects are skipped)."""
+    return [apply_style(s, style, template) for s in subjects if s and s.strip()]
+
+
+__all__ = [
+    "ConcatReport",
+    "ConcatResult",
+    "apply_style",
+    "concatenate",
+    "concatenate_stream",
+    "distill",
+    "distill_stream",
+    "get_clip",
+    "image_targets",
+    "invert",
+    "invert_stream",
+    "join_prompts",
+    "run_to_end",
+    "style_prompts",
+    "text_targets",
+]

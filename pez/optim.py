@@ -1,0 +1,354 @@
+"""PEZ itself: the embedding-level text encoder, the objective and the optimisation loop.
+
+One step (paper, Algorithm 1), for N candidate prompts of M tokens each:
+  ids  = Proj(P)                        nearest allowed vocabulary rows by cosine    (N, M)
+  P'   = E[ids]                         their raw embeddings, a fresh leaf           (N, M, d)
+  f    = encode([SOT, P', EOT])         text features of the projected prompts       (N, D)
+  loss = sum_n (1 - objective(f_n, batch of targets))
+  P   <- AdamW(P, dL/dP')               the gradient at P' is applied to the soft P
+
+Only SOT, the M slots and EOT are run through the transformer: attention is causal and pooling
+is at EOT, so padding after EOT cannot change the features (a parity test checks this against
+the model's own `encode_text`). The features of the projected prompt are already computed by
+the gradient pass, so scoring a candidate against *all* targets costs one small matmul, not a
+second forward pass. The reported best is the score of the decoded text as the user will copy
+it (re-tokenised and re-encoded when decoding does not round-trip).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+
+from .config import ConfigError, InvertConfig
+from .models import LoadedClip
+from .vocab import VocabFilter
+
+
+# ---------------------------------------------------------------------------------------------
+# Embedding-level text encoder
+
+
+class PromptEncoder:
+    """Runs a CLIP text tower from token embeddings, over just the positions that matter."""
+
+    def __init__(self, clip: LoadedClip):
+        m = clip.model
+        if getattr(m, "text_pool_type", "argmax") not in ("argmax", "eos") or getattr(m, "attn_mask", None) is None:
+            raise ConfigError(
+                f"model: {clip.name} needs a causal text encoder pooled at EOT (open_clip CLIP "
+                f"with text_pool_type 'argmax'), received pool type {getattr(m, 'text_pool_type', None)!r}"
+            )
+        self.clip = clip
+        self.model = m
+        self.cast_dtype = m.transformer.get_cast_dtype()
+        self.batch_first = getattr(m.transformer, "batch_first", True)
+        emb = clip.vocab.embeddings
+        self.sot = emb[clip.sot_id]  # (d,)
+        self.eot = emb[clip.eot_id]  # (d,)
+
+    def encode_prompt_embeddings(self, prompt: torch.Tensor) -> torch.Tensor:
+        """(N, M, d) prompt slot embeddings -> (N, D) unnormalised features of [SOT, slots, EOT]."""
+        n, m, d = prompt.shape
+        x = torch.cat(
+            [self.sot.expand(n, 1, d).to(prompt.dtype), prompt, self.eot.expand(n, 1, d).to(prompt.dtype)], dim=1
+        )  # (N, M + 2, d)
+        eot_pos = torch.full((n,), m + 1, device=prompt.device)
+        return self._forward(x, eot_pos)
+
+    def encode_ids(self, ids: list[list[int]]) -> torch.Tensor:
+        """Token ids of prompt bodies (no SOT/EOT, any lengths) -> (n, D) unnormalised features."""
+        ctx = self.clip.context_length
+        bodies = [list(b)[: ctx - 2] for b in ids]
+        length = max(len(b) for b in bodies) + 2
+        rows = [[self.clip.sot_id, *b, self.clip.eot_id] + [0] * (length - len(b) - 2) for b in bodies]
+        tokens = torch.tensor(rows, device=self.clip.device)  # (n, L)
+        eot_pos = torch.tensor([len(b) + 1 for b in bodies], device=self.clip.device)
+        return self._forward(self.model.token_embedding(tokens), eot_pos)
+
+    def _forward(self, x: torch.Tensor, eot_pos: torch.Tensor) -> torch.Tensor:
+        """(N, L, d) input embeddings, (N,) EOT positions -> (N, D) pooled, projected features."""
+        m = self.model
+        length = x.shape[1]
+        x = x.to(self.cast_dtype) + m.positional_embedding[:length].to(self.cast_dtype)
+        mask = m.attn_mask[:length, :length]
+        if self.batch_first:
+            x = m.transformer(x, attn_mask=mask)
+        else:
+            x = m.transformer(x.permute(1, 0, 2), attn_mask=mask).permute(1, 0, 2)
+        x = m.ln_final(x)
+        pooled = x[torch.arange(x.shape[0], device=x.device), eot_pos]  # (N, d)
+        proj = m.text_projection
+        if proj is None:
+            return pooled
+        return proj(pooled) if isinstance(proj, torch.nn.Linear) else pooled @ proj
+
+
+# ---------------------------------------------------------------------------------------------
+# Targets and objective
+
+
+@dataclass
+class Targets:
+    """What a prompt should match: unit CLIP features (float32, on the model's device)."""
+
+    positive: torch.Tensor  # (K, D); may have K = 0 when only negatives are given
+    negative: torch.Tensor  # (J, D); prompts are pushed away from these
+    negative_weight: float = 1.0
+
+    def __post_init__(self):
+        if self.positive.shape[0] + self.negative.shape[0] == 0:
+            raise ConfigError("targets: expected at least one positive or negative target, received none")
+
+    def objective(self, feats: torch.Tensor, pos_idx: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, D) unit features -> (N,) objective: mean cosine to positives (optionally a batch of
+        them) minus negative_weight * mean cosine to negatives. Loss = 1 - objective."""
+        score = feats.new_zeros(feats.shape[0])
+        if self.positive.shape[0]:
+            pos = self.positive if pos_idx is None else self.positive[pos_idx]
+            score = score + (feats @ pos.T).mean(dim=1)
+        if self.negative.shape[0]:
+            score = score - self.negative_weight * (feats @ self.negative.T).mean(dim=1)
+        return score
+
+
+# ---------------------------------------------------------------------------------------------
+# Reports and results
+
+
+@dataclass
+class ScoredPrompt:
+    prompt: str
+    score: float
+
+
+@dataclass
+class InversionResult:
+    """Outcome of a PEZ run. `prompt`/`score` are the best decoded text and its honest score."""
+
+    prompt: str
+    score: float
+    top_k: list[ScoredPrompt]  # distinct prompts, best first
+    steps_run: int
+    elapsed: float  # seconds
+    stopped: bool  # True when stopped before the last step
+    seed: int
+    model: str
+    config: InvertConfig
+    history: list[tuple[int, float, float]] = field(default_factory=list)  # (step, loss, best score)
+
+    def to_dict(self) -> dict:
+        cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(self.config).items()}
+        return {
+            "prompt": self.prompt,
+            "score": self.score,
+            "top_k": [vars(p) for p in self.top_k],
+            "steps_run": self.steps_run,
+            "elapsed": self.elapsed,
+            "stopped": self.stopped,
+            "seed": self.seed,
+            "model": self.model,
+            "config": cfg,
+        }
+
+
+@dataclass
+class StepReport:
+    """Progress of a running optimisation, yielded every `report_every` steps and at the end."""
+
+    step: int  # steps completed
+    steps: int  # steps planned
+    loss: float  # mean loss over candidates on this step's batch
+    current_prompt: str  # the best candidate's projected prompt this step
+    current_score: float  # its score against all targets
+    best_prompt: str  # best decoded text so far
+    best_score: float  # its honest score
+    elapsed: float  # seconds since the start
+    steps_per_sec: float
+    done: bool = False
+    result: InversionResult | None = None  # set on the final report
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+
+_SPACES = re.compile(r"\s+")
+
+
+def clean_text(text: str) -> str:
+    return _SPACES.sub(" ", text).strip()
+
+
+class _BestTracker:
+    """Honest scores of decoded texts, cached by text; per-candidate and overall bests."""
+
+    def __init__(self, clip: LoadedClip, encoder: PromptEncoder, targets: Targets, n: int):
+        self.clip, self.encoder, self.targets = clip, encoder, targets
+        self.scores: dict[str, float] = {}  # decoded text -> honest score
+        self.by_ids: dict[tuple[int, ...], str] = {}  # projected ids -> decoded text
+        self.cand_best = [-math.inf] * n
+        self.best = ScoredPrompt("", -math.inf)
+
+    def decode(self, ids: list[int]) -> str:
+        key = tuple(ids)
+        if key not in self.by_ids:
+            self.by_ids[key] = clean_text(self.clip.tokenizer.decode(ids))
+        return self.by_ids[key]
+
+    def update(self, ids: torch.Tensor, id_scores: torch.Tensor) -> None:
+        """ids (N, M), id_scores (N,): score of each projected prompt. Re-score improved ones."""
+        pending: dict[str, list[int]] = {}  # text -> its re-tokenised body, when not yet scored
+        improved = [n for n in range(ids.shape[0]) if id_scores[n] > self.cand_best[n]]
+        for n in improved:
+            body = ids[n].tolist()
+            text = self.decode(body)
+            if text in self.scores or not text:
+                continue
+            retok = self._retokenize(text)
+            if retok == body:  # round-trips: the gradient pass already scored this exact text
+                self.scores[text] = float(id_scores[n])
+            else:
+                pending[text] = retok
+        if pending:
+            with torch.no_grad():
+                feats = F.normalize(self.encoder.encode_ids(list(pending.values())).float(), dim=-1)
+                for text, s in zip(pending, self.targets.objective(feats).tolist()):
+                    self.scores[text] = s
+        for n in improved:
+            text = self.decode(ids[n].tolist())
+            if not text:
+                continue
+            self.cand_best[n] = max(self.cand_best[n], self.scores[text])
+            if self.scores[text] > self.best.score:
+                self.best = ScoredPrompt(text, self.scores[text])
+
+    def _retokenize(self, text: str) -> list[int]:
+        row = self.clip.tokenizer([text])[0].tolist()  # [SOT, body..., EOT, pad...]
+        end = row.index(self.clip.eot_id) if self.clip.eot_id in row else len(row)
+        return row[1:end]
+
+    def top_k(self, k: int) -> list[ScoredPrompt]:
+        ranked = sorted(self.scores.items(), key=lambda kv: kv[1], reverse=True)[:k]
+        return [ScoredPrompt(t, s) for t, s in ranked]
+
+
+def optimize(
+    clip: LoadedClip,
+    targets: Targets,
+    config: InvertConfig | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Iterator[StepReport]:
+    """Run PEZ, yielding a StepReport every `config.report_every` steps and a final one with
+    `done=True` and the InversionResult. Stopping (should_stop() true, or closing the generator
+    after any report) keeps the best prompt found so far."""
+    config = (config or InvertConfig()).validate(clip.context_length)
+    seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
+    gen = torch.Generator().manual_seed(seed)
+    vocab, encoder = clip.vocab, PromptEncoder(clip)
+    vf = VocabFilter.from_config(config)
+    mask = vocab.mask(vf)  # (V,) 0 allowed, -inf not
+    n, k = config.candidates, targets.positive.shape[0]
+    tracker = _BestTracker(clip, encoder, targets, n)
+
+    # 1. Initialise P from the embeddings of random allowed tokens.
+    allowed = vocab.allowed_ids(vf).cpu()
+    init = allowed[torch.randint(len(allowed), (n, config.prompt_len), generator=gen)]
+    soft = vocab.embeddings[init.to(clip.device)].float().clone().requires_grad_(True)  # (N, M, d)
+    opt = torch.optim.AdamW([soft], lr=config.lr, weight_decay=config.weight_decay)
+
+    history: list[tuple[int, float, float]] = []
+    start, step = time.perf_counter(), 0
+    last: tuple[torch.Tensor, torch.Tensor] | None = None  # (ids, scores) of the latest step
+    try:
+        while step < config.steps:
+            if should_stop is not None and should_stop():
+                break
+            # 2. Project, then take the gradient at the projection on a batch of targets.
+            ids = vocab.project(soft, mask)  # (N, M)
+            projected = vocab.embeddings[ids].detach().requires_grad_(True)  # (N, M, d)
+            with torch.enable_grad():
+                feats = F.normalize(encoder.encode_prompt_embeddings(projected).float(), dim=-1)  # (N, D)
+                batch = _sample_batch(k, config.batch_size, gen, clip.device)
+                objective = targets.objective(feats, batch)  # (N,)
+                loss = (1 - objective).sum()
+                (grad,) = torch.autograd.grad(loss, projected)
+            soft.grad = grad.to(soft.dtype)
+            opt.step()
+
+            # 3. Score the projected prompts against all targets (free: features are at hand).
+            with torch.no_grad():
+                full = objective.detach() if batch is None else targets.objective(feats.detach())  # (N,)
+            tracker.update(ids, full)
+            step, last = step + 1, (ids, full)
+            history.append((step, float(loss.detach()) / n, tracker.best.score))
+            if step % config.report_every == 0 and step < config.steps:
+                yield _report(step, config, history, _current(tracker, last), tracker, start)
+    except KeyboardInterrupt:  # Ctrl-C in a CLI: stop and keep the best
+        pass
+    stopped = step < config.steps
+    elapsed = time.perf_counter() - start
+    result = InversionResult(
+        prompt=tracker.best.prompt,
+        score=tracker.best.score if step else float("nan"),
+        top_k=tracker.top_k(config.top_k),
+        steps_run=step,
+        elapsed=elapsed,
+        stopped=stopped,
+        seed=seed,
+        model=clip.name,
+        config=config,
+        history=history,
+    )
+    final = _report(step, config, history, _current(tracker, last), tracker, start)
+    final.done, final.result = True, result
+    yield final
+
+
+def _current(tracker: _BestTracker, last) -> ScoredPrompt:
+    """The best candidate of the latest step, decoded, with its score against all targets."""
+    if last is None:
+        return ScoredPrompt("", float("nan"))
+    ids, scores = last
+    n = int(scores.argmax())
+    return ScoredPrompt(tracker.decode(ids[n].tolist()), float(scores[n]))
+
+
+def _sample_batch(k: int, batch_size: int, gen: torch.Generator, device) -> torch.Tensor | None:
+    """Indices of this step's positive targets; None means all of them."""
+    if k <= batch_size:
+        return None
+    return torch.randperm(k, generator=gen)[:batch_size].to(device)
+
+
+def _report(step, config, history, current, tracker, start) -> StepReport:
+    elapsed = time.perf_counter() - start
+    return StepReport(
+        step=step,
+        steps=config.steps,
+        loss=history[-1][1] if history else float("nan"),
+        current_prompt=current.prompt,
+        current_score=current.score,
+        best_prompt=tracker.best.prompt,
+        best_score=tracker.best.score,
+        elapsed=elapsed,
+        steps_per_sec=step / elapsed if elapsed > 0 else 0.0,
+    )
+
+
+__all__ = [
+    "InversionResult",
+    "PromptEncoder",
+    "ScoredPrompt",
+    "StepReport",
+    "Targets",
+    "clean_text",
+    "optimize",
+]

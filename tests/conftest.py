@@ -1,0 +1,38 @@
+"""Shared fixtures: tiny random models with the real tokenizer, and synthetic images."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # model hubs are unreachable in tests
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("RUN_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: set RUN_SLOW=1 to run")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip():
+    """A 2-layer random CLIP with the real 49,408-token BPE vocabulary (seeded)."""
+    import pez
+
+    return pez.load_clip("random:tiny", device="cpu")
+
+
+def noise_image(seed: int, size: int = 48) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+
+
+@pytest.fixture
+def images():
+    return [noise_image(i) for i in range(3)]

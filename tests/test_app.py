@@ -1,0 +1,370 @@
+"""The Gradio app: handlers with the toy model, the layout's contract, and every named endpoint
+called through gradio_client on an in-process server (including a streamed run)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import gradio as gr
+import pytest
+
+import app
+import pez
+from pez.config import BOUNDS, GENERATE_BOUNDS
+
+from .conftest import noise_image
+
+ROOT = Path(__file__).resolve().parent.parent
+API_NAMES = {
+    "invert",
+    "invert_multi",
+    "concatenate",
+    "style",
+    "distill",
+    "score",
+    "regenerate",
+    "regenerate_multi",
+    "regenerate_style",
+    "regenerate_distill",
+}
+
+
+def _toy_ready() -> bool:
+    try:
+        pez.load_clip("toy", device="cpu")
+        from pez.toy import toy_generate  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+TOY = _toy_ready()
+MODEL = "toy" if TOY else "random:tiny"  # the toy world model; a tiny random CLIP until it ships
+needs_toy = pytest.mark.skipif(not TOY, reason="the toy world model (pez.toy, assets/toy_clip) is not available")
+# (prompt_len, steps, candidates, seed, lr, blocklist, words_only): a few fast steps
+FAST = (4, 20, 2, 0, 0.1, "", False)
+
+
+@pytest.fixture(scope="module")
+def image_files(tmp_path_factory) -> list[str]:
+    folder = tmp_path_factory.mktemp("images")
+    toys = app.toy_examples()
+    if TOY and len(toys) >= 2:
+        return toys[:3]
+    paths = []
+    for i in range(3):
+        p = folder / f"noise{i}.png"
+        noise_image(i).save(p)
+        paths.append(str(p))
+    return paths
+
+
+def run(handler, *args):
+    """All updates a streaming handler yields."""
+    return list(handler(*args))
+
+
+# ---------------------------------------------------------------------------------------------
+# Layout contract
+
+
+def test_demo_is_blocks_with_named_endpoints_on_one_gpu_queue():
+    assert isinstance(app.demo, gr.Blocks)
+    fns = list(app.demo.fns.values())
+    named = {f.api_name: f for f in fns if f.api_visibility == "public"}
+    assert API_NAMES <= set(named)
+    for name in API_NAMES:  # the optimiser and the generator share one bounded GPU queue
+        assert named[name].concurrency_id == "gpu", name
+        assert named[name].concurrency_limit == app.SERVER.gpu_concurrency
+    assert app.demo._queue.max_size == app.SERVER.queue_size
+    streamed = {"invert", "invert_multi", "concatenate", "style", "distill"}
+    assert all(inspect.isgeneratorfunction(named[n].fn) for n in streamed)
+
+
+def test_history_and_ui_events_stay_off_the_api():
+    for f in app.demo.fns.values():
+        uses_history = any(isinstance(c, gr.BrowserState) for c in [*f.inputs, *f.outputs])
+        if uses_history:
+            assert f.api_visibility == "private"
+
+
+def _component(demo: gr.Blocks, cls, label: str):
+    found = [b for b in demo.blocks.values() if isinstance(b, cls) and getattr(b, "label", None) == label]
+    assert found, f"no {cls.__name__} labelled {label!r}"
+    return found[0]
+
+
+def test_settings_defaults_and_bounds_come_from_the_core():
+    d = pez.InvertConfig()
+    for label, name in [("Prompt length (tokens)", "prompt_len"), ("Steps", "steps")]:
+        s = _component(app.demo, gr.Slider, label)
+        assert (s.minimum, s.maximum, s.value) == (BOUNDS[name].lo, BOUNDS[name].hi, getattr(d, name))
+    r = _component(app.demo, gr.Slider, "Restarts (prompts optimised in parallel)")
+    assert (r.minimum, r.maximum, r.value) == (BOUNDS["candidates"].lo, BOUNDS["candidates"].hi, d.candidates)
+    lr = _component(app.demo, gr.Number, "Learning rate")
+    assert lr.value == d.lr and lr.minimum == BOUNDS["lr"].lo
+    count = _component(app.demo, gr.Slider, "Images")
+    assert count.maximum == GENERATE_BOUNDS["num_images"].hi and count.value == pez.GenerateConfig().num_images
+    model = _component(app.demo, gr.Dropdown, "Model pair")
+    assert [v for _, v in model.choices] == pez.list_pairs()
+    assert model.value == app.default_pair()
+
+
+def test_offline_demo_defaults_to_the_toy_model_and_says_so():
+    demo = app.build_demo(offline_demo=True)
+    assert _component(demo, gr.Dropdown, "Model pair").value == "toy"
+    banners = [b for b in demo.blocks.values() if isinstance(b, gr.HTML) and "Offline demo mode" in str(b.value)]
+    assert banners
+    steps = _component(demo, gr.Slider, "Sampling steps")
+    assert steps.value == pez.get_pair("toy").steps  # sampling defaults follow the pair
+
+
+def test_pair_choices_show_which_clip_goes_with_which_generator():
+    labels = dict((v, k) for k, v in app.pair_choices())
+    assert "ViT-H-14/laion2b_s32b_b79k" in labels["sd-turbo"]
+    assert "toy" in labels["toy"].lower()
+    assert "stabilityai/sd-turbo" in app.pair_info("sd-turbo")
+
+
+def test_zero_gpu_decorator_is_a_no_op_without_spaces(monkeypatch):
+    monkeypatch.setattr(app, "spaces", None)
+
+    def f(x):
+        return x
+
+    assert app.on_gpu(f) is f
+
+
+def test_core_never_imports_gradio():
+    code = "import sys, pez, pez.generate; assert 'gradio' not in sys.modules, 'pez imported gradio'"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_cli_flags():
+    args = app.parse_args(["--offline-demo", "--device", "cpu", "--port", "7999", "--share"])
+    assert args.offline_demo and args.device == "cpu" and args.port == 7999 and args.share
+    assert not app.parse_args([]).offline_demo
+
+
+# ---------------------------------------------------------------------------------------------
+# Handlers
+
+
+def test_invert_image_streams_progress_then_the_best_prompt(image_files):
+    updates = run(app.invert_image, image_files[0], MODEL, 4, 40, 2, 0, 0.1, "", False)
+    assert len(updates) >= 3  # loading, at least one live update, final
+    prompt, status, plot, cands, record = updates[-1]
+    assert prompt and prompt == record["prompt"] and record["done"] and not record["stopped"]
+    assert "Done after 40 steps" in status and "steps/s" in status
+    assert set(plot["series"]) == {app.LOSS, app.BEST} and plot["step"].max() == 40
+    assert cands[0][1] == prompt and [r[2] for r in cands] == sorted((r[2] for r in cands), reverse=True)
+    live = updates[1]
+    assert "Step" in live[1] and live[4]["steps_run"] > 0 and not live[4]["done"]
+
+
+def test_run_is_reproducible_with_a_seed_and_reports_a_drawn_one(image_files):
+    a = run(app.invert_image, image_files[0], MODEL, *FAST)[-1]
+    b = run(app.invert_image, image_files[0], MODEL, *FAST)[-1]
+    assert a[0] == b[0]
+    drawn = run(app.invert_image, image_files[0], MODEL, 4, 10, 1, None, 0.1, "", False)[-1]
+    assert isinstance(drawn[4]["settings"]["seed"], int) and f"seed {drawn[4]['settings']['seed']}" in drawn[1]
+
+
+def test_closing_the_stream_frees_the_run(image_files):
+    """What Gradio does on Stop or when the tab closes: close the generator after an update."""
+    stream = app.invert_image(image_files[0], MODEL, 4, 10_000, 1, 0, 0.1, "", False)
+    next(stream), next(stream)  # loading, then a live update
+    stream.close()  # must return promptly, not run 10,000 steps
+
+
+def test_multi_concatenate_style_and_distill(image_files):
+    multi = run(app.invert_multi, [(p, None) for p in image_files[:2]], MODEL, *FAST)[-1]
+    assert multi[0] and multi[4]["mode"] == "multi"
+
+    concat = run(app.concatenate, [(p, None) for p in image_files[:2]], MODEL, *FAST)
+    joined, status, _, parts, record = concat[-1]
+    assert len(parts) == 2 and [p[0] for p in parts] == [1, 2]
+    assert joined == pez.join_prompts([p[1] for p in parts]) and record["mode"] == "concatenate"
+    assert "2 of 2 images" in status
+
+    style = run(app.find_style, image_files[:2], MODEL, *FAST)[-1]
+    styled = app.styled_prompts(style[0], "a fox\n\n a lighthouse ", pez.STYLE_TEMPLATE)
+    assert styled.splitlines() == pez.style_prompts(["a fox", "a lighthouse"], style[0])
+    assert app.styled_prompts("", "a fox", pez.STYLE_TEMPLATE) == ""
+    assert app.styled_prompts("x", "a fox", "no style field").startswith("⚠️")
+
+    distill = run(app.distill_prompt, "a red star on a grey background, simple, centred", MODEL, *FAST)[-1]
+    assert distill[0] and "CLIP text similarity" in distill[1] and "→ 4 tokens" in distill[1]
+
+
+def test_score_prompt(image_files):
+    text = app.score_prompt("a red circle", image_files[0], MODEL)
+    assert "Score of this prompt" in text
+    with pytest.raises(gr.Error):
+        app.score_prompt("   ", image_files[0], MODEL)
+
+
+@pytest.mark.parametrize(
+    "call, expected",
+    [
+        (lambda f: run(app.invert_image, None, MODEL, *FAST), "Add an image first"),
+        (lambda f: run(app.invert_multi, [], MODEL, *FAST), "Add at least 1 images"),
+        (lambda f: run(app.invert_image, f, MODEL, 4, 0, 1, 0, 0.1, "", False), "steps"),
+        (lambda f: run(app.distill_prompt, "   ", MODEL, *FAST), "long prompt"),
+    ],
+)
+def test_bad_input_becomes_a_clear_error(call, expected, image_files):
+    with pytest.raises(gr.Error) as e:
+        call(image_files[0])
+    assert expected in e.value.message
+
+
+def test_not_an_image_is_reported(tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    with pytest.raises(gr.Error) as e:
+        run(app.invert_image, str(bad), MODEL, *FAST)
+    assert "not an image" in e.value.message
+
+
+def test_missing_weights_give_a_clear_message(image_files, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(gr.Error) as e:
+        run(app.invert_image, image_files[0], "sd-1.5", *FAST)
+    assert e.value.title == "Model weights not available" and "toy" in e.value.message
+
+
+def test_unexpected_errors_are_logged_and_the_app_keeps_serving(image_files, monkeypatch, caplog):
+    def boom(*a, **k):
+        raise RuntimeError("kaput")
+
+    monkeypatch.setattr(pez, "invert_stream", boom)
+    with pytest.raises(gr.Error) as e:
+        run(app.invert_image, image_files[0], MODEL, *FAST)
+    assert "Something went wrong (RuntimeError: kaput)" in e.value.message
+    assert "unexpected error" in caplog.text
+
+
+# ---------------------------------------------------------------------------------------------
+# Regeneration (toy generator)
+
+
+@needs_toy
+def test_regenerate_scores_images_against_the_target(image_files):
+    items, summary = app.regenerate("a red circle", image_files[0], "toy", "", 3, 1, 0.0, 2)
+    assert len(items) == 2 and "seed 3" in items[0][1] and "image sim" in items[0][1]
+    assert "image similarity to the target" in summary
+    gallery = [(p, None) for p in image_files]
+    items, _ = app.regenerate_multi("a red circle, a blue star", gallery, "toy", "", 0, 1, 0, 1)
+    assert len(items) == 1
+
+
+@needs_toy
+def test_regenerate_style_and_distill():
+    items, _ = app.regenerate_style("green", "a circle\na star", pez.STYLE_TEMPLATE, "toy", "", 0, 1, 0, 1)
+    assert [c.split(" · ")[0] for _, c in items] == ["a circle", "a star"]
+    long_items, short_items, summary = app.regenerate_distill("a big red star", "red star", "toy", "", 0, 1, 0, 2)
+    assert len(long_items) == len(short_items) == 2 and "4 images" in summary
+    with pytest.raises(gr.Error):
+        app.regenerate_style("", "a circle", pez.STYLE_TEMPLATE, "toy", "", 0, 1, 0, 1)
+    with pytest.raises(gr.Error):
+        app.regenerate("", None, "toy", "", 0, 1, 0, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# History
+
+
+def test_history_upserts_by_run_and_exports_json():
+    cfg = pez.InvertConfig(seed=0)
+    rec = {**app.new_record("image", "toy", cfg), "prompt": "a red circle", "score": 0.31, "steps_run": 30}
+    h = app.history_upsert([], rec)
+    h = app.history_upsert(h, {**rec, "prompt": "a red circle!", "done": True})  # same run: replaced
+    h = app.history_upsert(h, {**app.new_record("distill", "toy", cfg), "prompt": ""})  # empty: not kept
+    assert len(h) == 1 and h[0]["prompt"] == "a red circle!" and "done" not in h[0]
+    rows = app.history_rows(h)
+    assert rows[0][1:5] == ["image", "a red circle!", "0.310", "toy"] and "seed 0" in rows[0][5]
+    data = json.loads(Path(app.export_history(h)).read_text())
+    assert data["prompts"][0]["settings"]["prompt_len"] == cfg.prompt_len
+    with pytest.raises(gr.Error):
+        app.export_history([])
+    many = []
+    for i in range(app.HISTORY_LIMIT + 5):
+        many = app.history_upsert(many, {**rec, "id": str(i)})
+    assert len(many) == app.HISTORY_LIMIT and many[0]["id"] == str(app.HISTORY_LIMIT + 4)
+
+
+def test_stop_keeps_the_best_prompt_in_history():
+    rec = {**app.new_record("image", "toy", pez.InvertConfig()), "prompt": "a blue star", "score": 0.4, "steps_run": 70}
+    history, rows, status = app.stop_run(rec, [])
+    assert history[0]["prompt"] == "a blue star" and rows[0][2] == "a blue star"
+    assert "Stopped at step 70" in status and "best prompt kept" in status
+    history, _, status = app.stop_run(None, history)  # Stop with nothing running
+    assert len(history) == 1 and status == gr.skip()
+
+
+# ---------------------------------------------------------------------------------------------
+# In-process server + gradio_client: every named endpoint
+
+
+@pytest.fixture(scope="module")
+def client():
+    from gradio_client import Client
+
+    demo = app.build_demo()
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.LAUNCH_KWARGS)
+    try:
+        yield Client(url, verbose=False)
+    finally:
+        demo.close()
+
+
+def test_client_streams_an_inversion_and_calls_every_endpoint(client, image_files):
+    from gradio_client import handle_file
+
+    api = client.view_api(return_format="dict", print_info=False)
+    assert API_NAMES <= {name.lstrip("/") for name in api["named_endpoints"]}
+
+    img = handle_file(image_files[0])
+    settings = dict(model=MODEL, prompt_len=4, steps=40, candidates=1, seed=0)
+    job = client.submit(img, **settings, api_name="/invert")
+    updates = list(job)  # streamed: one item per yield
+    assert len(updates) >= 3
+    prompt, status, _plot, cands = job.outputs()[-1]
+    assert prompt and "Done after 40 steps" in status and cands["data"][0][1] == prompt
+
+    gallery = [{"image": handle_file(p), "caption": None} for p in image_files[:2]]
+    small = dict(model=MODEL, prompt_len=4, steps=10, candidates=1, seed=0)
+    assert client.predict(gallery, **small, api_name="/invert_multi")[0]
+    joined, status, _, parts = client.predict(gallery, **small, api_name="/concatenate")
+    assert joined and len(parts["data"]) == 2
+    style = client.predict(gallery, **small, api_name="/style")[0]
+    short, status, _, _ = client.predict("a big red star in the middle of a grey picture", **small, api_name="/distill")
+    assert short and "similarity" in status
+    assert "Score" in client.predict(prompt, img, MODEL, api_name="/score")
+
+    if not TOY:
+        pytest.skip("regeneration endpoints need the toy generator")
+    gen = dict(model="toy", num_images=1, seed=0, steps=1, guidance=0)
+    images, summary = client.predict(prompt, img, **gen, api_name="/regenerate")
+    assert len(images) == 1 and "image sim" in images[0]["caption"]
+    images, _ = client.predict(joined, gallery, **gen, api_name="/regenerate_multi")
+    assert len(images) == 1
+    images, _ = client.predict(style, "a circle\na star", pez.STYLE_TEMPLATE, **gen, api_name="/regenerate_style")
+    assert len(images) == 2
+    long_images, short_images, _ = client.predict("a big red star", short, **gen, api_name="/regenerate_distill")
+    assert len(long_images) == len(short_images) == 1
+
+
+def test_client_gets_errors_as_messages_and_the_server_keeps_serving(client, image_files):
+    from gradio_client import handle_file
+
+    with pytest.raises(Exception) as e:
+        client.predict("   ", MODEL, 4, 10, api_name="/distill")
+    assert "long prompt" in str(e.value)
+    prompt = client.predict(handle_file(image_files[0]), MODEL, 4, 10, api_name="/invert")[0]
+    assert prompt

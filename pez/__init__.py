@@ -5,7 +5,7 @@ CLIP's vocabulary, so the result is real text any diffusion model accepts. The p
 
     import pez
     result = pez.invert(["cat.jpg"], model="sd-turbo", config=pez.InvertConfig(steps=500))
-    print(result.prompt, result.score)
+    result.prompt, result.score  # the best text and its mean CLIP cosine to the images
 """
 
 from .config import (

@@ -6,7 +6,8 @@ product. These are the targets PEZ optimises towards and the metric the app show
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -11,8 +11,9 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -87,7 +88,9 @@ def _open(source: Any, label: str) -> Image.Image:
 
 def _from_array(arr: np.ndarray, label: str) -> Image.Image:
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
-        raise InvalidImageError(f"{label}: expected an (H, W), (H, W, 3) or (H, W, 4) array, received shape {arr.shape}")
+        raise InvalidImageError(
+            f"{label}: expected an (H, W), (H, W, 3) or (H, W, 4) array, received shape {arr.shape}"
+        )
     if arr.dtype != np.uint8:
         arr = np.clip(arr.astype(np.float64) * (255 if arr.max(initial=0) <= 1.0 else 1), 0, 255).astype(np.uint8)
     return Image.fromarray(arr[..., 0] if arr.ndim == 3 and arr.shape[2] == 1 else arr)
@@ -96,11 +99,17 @@ def _from_array(arr: np.ndarray, label: str) -> Image.Image:
 def _check_size(img: Image.Image, label: str) -> None:
     w, h = img.size
     if w * h > MAX_IMAGE_PIXELS:
-        raise InvalidImageError(f"{label}: image too large ({w}x{h}; at most {MAX_IMAGE_PIXELS:,} pixels); downscale it first")
+        raise InvalidImageError(
+            f"{label}: image too large ({w}x{h}; at most {MAX_IMAGE_PIXELS:,} pixels); downscale it first"
+        )
     if min(w, h) < MIN_IMAGE_SIDE:
-        raise InvalidImageError(f"{label}: image too small ({w}x{h}; each side must be at least {MIN_IMAGE_SIDE} pixels)")
+        raise InvalidImageError(
+            f"{label}: image too small ({w}x{h}; each side must be at least {MIN_IMAGE_SIDE} pixels)"
+        )
     if max(w, h) / min(w, h) > MAX_ASPECT_RATIO:
-        raise InvalidImageError(f"{label}: extreme aspect ratio {w}x{h} (at most {MAX_ASPECT_RATIO:g}:1); crop it first")
+        raise InvalidImageError(
+            f"{label}: extreme aspect ratio {w}x{h} (at most {MAX_ASPECT_RATIO:g}:1); crop it first"
+        )
 
 
 def _first_frame(img: Image.Image) -> Image.Image:

@@ -8,8 +8,9 @@ registry pair name, any CLIP spec accepted by `pez.models.load_clip`, or a Loade
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -37,7 +38,9 @@ def image_targets(
     if not images and not negative_images:
         raise ConfigError("images: expected at least one image, received none")
     if len(images) + len(negative_images) > MAX_IMAGES:
-        raise ConfigError(f"images: expected at most {MAX_IMAGES} images, received {len(images) + len(negative_images)}")
+        raise ConfigError(
+            f"images: expected at most {MAX_IMAGES} images, received {len(images) + len(negative_images)}"
+        )
     return Targets(_features(clip, images), _features(clip, negative_images), negative_weight)
 
 
@@ -53,7 +56,11 @@ def _features(clip: LoadedClip, images: list) -> torch.Tensor:
 
 
 def _empty(clip: LoadedClip) -> torch.Tensor:
-    dim = clip.model.text_projection.shape[-1] if clip.model.text_projection is not None else clip.model.ln_final.normalized_shape[0]
+    dim = (
+        clip.model.text_projection.shape[-1]
+        if clip.model.text_projection is not None
+        else clip.model.ln_final.normalized_shape[0]
+    )
     return torch.zeros(0, dim, device=clip.device)
 
 

@@ -19,10 +19,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -59,31 +60,65 @@ PAIRS: dict[str, ModelPair] = {
     p.name: p
     for p in [
         ModelPair(
-            "sd-turbo", "SD-Turbo (fast, 1-4 steps)", "ViT-H-14/laion2b_s32b_b79k",
-            "stabilityai/sd-turbo", steps=1, guidance=0.0, size=512,
+            "sd-turbo",
+            "SD-Turbo (fast, 1-4 steps)",
+            "ViT-H-14/laion2b_s32b_b79k",
+            "stabilityai/sd-turbo",
+            steps=1,
+            guidance=0.0,
+            size=512,
             note="Fast default for interactive use on a GPU; guidance 0 ignores negative prompts.",
         ),
         ModelPair(
-            "sd-2.1-base", "Stable Diffusion 2.1-base (paper setting)", "ViT-H-14/laion2b_s32b_b79k",
-            "stabilityai/stable-diffusion-2-1-base", steps=25, guidance=9.0, size=512,
-            scheduler="dpm-multistep", note="The PEZ paper's generation setting.",
+            "sd-2.1-base",
+            "Stable Diffusion 2.1-base (paper setting)",
+            "ViT-H-14/laion2b_s32b_b79k",
+            "stabilityai/stable-diffusion-2-1-base",
+            steps=25,
+            guidance=9.0,
+            size=512,
+            scheduler="dpm-multistep",
+            note="The PEZ paper's generation setting.",
         ),
         ModelPair(
-            "sd-1.5", "Stable Diffusion 1.5", "ViT-L-14/openai",
-            "stable-diffusion-v1-5/stable-diffusion-v1-5", steps=25, guidance=7.5, size=512,
+            "sd-1.5",
+            "Stable Diffusion 1.5",
+            "ViT-L-14/openai",
+            "stable-diffusion-v1-5/stable-diffusion-v1-5",
+            steps=25,
+            guidance=7.5,
+            size=512,
         ),
         ModelPair(
-            "sdxl", "SDXL base 1.0", "ViT-bigG-14/laion2b_s39b_b160k",
-            "stabilityai/stable-diffusion-xl-base-1.0", kind="sdxl", steps=30, guidance=7.0, size=1024,
+            "sdxl",
+            "SDXL base 1.0",
+            "ViT-bigG-14/laion2b_s39b_b160k",
+            "stabilityai/stable-diffusion-xl-base-1.0",
+            kind="sdxl",
+            steps=30,
+            guidance=7.0,
+            size=1024,
             note="PEZ optimises for the bigG encoder only; SDXL also has a ViT-L encoder.",
         ),
         ModelPair(
-            "sdxl-turbo", "SDXL-Turbo (fast, 1-4 steps)", "ViT-bigG-14/laion2b_s39b_b160k",
-            "stabilityai/sdxl-turbo", kind="sdxl", steps=1, guidance=0.0, size=512,
+            "sdxl-turbo",
+            "SDXL-Turbo (fast, 1-4 steps)",
+            "ViT-bigG-14/laion2b_s39b_b160k",
+            "stabilityai/sdxl-turbo",
+            kind="sdxl",
+            steps=1,
+            guidance=0.0,
+            size=512,
         ),
         ModelPair(
-            "toy", "Toy world (offline demo, no download)", "toy", None, kind="toy",
-            steps=1, guidance=0.0, size=64,
+            "toy",
+            "Toy world (offline demo, no download)",
+            "toy",
+            None,
+            kind="toy",
+            steps=1,
+            guidance=0.0,
+            size=64,
             note="A small CLIP trained on coloured shapes; its 'generator' draws the shapes named.",
         ),
     ]
@@ -114,7 +149,10 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ConfigError(f"device: expected one of 'auto', 'cpu', 'cuda', 'mps', received {device!r}") from e
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device: expected 'cpu' or 'auto' (no CUDA device is available), received {device!r}")
     if dev.type == "mps" and not torch.backends.mps.is_available():
@@ -344,7 +382,12 @@ def _hub_files(spec: ClipSpec) -> tuple[str, list[str]]:
     filename = filename or "open_clip_pytorch_model.bin"
     names = [filename]
     if filename.endswith((".bin", ".pth")):
-        names.insert(0, "open_clip_model.safetensors" if filename == "open_clip_pytorch_model.bin" else filename[:-4] + ".safetensors")
+        names.insert(
+            0,
+            "open_clip_model.safetensors"
+            if filename == "open_clip_pytorch_model.bin"
+            else filename[:-4] + ".safetensors",
+        )
     return repo, names
 
 
@@ -365,7 +408,9 @@ def _missing_message(spec: ClipSpec, reason: str) -> str:
     where = ""
     if spec.source == "tag":
         repo, names = _hub_files(spec)
-        where = f" Looked for {' or '.join(names)} of the Hugging Face repo {repo!r} in the hub cache ({_hub_cache_dir()})."
+        where = (
+            f" Looked for {' or '.join(names)} of the Hugging Face repo {repo!r} in the hub cache ({_hub_cache_dir()})."
+        )
     return (
         f"Could not load the CLIP weights for {spec.label!r}: {reason.strip()}.{where} "
         "To provide them: run once with network access so they are cached, or pass a local file "

@@ -21,8 +21,8 @@ import math
 import random
 import re
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +30,6 @@ import torch.nn.functional as F
 from .config import ConfigError, InvertConfig
 from .models import LoadedClip
 from .vocab import VocabFilter
-
 
 # ---------------------------------------------------------------------------------------------
 # Embedding-level text encoder

@@ -1,0 +1,546 @@
+"""Regeneration: images from a (discovered) prompt with the pair's diffusion model, scored by CLIP.
+
+`generate(pair, prompt, config)` draws `config.num_images` images with the pair's generator and
+scores each one with the pair's CLIP: cosine to the prompt's text features and, when targets are
+given, cosine to each target image (the paper's image metric). Image k uses its own
+`torch.Generator` seeded with `seed + k`, so it can be reproduced alone.
+
+Generators are diffusers pipelines, loaded once per (source, device, offload) by
+`load_generator()` and shared between users behind a lock (a pipeline's scheduler is stateful,
+so calls on one pipeline run one at a time). The "toy" pair draws with `pez.toy.toy_generate`
+and needs no diffusers. Tests inject a pipeline from `pez.tiny_sd` through `pipeline=`.
+
+Progress goes to `callback(GenerationStep)` after every denoising step; `should_stop()` is polled
+at the same point and stops the run through diffusers' interrupt flag, keeping what was drawn.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import GENERATE_BOUNDS, MAX_IMAGES, MAX_TEXT_CHARS, ConfigError, GenerateConfig
+from .features import check_texts, image_features, text_features
+from .models import LoadedClip, ModelPair, WeightsNotFoundError, get_pair, load_clip, resolve_device
+
+log = logging.getLogger(__name__)
+
+SIZE_MULTIPLE = 8  # the SD VAEs downsample by 8, so image sides must be multiples of 8
+CFG_THRESHOLD = 1.0  # diffusers runs classifier-free guidance only when guidance > 1
+
+
+@dataclass(frozen=True)
+class GenerationStep:
+    """Progress of one run: `step` of `total` done (denoising steps; images for the toy pair)."""
+
+    step: int
+    total: int
+    seconds: float  # since the run started
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """A GenerateConfig with the pair's defaults filled in and every value checked."""
+
+    negative_prompt: str
+    seed: int
+    num_images: int
+    steps: int
+    guidance: float
+    width: int
+    height: int
+
+    @property
+    def seeds(self) -> list[int]:
+        return [self.seed + k for k in range(self.num_images)]
+
+
+@dataclass
+class ImageScores:
+    """CLIP cosines of n generated images: to the prompt, and to K target images."""
+
+    text: list[float] | None  # (n,) cosine of each image to the prompt
+    image: list[float] | None  # (n,) mean cosine of each image over the targets
+    matrix: list[list[float]] | None  # (n, K) cosine of each image to each target
+
+
+@dataclass
+class GenerationResult:
+    """Images of one run, their seeds and scores, the settings used, and what to tell the user."""
+
+    images: list[Any]  # PIL images
+    seeds: list[int]  # seed of each image (seed + k); image k alone is reproduced by that seed
+    prompt: str
+    pair: str
+    settings: GenerationSettings
+    text_scores: list[float] | None = None  # (n,) cosine to the prompt; None when not scored
+    image_scores: list[float] | None = None  # (n,) mean cosine over the targets; None without targets
+    image_score_matrix: list[list[float]] | None = None  # (n, K)
+    seconds: float = 0.0  # generation only (no loading, no scoring)
+    score_seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    stopped: bool = False  # should_stop() ended the run early
+    steps_done: int = 0
+
+    @property
+    def seconds_per_image(self) -> float:
+        return self.seconds / max(len(self.images), 1)
+
+    @property
+    def best(self) -> int | None:
+        """Index of the best image: highest target score, else highest prompt score."""
+        scores = self.image_scores or self.text_scores
+        return None if not scores else max(range(len(scores)), key=scores.__getitem__)
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+
+
+def resolve_pair(pair: str | ModelPair) -> ModelPair:
+    """A registry name or a ModelPair -> ModelPair (ConfigError listing the choices otherwise)."""
+    if isinstance(pair, ModelPair):
+        return pair
+    if isinstance(pair, str):
+        return get_pair(pair)
+    raise ConfigError(f"model pair: expected a pair name or ModelPair, received {pair!r}")
+
+
+def resolve_settings(pair: ModelPair, config: GenerateConfig | None = None) -> GenerationSettings:
+    """Fill the pair's defaults into `config` and check every value. Raises ConfigError."""
+    config = GenerateConfig() if config is None else config
+    if not isinstance(config, GenerateConfig):
+        raise ConfigError(f"config: expected a GenerateConfig, received {type(config).__name__}")
+    values = dataclasses.asdict(config)
+    defaults = {"steps": pair.steps, "guidance": pair.guidance, "width": pair.size, "height": pair.size}
+    values.update({k: v for k, v in defaults.items() if values[k] is None})
+    _check_negative_prompt(values["negative_prompt"])
+    for name in ("seed", "num_images", "steps", "width", "height"):
+        _check_int(name, values[name])
+    GENERATE_BOUNDS["guidance"].check("guidance", values["guidance"])
+    for name in ("width", "height"):
+        if values[name] % SIZE_MULTIPLE:
+            raise ConfigError(f"{name}: expected a multiple of {SIZE_MULTIPLE}, received {values[name]}")
+    if pair.kind == "toy" and values["width"] != values["height"]:
+        raise ConfigError(f"size: the toy generator draws square images, received {values['width']}x{values['height']}")
+    values["guidance"] = float(values["guidance"])
+    return GenerationSettings(**values)
+
+
+def _check_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name}: expected an integer, received {value!r}")
+    GENERATE_BOUNDS[name].check(name, value)
+
+
+def _check_negative_prompt(text: Any) -> None:
+    if not isinstance(text, str):
+        raise ConfigError(f"negative_prompt: expected text, received {text!r}")
+    if len(text) > MAX_TEXT_CHARS:
+        raise ConfigError(f"negative_prompt: expected at most {MAX_TEXT_CHARS} characters, received {len(text)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Generators: loading and caching
+
+
+@dataclass(eq=False)
+class LoadedGenerator:
+    """A diffusers text-to-image pipeline ready to run. Shared: call it only under `lock`."""
+
+    pipeline: Any
+    source: str  # hub id or local folder it came from ("<injected>" for a passed pipeline)
+    device: torch.device
+    offload: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+_GENERATORS: dict[tuple, LoadedGenerator] = {}
+_GENERATORS_LOCK = threading.Lock()
+_INJECTED_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # pipeline -> its lock
+
+
+def load_generator(
+    pair: str | ModelPair,
+    device: str | torch.device | None = None,
+    *,
+    offload: bool = False,
+    source: str | None = None,
+) -> LoadedGenerator:
+    """Load (once) and return the pair's diffusion pipeline. Thread-safe; cached.
+
+    `source` overrides the pair's hub id, e.g. with a local diffusers folder (one holding
+    model_index.json). `offload` uses accelerate's model CPU offload (CUDA only): each model sits
+    on the GPU only while it runs, for GPUs too small for the whole pipeline.
+    Raises ConfigError (no generator, bad device) or WeightsNotFoundError (weights not found).
+    """
+    pair = resolve_pair(pair)
+    source = source or pair.generator
+    if not source:
+        raise ConfigError(f"model pair {pair.name!r} has no diffusion generator (generate() draws the toy pair itself)")
+    dev = resolve_device(device)
+    if offload and dev.type != "cuda":
+        log.info("model CPU offload needs a CUDA device; ignored on %s", dev)
+        offload = False
+    source = str(Path(source).expanduser().resolve()) if _is_local_path(source) else source
+    key = (source, pair.kind, pair.scheduler, str(dev), offload)
+    with _GENERATORS_LOCK:
+        if key not in _GENERATORS:
+            _GENERATORS[key] = _load_uncached(pair, source, dev, offload)
+        return _GENERATORS[key]
+
+
+def clear_generators() -> None:
+    """Forget every cached pipeline (frees memory once no caller holds one)."""
+    with _GENERATORS_LOCK:
+        _GENERATORS.clear()
+
+
+def _load_uncached(pair: ModelPair, source: str, device: torch.device, offload: bool) -> LoadedGenerator:
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    log.info("loading generator %s on %s (%s%s)", source, device, dtype, ", offload" if offload else "")
+    pipe = _from_pretrained(source, dtype)
+    if pair.scheduler == "dpm-multistep":
+        from diffusers import DPMSolverMultistepScheduler
+
+        pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+    if offload:
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe = pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)  # the core never prints; progress goes to callbacks
+    return LoadedGenerator(pipe, source, device, offload)
+
+
+def _from_pretrained(source: str, dtype: torch.dtype):
+    """Load from the local cache or folder first (fast, no network); download only when allowed."""
+    local = _is_local_path(source)
+    if local:
+        _check_folder(source)
+    offline = _hub_offline()
+    if local or offline or _is_cached(source):
+        try:
+            return _try_variants(source, dtype, local_only=True)
+        except WeightsNotFoundError:
+            if local or offline:
+                raise
+    return _try_variants(source, dtype, local_only=False)
+
+
+def _try_variants(source: str, dtype: torch.dtype, local_only: bool):
+    """fp16 weight files first on CUDA (half the download), full precision first elsewhere."""
+    from diffusers import AutoPipelineForText2Image
+
+    variants = ("fp16", None) if dtype == torch.float16 else (None, "fp16")
+    reasons = []
+    for variant in variants:
+        try:
+            return AutoPipelineForText2Image.from_pretrained(
+                source, dtype=dtype, variant=variant, local_files_only=local_only
+            )
+        except Exception as e:  # noqa: BLE001 - any loader failure becomes one clear message
+            reasons.append(f"{variant or 'default'} weights: {str(e).strip().splitlines()[0][:300]}")
+    raise WeightsNotFoundError(_missing_message(source, reasons, local_only))
+
+
+def _is_local_path(source: str) -> bool:
+    return source.startswith(("/", "./", "../", "~")) or Path(source).expanduser().is_dir()
+
+
+def _check_folder(path: str) -> None:
+    if not Path(path).is_dir():
+        raise WeightsNotFoundError(
+            f"Generator folder not found: {path!r} (expected a diffusers folder with model_index.json)"
+        )
+    if not (Path(path) / "model_index.json").is_file():
+        raise WeightsNotFoundError(
+            f"{path!r} is not a diffusers pipeline folder: expected model_index.json in it "
+            "(save one with pipeline.save_pretrained(folder))"
+        )
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    env = os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "TRUE", "ON", "YES")
+    return bool(constants.HF_HUB_OFFLINE) or env
+
+
+def _is_cached(repo: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo, "model_index.json"), str)
+    except Exception:  # noqa: BLE001 - a malformed repo id is simply "not cached"
+        return False
+
+
+def _missing_message(source: str, reasons: list[str], local_only: bool) -> str:
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    if _is_local_path(source):
+        where = f"the local folder {source!r}"
+    else:
+        mode = "offline: HF_HUB_OFFLINE is set" if _hub_offline() else ("cache only" if local_only else "download")
+        where = f"the Hugging Face repo {source!r} ({mode}; hub cache {HF_HUB_CACHE})"
+    return (
+        f"Could not load the diffusion generator from {where}. Tried: {'; '.join(reasons)}. "
+        f"To provide it: run once with network access so it is cached (e.g. `hf download {source}`), "
+        "or pass a local diffusers folder (with model_index.json) as the generator source. "
+        "For an offline demo use the model pair 'toy'."
+    )
+
+
+def _as_generator(pipeline: Any) -> LoadedGenerator:
+    """Wrap an injected pipeline, giving each pipeline object one lock for its lifetime."""
+    if isinstance(pipeline, LoadedGenerator):
+        return pipeline
+    if not callable(pipeline):
+        raise ConfigError(
+            f"pipeline: expected a diffusers pipeline or LoadedGenerator, received {type(pipeline).__name__}"
+        )
+    with _GENERATORS_LOCK:
+        lock = _INJECTED_LOCKS.setdefault(pipeline, threading.Lock())
+    device = getattr(pipeline, "_execution_device", None) or torch.device("cpu")
+    return LoadedGenerator(pipeline, "<injected>", torch.device(device), lock=lock)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+
+
+class _StepHook:
+    """diffusers `callback_on_step_end`: reports progress and raises the interrupt flag on stop."""
+
+    def __init__(self, total: int, callback: Callable | None, should_stop: Callable[[], bool] | None):
+        self.total, self.callback, self.should_stop = total, callback, should_stop
+        self.steps_done, self.stopped, self.t0 = 0, False, time.perf_counter()
+
+    def __call__(self, pipe: Any, i: int, t: Any, tensors: dict) -> dict:
+        self.total = int(getattr(pipe, "num_timesteps", None) or self.total)
+        self.steps_done = i + 1
+        if self.callback is not None:
+            self.callback(GenerationStep(self.steps_done, self.total, time.perf_counter() - self.t0))
+        if self.should_stop is not None and self.steps_done < self.total and self.should_stop():
+            pipe._interrupt = True  # diffusers' documented interrupt: later steps are skipped
+            self.stopped = True
+        return tensors
+
+
+def _run_diffusers(gen: LoadedGenerator, prompt: str, s: GenerationSettings, hook: _StepHook) -> tuple[list, list]:
+    """(images, nsfw flags or []) from one batched pipeline call."""
+    generators = [torch.Generator("cpu").manual_seed(seed) for seed in s.seeds]  # CPU: same noise on any device
+    cfg_on = s.guidance > CFG_THRESHOLD
+    with gen.lock:
+        out = gen.pipeline(
+            prompt=prompt,
+            negative_prompt=(s.negative_prompt or None) if cfg_on else None,
+            num_inference_steps=s.steps,
+            guidance_scale=s.guidance,
+            width=s.width,
+            height=s.height,
+            num_images_per_prompt=s.num_images,
+            generator=generators,
+            callback_on_step_end=hook,
+        )
+    return list(out.images), list(getattr(out, "nsfw_content_detected", None) or [])
+
+
+def _run_toy(prompt: str, s: GenerationSettings, hook: _StepHook) -> list:
+    """Toy pair: one toy_generate call per image (seed + k), so seeding matches the SD path."""
+    try:
+        from .toy import toy_generate
+    except ImportError as e:
+        raise ConfigError(f"model pair 'toy': pez.toy.toy_generate is not available ({e})") from e
+    images = []
+    hook.total = s.num_images
+    for k, seed in enumerate(s.seeds):
+        if k and hook.should_stop is not None and hook.should_stop():
+            hook.stopped = True
+            break
+        images += toy_generate(prompt, seed=seed, num_images=1, size=s.width)
+        hook.steps_done = k + 1
+        if hook.callback is not None:
+            hook.callback(GenerationStep(k + 1, s.num_images, time.perf_counter() - hook.t0))
+    return images
+
+
+def _warnings(pair: ModelPair, gen: LoadedGenerator | None, prompt: str, s: GenerationSettings) -> list[str]:
+    """What the user should know before looking at the images."""
+    out = []
+    if s.negative_prompt.strip():
+        if gen is None:
+            out.append("negative prompt has no effect on the toy generator (it draws the shapes named)")
+        elif s.guidance <= CFG_THRESHOLD:
+            out.append(
+                f"negative prompt has no effect at guidance {s.guidance:g} (classifier-free guidance is off "
+                f"at guidance <= {CFG_THRESHOLD:g}); raise guidance above {CFG_THRESHOLD:g} to use it"
+            )
+    tokenizer = getattr(gen.pipeline, "tokenizer", None) if gen is not None else None
+    if tokenizer is not None:
+        n = len(tokenizer(prompt, truncation=False, verbose=False).input_ids)
+        if n > tokenizer.model_max_length:
+            keep = tokenizer.model_max_length - 2
+            out.append(f"prompt is {n - 2} tokens; the generator reads only the first {keep}")
+    return out
+
+
+def _nsfw_warnings(flags: list) -> list[str]:
+    hits = [k for k, flagged in enumerate(flags) if flagged]
+    if not hits:
+        return []
+    return [f"image(s) {hits} were flagged by the pipeline's safety checker and blacked out"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring
+
+
+@torch.inference_mode()
+def score_images(
+    clip: LoadedClip, images: Sequence[Any], prompt: str | None = None, targets: Any = None
+) -> ImageScores:
+    """CLIP cosines of `images` to `prompt` and to `targets` (images, or (K, D) unit features)."""
+    if len(images) == 0:
+        return ImageScores([] if prompt else None, [] if targets is not None else None, None)
+    feats = image_features(clip, images)  # (n, D)
+    text = (feats @ text_features(clip, [prompt]).T)[:, 0].tolist() if prompt else None
+    if targets is None:
+        return ImageScores(text, None, None)
+    sims = feats @ target_features(clip, targets).T  # (n, K)
+    return ImageScores(text, sims.mean(dim=1).tolist(), sims.tolist())
+
+
+def target_features(clip: LoadedClip, targets: Any) -> torch.Tensor:
+    """(K, D) unit features of target images, or checked precomputed features. Raises ConfigError."""
+    if isinstance(targets, torch.Tensor):
+        if targets.ndim != 2 or targets.shape[0] == 0:
+            raise ConfigError(f"targets: expected (K, D) features with K >= 1, received shape {tuple(targets.shape)}")
+        return torch.nn.functional.normalize(targets.to(clip.device, torch.float32), dim=-1)
+    if isinstance(targets, (str, bytes)) or not isinstance(targets, Sequence):
+        targets = [targets]
+    if len(targets) > MAX_IMAGES:
+        raise ConfigError(f"targets: expected at most {MAX_IMAGES} images, received {len(targets)}")
+    return image_features(clip, targets)
+
+
+def _prepare_scoring(
+    pair: ModelPair, prompt: str, clip: LoadedClip | None, targets: Any, device: Any
+) -> tuple[LoadedClip, torch.Tensor | None]:
+    """Load the CLIP and encode the targets before generating, so bad inputs fail fast."""
+    clip = clip if clip is not None else load_clip(pair.clip, device=device)
+    if not isinstance(clip, LoadedClip):
+        raise ConfigError(f"clip: expected a LoadedClip (pez.load_clip), received {type(clip).__name__}")
+    if targets is None:
+        return clip, None
+    feats = target_features(clip, targets)
+    dim = text_features(clip, [prompt]).shape[1]
+    if feats.shape[1] != dim:
+        raise ConfigError(f"targets: expected features of width {dim} (this CLIP's), received {feats.shape[1]}")
+    return clip, feats
+
+
+# ---------------------------------------------------------------------------------------------
+# The entry point
+
+
+def generate(
+    pair: str | ModelPair,
+    prompt: str,
+    config: GenerateConfig | None = None,
+    *,
+    targets: Any = None,
+    clip: LoadedClip | None = None,
+    score: bool = True,
+    device: str | torch.device | None = None,
+    offload: bool = False,
+    pipeline: Any = None,
+    callback: Callable[[GenerationStep], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> GenerationResult:
+    """Draw `config.num_images` images of `prompt` with the pair's generator and score them.
+
+    pair: registry name or ModelPair (its generator may be a local diffusers folder).
+    config: negative prompt, seed, count, steps, guidance, size; None fields take the pair's
+        defaults. Image k is drawn from seed + k.
+    targets: images (or (K, D) unit CLIP features) to score against; scored with `clip`
+        (default: the pair's CLIP) unless `score` is False.
+    pipeline: a diffusers pipeline or LoadedGenerator to use instead of the pair's (tests).
+    callback: receives a GenerationStep after every denoising step.
+    should_stop: polled after every step; True stops early and returns the images as they are.
+    Raises ConfigError for invalid inputs and WeightsNotFoundError for missing weights, both
+    before any generation.
+    """
+    # 1. Validate everything cheap first
+    pair = resolve_pair(pair)
+    prompt = check_texts([prompt])[0]
+    settings = resolve_settings(pair, config)
+    # 2. Models: scoring CLIP (+ target features), then the generator
+    scorer, target_feats = _prepare_scoring(pair, prompt, clip, targets, device) if score else (None, None)
+    toy = pipeline is None and pair.kind == "toy"
+    gen = None if toy else _generator_for(pair, pipeline, device, offload)
+    result = GenerationResult(
+        [], settings.seeds, prompt, pair.name, settings, warnings=_warnings(pair, gen, prompt, settings)
+    )
+    if should_stop is not None and should_stop():
+        result.stopped = True
+        return result
+    # 3. Generate
+    hook = _StepHook(settings.steps, callback, should_stop)
+    if toy:
+        images, flags = _run_toy(prompt, settings, hook), []
+    else:
+        images, flags = _run_diffusers(gen, prompt, settings, hook)
+    result.seconds = time.perf_counter() - hook.t0
+    result.images, result.seeds = images, settings.seeds[: len(images)]
+    result.stopped, result.steps_done = hook.stopped, hook.steps_done
+    result.warnings += _nsfw_warnings(flags) + _stop_warnings(hook, toy)
+    # 4. Score
+    if scorer is not None:
+        _score_into(result, scorer, target_feats)
+    return result
+
+
+def _generator_for(pair: ModelPair, pipeline: Any, device: Any, offload: bool) -> LoadedGenerator:
+    return _as_generator(pipeline) if pipeline is not None else load_generator(pair, device, offload=offload)
+
+
+def _stop_warnings(hook: _StepHook, toy: bool) -> list[str]:
+    if not hook.stopped:
+        return []
+    if toy:
+        return [f"stopped after {hook.steps_done} of {hook.total} images"]
+    return [f"stopped after {hook.steps_done} of {hook.total} steps; the images are only partly denoised"]
+
+
+def _score_into(result: GenerationResult, clip: LoadedClip, target_feats: torch.Tensor | None) -> None:
+    t0 = time.perf_counter()
+    scores = score_images(clip, result.images, result.prompt, target_feats)
+    result.text_scores, result.image_scores, result.image_score_matrix = scores.text, scores.image, scores.matrix
+    result.score_seconds = time.perf_counter() - t0
+
+
+__all__ = [
+    "GenerationResult",
+    "GenerationSettings",
+    "GenerationStep",
+    "ImageScores",
+    "LoadedGenerator",
+    "clear_generators",
+    "generate",
+    "load_generator",
+    "resolve_pair",
+    "resolve_settings",
+    "score_images",
+    "target_features",
+]

@@ -1,4 +1,4 @@
-"""Command line: `python -m pez {invert,distill,concatenate,style,models} ...`.
+"""Command line: `python -m pez {invert,distill,concatenate,style,batch,models} ...`.
 
 Flags for the PEZ settings are built from `pez.config.InvertConfig` and its bounds, so defaults
 live in one place. Progress is a tqdm bar on stderr showing the current best; the result goes
@@ -100,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--template", default=C.STYLE_TEMPLATE)
     add_invert_flags(p)
 
+    p = sub.add_parser("batch", help="invert every image in folders, one JSON line each (resumable; accelerate)")
+    p.add_argument("paths", nargs="+", metavar="DIR", help="folders (searched recursively) or image files")
+    p.add_argument("--out", "-o", required=True, help="JSONL file the results are appended to")
+    add_invert_flags(p)
+
     sub.add_parser("models", help="list the CLIP <-> generator pairs")
     return ap
 
@@ -153,6 +158,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             _out(f"{name:<12} CLIP {p.clip:<34} generator {p.generator or '-'}")
         return 0
     cfg = config_from_args(args)
+    if args.command == "batch":
+        from .batch import run_cli
+
+        return run_cli(args, cfg)
     clip = inv.get_clip(args.model, args.device)
     if args.command == "invert":
         stream = inv.invert_stream(args.images, clip, cfg, negative_images=args.negative)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -32,15 +33,25 @@ def load_image(source: Any, name: str | None = None) -> Image.Image:
     """Return `source` as an RGB PIL image, or raise InvalidImageError saying why not."""
     label = name or _label(source)
     if isinstance(source, np.ndarray):
-        img = _from_array(source, label)
-    elif isinstance(source, Image.Image):
-        img = source
-    else:
-        img = _open(source, label)
+        return _normalise(_from_array(source, label), label)
+    if isinstance(source, Image.Image):
+        return _normalise(source, label)
+    if not isinstance(source, (str, os.PathLike, bytes, bytearray)) and not hasattr(source, "read"):
+        raise InvalidImageError(
+            f"{label}: expected a file path, bytes, a file object, a numpy array or a PIL image, "
+            f"received {type(source).__name__}"
+        )
+    with _open(source, label) as img:  # closes the file (animations keep it open otherwise)
+        out = _normalise(img, label)
+        return img.copy() if out is img else out  # never hand out the image being closed
+
+
+def _normalise(img: Image.Image, label: str) -> Image.Image:
+    """Size checks, first frame, EXIF orientation, RGB."""
     _check_size(img, label)
     try:
         img = _first_frame(img)
-        img = ImageOps.exif_transpose(img)
+        img = _exif_upright(img)
         return _to_rgb(img)
     except (OSError, ValueError, SyntaxError) as e:  # truncated or corrupt pixel data
         raise InvalidImageError(f"{label}: the image data is corrupt or truncated ({e})") from e
@@ -65,8 +76,15 @@ def _label(source: Any) -> str:
 def _open(source: Any, label: str) -> Image.Image:
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
-    elif isinstance(source, (str, os.PathLike)) and not Path(source).is_file():
-        raise InvalidImageError(f"{label}: file not found")
+    elif isinstance(source, (str, os.PathLike)):
+        try:
+            is_dir, is_file = Path(source).is_dir(), Path(source).is_file()
+        except (OSError, ValueError) as e:  # e.g. a name too long, a NUL byte
+            raise InvalidImageError(f"{label}: not a usable file path ({e})") from e
+        if is_dir:
+            raise InvalidImageError(f"{label}: is a folder, not an image file")
+        if not is_file:
+            raise InvalidImageError(f"{label}: file not found")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -92,7 +110,12 @@ def _from_array(arr: np.ndarray, label: str) -> Image.Image:
             f"{label}: expected an (H, W), (H, W, 3) or (H, W, 4) array, received shape {arr.shape}"
         )
     if arr.dtype != np.uint8:
-        arr = np.clip(arr.astype(np.float64) * (255 if arr.max(initial=0) <= 1.0 else 1), 0, 255).astype(np.uint8)
+        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+            raise InvalidImageError(f"{label}: expected a numeric array, received dtype {arr.dtype}")
+        arr = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        if arr.max(initial=0) <= 1.0:  # floats in [0, 1] (and booleans)
+            arr = arr * 255
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
     return Image.fromarray(arr[..., 0] if arr.ndim == 3 and arr.shape[2] == 1 else arr)
 
 
@@ -119,14 +142,35 @@ def _first_frame(img: Image.Image) -> Image.Image:
     return img
 
 
+def _exif_upright(img: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation; unreadable EXIF is ignored (the pixels are still fine)."""
+    try:
+        return ImageOps.exif_transpose(img)
+    except (OSError, ValueError, SyntaxError, KeyError, TypeError, struct.error):
+        return img
+
+
+def _to_8bit(arr: np.ndarray, mode: str) -> np.ndarray:
+    """Greyscale of any depth -> uint8: 16-bit by its full range, floats in [0, 1] by 255,
+    anything else by its own min..max."""
+    arr = np.nan_to_num(arr)
+    lo, hi = arr.min(initial=0), arr.max(initial=0)
+    if mode.startswith("I;16") or (mode == "I" and lo >= 0 and hi <= 65535 and hi > 255):
+        arr = arr / 257
+    elif mode == "F" and lo >= 0 and hi <= 1:
+        arr = arr * 255
+    elif lo < 0 or hi > 255:
+        arr = (arr - lo) / ((hi - lo) or 1) * 255
+    return np.clip(np.round(arr), 0, 255).astype(np.uint8)
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode == "RGB":
         return img
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit greyscale: rescale to 8 bits
-        arr = np.asarray(img, dtype=np.float64)
-        span = arr.max() - arr.min()
-        arr = (arr - arr.min()) / (span if span > 0 else 1) * 255
-        return Image.fromarray(arr.astype(np.uint8)).convert("RGB")
+    if img.mode.startswith("I") or img.mode == "F":  # 16/32-bit integer or float greyscale
+        return Image.fromarray(_to_8bit(np.asarray(img, dtype=np.float64), img.mode)).convert("RGB")
+    if img.mode in ("La", "RGBa"):  # premultiplied alpha
+        img = img.convert(img.mode[:-1] + "A")
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA"):

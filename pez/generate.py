@@ -168,6 +168,7 @@ class LoadedGenerator:
 _GENERATORS: dict[tuple, LoadedGenerator] = {}
 _GENERATORS_LOCK = threading.Lock()
 _INJECTED_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # pipeline -> its lock
+_INJECTED_LOCKS_LOCK = threading.Lock()  # separate from the loader's lock: loads take minutes
 
 
 def load_generator(
@@ -309,7 +310,7 @@ def _as_generator(pipeline: Any) -> LoadedGenerator:
         raise ConfigError(
             f"pipeline: expected a diffusers pipeline or LoadedGenerator, received {type(pipeline).__name__}"
         )
-    with _GENERATORS_LOCK:
+    with _INJECTED_LOCKS_LOCK:
         lock = _INJECTED_LOCKS.setdefault(pipeline, threading.Lock())
     device = getattr(pipeline, "_execution_device", None) or torch.device("cpu")
     return LoadedGenerator(pipeline, "<injected>", torch.device(device), lock=lock)
@@ -375,7 +376,7 @@ def _run_toy(prompt: str, s: GenerationSettings, hook: _StepHook) -> list:
     return images
 
 
-def _warnings(pair: ModelPair, gen: LoadedGenerator | None, prompt: str, s: GenerationSettings) -> list[str]:
+def _warnings(gen: LoadedGenerator | None, prompt: str, s: GenerationSettings) -> list[str]:
     """What the user should know before looking at the images."""
     out = []
     if s.negative_prompt.strip():
@@ -490,10 +491,10 @@ def generate(
     toy = pipeline is None and pair.kind == "toy"
     gen = None if toy else _generator_for(pair, pipeline, device, offload)
     result = GenerationResult(
-        [], settings.seeds, prompt, pair.name, settings, warnings=_warnings(pair, gen, prompt, settings)
+        [], settings.seeds, prompt, pair.name, settings, warnings=_warnings(gen, prompt, settings)
     )
     if should_stop is not None and should_stop():
-        result.stopped = True
+        result.stopped, result.seeds = True, []
         return result
     # 3. Generate
     hook = _StepHook(settings.steps, callback, should_stop)

@@ -6,8 +6,10 @@ tokenizer, scheduler), only with a few thousand parameters per block and random 
 images are noise but its shapes, seeding, guidance and callbacks behave like the real thing.
 
 The tokenizer is a real CLIP BPE tokenizer: its `vocab.json` / `merges.txt` are generated from
-open_clip's bundled BPE vocabulary, so its ids equal open_clip's (and SD's) for any prompt. The
-files are written once per machine to a temp folder and reused.
+open_clip's bundled BPE vocabulary, so its ids equal open_clip's (and SD's) for any prompt (one
+exception: the literal text "<|endoftext|>" in a prompt is a special token here, plain text
+there). It pads with EOT, as SD 1.x does. The files are written once per machine to a temp
+folder and reused.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import tempfile
 from pathlib import Path
 
 import torch
+
+from .config import ConfigError
 
 # Sizes of the tiny components. The VAE has 4 levels like SD's, so images are 8x the latents
 # and sizes must be multiples of 8, as for the real models.
@@ -42,19 +46,19 @@ def tiny_pipeline(seed: int = 0, scheduler: str = "dpm-multistep"):
     """
     from diffusers import StableDiffusionPipeline
 
-    if scheduler not in ("dpm-multistep", "euler"):
-        raise ValueError(f"scheduler: expected 'dpm-multistep' or 'euler', received {scheduler!r}")
-    torch.manual_seed(seed)  # the component constructors draw their weights from the global RNG
-    pipe = StableDiffusionPipeline(
-        unet=_tiny_unet(),
-        vae=_tiny_vae(),
-        text_encoder=_tiny_text_encoder(),
-        tokenizer=tiny_tokenizer(),
-        scheduler=_scheduler(scheduler),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    sampler = make_scheduler(scheduler)
+    with torch.random.fork_rng(devices=[]):  # seed the weights without touching the caller's RNG
+        torch.manual_seed(seed)
+        pipe = StableDiffusionPipeline(
+            unet=_tiny_unet(),
+            vae=_tiny_vae(),
+            text_encoder=_tiny_text_encoder(),
+            tokenizer=tiny_tokenizer(),
+            scheduler=sampler,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -111,7 +115,8 @@ def _tiny_text_encoder():
     return CLIPTextModel(config).eval()
 
 
-def _scheduler(name: str):
+def make_scheduler(name: str):
+    """SD's noise schedule with DPM-Solver multistep ("dpm-multistep") or trailing Euler ("euler")."""
     from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler
 
     betas = {
@@ -123,7 +128,9 @@ def _scheduler(name: str):
     }
     if name == "euler":
         return EulerDiscreteScheduler(**betas, timestep_spacing="trailing")
-    return DPMSolverMultistepScheduler(**betas)
+    if name == "dpm-multistep":
+        return DPMSolverMultistepScheduler(**betas)
+    raise ConfigError(f"scheduler: expected 'dpm-multistep' or 'euler', received {name!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,4 +182,4 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-__all__ = ["VAE_SCALE", "tiny_pipeline", "tiny_tokenizer", "tokenizer_files"]
+__all__ = ["VAE_SCALE", "make_scheduler", "tiny_pipeline", "tiny_tokenizer", "tokenizer_files"]

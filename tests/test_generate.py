@@ -88,6 +88,17 @@ def test_tiny_pipeline_is_fast_and_seeded(pipe):
     assert max_diff(out.images[0], other.images[0]) == 0  # same weight seed, same image
 
 
+def test_tiny_pipeline_euler_one_step_and_bad_scheduler():
+    from pez.tiny_sd import tiny_pipeline
+
+    out = generate(
+        "sd-turbo", "a cat", GenerateConfig(width=64, height=64), pipeline=tiny_pipeline(scheduler="euler"), score=False
+    )
+    assert out.steps_done == 1 and out.images[0].size == (64, 64)
+    with pytest.raises(ConfigError, match="scheduler: expected 'dpm-multistep' or 'euler', received 'ddim'"):
+        tiny_pipeline(scheduler="ddim")
+
+
 # ---------------------------------------------------------------------------------------------
 # Shapes, seeds, negative prompt
 
@@ -163,7 +174,7 @@ def test_should_stop_ends_early_and_keeps_images(pipe):
 
 def test_stop_before_start_returns_nothing(pipe):
     out = generate(PAIR, "a cat", SMALL, pipeline=pipe, score=False, should_stop=lambda: True)
-    assert out.stopped and out.images == [] and out.steps_done == 0
+    assert out.stopped and out.images == [] and out.seeds == [] and out.steps_done == 0
 
 
 def test_concurrent_calls_on_one_pipeline(pipe):
@@ -310,21 +321,44 @@ def test_local_folder_loads_once_and_generates(pipe, tmp_path):
 # The toy pair
 
 
-def test_toy_pair_draws_without_diffusers():
+def _toy():
     toy = pytest.importorskip("pez.toy")
     if not hasattr(toy, "toy_generate"):
         pytest.skip("pez.toy.toy_generate is not written yet")
-    try:
-        toy_clip = pez.load_clip("toy", device="cpu")
-    except (WeightsNotFoundError, FileNotFoundError, OSError) as e:
-        pytest.skip(f"toy CLIP weights missing: {e}")
-    out = generate("toy", "a red circle", GenerateConfig(num_images=2, seed=3), clip=toy_clip, device="cpu")
+    return toy
+
+
+def test_toy_pair_draws_without_diffusers(clip):
+    _toy()
+    steps: list[GenerationStep] = []
+    out = generate("toy", "a red circle", GenerateConfig(num_images=2, seed=3), clip=clip, callback=steps.append)
     assert len(out.images) == 2 and out.images[0].size == (64, 64) and out.seeds == [3, 4]
-    assert len(out.text_scores) == 2
+    assert len(out.text_scores) == 2 and [(s.step, s.total) for s in steps] == [(1, 2), (2, 2)]
     alone = generate("toy", "a red circle", GenerateConfig(num_images=1, seed=4), score=False)
     assert max_diff(out.images[1], alone.images[0]) == 0
     negative = generate("toy", "a red circle", GenerateConfig(negative_prompt="blue"), score=False)
     assert any("toy generator" in w for w in negative.warnings)
+    stopped = generate(
+        "toy",
+        "a red circle",
+        GenerateConfig(num_images=3),
+        score=False,
+        should_stop=lambda: bool(steps[2:]),
+        callback=steps.append,
+    )
+    assert stopped.stopped and len(stopped.images) == 1
+
+
+def test_toy_pair_scored_with_toy_clip():
+    _toy()
+    try:
+        toy_clip = pez.load_clip("toy", device="cpu")
+    except (WeightsNotFoundError, FileNotFoundError, OSError) as e:
+        pytest.skip(f"toy CLIP weights missing: {e}")
+    target = _toy().render("red", "circle", seed=99)
+    good = generate("toy", "a red circle", GenerateConfig(num_images=2), targets=[target], device="cpu")
+    bad = generate("toy", "a blue star", GenerateConfig(num_images=2), clip=toy_clip, targets=[target])
+    assert np.mean(good.image_scores) > np.mean(bad.image_scores)  # the toy CLIP sees shape and colour
 
 
 # ---------------------------------------------------------------------------------------------

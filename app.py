@@ -222,7 +222,9 @@ PLOT_COLUMNS = ["step", "loss", "series"]
 
 
 def plot_frame(rows: list[tuple]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=PLOT_COLUMNS)
+    """Loss plot data; typed even when empty, so the axes are numeric from the start."""
+    df = pd.DataFrame(rows, columns=PLOT_COLUMNS)
+    return df.astype({"step": "int64", "loss": "float64", "series": "str"})
 
 
 def history_plot_rows(history: list[tuple[int, float, float]]) -> list[tuple]:
@@ -346,7 +348,7 @@ def stream_inversion(
     }
     text = result_text(res, extra(clip, res) if extra else "")
     yield (
-        res.prompt,
+        res.prompt or gr.skip(),  # stopped before the first step: keep what is shown
         status_html(text, res.steps_run / max(cfg.steps, 1), "stopped" if res.stopped else "done"),
         plot_frame(history_plot_rows(res.history)),
         candidate_rows([(p.prompt, p.score) for p in res.top_k]),
@@ -354,35 +356,35 @@ def stream_inversion(
     )
 
 
-def invert_image(image, model, prompt_len, steps, candidates, seed, lr, blocklist, words_only):
+def invert_image(image, model, prompt_len, steps, candidates, seed, lr, blocklist, words_only, control=None):
     """Image -> prompt: streams (best prompt, status, loss plot, candidates)."""
     if image is None:
         raise gr.Error("Add an image first: drag one in, paste it, use the webcam or pick an example.")
     cfg = make_config(prompt_len, steps, candidates, seed, lr, blocklist, words_only)
     yield from stream_inversion(
-        "image", model, cfg, lambda clip: pez.invert_stream([image], clip, cfg, device=SERVER.device)
+        "image", model, cfg, lambda clip: pez.invert_stream([image], clip, cfg, should_stop=stopper(control))
     )
 
 
-def invert_multi(images, model, prompt_len, steps, candidates, seed, lr, blocklist, words_only):
+def invert_multi(images, model, prompt_len, steps, candidates, seed, lr, blocklist, words_only, control=None):
     """Several images -> one prompt for all of them (streamed like invert_image)."""
     paths = require_images(image_paths(images))
     cfg = make_config(prompt_len, steps, candidates, seed, lr, blocklist, words_only)
     yield from stream_inversion(
-        "multi", model, cfg, lambda clip: pez.invert_stream(paths, clip, cfg, device=SERVER.device)
+        "multi", model, cfg, lambda clip: pez.invert_stream(paths, clip, cfg, should_stop=stopper(control))
     )
 
 
-def find_style(images, model, prompt_len, steps, candidates, seed, lr, blocklist, words_only):
+def find_style(images, model, prompt_len, steps, candidates, seed, lr, blocklist, words_only, control=None):
     """Style images -> a style prompt (one prompt for all of them, streamed)."""
     paths = require_images(image_paths(images), "style images")
     cfg = make_config(prompt_len, steps, candidates, seed, lr, blocklist, words_only)
     yield from stream_inversion(
-        "style", model, cfg, lambda clip: pez.invert_stream(paths, clip, cfg, device=SERVER.device)
+        "style", model, cfg, lambda clip: pez.invert_stream(paths, clip, cfg, should_stop=stopper(control))
     )
 
 
-def distill_prompt(text, model, prompt_len, steps, candidates, seed, lr, blocklist, words_only):
+def distill_prompt(text, model, prompt_len, steps, candidates, seed, lr, blocklist, words_only, control=None):
     """A long prompt -> a short one of `prompt_len` tokens; the score is their CLIP text similarity."""
     if not text or not text.strip():
         raise gr.Error("Enter a long prompt to distill.")
@@ -393,7 +395,7 @@ def distill_prompt(text, model, prompt_len, steps, candidates, seed, lr, blockli
         return f" · {n} → {cfg.prompt_len} tokens · CLIP text similarity {fmt_score(res.score)}"
 
     yield from stream_inversion(
-        "distill", model, cfg, lambda clip: pez.distill_stream(text, clip, cfg, device=SERVER.device), extra
+        "distill", model, cfg, lambda clip: pez.distill_stream(text, clip, cfg, should_stop=stopper(control)), extra
     )
 
 
@@ -402,7 +404,7 @@ def token_count(clip: pez.LoadedClip, text: str) -> int:
     return row.index(clip.eot_id) - 1 if clip.eot_id in row else len(row) - 1
 
 
-def concatenate(images, model, prompt_len, steps, candidates, seed, lr, blocklist, words_only):
+def concatenate(images, model, prompt_len, steps, candidates, seed, lr, blocklist, words_only, control=None):
     """Invert each image on its own, then join the prompts. Streams:
     (joined prompt, status, loss plot, per-image prompts table, run record)."""
     paths = require_images(image_paths(images))
@@ -410,7 +412,7 @@ def concatenate(images, model, prompt_len, steps, candidates, seed, lr, blocklis
     record = new_record("concatenate", model, cfg, images=len(paths))
     yield gr.skip(), status_html(f"Loading {model}…", 0.0), plot_frame([]), [], record
     clip = load_model(model)
-    stream = pez.concatenate_stream(paths, clip, cfg, device=SERVER.device)
+    stream = pez.concatenate_stream(paths, clip, cfg, should_stop=stopper(control))
     rows, last, rep = [], 0.0, None
     try:
         for rep in stream:
@@ -614,17 +616,41 @@ def record_run(record, history):
     return history, history_rows(history)
 
 
-def stop_run(record, history):
-    """Stop: the running event is cancelled; its last best prompt stays shown and goes to History."""
+# Stop. A run polls its tab's control (a per-session dict in gr.State, shared by reference between
+# events) and ends gracefully, so its final update keeps the best prompt and all candidates. On
+# ZeroGPU a handler runs in another process the flag cannot reach, so Stop cancels the event there.
+HARD_STOP = spaces is not None
+
+
+def new_control() -> dict:
+    return {"clicked_at": 0.0, "stop_at": 0.0}
+
+
+def arm_run(control: dict | None) -> None:
+    """Run clicked: remember when, so a Stop pressed after it (even while queued) stops that run."""
+    if control is not None:
+        control["clicked_at"] = time.monotonic()
+
+
+def stopper(control: dict | None) -> Callable[[], bool] | None:
+    """should_stop for a run that starts now: true once Stop is pressed after its Run click."""
+    if control is None:
+        return None
+    clicked = control.get("clicked_at", 0.0)
+    return lambda: control.get("stop_at", 0.0) >= clicked > 0.0
+
+
+def stop_run(control, record, history):
+    """Stop: ask the run to end (it keeps its best prompt); History gets the best so far at once."""
+    if control is not None:
+        control["stop_at"] = time.monotonic()
     history = history_upsert(history, record)
-    if record and record.get("prompt") and not record.get("done"):
+    status = gr.skip()
+    if HARD_STOP and record and record.get("prompt") and not record.get("done"):
+        score = fmt_score(record.get("score"))
         status = status_html(
-            f"Stopped at step {record.get('steps_run', 0)} — best prompt kept (score {fmt_score(record.get('score'))})",
-            None,
-            "stopped",
+            f"Stopped at step {record.get('steps_run', 0)} — best prompt kept (score {score})", None, "stopped"
         )
-    else:
-        status = gr.skip()
     return history, history_rows(history), status
 
 
@@ -789,10 +815,10 @@ def gen_controls(model_value: str) -> GenControls:
     return GenControls(negative, seed, steps, guidance, count)
 
 
-def run_controls(run_label: str) -> tuple[gr.Button, gr.Button]:
+def run_controls(run_label: str, elem: str) -> tuple[gr.Button, gr.Button]:
     with gr.Row():
-        run = gr.Button(run_label, variant="primary", scale=3)
-        stop = gr.Button("■ Stop", variant="stop", scale=1)
+        run = gr.Button(run_label, variant="primary", scale=3, elem_id=f"{elem}-run")
+        stop = gr.Button("■ Stop", variant="stop", scale=1, elem_id=f"{elem}-stop")
     return run, stop
 
 
@@ -821,6 +847,41 @@ def progress_outputs(prompt_label: str, elem: str) -> tuple:
         elem_id=f"{elem}-plot",
     )
     return status, prompt, plot
+
+
+def image_examples(image: gr.Image, model: gr.Dropdown, toys: list[str], photos: list[str]) -> None:
+    """Example images; a toy example switches the model to the toy world, a photo switches back."""
+    if photos:
+        ex = gr.Examples([[p] for p in photos], [image], label="Example photos (real models)", examples_per_page=8)
+        ex.dataset.click(
+            lambda m: pez.DEFAULT_PAIR if m == "toy" else gr.skip(), model, model, queue=False, api_visibility="private"
+        )
+    if toys:
+        ex = gr.Examples(
+            [[p] for p in toys], [image], label="Toy shapes (toy world model, no download)", examples_per_page=12
+        )
+        ex.dataset.click(lambda: "toy", None, model, queue=False, api_visibility="private")
+
+
+def text_examples(box: gr.Textbox, model: gr.Dropdown, texts: list[str], toy_texts: list[str]) -> None:
+    """Example long prompts; the toy one switches the model to the toy world."""
+    if texts:
+        ex = gr.Examples([[t] for t in texts], [box], label="Example (real models)")
+        ex.dataset.click(
+            lambda m: pez.DEFAULT_PAIR if m == "toy" else gr.skip(), model, model, queue=False, api_visibility="private"
+        )
+    if toy_texts:
+        ex = gr.Examples([[t] for t in toy_texts], [box], label="Example (toy world model)")
+        ex.dataset.click(lambda: "toy", None, model, queue=False, api_visibility="private")
+
+
+def example_set(label: str, paths: list[str], gallery: gr.Gallery, model: gr.Dropdown, toy: bool) -> None:
+    """A button that fills a gallery with example images (and picks a model that suits them)."""
+
+    def fill(m):
+        return paths, ("toy" if toy else (pez.DEFAULT_PAIR if m == "toy" else gr.skip()))
+
+    gr.Button(label, size="sm").click(fill, model, [gallery, model], queue=False, api_visibility="private")
 
 
 def header(offline_demo: bool) -> None:
@@ -856,7 +917,6 @@ def build_demo(offline_demo: bool | None = None) -> gr.Blocks:
         with gr.Tabs(elem_id="tabs") as tabs:
             # 1. Image -> Prompt ----------------------------------------------------------------
             with gr.Tab("Image → Prompt", id="image", elem_id="tab-image"):
-                run_state = gr.State(None)
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=2, min_width=300):
                         image = gr.Image(
@@ -867,17 +927,8 @@ def build_demo(offline_demo: bool | None = None) -> gr.Blocks:
                             sources=["upload", "clipboard", "webcam"],
                             elem_id="image-input",
                         )
-                        run, stop = run_controls("▶ Find prompt")
-                        example_rows = [[p, "toy"] for p in toys] + (
-                            [] if offline_demo else [[p, pez.DEFAULT_PAIR] for p in photos]
-                        )
-                        if example_rows:
-                            gr.Examples(
-                                example_rows,
-                                [image, s.model],
-                                label="Examples — click one, then Find prompt",
-                                examples_per_page=12,
-                            )
+                        run, stop = run_controls("▶ Find prompt", "image")
+                        image_examples(image, s.model, toys, [] if offline_demo else photos)
                     with gr.Column(scale=3, min_width=360):
                         status, prompt, plot = progress_outputs("Best prompt — edit it freely", "image")
                         with gr.Accordion("Candidates (click one to use it)", open=True):
@@ -890,27 +941,27 @@ def build_demo(offline_demo: bool | None = None) -> gr.Blocks:
                                 elem_id="image-candidates",
                                 max_height=220,
                             )
-                gr.Markdown("### Regenerate")
-                with gr.Row():
-                    regen = gr.Button(
-                        "🎨 Regenerate from the prompt", variant="primary", scale=3, elem_id="image-regen"
-                    )
-                    score_btn = gr.Button("Score the edited prompt", scale=1)
-                score_md = gr.Markdown()
-                g1 = gen_controls(model_value)
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=2, min_width=300):
+                        gr.Markdown("### Regenerate")
+                        with gr.Row():
+                            regen = gr.Button("🎨 Regenerate", variant="primary", scale=2, elem_id="image-regen")
+                            score_btn = gr.Button("Score the edited prompt", scale=1)
+                        g1 = gen_controls(model_value)
+                        score_md = gr.Markdown()
+                        gen_md = gr.Markdown()
+                    with gr.Column(scale=3, min_width=360):
+                        gallery = gr.Gallery(
+                            label="Generated — scored against the target",
+                            columns=4,
+                            height=280,
+                            elem_id="image-gallery",
+                            object_fit="contain",
+                        )
                 all_gens.append(g1)
-                gallery = gr.Gallery(
-                    label="Generated (scored against the target)",
-                    columns=4,
-                    height=300,
-                    elem_id="image-gallery",
-                    object_fit="contain",
-                )
-                gen_md = gr.Markdown()
 
             # 2. Multi-image --------------------------------------------------------------------
             with gr.Tab("Multi-image", id="multi", elem_id="tab-multi"):
-                multi_state = gr.State(None)
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=2, min_width=300):
                         multi_images = gr.Gallery(
@@ -933,19 +984,18 @@ def build_demo(offline_demo: bool | None = None) -> gr.Blocks:
                         with gr.Row():
                             run_all = gr.Button("▶ Find one prompt", variant="primary", scale=3)
                             run_concat = gr.Button("▶ Invert each and join", variant="primary", scale=3, visible=False)
-                            stop_multi = gr.Button("■ Stop", variant="stop", scale=1)
+                            stop_multi = gr.Button("■ Stop", variant="stop", scale=1, elem_id="multi-stop")
                         with gr.Row():
-                            if len(toys) >= 2:
-                                toy_set = gr.Button("Example: toy shapes", size="sm")
-                                toy_set.click(lambda: toys[:3], None, multi_images, **quick)
                             if photos and not offline_demo:
-                                photo_set = gr.Button("Example: cat + coffee", size="sm")
-                                photo_set.click(
-                                    lambda: [p for p in photos if "cat" in p or "coffee" in p],
-                                    None,
+                                example_set(
+                                    "Example: cat + coffee",
+                                    [p for p in photos if "cat" in p or "coffee" in p],
                                     multi_images,
-                                    **quick,
+                                    s.model,
+                                    toy=False,
                                 )
+                            if len(toys) >= 2:
+                                example_set("Example: toy shapes", toys[:3], multi_images, s.model, toy=True)
                     with gr.Column(scale=3, min_width=360):
                         multi_status, multi_prompt, multi_plot = progress_outputs(
                             "Prompt (joined in concatenate mode) — edit it freely", "multi"
@@ -959,18 +1009,24 @@ def build_demo(offline_demo: bool | None = None) -> gr.Blocks:
                             elem_id="multi-table",
                             max_height=220,
                         )
-                gr.Markdown("### Regenerate the combined scene")
-                multi_regen = gr.Button("🎨 Regenerate", variant="primary")
-                g2 = gen_controls(model_value)
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=2, min_width=300):
+                        gr.Markdown("### Regenerate the combined scene")
+                        multi_regen = gr.Button("🎨 Regenerate", variant="primary", elem_id="multi-regen")
+                        g2 = gen_controls(model_value)
+                        multi_md = gr.Markdown()
+                    with gr.Column(scale=3, min_width=360):
+                        multi_gallery = gr.Gallery(
+                            label="Generated — scored against all images",
+                            columns=4,
+                            height=280,
+                            object_fit="contain",
+                            elem_id="multi-gallery",
+                        )
                 all_gens.append(g2)
-                multi_gallery = gr.Gallery(
-                    label="Generated (scored against all images)", columns=4, height=300, object_fit="contain"
-                )
-                multi_md = gr.Markdown()
 
             # 3. Style transfer -----------------------------------------------------------------
             with gr.Tab("Style transfer", id="style", elem_id="tab-style"):
-                style_state = gr.State(None)
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=2, min_width=300):
                         style_images = gr.Gallery(
@@ -982,16 +1038,12 @@ def build_demo(offline_demo: bool | None = None) -> gr.Blocks:
                             file_types=["image"],
                             elem_id="style-input",
                         )
-                        run_style, stop_style = run_controls("▶ Find style prompt")
+                        run_style, stop_style = run_controls("▶ Find style prompt", "style")
                         with gr.Row():
                             if styles and not offline_demo:
-                                gr.Button("Example: stained glass", size="sm").click(
-                                    lambda: styles, None, style_images, **quick
-                                )
+                                example_set("Example: stained glass", styles, style_images, s.model, toy=False)
                             if len(toys) >= 2:
-                                gr.Button("Example: toy shapes", size="sm").click(
-                                    lambda: toys[:3], None, style_images, **quick
-                                )
+                                example_set("Example: toy shapes", toys[:3], style_images, s.model, toy=True)
                     with gr.Column(scale=3, min_width=360):
                         style_status, style_prompt, style_plot = progress_outputs(
                             "Style prompt — edit it freely", "style"
@@ -1004,34 +1056,39 @@ def build_demo(offline_demo: bool | None = None) -> gr.Blocks:
                             label="Candidates",
                             max_height=180,
                         )
-                gr.Markdown("### Apply the style")
-                with gr.Row():
-                    subjects = gr.Textbox(
-                        "a circle\na heart" if offline_demo else "a lighthouse on a cliff\na portrait of a fox",
-                        label="Subjects (one per line)",
-                        lines=3,
-                        scale=2,
-                    )
-                    template = gr.Textbox(
-                        pez.STYLE_TEMPLATE, label="Template", scale=2, info="{subject} and {style} are filled in"
-                    )
-                    styled = gr.Textbox(
-                        label="Prompts to generate",
-                        lines=3,
-                        interactive=False,
-                        buttons=["copy"],
-                        scale=3,
-                        elem_classes="pez-prompt",
-                    )
-                style_regen = gr.Button("🎨 Regenerate each subject in the style", variant="primary")
-                g3 = gen_controls(model_value)
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=2, min_width=300):
+                        gr.Markdown("### Apply the style")
+                        with gr.Row():
+                            subjects = gr.Textbox(
+                                "a circle\na heart" if offline_demo else "a lighthouse on a cliff\na portrait of a fox",
+                                label="Subjects (one per line)",
+                                lines=2,
+                            )
+                            template = gr.Textbox(
+                                pez.STYLE_TEMPLATE, label="Template", info="{subject} and {style} are filled in"
+                            )
+                        styled = gr.Textbox(
+                            label="Prompts to generate",
+                            elem_id="style-styled",
+                            lines=2,
+                            interactive=False,
+                            buttons=["copy"],
+                            elem_classes="pez-prompt",
+                        )
+                        style_regen = gr.Button(
+                            "🎨 Regenerate each subject in the style", variant="primary", elem_id="style-regen"
+                        )
+                        g3 = gen_controls(model_value)
+                        style_md = gr.Markdown()
+                    with gr.Column(scale=3, min_width=360):
+                        style_gallery = gr.Gallery(
+                            label="Generated", columns=4, height=320, object_fit="contain", elem_id="style-gallery"
+                        )
                 all_gens.append(g3)
-                style_gallery = gr.Gallery(label="Generated", columns=4, height=300, object_fit="contain")
-                style_md = gr.Markdown()
 
             # 4. Distill ------------------------------------------------------------------------
             with gr.Tab("Distill", id="distill", elem_id="tab-distill"):
-                distill_state = gr.State(None)
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=2, min_width=300):
                         long_prompt = gr.Textbox(
@@ -1042,12 +1099,9 @@ def build_demo(offline_demo: bool | None = None) -> gr.Blocks:
                             elem_id="distill-long",
                         )
                         short_len = slider("prompt_len", "Short prompt length (tokens)", pez.InvertConfig().prompt_len)
-                        run_distill, stop_distill = run_controls("▶ Distill")
-                        gr.Examples(
-                            [[TOY_LONG_PROMPT, "toy"]]
-                            + ([] if offline_demo else [[PHOTO_LONG_PROMPT, pez.DEFAULT_PAIR]]),
-                            [long_prompt, s.model],
-                            label="Examples",
+                        run_distill, stop_distill = run_controls("▶ Distill", "distill")
+                        text_examples(
+                            long_prompt, s.model, [] if offline_demo else [PHOTO_LONG_PROMPT], [TOY_LONG_PROMPT]
                         )
                     with gr.Column(scale=3, min_width=360):
                         distill_status, short_prompt, distill_plot = progress_outputs(
@@ -1061,16 +1115,31 @@ def build_demo(offline_demo: bool | None = None) -> gr.Blocks:
                             label="Candidates",
                             max_height=180,
                         )
-                gr.Markdown("### Compare: regenerate both")
-                distill_regen = gr.Button("🎨 Regenerate long and short (same seeds)", variant="primary")
-                g4 = gen_controls(model_value)
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=2, min_width=300):
+                        gr.Markdown("### Compare: regenerate both")
+                        distill_regen = gr.Button(
+                            "🎨 Regenerate long and short (same seeds)", variant="primary", elem_id="distill-regen"
+                        )
+                        g4 = gen_controls(model_value)
+                        distill_md = gr.Markdown()
+                    with gr.Column(scale=3, min_width=360):
+                        with gr.Row():
+                            long_gallery = gr.Gallery(
+                                label="From the long prompt",
+                                columns=2,
+                                height=260,
+                                object_fit="contain",
+                                elem_id="distill-long-gallery",
+                            )
+                            short_gallery = gr.Gallery(
+                                label="From the short prompt",
+                                columns=2,
+                                height=260,
+                                object_fit="contain",
+                                elem_id="distill-short-gallery",
+                            )
                 all_gens.append(g4)
-                with gr.Row():
-                    long_gallery = gr.Gallery(label="From the long prompt", columns=2, height=260, object_fit="contain")
-                    short_gallery = gr.Gallery(
-                        label="From the short prompt", columns=2, height=260, object_fit="contain"
-                    )
-                distill_md = gr.Markdown()
 
             # 5. History ------------------------------------------------------------------------
             with gr.Tab("History", id="history", elem_id="tab-history"):
@@ -1101,43 +1170,37 @@ def build_demo(offline_demo: bool | None = None) -> gr.Blocks:
         # ---- events ---------------------------------------------------------------------------
         search = s.inputs()
 
-        def wire_search(button, fn, inputs, outputs, state, api_name, stop_btn):
-            evt = button.click(fn, inputs, [*outputs, state], api_name=api_name, show_progress="minimal", **gpu)
-            evt.then(record_run, [state, history], [history, history_table], **quick)
-            stop_btn.click(stop_run, [state, history], [history, history_table, outputs[1]], cancels=[evt], **quick)
-            return evt
+        def wire_search(buttons, fns, inputs, outputs, api_names, stop_btn):
+            """Run button(s) -> streamed search -> History; Stop ends the tab's run."""
+            record, control = gr.State(None), gr.State(new_control())
+            events = []
+            for button, fn, api_name in zip(buttons, fns, api_names, strict=True):
+                evt = button.click(arm_run, control, None, **quick).then(
+                    fn, [*inputs, control], [*outputs, record], api_name=api_name, show_progress="minimal", **gpu
+                )
+                evt.then(record_run, [record, history], [history, history_table], **quick)
+                events.append(evt)
+            stop_btn.click(
+                stop_run,
+                [control, record, history],
+                [history, history_table, outputs[1]],
+                cancels=events if HARD_STOP else None,
+                **quick,
+            )
 
         image_outputs = [prompt, status, plot, cands]
-        wire_search(run, invert_image, [image, *search], image_outputs, run_state, "invert", stop)
+        wire_search([run], [invert_image], [image, *search], image_outputs, ["invert"], stop)
         cands.select(pick_row, None, prompt, **quick)
         score_btn.click(score_prompt, [prompt, image, s.model], score_md, api_name="score", **gpu)
         regen.click(regenerate, [prompt, image, s.model, *g1.inputs()], [gallery, gen_md], api_name="regenerate", **gpu)
 
-        multi_outputs = [multi_prompt, multi_status, multi_plot, multi_table]
-        evt_all = run_all.click(
-            invert_multi,
+        wire_search(
+            [run_all, run_concat],
+            [invert_multi, concatenate],
             [multi_images, *search],
-            [*multi_outputs, multi_state],
-            api_name="invert_multi",
-            show_progress="minimal",
-            **gpu,
-        )
-        evt_all.then(record_run, [multi_state, history], [history, history_table], **quick)
-        evt_concat = run_concat.click(
-            concatenate,
-            [multi_images, *search],
-            [*multi_outputs, multi_state],
-            api_name="concatenate",
-            show_progress="minimal",
-            **gpu,
-        )
-        evt_concat.then(record_run, [multi_state, history], [history, history_table], **quick)
-        stop_multi.click(
-            stop_run,
-            [multi_state, history],
-            [history, history_table, multi_status],
-            cancels=[evt_all, evt_concat],
-            **quick,
+            [multi_prompt, multi_status, multi_plot, multi_table],
+            ["invert_multi", "concatenate"],
+            stop_multi,
         )
         mode.change(
             lambda m: (gr.Button(visible=m == "all"), gr.Button(visible=m == "concat")),
@@ -1154,12 +1217,11 @@ def build_demo(offline_demo: bool | None = None) -> gr.Blocks:
         )
 
         wire_search(
-            run_style,
-            find_style,
+            [run_style],
+            [find_style],
             [style_images, *search],
             [style_prompt, style_status, style_plot, style_cands],
-            style_state,
-            "style",
+            ["style"],
             stop_style,
         )
         style_cands.select(pick_row, None, style_prompt, **quick)
@@ -1174,12 +1236,11 @@ def build_demo(offline_demo: bool | None = None) -> gr.Blocks:
         )
 
         wire_search(
-            run_distill,
-            distill_prompt,
+            [run_distill],
+            [distill_prompt],
             [long_prompt, *s.inputs(short_len)],
             [short_prompt, distill_status, distill_plot, distill_cands],
-            distill_state,
-            "distill",
+            ["distill"],
             stop_distill,
         )
         distill_cands.select(pick_row, None, short_prompt, **quick)

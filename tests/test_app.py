@@ -298,13 +298,29 @@ def test_history_upserts_by_run_and_exports_json():
     assert len(many) == app.HISTORY_LIMIT and many[0]["id"] == str(app.HISTORY_LIMIT + 4)
 
 
-def test_stop_keeps_the_best_prompt_in_history():
-    rec = {**app.new_record("image", "toy", pez.InvertConfig()), "prompt": "a blue star", "score": 0.4, "steps_run": 70}
-    history, rows, status = app.stop_run(rec, [])
-    assert history[0]["prompt"] == "a blue star" and rows[0][2] == "a blue star"
-    assert "Stopped at step 70" in status and "best prompt kept" in status
-    history, _, status = app.stop_run(None, history)  # Stop with nothing running
-    assert len(history) == 1 and status == gr.skip()
+def test_stop_ends_the_run_gracefully_keeping_the_best_prompt(image_files):
+    control = app.new_control()
+    app.arm_run(control)  # what the Run click does first
+    stream = app.invert_image(image_files[0], MODEL, 4, 10_000, 2, 0, 0.1, "", False, control)
+    live = [next(stream), next(stream)]  # loading, then a live update
+    history, rows, status = app.stop_run(control, live[-1][4], [])  # Stop: History gets the best so far
+    assert history[0]["prompt"] == live[-1][0] and rows[0][2] == live[-1][0] and status == gr.skip()
+    prompt, status, _, cands, record = list(stream)[-1]  # the run ends by itself, at once
+    assert record["stopped"] and record["done"] and record["steps_run"] < 10_000
+    assert prompt == record["prompt"] and record["score"] >= live[-1][4]["score"] and cands
+    assert "Stopped after" in status
+    assert app.history_upsert(history, record)[0]["prompt"] == prompt  # same run id: replaced
+
+
+def test_stop_before_the_run_starts_stops_it_at_once(image_files):
+    control = app.new_control()
+    app.arm_run(control)
+    app.stop_run(control, None, [])  # Stop while still queued
+    final = run(app.invert_image, image_files[0], MODEL, 4, 10_000, 1, 0, 0.1, "", False, control)[-1]
+    assert final[4]["steps_run"] == 0 and final[0] == gr.skip()
+    app.arm_run(control)  # a new Run click is not stopped by the old Stop
+    final = run(app.invert_image, image_files[0], MODEL, 4, 10, 1, 0, 0.1, "", False, control)[-1]
+    assert final[4]["steps_run"] == 10 and not final[4]["stopped"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,188 @@
+"""A real browser drives the app: Playwright with Debian's chromium (never a downloaded browser).
+
+It uploads an image, runs a search, sees the loss plot and the prompt update, presses Stop (the
+best prompt stays), edits the prompt, regenerates and sees images; then runs every other tab and
+checks History survives a reload. A screenshot of each tab goes to $PEZ_SCREENSHOTS
+(e.g. docs/screenshots) or to pytest's tmp folder.
+
+Needs `apt-get install chromium` and `pip install playwright`; skipped when either is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = os.environ.get("PEZ_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists() and not shutil.which("chromium"), reason="chromium not installed"),
+]
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
+
+import app  # noqa: E402
+
+from .test_app import TOY  # noqa: E402
+
+TIMEOUT = 120_000  # ms; the CPU may be shared
+
+
+@pytest.fixture(scope="module")
+def server():
+    demo = app.build_demo(offline_demo=True)  # the toy world model: no download
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.LAUNCH_KWARGS)
+    try:
+        yield url
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT)
+        page.goto(server)
+        page.wait_for_selector("#tab-image")
+        yield page
+        context.close()
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    folder = Path(os.environ.get("PEZ_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def status_text(page, tab: str) -> str:
+    return page.inner_text(f"#{tab}-status")
+
+
+def prompt_value(page, tab: str) -> str:
+    return page.input_value(f"#{tab}-prompt textarea")
+
+
+def set_number(page, label: str, value) -> None:
+    box = page.get_by_label(label, exact=True)
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def open_tab(page, tab: str) -> None:
+    page.click(f"#tab-{tab}-button")
+    page.wait_for_selector(f"#tab-{tab}", state="visible")
+
+
+def wait_status(page, tab: str, pattern: str) -> None:
+    page.wait_for_function(
+        "([sel, pat]) => new RegExp(pat).test(document.querySelector(sel)?.innerText || '')",
+        arg=[f"#{tab}-status", pattern],
+    )
+
+
+def test_browser_flow(page, shots):
+    if not TOY:
+        pytest.skip("the browser flow needs the toy world model (offline demo)")
+    toys = app.toy_examples()
+    assert toys, "assets/examples/toy_*.png are missing"
+    assert page.is_visible("#offline-banner")
+
+    # Settings: a long run, so there is time to watch it and press Stop.
+    page.click("#settings")
+    set_number(page, "number input for Steps", 3000)
+    set_number(page, "number input for Prompt length (tokens)", 4)
+
+    # 1. Upload an image and run: the status, plot and prompt update live.
+    page.set_input_files("#image-input input[type=file]", toys[0])
+    page.wait_for_selector("#image-input img")
+    page.click("text=▶ Find prompt")
+    wait_status(page, "image", r"Step \d+ / 3000")
+    first = status_text(page, "image")
+    page.wait_for_function(
+        "([sel, before]) => (document.querySelector(sel)?.innerText || '') !== before && "
+        "/Step \\d+ \\/ 3000/.test(document.querySelector(sel).innerText)",
+        arg=["#image-status", first],
+    )  # the step count moved on
+    page.wait_for_selector("#image-plot canvas, #image-plot svg")
+    assert prompt_value(page, "image")  # the best prompt so far is shown
+    assert int(re.search(r"Step (\d+)", status_text(page, "image")).group(1)) > 0
+
+    # 2. Stop: the best prompt stays, and nothing overwrites it afterwards.
+    page.click("#image-stop")
+    wait_status(page, "image", "Stopped")
+    kept = prompt_value(page, "image")
+    assert kept
+    page.wait_for_timeout(1500)
+    assert prompt_value(page, "image") == kept and "Stopped" in status_text(page, "image")
+
+    # 3. Edit the prompt and regenerate: images appear beside the target, with scores.
+    page.fill("#image-prompt textarea", "a red circle")
+    page.click("#image-regen")
+    page.wait_for_selector("#image-gallery img")
+    page.wait_for_function("document.querySelector('#image-gallery')?.innerText.includes('image sim')")
+    page.screenshot(path=str(shots / "image-to-prompt.png"), full_page=True)
+
+    # Short runs from here on.
+    set_number(page, "number input for Steps", 60)
+
+    # 4. Multi-image, concatenate mode: each image inverted, prompts joined, scene regenerated.
+    open_tab(page, "multi")
+    page.click("#tab-multi >> text=Example: toy shapes")
+    page.wait_for_selector("#multi-input img")
+    page.click("#tab-multi >> text=Concatenate: one prompt per image, joined")
+    page.click("#tab-multi >> text=▶ Invert each and join")
+    wait_status(page, "multi", "Done: \\d of \\d images")
+    assert ", " in prompt_value(page, "multi")
+    page.click("#multi-regen")
+    page.wait_for_selector("#multi-gallery img")
+    page.screenshot(path=str(shots / "multi-image.png"), full_page=True)
+
+    # 5. Style transfer: style prompt, subjects, regenerate each subject.
+    open_tab(page, "style")
+    page.click("#tab-style >> text=Example: toy shapes")
+    page.wait_for_selector("#style-input img")
+    page.click("#tab-style >> text=▶ Find style prompt")
+    wait_status(page, "style", "Done after 60 steps")
+    page.wait_for_function("document.querySelector('#style-styled textarea')?.value.includes('in the style of')")
+    page.click("#style-regen")
+    page.wait_for_selector("#style-gallery img")
+    page.screenshot(path=str(shots / "style-transfer.png"), full_page=True)
+
+    # 6. Distill: a long prompt -> a short one, then both regenerated.
+    open_tab(page, "distill")
+    page.fill("#distill-long textarea", app.TOY_LONG_PROMPT)
+    page.click("#tab-distill >> text=▶ Distill")
+    wait_status(page, "distill", "CLIP text similarity")
+    page.click("#distill-regen")
+    page.wait_for_selector("#distill-short-gallery img")
+    page.screenshot(path=str(shots / "distill.png"), full_page=True)
+
+    # 7. History: every prompt, the stopped one included, kept across a reload.
+    open_tab(page, "history")
+    page.wait_for_function("document.querySelector('#history-table')?.innerText.includes('distill')")
+    table = page.inner_text("#history-table")
+    assert kept in table and "concatenate" in table and "style" in table
+    page.screenshot(path=str(shots / "history.png"), full_page=True)
+    page.reload()
+    page.wait_for_selector("#tab-image")
+    open_tab(page, "history")
+    page.wait_for_function("document.querySelector('#history-table')?.innerText.includes('distill')")
+    assert kept in page.inner_text("#history-table")

@@ -1,6 +1,6 @@
 """Seconds per PEZ step vs the floor: one forward + backward of the text encoder over SOT, the M
-prompt slots and EOT. Prints median/min/max, the ratio step/floor (target <= 1.15 on CPU) and
-peak RSS. Weights are random (cost does not depend on their values), so no download is needed.
+prompt slots and EOT. Prints median/min/max/mean, the ratio of medians step/floor (target <= 1.15 on CPU), the
+fraction of prompt rows that needed a full vocabulary scan, and peak RSS. Weights are random (cost does not depend on their values), so no download is needed.
 
     python bench/speed.py                       # ViT-B-32 and ViT-H-14, M=16, CPU
     python bench/speed.py --archs ViT-B-32 --steps 30 --device cuda
@@ -41,8 +41,9 @@ def time_floor(clip, prompt_len: int, repeats: int) -> list[float]:
     return times[2:]  # drop warm-up
 
 
-def time_steps(clip, prompt_len: int, steps: int) -> list[float]:
-    """Wall time of each PEZ step (report every step), one target image, one candidate."""
+def time_steps(clip, prompt_len: int, steps: int) -> tuple[list[float], float]:
+    """Wall time of each step of a real PEZ run (one target, one candidate, report every step),
+    and the fraction of prompt rows that needed a full vocabulary scan."""
     dim = _dim(clip)
     image = F.normalize(torch.randn(1, dim, generator=torch.Generator().manual_seed(0)), dim=-1)
     targets = pez.Targets(image.to(clip.device), torch.zeros(0, dim, device=clip.device))
@@ -52,7 +53,7 @@ def time_steps(clip, prompt_len: int, steps: int) -> list[float]:
         _sync(clip.device)
         stamps.append(time.perf_counter())
     deltas = [b - a for a, b in zip(stamps, stamps[1:])]
-    return deltas[1:]  # the first delta still includes warm-up effects
+    return deltas[1:], rep.result.stats["scan_fraction"]  # the first delta includes warm-up
 
 
 def _dim(clip) -> int:
@@ -69,7 +70,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--archs", nargs="+", default=["ViT-B-32", "ViT-H-14"])
     ap.add_argument("--prompt-len", type=int, default=16)
-    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--steps", type=int, default=200, help="steps of the timed run (all are counted)")
+    ap.add_argument("--floor-repeats", type=int, default=40)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
 
@@ -77,15 +79,22 @@ def main() -> None:
         f"machine: {platform.machine()} {platform.processor() or ''}, {torch.get_num_threads()} torch threads, "
         f"torch {torch.__version__}, device {args.device}"
     )
-    print(f"{'arch':<10} {'step med':>9} {'min':>8} {'max':>8} {'floor med':>9} {'ratio':>6} {'peak RSS':>9}")
+    print(
+        f"{'arch':<10} {'step med':>9} {'min':>8} {'max':>8} {'mean':>8} {'floor med':>9} {'ratio':>6} "
+        f"{'scans':>6} {'peak RSS':>9}"
+    )
     for arch in args.archs:
         clip = pez.load_clip(f"random:{arch}", device=args.device)
         _ = clip.vocab  # build the projection index outside the timings
-        floor = time_floor(clip, args.prompt_len, args.steps)
-        steps = time_steps(clip, args.prompt_len, args.steps)
+        floor = time_floor(clip, args.prompt_len, args.floor_repeats)
+        steps, scans = time_steps(clip, args.prompt_len, args.steps)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
         fm, sm = statistics.median(floor), statistics.median(steps)
-        print(f"{arch:<10} {sm:9.4f} {min(steps):8.4f} {max(steps):8.4f} {fm:9.4f} {sm / fm:6.3f} {rss:8.2f}G")
+        mean = statistics.mean(steps)
+        print(
+            f"{arch:<10} {sm:9.4f} {min(steps):8.4f} {max(steps):8.4f} {mean:8.4f} {fm:9.4f} {sm / fm:6.3f} "
+            f"{scans:6.1%} {rss:8.2f}G"
+        )
 
 
 if __name__ == "__main__":

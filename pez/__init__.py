@@ -47,6 +47,18 @@ from .optim import InversionResult, PromptEncoder, ScoredPrompt, StepReport, Tar
 
 __version__ = "0.1.0"
 
+# Regeneration lives in pez.generate, which imports diffusers (slow): exported lazily.
+_LAZY = {"regenerate": "generate", "load_generator": "load_generator", "GenerationResult": "GenerationResult"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module("pez.generate"), _LAZY[name])
+    raise AttributeError(f"module 'pez' has no attribute {name!r}")
+
+
 __all__ = [
     "BOUNDS",
     "ConcatReport",
@@ -54,6 +66,7 @@ __all__ = [
     "ConfigError",
     "DEFAULT_PAIR",
     "GenerateConfig",
+    "GenerationResult",
     "InvalidImageError",
     "InvertConfig",
     "InversionResult",
@@ -80,9 +93,11 @@ __all__ = [
     "join_prompts",
     "list_pairs",
     "load_clip",
+    "load_generator",
     "load_image",
     "load_images",
     "optimize",
+    "regenerate",
     "resolve_device",
     "score_texts",
     "style_prompts",

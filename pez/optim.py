@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from .config import ConfigError, InvertConfig
 from .models import LoadedClip
-from .vocab import VocabFilter
+from .vocab import Projector, VocabFilter
 
 # ---------------------------------------------------------------------------------------------
 # Embedding-level text encoder
@@ -142,6 +142,7 @@ class InversionResult:
     model: str
     config: InvertConfig
     history: list[tuple[int, float, float]] = field(default_factory=list)  # (step, loss, best score)
+    stats: dict[str, float] = field(default_factory=dict)  # diagnostics, e.g. full-scan fraction
 
     def to_dict(self) -> dict:
         cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(self.config).items()}
@@ -262,6 +263,7 @@ def optimize(
     init = allowed[torch.randint(len(allowed), (n, config.prompt_len), generator=gen)]
     soft = vocab.embeddings[init.to(clip.device)].float().clone().requires_grad_(True)  # (N, M, d)
     opt = torch.optim.AdamW([soft], lr=config.lr, weight_decay=config.weight_decay)
+    project = Projector(vocab, mask)  # exact; skips most full vocabulary scans
 
     history: list[tuple[int, float, float]] = []
     start, step = time.perf_counter(), 0
@@ -271,7 +273,7 @@ def optimize(
             if should_stop is not None and should_stop():
                 break
             # 2. Project, then take the gradient at the projection on a batch of targets.
-            ids = vocab.project(soft, mask)  # (N, M)
+            ids = project(soft)  # (N, M)
             projected = vocab.embeddings[ids].detach().requires_grad_(True)  # (N, M, d)
             with torch.enable_grad():
                 feats = F.normalize(encoder.encode_prompt_embeddings(projected).float(), dim=-1)  # (N, D)
@@ -305,6 +307,7 @@ def optimize(
         model=clip.name,
         config=config,
         history=history,
+        stats={"scan_fraction": project.scans / max(project.calls, 1)},
     )
     final = _report(step, config, history, _current(tracker, last), tracker, start)
     final.done, final.result = True, result

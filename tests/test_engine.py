@@ -47,6 +47,24 @@ def test_projection_never_picks_special_tokens(tiny_clip):
     assert not set(ids.flatten().tolist()) & {tiny_clip.sot_id, tiny_clip.eot_id}
 
 
+def test_incremental_projector_matches_full_scan(tiny_clip):
+    """The projector that skips scans must give exactly the full scan's ids, step after step."""
+    from pez.vocab import Projector
+
+    vocab = tiny_clip.vocab
+    for vf in (VocabFilter(), VocabFilter(words_only=True, blocklist=("a",))):
+        mask = vocab.mask(vf)
+        project = Projector(vocab, mask, keep=32)
+        gen = torch.Generator().manual_seed(0)
+        soft = torch.randn(4, 3, vocab.embeddings.shape[1], generator=gen)
+        for step in range(200):
+            scale = 0.5 if step % 50 == 0 else 10 ** -(1 + step % 4)  # jumps and small moves
+            soft = soft + scale * torch.randn(soft.shape, generator=gen)
+            assert torch.equal(project(soft), vocab.project(soft, mask)), step
+        assert project.scans < project.calls  # it did skip scans
+        assert project.scans > 12  # and it did rescan after jumps
+
+
 def test_parity_with_encode_text(tiny_clip):
     texts = ["a photo of a cat", "x", "a red circle on a blue square, highly detailed, 8k, trending"]
     ids = tiny_clip.tokenizer(texts)

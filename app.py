@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import random
+import sys
 import tempfile
 import time
 import uuid
@@ -823,7 +824,7 @@ def run_controls(run_label: str, elem: str) -> tuple[gr.Button, gr.Button]:
 
 
 def progress_outputs(prompt_label: str, elem: str) -> tuple:
-    status = gr.HTML(status_html("Ready.", None, "idle"), elem_id=f"{elem}-status")
+    status = gr.HTML(status_html("Ready.", None, "idle"), label="Status", elem_id=f"{elem}-status")
     prompt = gr.Textbox(
         label=prompt_label,
         lines=2,
@@ -934,6 +935,8 @@ def build_demo(offline_demo: bool | None = None) -> gr.Blocks:
                         with gr.Accordion("Candidates (click one to use it)", open=True):
                             cands = gr.Dataframe(
                                 headers=["#", "prompt", "score"],
+                                label="Candidates",
+                                show_label=False,
                                 datatype=["number", "str", "number"],
                                 interactive=False,
                                 wrap=True,
@@ -948,8 +951,8 @@ def build_demo(offline_demo: bool | None = None) -> gr.Blocks:
                             regen = gr.Button("🎨 Regenerate", variant="primary", scale=2, elem_id="image-regen")
                             score_btn = gr.Button("Score the edited prompt", scale=1)
                         g1 = gen_controls(model_value)
-                        score_md = gr.Markdown()
-                        gen_md = gr.Markdown()
+                        score_md = gr.Markdown(label="Score")
+                        gen_md = gr.Markdown(label="Summary")
                     with gr.Column(scale=3, min_width=360):
                         gallery = gr.Gallery(
                             label="Generated — scored against the target",
@@ -1014,7 +1017,7 @@ def build_demo(offline_demo: bool | None = None) -> gr.Blocks:
                         gr.Markdown("### Regenerate the combined scene")
                         multi_regen = gr.Button("🎨 Regenerate", variant="primary", elem_id="multi-regen")
                         g2 = gen_controls(model_value)
-                        multi_md = gr.Markdown()
+                        multi_md = gr.Markdown(label="Summary")
                     with gr.Column(scale=3, min_width=360):
                         multi_gallery = gr.Gallery(
                             label="Generated — scored against all images",
@@ -1080,7 +1083,7 @@ def build_demo(offline_demo: bool | None = None) -> gr.Blocks:
                             "🎨 Regenerate each subject in the style", variant="primary", elem_id="style-regen"
                         )
                         g3 = gen_controls(model_value)
-                        style_md = gr.Markdown()
+                        style_md = gr.Markdown(label="Summary")
                     with gr.Column(scale=3, min_width=360):
                         style_gallery = gr.Gallery(
                             label="Generated", columns=4, height=320, object_fit="contain", elem_id="style-gallery"
@@ -1122,7 +1125,7 @@ def build_demo(offline_demo: bool | None = None) -> gr.Blocks:
                             "🎨 Regenerate long and short (same seeds)", variant="primary", elem_id="distill-regen"
                         )
                         g4 = gen_controls(model_value)
-                        distill_md = gr.Markdown()
+                        distill_md = gr.Markdown(label="Summary")
                     with gr.Column(scale=3, min_width=360):
                         with gr.Row():
                             long_gallery = gr.Gallery(
@@ -1318,6 +1321,8 @@ regenerate_style = gpu_handler(regenerate_style)
 regenerate_distill = gpu_handler(regenerate_distill)
 export_history = friendly_errors(export_history)
 
+if __name__ == "__main__" and "--offline-demo" in sys.argv[1:]:
+    SERVER.offline_demo = True  # build the module-level demo once, in the mode asked for
 demo = build_demo()
 
 
@@ -1339,6 +1344,7 @@ def main(argv: list[str] | None = None) -> None:
     global demo
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request is noise
     if args.device:
         try:
             pez.resolve_device(args.device)

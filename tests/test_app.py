@@ -376,6 +376,24 @@ def test_client_streams_an_inversion_and_calls_every_endpoint(client, image_file
     assert len(long_images) == len(short_images) == 1
 
 
+def test_client_cancel_frees_the_gpu_worker(client, image_files):
+    """job.cancel() (like closing the tab) ends a long run, so the next one is served at once."""
+    import time
+
+    from gradio_client import handle_file
+
+    img = handle_file(image_files[0])
+    job = client.submit(img, MODEL, 4, 10_000, api_name="/invert")
+    deadline = time.monotonic() + 120
+    while len(job.outputs()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(job.outputs()) >= 2, "the long run never started streaming"
+    job.cancel()
+    start = time.monotonic()
+    assert client.predict(img, MODEL, 4, 5, api_name="/invert")[0]  # one GPU slot: it was freed
+    assert time.monotonic() - start < 60
+
+
 def test_client_gets_errors_as_messages_and_the_server_keeps_serving(client, image_files):
     from gradio_client import handle_file
 

@@ -219,13 +219,13 @@ def load_model(model: str) -> pez.LoadedClip:
 # Turning reports into UI values
 
 LOSS, BEST = "loss (this step)", "1 − best score"
-PLOT_COLUMNS = ["step", "loss", "series"]
+PLOT_COLUMNS = ["step", "loss", "curve"]
 
 
 def plot_frame(rows: list[tuple]) -> pd.DataFrame:
     """Loss plot data; typed even when empty, so the axes are numeric from the start."""
     df = pd.DataFrame(rows, columns=PLOT_COLUMNS)
-    return df.astype({"step": "int64", "loss": "float64", "series": "str"})
+    return df.astype({"step": "int64", "loss": "float64", "curve": "str"})
 
 
 def history_plot_rows(history: list[tuple[int, float, float]]) -> list[tuple]:
@@ -840,8 +840,7 @@ def progress_outputs(prompt_label: str, elem: str) -> tuple:
         plot_frame([]),
         x="step",
         y="loss",
-        color="series",
-        height=230,
+        color="curve",
         y_title="loss",
         color_map={LOSS: "#a5b4fc", BEST: "#4338ca"},
         label="Loss",

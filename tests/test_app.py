@@ -160,7 +160,7 @@ def test_invert_image_streams_progress_then_the_best_prompt(image_files):
     prompt, status, plot, cands, record = updates[-1]
     assert prompt and prompt == record["prompt"] and record["done"] and not record["stopped"]
     assert "Done after 40 steps" in status and "steps/s" in status
-    assert set(plot["series"]) == {app.LOSS, app.BEST} and plot["step"].max() == 40
+    assert set(plot["curve"]) == {app.LOSS, app.BEST} and plot["step"].max() == 40
     assert cands[0][1] == prompt and [r[2] for r in cands] == sorted((r[2] for r in cands), reverse=True)
     live = updates[1]
     assert "Step" in live[1] and live[4]["steps_run"] > 0 and not live[4]["done"]

@@ -96,9 +96,12 @@ def as_gr_error(e: BaseException) -> gr.Error:
         return gr.Error(str(e), title="Model weights not available", duration=None, print_exception=False)
     if isinstance(e, USER_ERRORS):
         return gr.Error(str(e), title="Please check the input", print_exception=False)
-    if type(e).__name__ == "OutOfMemoryError":
+    if is_oom(e):
+        free_gpu_memory()
         return gr.Error(
-            "Out of GPU memory: try fewer restarts, a shorter prompt or fewer images.", title="Out of memory"
+            "Out of GPU memory: try fewer restarts, a shorter prompt, fewer images or a smaller model.",
+            title="Out of memory",
+            print_exception=False,
         )
     log.exception("unexpected error in a handler")
     return gr.Error(
@@ -106,6 +109,17 @@ def as_gr_error(e: BaseException) -> gr.Error:
         title="Unexpected error",
         print_exception=False,
     )
+
+
+def is_oom(e: BaseException) -> bool:
+    return type(e).__name__ == "OutOfMemoryError" or "out of memory" in str(e).lower()
+
+
+def free_gpu_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def friendly_errors(fn: Callable) -> Callable:

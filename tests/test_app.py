@@ -249,6 +249,18 @@ def test_unexpected_errors_are_logged_and_the_app_keeps_serving(image_files, mon
     assert "unexpected error" in caplog.text
 
 
+def test_out_of_memory_says_what_to_change(image_files, monkeypatch):
+    import torch
+
+    def oom(*a, **k):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(pez, "invert_stream", oom)
+    with pytest.raises(gr.Error) as e:
+        run(app.invert_image, image_files[0], MODEL, *FAST)
+    assert e.value.title == "Out of memory" and "fewer restarts" in e.value.message
+
+
 # ---------------------------------------------------------------------------------------------
 # Regeneration (toy generator)
 

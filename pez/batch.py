@@ -325,9 +325,8 @@ def run_batch(
     # 3. Each process inverts its share and appends whole lines.
     with state.split_between_processes(todo) as mine:
         summary.assigned = len(mine)
-        _invert_all(
-            mine, clip, config, results, summary, progress and state.is_local_main_process, should_stop, on_record
-        )
+        show = progress and state.is_local_main_process
+        _invert_all(mine, clip, config, results, summary, state.process_index, show, should_stop, on_record)
 
     # 4. Wait for everyone, then count what the file now holds for these settings.
     state.wait_for_everyone()
@@ -337,7 +336,7 @@ def run_batch(
     return summary
 
 
-def _invert_all(mine, clip, config, results, summary, progress, should_stop, on_record) -> None:
+def _invert_all(mine, clip, config, results, summary, process, progress, should_stop, on_record) -> None:
     from tqdm import tqdm
 
     with tqdm(mine, desc="pez batch", unit="img", disable=not progress, file=sys.stderr, dynamic_ncols=True) as bar:
@@ -360,6 +359,7 @@ def _invert_all(mine, clip, config, results, summary, progress, should_stop, on_
                 summary.failed.append(f"{path}: {describe_error(e)}")
                 log.error("%s: %s (not recorded; a re-run retries it)", path, describe_error(e))
                 continue
+            record["process"] = process
             results.append(record)
             summary.written += "error" not in record
             if on_record is not None:

@@ -37,7 +37,7 @@ import torch
 
 from .config import ConfigError, InvertConfig
 from .images import IMAGE_SUFFIXES, InvalidImageError
-from .models import DEFAULT_PAIR, LoadedClip
+from .models import DEFAULT_PAIR, LoadedClip, WeightsNotFoundError
 
 try:  # POSIX advisory locks; elsewhere O_APPEND writes of one line are still whole
     import fcntl
@@ -378,6 +378,13 @@ def run_cli(args, config: InvertConfig) -> int:
     except KeyboardInterrupt:  # between images
         sys.stderr.write("stopped; re-run the same command to resume\n")
         return 130
+    except (InvalidImageError, ConfigError, WeightsNotFoundError):
+        raise  # the CLI reports these as one line, exit status 2
+    except Exception as e:  # e.g. out of memory while loading the model: one line, not a traceback
+        if not is_oom(e):
+            log.debug("batch failed", exc_info=True)
+        sys.stderr.write(f"error: {describe_error(e)}\n")
+        return 1
     for line in summary.failed:
         sys.stderr.write(f"failed (will be retried): {line}\n")
     if summary.complete is None:  # not the main process: the main one reports

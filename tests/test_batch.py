@@ -269,3 +269,19 @@ def test_accelerate_two_processes_shard_into_one_file(tmp_path):
     a = {p: r.get("prompt", r.get("error")) for p, r in by_path(lines(one)).items()}
     b = {p: r.get("prompt", r.get("error")) for p, r in by_path(lines(two)).items()}
     assert a == b and len(a) == 6
+
+
+def test_cli_batch_out_of_memory_before_any_image_is_one_line(tmp_path, capsys, monkeypatch):
+    folder = make_folder(tmp_path / "in", n=1, bad=False)
+
+    def oom(*a, **k):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr("pez.inversion.get_clip", oom)
+    rc = cli_run(["batch", str(folder), "--out", str(tmp_path / "r.jsonl"), "-m", MODEL, "-q"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and err == f"error: {batch.OOM_HINT}"
+    monkeypatch.undo()  # the real loader again: missing weights are a user error (exit 2)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert cli_run(["batch", str(folder), "--out", str(tmp_path / "r.jsonl"), "-m", "sd-1.5", "-q"]) == 2
+    assert capsys.readouterr().err.startswith("error: Could not load the CLIP weights")

@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from .config import ConfigError, InvertConfig
+from .errors import OOM_HINT, describe_error, is_oom  # noqa: F401  (re-exported for callers)
 from .images import IMAGE_SUFFIXES, InvalidImageError
 from .models import DEFAULT_PAIR, LoadedClip, WeightsNotFoundError
 
@@ -46,7 +47,6 @@ except ImportError:  # pragma: no cover - Windows
 
 log = logging.getLogger("pez.batch")
 
-OOM_HINT = "out of memory: try fewer candidates (--candidates), a shorter prompt (--prompt-len) or a smaller model"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,19 +192,6 @@ def _finite(x: Any) -> Any:
 
 class Interrupted(Exception):
     """The run was stopped (Ctrl-C or should_stop) in the middle of an image."""
-
-
-def is_oom(e: BaseException) -> bool:
-    return isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in str(e).lower()
-
-
-def describe_error(e: BaseException) -> str:
-    """A one-line message a user can act on."""
-    if is_oom(e):
-        return OOM_HINT
-    if isinstance(e, (InvalidImageError, ConfigError)):
-        return str(e)
-    return f"{type(e).__name__}: {e}"
 
 
 def _now() -> str:

@@ -16,9 +16,9 @@ import sys
 from collections.abc import Iterator
 
 from . import config as C
-from .config import ConfigError, InvertConfig
-from .images import InvalidImageError
-from .models import DEFAULT_PAIR, PAIRS, WeightsNotFoundError, list_pairs
+from .config import InvertConfig
+from .errors import USER_ERRORS, describe_error
+from .models import DEFAULT_PAIR, PAIRS, list_pairs
 
 HELP = {
     "prompt_len": "tokens in the prompt",
@@ -144,9 +144,16 @@ def run(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return _dispatch(args)
-    except (ConfigError, InvalidImageError, WeightsNotFoundError) as e:
+    except USER_ERRORS as e:
         sys.stderr.write(f"error: {e}\n")
         return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    except Exception as e:  # a runtime failure (e.g. out of memory): one line, no traceback
+        logging.getLogger(__name__).debug("run failed", exc_info=True)
+        sys.stderr.write(f"error: {describe_error(e)}\n")
+        return 1
 
 
 def _dispatch(args: argparse.Namespace) -> int:

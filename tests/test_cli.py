@@ -82,3 +82,15 @@ def test_python_dash_m(image_files):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.splitlines()[1].startswith("# score")
+
+
+def test_runtime_failure_is_one_line_exit_1(image_files, capsys, monkeypatch):
+    import pez.inversion
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(pez.inversion, "optimize", boom)
+    assert cli.run(["invert", image_files[0], *FAST]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: out of memory: try fewer candidates") and "Traceback" not in err

@@ -57,8 +57,8 @@ def test_incremental_projector_matches_full_scan(tiny_clip):
         project = Projector(vocab, mask, keep=32)
         gen = torch.Generator().manual_seed(0)
         soft = torch.randn(4, 3, vocab.embeddings.shape[1], generator=gen)
-        for step in range(200):
-            scale = 0.5 if step % 50 == 0 else 10 ** -(1 + step % 4)  # jumps and small moves
+        for step in range(80):
+            scale = 0.5 if step % 20 == 0 else 10 ** -(1 + step % 4)  # jumps and small moves
             soft = soft + scale * torch.randn(soft.shape, generator=gen)
             assert torch.equal(project(soft), vocab.project(soft, mask)), step
         assert project.scans < project.calls  # it did skip scans

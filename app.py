@@ -233,11 +233,19 @@ def load_model(model: str) -> pez.LoadedClip:
 # Turning reports into UI values
 
 LOSS, BEST = "loss (this step)", "1 − best score"
+IMAGE_COLOURS = ["#6366f1", "#ec4899", "#14b8a6", "#f59e0b", "#8b5cf6", "#ef4444", "#22c55e", "#0ea5e9"]
+PLOT_COLOURS = {
+    LOSS: "#a5b4fc",
+    BEST: "#4338ca",
+    **{f"image {k + 1}": IMAGE_COLOURS[k % len(IMAGE_COLOURS)] for k in range(MAX_IMAGES)},  # concatenation
+}
 PLOT_COLUMNS = ["step", "loss", "curve"]
 
 
-def plot_frame(rows: list[tuple]) -> pd.DataFrame:
-    """Loss plot data; typed even when empty, so the axes are numeric from the start."""
+def plot_frame(rows: list[tuple]) -> pd.DataFrame | None:
+    """Loss plot data with numeric axes. No rows -> None (an empty frame stops later data from drawing)."""
+    if not rows:
+        return None
     df = pd.DataFrame(rows, columns=PLOT_COLUMNS)
     return df.astype({"step": "int64", "loss": "float64", "curve": "str"})
 
@@ -331,7 +339,7 @@ def stream_inversion(
     yield gr.skip(), status_html(f"Loading {model}…", 0.0), plot_frame([]), [], record
     clip = load_model(model)
     stream = start(clip)
-    rows, seen, last, rep = [], {}, 0.0, None
+    rows, seen, last, rep = [(0, math.nan, LOSS), (0, math.nan, BEST)], {}, 0.0, None  # both series from the start
     try:
         for rep in stream:
             if rep.done:
@@ -428,7 +436,8 @@ def concatenate(images, model, prompt_len, steps, candidates, seed, lr, blocklis
     yield gr.skip(), status_html(f"Loading {model}…", 0.0), plot_frame([]), [], record
     clip = load_model(model)
     stream = pez.concatenate_stream(paths, clip, cfg, should_stop=stopper(control))
-    rows, last, rep = [], 0.0, None
+    # One empty point per image up front: the plot fixes its series on the first data it draws.
+    rows, last, rep = [(0, math.nan, f"image {k + 1}") for k in range(len(paths))], 0.0, None
     try:
         for rep in stream:
             if rep.done:
@@ -510,29 +519,29 @@ def run_generation(model: str, prompt: str, cfg: pez.GenerateConfig, targets: li
 
 
 def captioned(result, label: str = "") -> list[tuple[Any, str]]:
-    """GenerationResult -> gallery items with seed and similarity captions."""
+    """GenerationResult -> gallery items captioned with similarity (to the targets, else to the
+    prompt), seed, and a star on the best of several."""
     items = []
+    scores = result.image_scores or result.text_scores
     for i, img in enumerate(result.images):
         parts = [label] if label else []
+        if scores:
+            parts.append(f"sim {scores[i]:.2f}")
         parts.append(f"seed {result.seeds[i]}")
-        if result.image_scores:
-            parts.append(f"image sim {result.image_scores[i]:.2f}")
-        if result.text_scores:
-            parts.append(f"text sim {result.text_scores[i]:.2f}")
         if len(result.images) > 1 and result.best == i:
-            parts.append("★ best")
+            parts.append("★")
         items.append((img, " · ".join(parts)))
     return items
 
 
-def generation_summary(results: list, with_targets: bool) -> str:
+def generation_summary(results: list, targets: int) -> str:
     seconds = sum(r.seconds for r in results)
     n = sum(len(r.images) for r in results)
     text = f"{n} image{'s' if n != 1 else ''} in {seconds:.1f} s"
     img = [s for r in results for s in (r.image_scores or [])]
     txt = [s for r in results for s in (r.text_scores or [])]
-    if with_targets and img:
-        text += f" · mean image similarity to the target{'s' if with_targets else ''} **{sum(img) / len(img):.3f}**"
+    if targets and img:
+        text += f" · mean image similarity to the target{'s' if targets > 1 else ''} **{sum(img) / len(img):.3f}**"
     if txt:
         text += f" · mean prompt similarity {sum(txt) / len(txt):.3f}"
     warnings = [w for r in results for w in (r.warnings or [])]
@@ -546,7 +555,7 @@ def regenerate(prompt, image, model, negative_prompt, seed, steps, guidance, num
     cfg = gen_config(negative_prompt, seed, steps, guidance, num_images)
     targets = [image] if image is not None else None
     res = run_generation(model, prompt, cfg, targets, progress)
-    return captioned(res), generation_summary([res], bool(targets))
+    return captioned(res), generation_summary([res], len(targets or []))
 
 
 def regenerate_multi(prompt, images, model, negative_prompt, seed, steps, guidance, num_images, progress=gr.Progress()):
@@ -554,7 +563,7 @@ def regenerate_multi(prompt, images, model, negative_prompt, seed, steps, guidan
     cfg = gen_config(negative_prompt, seed, steps, guidance, num_images)
     targets = image_paths(images) or None
     res = run_generation(model, prompt, cfg, targets, progress)
-    return captioned(res), generation_summary([res], bool(targets))
+    return captioned(res), generation_summary([res], len(targets or []))
 
 
 def styled_prompts(style, subjects, template) -> str:
@@ -584,7 +593,7 @@ def regenerate_style(
         res = run_generation(model, prompt, cfg, None, progress)
         results.append(res)
         items += captioned(res, subject.strip())
-    return items, generation_summary(results, False)
+    return items, generation_summary(results, 0)
 
 
 def regenerate_distill(
@@ -594,7 +603,7 @@ def regenerate_distill(
     cfg = gen_config(negative_prompt, seed, steps, guidance, num_images)
     long_res = run_generation(model, long_prompt, cfg, None, progress)
     short_res = run_generation(model, short_prompt, cfg, None, progress)
-    return captioned(long_res, "long"), captioned(short_res, "short"), generation_summary([long_res, short_res], False)
+    return captioned(long_res, "long"), captioned(short_res, "short"), generation_summary([long_res, short_res], 0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -617,7 +626,10 @@ def history_rows(history: list | None) -> list[list]:
     rows = []
     for h in history or []:
         s = h.get("settings", {})
-        settings = f"len {s.get('prompt_len')} · {h.get('steps_run')}/{s.get('steps')} steps · seed {s.get('seed')}"
+        steps = (s.get("steps") or 0) * h.get("images", 1)  # concatenation: one run per image
+        settings = f"len {s.get('prompt_len')} · {h.get('steps_run')}/{steps} steps · seed {s.get('seed')}"
+        if h.get("stopped"):
+            settings += " · stopped"
         when = str(h.get("time", "")).replace("T", " ")
         rows.append(
             [when, h.get("mode", ""), h.get("prompt", ""), fmt_score(h.get("score")), h.get("model", ""), settings]
@@ -678,7 +690,7 @@ def export_history(history) -> str:
 
 
 def clear_history():
-    return [], [], ""
+    return [], [], "", gr.File(None, visible=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -727,6 +739,7 @@ CSS = """
 .pez-prompt textarea { font-family: var(--font-mono); font-size: 1.02em; }
 .pez-pair-info { font-size: .9em; }
 .pez-hint { font-size: .88em; color: var(--body-text-color-subdued); }
+#image-input img { width: 100%; height: 100%; object-fit: contain; }
 footer { display: none !important; }
 """
 THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="pink", neutral_hue="slate")
@@ -851,12 +864,12 @@ def progress_outputs(prompt_label: str, elem: str) -> tuple:
         placeholder="the discovered prompt appears here, improving as the search runs",
     )
     plot = gr.LinePlot(
-        plot_frame([]),
+        None,
         x="step",
         y="loss",
         color="curve",
         y_title="loss",
-        color_map={LOSS: "#a5b4fc", BEST: "#4338ca"},
+        color_map=PLOT_COLOURS,
         label="Loss",
         elem_id=f"{elem}-plot",
     )
@@ -972,6 +985,7 @@ def build_demo(offline_demo: bool | None = None) -> gr.Blocks:
                             columns=4,
                             height=280,
                             elem_id="image-gallery",
+                            fit_columns=False,
                             object_fit="contain",
                         )
                 all_gens.append(g1)
@@ -1038,6 +1052,7 @@ def build_demo(offline_demo: bool | None = None) -> gr.Blocks:
                             height=280,
                             object_fit="contain",
                             elem_id="multi-gallery",
+                            fit_columns=False,
                         )
                 all_gens.append(g2)
 
@@ -1099,7 +1114,12 @@ def build_demo(offline_demo: bool | None = None) -> gr.Blocks:
                         style_md = gr.Markdown(label="Summary")
                     with gr.Column(scale=3, min_width=360):
                         style_gallery = gr.Gallery(
-                            label="Generated", columns=4, height=320, object_fit="contain", elem_id="style-gallery"
+                            label="Generated",
+                            columns=4,
+                            height=320,
+                            object_fit="contain",
+                            elem_id="style-gallery",
+                            fit_columns=False,
                         )
                 all_gens.append(g3)
 
@@ -1147,6 +1167,7 @@ def build_demo(offline_demo: bool | None = None) -> gr.Blocks:
                                 height=260,
                                 object_fit="contain",
                                 elem_id="distill-long-gallery",
+                                fit_columns=False,
                             )
                             short_gallery = gr.Gallery(
                                 label="From the short prompt",
@@ -1154,6 +1175,7 @@ def build_demo(offline_demo: bool | None = None) -> gr.Blocks:
                                 height=260,
                                 object_fit="contain",
                                 elem_id="distill-short-gallery",
+                                fit_columns=False,
                             )
                 all_gens.append(g4)
 
@@ -1168,7 +1190,7 @@ def build_demo(offline_demo: bool | None = None) -> gr.Blocks:
                     headers=HISTORY_HEADERS,
                     interactive=False,
                     wrap=True,
-                    column_widths=["14%", "8%", "44%", "7%", "9%", "18%"],
+                    column_widths=["13%", "11%", "42%", "7%", "9%", "18%"],
                     elem_id="history-table",
                     max_height=420,
                 )
@@ -1178,7 +1200,7 @@ def build_demo(offline_demo: bool | None = None) -> gr.Blocks:
                 with gr.Row():
                     export_btn = gr.Button("⬇ Export JSON", scale=1)
                     clear_btn = gr.Button("🗑 Clear history", variant="stop", scale=1)
-                    export_file = gr.File(label="Export", scale=2, height=80)
+                    export_file = gr.File(label="Export", scale=2, visible=False)
 
         with gr.Accordion("Use it from Python (gradio_client)", open=False):
             gr.Markdown(api_help())
@@ -1274,8 +1296,8 @@ def build_demo(offline_demo: bool | None = None) -> gr.Blocks:
 
         history_table.select(pick_row_prompt, None, picked, **quick)
         use_btn.click(lambda p: (p, gr.Tabs(selected="image")), picked, [prompt, tabs], **quick)
-        export_btn.click(export_history, history, export_file, **quick)
-        clear_btn.click(clear_history, None, [history, history_table, picked], **quick)
+        export_btn.click(lambda h: gr.File(export_history(h), visible=True), history, export_file, **quick)
+        clear_btn.click(clear_history, None, [history, history_table, picked, export_file], **quick)
         demo.load(lambda h: history_rows(h), history, history_table, **quick)
 
     demo.queue(max_size=SERVER.queue_size, default_concurrency_limit=SERVER.gpu_concurrency)

@@ -268,7 +268,7 @@ def test_out_of_memory_says_what_to_change(image_files, monkeypatch):
 @needs_toy
 def test_regenerate_scores_images_against_the_target(image_files):
     items, summary = app.regenerate("a red circle", image_files[0], "toy", "", 3, 1, 0.0, 2)
-    assert len(items) == 2 and "seed 3" in items[0][1] and "image sim" in items[0][1]
+    assert len(items) == 2 and "seed 3" in items[0][1] and "sim " in items[0][1]
     assert "image similarity to the target" in summary
     gallery = [(p, None) for p in image_files]
     items, _ = app.regenerate_multi("a red circle, a blue star", gallery, "toy", "", 0, 1, 0, 1)
@@ -379,7 +379,7 @@ def test_client_streams_an_inversion_and_calls_every_endpoint(client, image_file
         pytest.skip("regeneration endpoints need the toy generator")
     gen = dict(model="toy", num_images=1, seed=0, steps=1, guidance=0)
     images, summary = client.predict(prompt, img, **gen, api_name="/regenerate")
-    assert len(images) == 1 and "image sim" in images[0]["caption"]
+    assert len(images) == 1 and "sim " in images[0]["caption"]
     images, _ = client.predict(joined, gallery, **gen, api_name="/regenerate_multi")
     assert len(images) == 1
     images, _ = client.predict(style, "a circle\na star", pez.STYLE_TEMPLATE, **gen, api_name="/regenerate_style")

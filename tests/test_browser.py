@@ -106,7 +106,7 @@ def test_browser_flow(page, shots):
     assert page.is_visible("#offline-banner")
 
     # Settings: a long run, so there is time to watch it and press Stop.
-    page.click("#settings")
+    page.get_by_text("Settings — model and search").click()
     set_number(page, "number input for Steps", 3000)
     set_number(page, "number input for Prompt length (tokens)", 4)
 
@@ -137,11 +137,13 @@ def test_browser_flow(page, shots):
     page.fill("#image-prompt textarea", "a red circle")
     page.click("#image-regen")
     page.wait_for_selector("#image-gallery img")
-    page.wait_for_function("document.querySelector('#image-gallery')?.innerText.includes('image sim')")
+    page.wait_for_function("document.querySelector('#image-gallery')?.innerText.includes('sim ')")
+    page.mouse.move(0, 0)  # no hover effects in the screenshot
     page.screenshot(path=str(shots / "image-to-prompt.png"), full_page=True)
 
-    # Short runs from here on.
+    # Short runs from here on; settings folded away.
     set_number(page, "number input for Steps", 60)
+    page.get_by_text("Settings — model and search").click()
 
     # 4. Multi-image, concatenate mode: each image inverted, prompts joined, scene regenerated.
     open_tab(page, "multi")
@@ -153,6 +155,7 @@ def test_browser_flow(page, shots):
     assert ", " in prompt_value(page, "multi")
     page.click("#multi-regen")
     page.wait_for_selector("#multi-gallery img")
+    page.mouse.move(0, 0)  # no hover effects in the screenshot
     page.screenshot(path=str(shots / "multi-image.png"), full_page=True)
 
     # 5. Style transfer: style prompt, subjects, regenerate each subject.
@@ -164,6 +167,7 @@ def test_browser_flow(page, shots):
     page.wait_for_function("document.querySelector('#style-styled textarea')?.value.includes('in the style of')")
     page.click("#style-regen")
     page.wait_for_selector("#style-gallery img")
+    page.mouse.move(0, 0)  # no hover effects in the screenshot
     page.screenshot(path=str(shots / "style-transfer.png"), full_page=True)
 
     # 6. Distill: a long prompt -> a short one, then both regenerated.
@@ -173,6 +177,7 @@ def test_browser_flow(page, shots):
     wait_status(page, "distill", "CLIP text similarity")
     page.click("#distill-regen")
     page.wait_for_selector("#distill-short-gallery img")
+    page.mouse.move(0, 0)  # no hover effects in the screenshot
     page.screenshot(path=str(shots / "distill.png"), full_page=True)
 
     # 7. History: every prompt, the stopped one included, kept across a reload.
@@ -180,6 +185,7 @@ def test_browser_flow(page, shots):
     page.wait_for_function("document.querySelector('#history-table')?.innerText.includes('distill')")
     table = page.inner_text("#history-table")
     assert kept in table and "concatenate" in table and "style" in table
+    page.mouse.move(0, 0)  # no hover effects in the screenshot
     page.screenshot(path=str(shots / "history.png"), full_page=True)
     page.reload()
     page.wait_for_selector("#tab-image")

@@ -1195,8 +1195,14 @@ def build_demo(offline_demo: bool | None = None) -> gr.Blocks:
                     max_height=420,
                 )
                 with gr.Row():
-                    picked = gr.Textbox(label="Selected prompt", buttons=["copy"], scale=4, elem_classes="pez-prompt")
-                    use_btn = gr.Button("Use in Image → Prompt", scale=1)
+                    picked = gr.Textbox(
+                        label="Selected prompt",
+                        buttons=["copy"],
+                        scale=4,
+                        elem_classes="pez-prompt",
+                        elem_id="history-picked",
+                    )
+                    use_btn = gr.Button("Use in Image → Prompt", scale=1, elem_id="history-use")
                 with gr.Row():
                     export_btn = gr.Button("⬇ Export JSON", scale=1)
                     clear_btn = gr.Button("🗑 Clear history", variant="stop", scale=1)

@@ -192,3 +192,9 @@ def test_browser_flow(page, shots):
     open_tab(page, "history")
     page.wait_for_function("document.querySelector('#history-table')?.innerText.includes('distill')")
     assert kept in page.inner_text("#history-table")
+    page.click(f"#history-table >> text={kept}")  # pick the stopped run's prompt and reuse it
+    page.wait_for_function("document.querySelector('#history-picked textarea')?.value.length > 0")
+    assert page.input_value("#history-picked textarea") == kept
+    page.click("#history-use")
+    page.wait_for_selector("#tab-image", state="visible")
+    assert prompt_value(page, "image") == kept

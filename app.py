@@ -35,16 +35,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+try:  # Hugging Face ZeroGPU; imported before anything touches CUDA. Absent off Spaces.
+    import spaces
+except ImportError:  # pragma: no cover - depends on the host
+    spaces = None
+
 import gradio as gr
 import pandas as pd
 
 import pez
 from pez.config import BOUNDS, GENERATE_BOUNDS, MAX_IMAGES, MAX_TEXT_CHARS
-
-try:  # Hugging Face ZeroGPU: present on Spaces, absent elsewhere
-    import spaces
-except ImportError:  # pragma: no cover - depends on the host
-    spaces = None
 
 log = logging.getLogger("pez.app")
 
@@ -646,7 +646,7 @@ def record_run(record, history):
 # Stop. A run polls its tab's control (a per-session dict in gr.State, shared by reference between
 # events) and ends gracefully, so its final update keeps the best prompt and all candidates. On
 # ZeroGPU a handler runs in another process the flag cannot reach, so Stop cancels the event there.
-HARD_STOP = spaces is not None
+HARD_STOP = spaces is not None and _env_flag("SPACES_ZERO_GPU")
 
 
 def new_control() -> dict:

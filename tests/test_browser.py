@@ -72,6 +72,16 @@ def shots(tmp_path_factory) -> Path:
     return folder
 
 
+def shoot(page, path: Path) -> None:
+    """Full-page screenshot, palette-quantised (a third of the size, same look) for the README."""
+    from PIL import Image
+
+    page.mouse.move(0, 0)  # no hover effects
+    page.screenshot(path=str(path), full_page=True)
+    img = Image.open(path).convert("RGB")
+    img.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
+
+
 def status_text(page, tab: str) -> str:
     return page.inner_text(f"#{tab}-status")
 
@@ -134,12 +144,11 @@ def test_browser_flow(page, shots):
     assert prompt_value(page, "image") == kept and "Stopped" in status_text(page, "image")
 
     # 3. Edit the prompt and regenerate: images appear beside the target, with scores.
-    page.fill("#image-prompt textarea", "a red circle")
+    page.fill("#image-prompt textarea", "a blue star")
     page.click("#image-regen")
     page.wait_for_selector("#image-gallery img")
     page.wait_for_function("document.querySelector('#image-gallery')?.innerText.includes('sim ')")
-    page.mouse.move(0, 0)  # no hover effects in the screenshot
-    page.screenshot(path=str(shots / "image-to-prompt.png"), full_page=True)
+    shoot(page, shots / "image-to-prompt.png")
 
     # Short runs from here on; settings folded away.
     set_number(page, "number input for Steps", 60)
@@ -155,8 +164,7 @@ def test_browser_flow(page, shots):
     assert ", " in prompt_value(page, "multi")
     page.click("#multi-regen")
     page.wait_for_selector("#multi-gallery img")
-    page.mouse.move(0, 0)  # no hover effects in the screenshot
-    page.screenshot(path=str(shots / "multi-image.png"), full_page=True)
+    shoot(page, shots / "multi-image.png")
 
     # 5. Style transfer: style prompt, subjects, regenerate each subject.
     open_tab(page, "style")
@@ -167,8 +175,7 @@ def test_browser_flow(page, shots):
     page.wait_for_function("document.querySelector('#style-styled textarea')?.value.includes('in the style of')")
     page.click("#style-regen")
     page.wait_for_selector("#style-gallery img")
-    page.mouse.move(0, 0)  # no hover effects in the screenshot
-    page.screenshot(path=str(shots / "style-transfer.png"), full_page=True)
+    shoot(page, shots / "style-transfer.png")
 
     # 6. Distill: a long prompt -> a short one, then both regenerated.
     open_tab(page, "distill")
@@ -177,16 +184,14 @@ def test_browser_flow(page, shots):
     wait_status(page, "distill", "CLIP text similarity")
     page.click("#distill-regen")
     page.wait_for_selector("#distill-short-gallery img")
-    page.mouse.move(0, 0)  # no hover effects in the screenshot
-    page.screenshot(path=str(shots / "distill.png"), full_page=True)
+    shoot(page, shots / "distill.png")
 
     # 7. History: every prompt, the stopped one included, kept across a reload.
     open_tab(page, "history")
     page.wait_for_function("document.querySelector('#history-table')?.innerText.includes('distill')")
     table = page.inner_text("#history-table")
     assert kept in table and "concatenate" in table and "style" in table
-    page.mouse.move(0, 0)  # no hover effects in the screenshot
-    page.screenshot(path=str(shots / "history.png"), full_page=True)
+    shoot(page, shots / "history.png")
     page.reload()
     page.wait_for_selector("#tab-image")
     open_tab(page, "history")

@@ -709,6 +709,24 @@ def style_examples() -> list[str]:
     return sorted(str(p) for p in (ASSETS / "style").glob("*.png"))
 
 
+def toy_style_examples() -> list[str]:
+    """A toy "style": one colour on several shapes, drawn by the toy world's renderer (held-out
+    seeds) into a temporary folder. Empty when the toy world is unavailable."""
+    try:
+        from pez import toy
+
+        folder = Path(tempfile.mkdtemp(prefix="pez-toy-style-"))
+        paths = []
+        for i, shape in enumerate(("circle", "square", "star")):
+            path = folder / f"green_{shape}.png"
+            toy.render("green", shape, seed=toy.EVAL_SEED_BASE + i).save(path)
+            paths.append(str(path))
+        return paths
+    except Exception:  # noqa: BLE001 - examples are optional
+        log.warning("toy style examples unavailable", exc_info=True)
+        return []
+
+
 TOY_LONG_PROMPT = (
     "a simple picture of a big bright red star drawn in the middle of a plain grey background, "
     "with nothing else in the picture except that red star"
@@ -934,6 +952,7 @@ def build_demo(offline_demo: bool | None = None) -> gr.Blocks:
     gpu = {"concurrency_id": "gpu", "concurrency_limit": SERVER.gpu_concurrency}
     quick = {"queue": False, "api_visibility": "private"}
     toys, photos, styles = toy_examples(), photo_examples(), style_examples()
+    toy_styles = toy_style_examples() if toys else []
 
     with gr.Blocks(title="pez — image to prompt") as demo:
         header(offline_demo)
@@ -1073,8 +1092,8 @@ def build_demo(offline_demo: bool | None = None) -> gr.Blocks:
                         with gr.Row():
                             if styles and not offline_demo:
                                 example_set("Example: stained glass", styles, style_images, s.model, toy=False)
-                            if len(toys) >= 2:
-                                example_set("Example: toy shapes", toys[:3], style_images, s.model, toy=True)
+                            if toy_styles:
+                                example_set("Example: green toy shapes", toy_styles, style_images, s.model, toy=True)
                     with gr.Column(scale=3, min_width=360):
                         style_status, style_prompt, style_plot = progress_outputs(
                             "Style prompt — edit it freely", "style"

@@ -168,7 +168,7 @@ def test_browser_flow(page, shots):
 
     # 5. Style transfer: style prompt, subjects, regenerate each subject.
     open_tab(page, "style")
-    page.click("#tab-style >> text=Example: toy shapes")
+    page.click("#tab-style >> text=Example: green toy shapes")
     page.wait_for_selector("#style-input img")
     page.click("#tab-style >> text=▶ Find style prompt")
     wait_status(page, "style", "Done after 60 steps")

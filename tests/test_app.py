@@ -46,7 +46,18 @@ TOY = _toy_ready()
 MODEL = "toy" if TOY else "random:tiny"  # the toy world model; a tiny random CLIP until it ships
 needs_toy = pytest.mark.skipif(not TOY, reason="the toy world model (pez.toy, assets/toy_clip) is not available")
 # (prompt_len, steps, candidates, seed, lr, blocklist, words_only): a few fast steps
-FAST = (4, 20, 2, 0, 0.1, "", False)
+FAST = (4, 12, 2, 0, 0.1, "", False)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Two shared cores: one torch thread is faster than two fighting ones."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -41,6 +41,17 @@ from .test_app import TOY  # noqa: E402
 TIMEOUT = 120_000  # ms; the CPU may be shared
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Two shared cores: one torch thread is faster than two fighting ones."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def server():
     demo = app.build_demo(offline_demo=True)  # the toy world model: no download
@@ -180,8 +191,9 @@ def test_browser_flow(page, shots):
     # 6. Distill: a long prompt -> a short one, then both regenerated.
     open_tab(page, "distill")
     page.fill("#distill-long textarea", app.TOY_LONG_PROMPT)
+    set_number(page, "number input for Short prompt length (tokens)", 4)  # the length the user chose
     page.click("#tab-distill >> text=▶ Distill")
-    wait_status(page, "distill", "CLIP text similarity")
+    wait_status(page, "distill", "→ 4 tokens · CLIP text similarity")
     page.click("#distill-regen")
     page.wait_for_selector("#distill-short-gallery img")
     shoot(page, shots / "distill.png")

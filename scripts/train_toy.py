@@ -1,7 +1,7 @@
 """Build the toy world's CLIP and example images: a thin wrapper of `python -m pez.toy train`.
 
-    python scripts/train_toy.py                 # writes assets/toy_clip/ and assets/examples/
-    python scripts/train_toy.py --out /tmp/toy --examples ''   # elsewhere, no examples
+python scripts/train_toy.py                 # writes assets/toy_clip/ and assets/examples/
+python scripts/train_toy.py --out /tmp/toy --examples ''   # elsewhere, no examples
 """
 
 import logging

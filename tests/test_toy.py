@@ -60,17 +60,19 @@ def test_words_are_single_distinct_tokens():
 
 
 def test_caption_sampler_batches():
-    cfg = toy.TrainConfig(batch_size=8, junk_captions=4, text_len=12)
+    cfg = toy.TrainConfig(batch_size=8, junk_captions=4, near_misses=6, text_len=12)
     sampler = toy._CaptionSampler(cfg, torch.Generator().manual_seed(0))
     labels = torch.arange(8) * 5  # label = colour * len(SHAPES) + shape
-    ids = sampler.batch(labels)  # (12, text_len)
-    assert ids.shape == (12, 12)
+    ids = sampler.batch(labels)  # (8 captions + 4 junk + 6 near misses, text_len)
+    assert ids.shape == (18, 12)
     assert (ids[:, 0] == sampler.sot).all() and ((ids == sampler.eot).sum(1) == 1).all()
     words = torch.tensor(sampler.colour_ids + sampler.shape_ids)
     for row, label in zip(ids[:8], labels.tolist()):
         assert sampler.colour_ids[label // len(toy.SHAPES)] in row.tolist()
         assert sampler.shape_ids[label % len(toy.SHAPES)] in row.tolist()
-    assert not torch.isin(ids[8:], words).any()  # junk strings hold no colour or shape word
+        assert torch.isin(row, words).sum() == 2
+    assert not torch.isin(ids[8:12], words).any()  # junk strings hold no colour or shape word
+    assert set(torch.isin(ids[12:], words).sum(1).tolist()) <= {1, 3}  # one word off
 
 
 def test_encode_ids_matches_encode_text():

@@ -6,14 +6,19 @@ real ViT-B-32 tokenizer and its whole 49,408-token vocabulary, so PEZ runs on it
 a real CLIP and can be tested with real signal.
 
 The world: every image is one shape of one colour drawn with PIL at a random position, size
-and rotation on a noisy grey background; `render(colour, shape, seed)` is deterministic. Seeds
-below `EVAL_SEED_BASE` are for training, seeds from it on are held out for evaluation.
+and rotation (hearts stay upright) on a noisy grey background; `render(colour, shape, seed)`
+is deterministic. Seeds below `EVAL_SEED_BASE` are for training, seeds from it on are held out.
 
-PEZ-friendliness: PEZ projects onto the whole vocabulary, and tokens the model never saw could
-produce junk features that score high. Training therefore (a) writes captions as bags of words
-with random vocabulary tokens scattered among them, so the text tower learns to ignore
-everything but colour and shape words, and (b) adds strings of random tokens as negatives for
-every image. See `TrainConfig`.
+PEZ-friendliness: PEZ projects onto the whole vocabulary, and any token that carries a little
+meaning by accident, or gives junk features, can win. So training (see `TrainConfig`):
+  (a) writes captions as bags of words with random vocabulary tokens scattered among them, so
+      the text tower learns to ignore everything but colour and shape words;
+  (b) trains only the embedding rows of the caption words (and SOT/EOT): the other 49k rows
+      keep their random initialisation, so none soaks up meaning from the few captions it
+      happened to appear in;
+  (c) adds negatives for every image: strings of random tokens, and near misses, captions one
+      word off ("a red circle square", "a red"), so that hedging or naming one word costs.
+bench/quality.py measures how often PEZ then finds the right words.
 
 Build the shipped assets with `python -m pez.toy train` (writes `assets/toy_clip/`).
 """

@@ -764,6 +764,19 @@ THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="pink", neutral_hue="
 LAUNCH_KWARGS = {"theme": THEME, "css": CSS}
 
 
+class TargetImage(gr.Image):
+    """gr.Image that hands an uploaded file to pez unopened: pez's loader then reports a bad file
+    (not an image, empty, a decompression bomb) clearly, instead of gradio failing on it first.
+    Pasted and webcam images (data URLs) are decoded as usual. Same frontend as gr.Image."""
+
+    is_template = True  # gradio: render with the parent's (gr.Image's) frontend
+
+    def preprocess(self, payload):
+        if payload is None or (payload.url and payload.url.startswith("data:")) or payload.path is None:
+            return super().preprocess(payload)
+        return str(payload.path)
+
+
 @dataclass
 class Settings:
     """The shared search settings (one set of components, read by every tab)."""
@@ -965,7 +978,7 @@ def build_demo(offline_demo: bool | None = None) -> gr.Blocks:
             with gr.Tab("Image → Prompt", id="image", elem_id="tab-image"):
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=2, min_width=300):
-                        image = gr.Image(
+                        image = TargetImage(
                             type="filepath",
                             image_mode=None,
                             label="Target image",

@@ -353,21 +353,13 @@ def app_error(client, endpoint: str, *args, **kwargs) -> str:
 
 SETTINGS = dict(model=MODEL, prompt_len=3, steps=2)
 
-# The app's gr.Image opens the upload with PIL before the handler runs: files PIL cannot identify
-# or that trip PIL's own bomb check fail there, with gradio's generic message (see the report).
-APP_PREPROCESS = {"not_an_image", "empty_file", "bomb_header"}
-
-
 @pytest.mark.parametrize("case", sorted(BAD))
-def test_app_bad_images(case, files, app_client, request):
+def test_app_bad_images(case, files, app_client):
+    """The app hands uploads to pez unopened, so every bad file gets pez's own message."""
     from gradio_client import handle_file
 
     if case == "missing":
         pytest.skip("a missing file cannot be uploaded")
-    if case in APP_PREPROCESS:
-        request.applymarker(
-            pytest.mark.xfail(reason="app.py: gr.Image decodes uploads before the handler", strict=False)
-        )
     msg = app_error(app_client, "invert", handle_file(str(files[case])), **SETTINGS)
     assert BAD[case] in msg
 

@@ -12,7 +12,8 @@ is at EOT, so padding after EOT cannot change the features (a parity test checks
 the model's own `encode_text`). The features of the projected prompt are already computed by
 the gradient pass, so scoring a candidate against *all* targets costs one small matmul, not a
 second forward pass. The reported best is the score of the decoded text as the user will copy
-it (re-tokenised and re-encoded when decoding does not round-trip).
+it (re-tokenised and re-encoded when decoding does not round-trip); that check runs for each
+candidate's best prompt once per report, in one batched forward, not on every step.
 """
 
 from __future__ import annotations
@@ -194,7 +195,9 @@ class _BestTracker:
         self.clip, self.encoder, self.targets = clip, encoder, targets
         self.scores: dict[str, float] = {}  # decoded text -> honest score
         self.by_ids: dict[tuple[int, ...], str] = {}  # projected ids -> decoded text
-        self.cand_best = [-math.inf] * n
+        self.n, self.device = n, clip.device
+        self.cand_best = [-math.inf] * n  # best projected-prompt score seen per candidate
+        self.window: dict[int, tuple[list[int], float]] = {}  # candidate -> (ids, score) to decode
         self.best = ScoredPrompt("", -math.inf)
 
     def decode(self, ids: list[int]) -> str:
@@ -203,18 +206,27 @@ class _BestTracker:
             self.by_ids[key] = clean_text(self.clip.tokenizer.decode(ids))
         return self.by_ids[key]
 
-    def update(self, ids: torch.Tensor, id_scores: torch.Tensor) -> None:
-        """ids (N, M), id_scores (N,): score of each projected prompt. Re-score improved ones."""
+    def observe(self, ids: torch.Tensor, id_scores: torch.Tensor) -> None:
+        """ids (N, M), id_scores (N,): each projected prompt's score. Remembers each candidate's
+        best since the last flush; decoding and honest re-scoring wait for `flush()`."""
+        for n in torch.nonzero(id_scores > self._threshold()).flatten().tolist():
+            self.window[n] = (ids[n].tolist(), float(id_scores[n]))
+
+    def _threshold(self) -> torch.Tensor:
+        best = [max(self.cand_best[n], self.window[n][1] if n in self.window else -math.inf) for n in range(self.n)]
+        return torch.tensor(best, device=self.device)
+
+    def flush(self) -> None:
+        """Decode the remembered prompts and score the exact texts (one batched forward for the
+        texts that do not re-tokenise to the same ids); update the per-candidate and overall bests."""
         pending: dict[str, list[int]] = {}  # text -> its re-tokenised body, when not yet scored
-        improved = [n for n in range(ids.shape[0]) if id_scores[n] > self.cand_best[n]]
-        for n in improved:
-            body = ids[n].tolist()
+        for body, id_score in self.window.values():
             text = self.decode(body)
             if text in self.scores or not text:
                 continue
             retok = self._retokenize(text)
             if retok == body:  # round-trips: the gradient pass already scored this exact text
-                self.scores[text] = float(id_scores[n])
+                self.scores[text] = id_score
             else:
                 pending[text] = retok
         if pending:
@@ -222,13 +234,14 @@ class _BestTracker:
                 feats = F.normalize(self.encoder.encode_ids(list(pending.values())).float(), dim=-1)
                 for text, s in zip(pending, self.targets.objective(feats).tolist()):
                     self.scores[text] = s
-        for n in improved:
-            text = self.decode(ids[n].tolist())
+        for n, (body, id_score) in self.window.items():
+            text = self.decode(body)
             if not text:
                 continue
-            self.cand_best[n] = max(self.cand_best[n], self.scores[text])
+            self.cand_best[n] = max(self.cand_best[n], id_score, self.scores[text])
             if self.scores[text] > self.best.score:
                 self.best = ScoredPrompt(text, self.scores[text])
+        self.window.clear()
 
     def _retokenize(self, text: str) -> list[int]:
         row = self.clip.tokenizer([text])[0].tolist()  # [SOT, body..., EOT, pad...]
@@ -287,13 +300,16 @@ def optimize(
             # 3. Score the projected prompts against all targets (free: features are at hand).
             with torch.no_grad():
                 full = objective.detach() if batch is None else targets.objective(feats.detach())  # (N,)
-            tracker.update(ids, full)
+            tracker.observe(ids, full)
             step, last = step + 1, (ids, full)
+            if step <= config.report_every or step % config.report_every == 0 or step == config.steps:
+                tracker.flush()  # decode and honestly re-score: every step at first, then per report
             history.append((step, float(loss.detach()) / n, tracker.best.score))
             if step % config.report_every == 0 and step < config.steps:
                 yield _report(step, config, history, _current(tracker, last), tracker, start)
     except KeyboardInterrupt:  # Ctrl-C in a CLI: stop and keep the best
         pass
+    tracker.flush()
     stopped = step < config.steps
     elapsed = time.perf_counter() - start
     result = InversionResult(

@@ -1,7 +1,7 @@
 """Seconds per PEZ step vs the floor: one forward + backward of the text encoder over SOT, the M
 prompt slots and EOT. A step's time is averaged over each report window (10 steps) of a real run
 with default settings. Prints median/min/max/mean, the ratio of medians step/floor (target <= 1.15 on CPU), the
-fraction of prompt rows that needed a full vocabulary scan, and peak RSS. Weights are random (cost does not depend on their values), so no download is needed.
+fraction of steps that needed a full vocabulary scan, and peak RSS. Weights are random (cost does not depend on their values), so no download is needed.
 
     python bench/speed.py                       # ViT-B-32 and ViT-H-14, M=16, CPU
     python bench/speed.py --archs ViT-B-32 --steps 30 --device cuda

@@ -93,54 +93,49 @@ class Projector:
     k-th best cosine s_k. For unit vectors, |p.e - a.e| <= |p - a| = delta for every token e, so
     at a later direction p no token outside the kept set can score above s_k + delta. If the
     best kept token scores above that, it is the exact nearest neighbour; otherwise the row is
-    scanned again. Soft prompts move little per step once optimisation settles, so most steps
-    cost a (k x d) re-rank instead of a (V x d) scan. Ties resolve to the lowest id, as in a
+    scanned again (with every other row: a scan is bound by reading the vocabulary, so one row costs
+    about as much as all). Soft prompts move little per step once optimisation settles, so most
+    steps cost a (k x d) re-rank instead of a (V x d) scan. Ties resolve to the lowest id, as in a
     full scan.
     """
 
     EPS = 1e-5  # slack for float32 rounding in the bound
 
-    def __init__(self, vocab: Vocabulary, mask: torch.Tensor, keep: int = 128):
+    def __init__(self, vocab: Vocabulary, mask: torch.Tensor, keep: int = 256):
         self.vocab, self.mask = vocab, mask
         self.keep = min(keep, int((mask == 0).sum()))
         self.anchor: torch.Tensor | None = None  # (R, d) unit directions at the last scan
         self.kept: torch.Tensor | None = None  # (R, k) kept ids per row, ascending
         self.floor: torch.Tensor | None = None  # (R,) k-th best cosine at the last scan
-        self.scans = 0  # rows scanned in full (for benchmarks)
-        self.calls = 0  # rows projected
+        self.scans = 0  # projections that needed a full vocabulary scan (for benchmarks)
+        self.calls = 0  # projections
 
     def __call__(self, soft: torch.Tensor) -> torch.Tensor:
         """(..., d) soft prompt -> (...) ids of the nearest allowed tokens by cosine."""
         flat = F.normalize(soft.detach().float().reshape(-1, soft.shape[-1]), dim=-1)  # (R, d)
-        self.calls += flat.shape[0]
+        self.calls += 1
         if self.anchor is None or self.anchor.shape != flat.shape:
-            ids = self._scan(flat, torch.arange(flat.shape[0], device=flat.device), fresh=True)
-            return ids.reshape(soft.shape[:-1])
+            return self._scan(flat).reshape(soft.shape[:-1])
         delta = (flat - self.anchor).norm(dim=-1)  # (R,) how far each row moved since its scan
         cand = self.vocab.unit[self.kept]  # (R, k, d)
         sims = torch.einsum("rd,rkd->rk", flat, cand)  # (R, k)
         best, pos = sims.max(dim=-1)
         ids = self.kept.gather(1, pos.unsqueeze(1)).squeeze(1)  # (R,)
-        stale = torch.nonzero(best <= self.floor + delta + self.EPS).flatten()
-        if len(stale):
-            ids[stale] = self._scan(flat[stale], stale)
+        if bool((best <= self.floor + delta + self.EPS).any()):
+            # Some row may have a new nearest token. A scan costs about the same for one row as
+            # for all (it is bound by reading the vocabulary), so refresh every row's anchor.
+            ids = self._scan(flat)
         return ids.reshape(soft.shape[:-1])
 
-    def _scan(self, flat: torch.Tensor, rows: torch.Tensor, fresh: bool = False) -> torch.Tensor:
-        """Full scan of some rows; refreshes their anchors and kept sets. Returns their ids."""
-        self.scans += flat.shape[0]
-        sims = torch.addmm(self.mask.unsqueeze(0), flat, self.vocab.unit.T)  # (r, V)
-        top, top_ids = sims.topk(self.keep, dim=-1)  # (r, k), descending
-        ids = sims.argmax(dim=-1)  # exact, lowest id among ties
-        if fresh:
-            self.anchor = flat.clone()
-            self.kept = top_ids.sort(dim=-1).values
-            self.floor = top[:, -1].clone()
-        else:
-            self.anchor[rows] = flat
-            self.kept[rows] = top_ids.sort(dim=-1).values
-            self.floor[rows] = top[:, -1]
-        return ids
+    def _scan(self, flat: torch.Tensor) -> torch.Tensor:
+        """Full scan of every row; refreshes the anchors and kept sets. Returns the ids (R,)."""
+        self.scans += 1
+        sims = torch.addmm(self.mask.unsqueeze(0), flat, self.vocab.unit.T)  # (R, V)
+        top, top_ids = sims.topk(self.keep, dim=-1)  # (R, k), descending
+        self.anchor = flat.clone()
+        self.kept = top_ids.sort(dim=-1).values
+        self.floor = top[:, -1].clone()
+        return sims.argmax(dim=-1)  # exact, lowest id among ties
 
 
 __all__ = ["Projector", "VocabFilter", "Vocabulary"]

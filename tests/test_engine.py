@@ -62,7 +62,7 @@ def test_incremental_projector_matches_full_scan(tiny_clip):
             soft = soft + scale * torch.randn(soft.shape, generator=gen)
             assert torch.equal(project(soft), vocab.project(soft, mask)), step
         assert project.scans < project.calls  # it did skip scans
-        assert project.scans > 12  # and it did rescan after jumps
+        assert project.scans >= 4  # and it did rescan after each jump
 
 
 def test_parity_with_encode_text(tiny_clip):

@@ -20,6 +20,18 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """One torch thread: on two cores shared with subprocesses (CLI, servers, accelerate ranks)
+    two intra-op threads fighting for them are many times slower than one."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_clip():
     """A 2-layer random CLIP with the real 49,408-token BPE vocabulary (seeded)."""

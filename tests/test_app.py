@@ -49,17 +49,6 @@ needs_toy = pytest.mark.skipif(not TOY, reason="the toy world model (pez.toy, as
 FAST = (4, 12, 2, 0, 0.1, "", False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Two shared cores: one torch thread is faster than two fighting ones."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def image_files(tmp_path_factory) -> list[str]:
     folder = tmp_path_factory.mktemp("images")

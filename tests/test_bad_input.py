@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import pez
@@ -33,14 +32,6 @@ ROOT = Path(__file__).resolve().parent.parent
 MODEL = "random:tiny"
 FAST = pez.InvertConfig(prompt_len=3, steps=2, report_every=1)
 CLI_FAST = ["-m", MODEL, "--steps", "2", "--prompt-len", "3", "-q"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # two shared cores: one thread is much faster than two fighting ones
-    yield
-    torch.set_num_threads(before)
 
 
 # ---------------------------------------------------------------------------------------------

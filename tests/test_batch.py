@@ -27,15 +27,6 @@ MODEL = "random:tiny"
 FAST = pez.InvertConfig(prompt_len=3, steps=4, report_every=2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Two shared cores: one intra-op thread is ~10x faster than two fighting threads."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def make_folder(root: Path, n: int = 3, bad: bool = True) -> Path:
     """n noise images (one in a sub-folder), a non-image renamed .png and a non-image suffix."""
     (root / "sub").mkdir(parents=True, exist_ok=True)

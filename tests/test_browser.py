@@ -41,17 +41,6 @@ from .test_app import TOY  # noqa: E402
 TIMEOUT = 120_000  # ms; the CPU may be shared
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Two shared cores: one torch thread is faster than two fighting ones."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def server():
     demo = app.build_demo(offline_demo=True)  # the toy world model: no download

@@ -25,16 +25,6 @@ PAIR = "sd-2.1-base"  # any SD pair: the injected tiny pipeline replaces its gen
 SMALL = GenerateConfig(steps=3, guidance=5.0, width=64, height=64)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models are overhead-bound: extra intra-op threads only add sync cost (and on a
-    shared CPU, spin-waiting makes them 10x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def pipe():
     from pez.tiny_sd import tiny_pipeline

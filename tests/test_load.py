@@ -26,14 +26,6 @@ MODEL = "random:tiny"
 FAST = pez.InvertConfig(prompt_len=4, steps=12, report_every=3)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # two shared cores: one thread is much faster than two fighting ones
-    yield
-    torch.set_num_threads(before)
-
-
 def load_script():
     spec = importlib.util.spec_from_file_location("load_test", ROOT / "scripts" / "load_test.py")
     module = importlib.util.module_from_spec(spec)

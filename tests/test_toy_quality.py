@@ -12,7 +12,6 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
-import torch
 
 import pez
 from pez import toy
@@ -23,16 +22,6 @@ pytestmark = pytest.mark.skipif(
 
 CASES = [("red", "circle"), ("blue", "star"), ("yellow", "triangle")]
 SEED_BASE = toy.EVAL_SEED_BASE + 700_000  # held out: training never uses seeds this high
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    """The toy model is tiny: extra threads only add overhead, and on a busy shared CPU they
-    can make a run ten times slower. The results do not change."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,7 @@ def time_floor(clip, prompt_len: int, repeats: int) -> list[float]:
 def time_steps(clip, prompt_len: int, steps: int, window: int) -> tuple[list[float], float]:
     """Seconds per step of a real PEZ run (one target, one candidate, default reporting), each
     averaged over one report window, and the fraction of prompt rows that needed a full scan."""
-    dim = _dim(clip)
+    dim = clip.feature_dim
     image = F.normalize(torch.randn(1, dim, generator=torch.Generator().manual_seed(0)), dim=-1)
     targets = pez.Targets(image.to(clip.device), torch.zeros(0, dim, device=clip.device))
     cfg = pez.InvertConfig(prompt_len=prompt_len, steps=steps + window, report_every=window, seed=0)
@@ -55,11 +55,6 @@ def time_steps(clip, prompt_len: int, steps: int, window: int) -> tuple[list[flo
         stamps.append(time.perf_counter())
     per_step = [(b - a) / window for a, b in zip(stamps, stamps[1:])]  # the first window is warm-up
     return per_step, rep.result.stats["scan_fraction"]
-
-
-def _dim(clip) -> int:
-    proj = clip.model.text_projection
-    return proj.shape[-1] if not isinstance(proj, torch.nn.Linear) else proj.out_features
 
 
 def _sync(device) -> None:

@@ -56,12 +56,7 @@ def _features(clip: LoadedClip, images: list) -> torch.Tensor:
 
 
 def _empty(clip: LoadedClip) -> torch.Tensor:
-    dim = (
-        clip.model.text_projection.shape[-1]
-        if clip.model.text_projection is not None
-        else clip.model.ln_final.normalized_shape[0]
-    )
-    return torch.zeros(0, dim, device=clip.device)
+    return torch.zeros(0, clip.feature_dim, device=clip.device)
 
 
 def run_to_end(reports: Iterator[StepReport]) -> InversionResult:

@@ -284,6 +284,14 @@ class LoadedClip:
         return int(self.tokenizer.eot_token_id)
 
     @property
+    def feature_dim(self) -> int:
+        """D, the size of CLIP's joint image-text feature space."""
+        proj = self.model.text_projection
+        if proj is None:
+            return int(self.model.ln_final.normalized_shape[0])
+        return int(proj.out_features if isinstance(proj, torch.nn.Linear) else proj.shape[-1])
+
+    @property
     def dtype(self) -> torch.dtype:
         return self.model.token_embedding.weight.dtype
 

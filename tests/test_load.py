@@ -58,7 +58,9 @@ def test_eight_concurrent_sessions_each_get_their_own_result():
         import app  # noqa: F401
     except Exception as e:
         pytest.skip(f"app.py not importable: {type(e).__name__}: {e}")
-    report = load_script().run_load_test(sessions=8, steps=40, prompt_len=4, model=MODEL, timeout=150)
+    report = load_script().run_load_test(
+        sessions=8, steps=200, prompt_len=4, model=MODEL, timeout=150
+    )  # long enough to stream
     assert report.ok, report.table()
     assert len({s.final for s in report.sessions}) >= 6  # distinct images -> (mostly) distinct prompts
     assert any(len(s.prompts) > 2 for s in report.sessions), "no session saw a live update"

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import threading
 import time
 import weakref
@@ -271,10 +270,10 @@ def _check_folder(path: str) -> None:
 
 
 def _hub_offline() -> bool:
-    from huggingface_hub import constants
+    """Nothing can be downloaded: HF_HUB_OFFLINE is set, or the hub is unreachable."""
+    from .models import hub_offline, hub_reachable
 
-    env = os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "TRUE", "ON", "YES")
-    return bool(constants.HF_HUB_OFFLINE) or env
+    return hub_offline() or not hub_reachable()
 
 
 def _is_cached(repo: str) -> bool:
@@ -292,7 +291,11 @@ def _missing_message(source: str, reasons: list[str], local_only: bool) -> str:
     if _is_local_path(source):
         where = f"the local folder {source!r}"
     else:
-        mode = "offline: HF_HUB_OFFLINE is set" if _hub_offline() else ("cache only" if local_only else "download")
+        mode = (
+            "offline: HF_HUB_OFFLINE is set or the hub is unreachable"
+            if _hub_offline()
+            else ("cache only" if local_only else "download")
+        )
         where = f"the Hugging Face repo {source!r} ({mode}; hub cache {HF_HUB_CACHE})"
     return (
         f"Could not load the diffusion generator from {where}. Tried: {'; '.join(reasons)}. "

@@ -399,17 +399,45 @@ def _hub_files(spec: ClipSpec) -> tuple[str, list[str]]:
     return repo, names
 
 
+def hub_offline() -> bool:
+    """True when HF_HUB_OFFLINE is set: nothing may be downloaded."""
+    from huggingface_hub import constants
+
+    env = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "TRUE", "ON", "YES")
+    return bool(constants.HF_HUB_OFFLINE) or env
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub's host accepts a connection (a quick probe, so that a machine
+    without network gets a clear error at once instead of a minute of download retries)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _check_cached(spec: ClipSpec) -> None:
-    """Fail fast when offline and the weights are not in the local hub cache."""
+    """Fail fast when the weights are not in the local hub cache and cannot be downloaded."""
     from huggingface_hub import try_to_load_from_cache
-    from huggingface_hub.constants import HF_HUB_OFFLINE
 
     repo, names = _hub_files(spec)
     if not repo:
         return  # URL-only weights: let open_clip try its own cache
-    cached = any(isinstance(try_to_load_from_cache(repo, n), str) for n in names)
-    if not cached and (HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "") in ("1", "true", "ON", "YES")):
+    if any(isinstance(try_to_load_from_cache(repo, n), str) for n in names):
+        return
+    if hub_offline():
         raise WeightsNotFoundError(_missing_message(spec, "HF_HUB_OFFLINE is set and the files are not cached"))
+    if not hub_reachable():
+        raise WeightsNotFoundError(
+            _missing_message(spec, "the files are not cached and the Hugging Face Hub is unreachable")
+        )
 
 
 def _missing_message(spec: ClipSpec, reason: str) -> str:
@@ -443,6 +471,8 @@ __all__ = [
     "WeightsNotFoundError",
     "clear_cache",
     "get_pair",
+    "hub_offline",
+    "hub_reachable",
     "list_pairs",
     "load_clip",
     "parse_clip_spec",

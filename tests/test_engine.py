@@ -374,3 +374,15 @@ def test_core_never_imports_gradio_or_prints():
     code = "import sys, pez, pez.cli; print('gradio' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root.parent)
     assert out.stdout.strip() == "False", out.stderr[-2000:]
+
+
+def test_unreachable_hub_fails_fast_without_offline_flag(monkeypatch):
+    """No HF_HUB_OFFLINE, no cache, no network: a clear error at once, not a minute of retries."""
+    from pez import models
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(models, "hub_offline", lambda: False)
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lambda *a, **k: None)
+    with pytest.raises(pez.WeightsNotFoundError, match="Hugging Face Hub is unreachable"):
+        pez.load_clip("ViT-B-32/openai", device="cpu")

@@ -48,7 +48,6 @@ except ImportError:  # pragma: no cover - Windows
 log = logging.getLogger("pez.batch")
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Finding images
 

@@ -195,8 +195,7 @@ class _BestTracker:
         self.clip, self.encoder, self.targets = clip, encoder, targets
         self.scores: dict[str, float] = {}  # decoded text -> honest score
         self.by_ids: dict[tuple[int, ...], str] = {}  # projected ids -> decoded text
-        self.n, self.device = n, clip.device
-        self.cand_best = [-math.inf] * n  # best projected-prompt score seen per candidate
+        self.cand_best = torch.full((n,), -math.inf, device=clip.device)  # best score seen per candidate
         self.window: dict[int, tuple[list[int], float]] = {}  # candidate -> (ids, score) to decode
         self.best = ScoredPrompt("", -math.inf)
 
@@ -209,12 +208,9 @@ class _BestTracker:
     def observe(self, ids: torch.Tensor, id_scores: torch.Tensor) -> None:
         """ids (N, M), id_scores (N,): each projected prompt's score. Remembers each candidate's
         best since the last flush; decoding and honest re-scoring wait for `flush()`."""
-        for n in torch.nonzero(id_scores > self._threshold()).flatten().tolist():
+        for n in torch.nonzero(id_scores > self.cand_best).flatten().tolist():
             self.window[n] = (ids[n].tolist(), float(id_scores[n]))
-
-    def _threshold(self) -> torch.Tensor:
-        best = [max(self.cand_best[n], self.window[n][1] if n in self.window else -math.inf) for n in range(self.n)]
-        return torch.tensor(best, device=self.device)
+        self.cand_best = torch.maximum(self.cand_best, id_scores)
 
     def flush(self) -> None:
         """Decode the remembered prompts and score the exact texts (one batched forward for the
@@ -234,11 +230,11 @@ class _BestTracker:
                 feats = F.normalize(self.encoder.encode_ids(list(pending.values())).float(), dim=-1)
                 for text, s in zip(pending, self.targets.objective(feats).tolist()):
                     self.scores[text] = s
-        for n, (body, id_score) in self.window.items():
+        for n, (body, _) in self.window.items():
             text = self.decode(body)
             if not text:
                 continue
-            self.cand_best[n] = max(self.cand_best[n], id_score, self.scores[text])
+            self.cand_best[n] = max(float(self.cand_best[n]), self.scores[text])
             if self.scores[text] > self.best.score:
                 self.best = ScoredPrompt(text, self.scores[text])
         self.window.clear()

@@ -82,8 +82,11 @@ class Vocabulary:
     def project(self, soft: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Nearest allowed token by cosine for each row: (..., d) -> (...) long ids. Exact search."""
         flat = F.normalize(soft.detach().float().reshape(-1, soft.shape[-1]), dim=-1)  # (R, d)
-        sims = torch.addmm(mask.unsqueeze(0), flat, self.unit.T)  # (R, V): mask + cosines
-        return sims.argmax(dim=-1).reshape(soft.shape[:-1])
+        return self.similarities(flat, mask).argmax(dim=-1).reshape(soft.shape[:-1])
+
+    def similarities(self, flat: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(R, d) unit rows -> (R, V) cosines to every token, -inf where the mask disallows."""
+        return torch.addmm(mask.unsqueeze(0), flat, self.unit.T)
 
 
 class Projector:
@@ -130,7 +133,7 @@ class Projector:
     def _scan(self, flat: torch.Tensor) -> torch.Tensor:
         """Full scan of every row; refreshes the anchors and kept sets. Returns the ids (R,)."""
         self.scans += 1
-        sims = torch.addmm(self.mask.unsqueeze(0), flat, self.vocab.unit.T)  # (R, V)
+        sims = self.vocab.similarities(flat, self.mask)  # (R, V)
         top, top_ids = sims.topk(self.keep, dim=-1)  # (R, k), descending
         self.anchor = flat.clone()
         self.kept = top_ids.sort(dim=-1).values

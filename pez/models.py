@@ -440,6 +440,54 @@ def _check_cached(spec: ClipSpec) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Availability:
+    """Whether a pair's weights can be used now: cached locally, or downloadable on first use."""
+
+    pair: str
+    ok: bool  # usable now (everything cached, or the hub is reachable to download the rest)
+    cached: bool  # every repo the pair needs is in the local hub cache
+    missing: tuple[str, ...] = ()  # hub repos (or files) not in the local cache
+    reason: str = ""  # why not usable, when not ok
+    how_to: str = ""  # how to make it usable, when not ok
+
+
+def pair_availability(name: str = DEFAULT_PAIR, timeout: float = 3.0) -> Availability:
+    """Quickly learn (no download, one connection probe at most) whether pair `name` can run.
+
+    The app calls this at start-up to decide whether to fall back to the toy world; the CLI never
+    falls back and keeps its clear WeightsNotFoundError."""
+    from huggingface_hub import try_to_load_from_cache
+
+    pair = get_pair(name)
+    if pair.kind == "toy":
+        return Availability(pair.name, ok=True, cached=True)
+    missing = []
+    spec = parse_clip_spec(pair.clip)
+    if spec.source == "tag":
+        repo, names = _hub_files(spec)
+        if repo and not any(isinstance(try_to_load_from_cache(repo, n), str) for n in names):
+            missing.append(repo)
+    if pair.generator and not Path(pair.generator).is_dir():
+        if not isinstance(try_to_load_from_cache(pair.generator, "model_index.json"), str):
+            missing.append(pair.generator)
+    if not missing:
+        return Availability(pair.name, ok=True, cached=True)
+    how_to = (
+        "Run once with network access so the weights are cached, point HF_HOME at a folder that holds "
+        "them, or pass local folders/files (see README, 'Models')."
+    )
+    if hub_offline():
+        reason = f"HF_HUB_OFFLINE is set and {', '.join(missing)} not in the hub cache ({_hub_cache_dir()})"
+        return Availability(pair.name, False, False, tuple(missing), reason, how_to)
+    if not hub_reachable(timeout):
+        reason = (
+            f"{', '.join(missing)} not in the hub cache ({_hub_cache_dir()}) and the Hugging Face Hub is unreachable"
+        )
+        return Availability(pair.name, False, False, tuple(missing), reason, how_to)
+    return Availability(pair.name, ok=True, cached=False, missing=tuple(missing))
+
+
 def _missing_message(spec: ClipSpec, reason: str) -> str:
     where = ""
     if spec.source == "tag":
@@ -462,6 +510,7 @@ def _hub_cache_dir() -> str:
 
 
 __all__ = [
+    "Availability",
     "ClipSpec",
     "DEFAULT_PAIR",
     "LoadedClip",
@@ -475,6 +524,7 @@ __all__ = [
     "hub_reachable",
     "list_pairs",
     "load_clip",
+    "pair_availability",
     "parse_clip_spec",
     "resolve_device",
     "resolve_precision",

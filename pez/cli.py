@@ -34,6 +34,7 @@ HELP = {
     "blocklist": "words never to use (every token containing one is excluded)",
     "ascii_only": "only plain ASCII tokens",
     "words_only": "only tokens made of letters (most readable)",
+    "precision": "precision of the gradient pass (scores stay fp32)",
 }
 
 
@@ -55,6 +56,8 @@ def add_invert_flags(p: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool",) or isinstance(f.default, bool):
             p.add_argument(flag, action="store_true", help=HELP[f.name])
+        elif f.name == "precision":
+            p.add_argument(flag, choices=C.PRECISIONS, default=f.default, help=f"{HELP[f.name]} (default {f.default})")
         elif f.name == "blocklist":
             p.add_argument(flag, nargs="*", default=[], metavar="WORD", help=HELP[f.name])
         else:

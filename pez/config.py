@@ -52,6 +52,8 @@ MIN_IMAGE_SIDE = 2  # pixels; smaller images carry no usable content
 MAX_ASPECT_RATIO = 20.0  # longest side / shortest side
 MAX_TEXT_CHARS = 2_000  # prompts and distillation targets
 
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # of a search's gradient pass; "auto": see pez.accel
+
 STYLE_TEMPLATE = "{subject} in the style of {style}"
 CONCAT_SEPARATOR = ", "
 
@@ -73,6 +75,7 @@ class InvertConfig:
     blocklist: tuple[str, ...] = ()  # words: every vocabulary entry containing one is never chosen
     ascii_only: bool = False  # keep only tokens whose text is plain printable ASCII
     words_only: bool = False  # keep only tokens made of letters (more readable prompts)
+    precision: str = "auto"  # of the gradient pass (scores stay fp32): auto, fp32, bf16, fp16 (pez.accel)
 
     def validate(self, context_length: int | None = None) -> InvertConfig:
         """Check every field; return self so calls can chain. Raises ConfigError."""
@@ -87,6 +90,8 @@ class InvertConfig:
                 f"prompt_len: expected at most {context_length - 2} (the model's context length "
                 f"{context_length} minus SOT and EOT), received {self.prompt_len}"
             )
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision: expected one of {list(PRECISIONS)}, received {self.precision!r}")
         if isinstance(self.blocklist, str):
             raise ConfigError("blocklist: expected a sequence of words, received a single string")
         return self

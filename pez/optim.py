@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from . import accel
 from .config import ConfigError, InvertConfig
 from .models import LoadedClip
 from .vocab import Projector, VocabFilter
@@ -39,7 +40,7 @@ from .vocab import Projector, VocabFilter
 class PromptEncoder:
     """Runs a CLIP text tower from token embeddings, over just the positions that matter."""
 
-    def __init__(self, clip: LoadedClip):
+    def __init__(self, clip: LoadedClip, tower: Callable | None = None):
         m = clip.model
         if getattr(m, "text_pool_type", "argmax") not in ("argmax", "eos") or getattr(m, "attn_mask", None) is None:
             raise ConfigError(
@@ -53,6 +54,7 @@ class PromptEncoder:
         emb = clip.vocab.embeddings
         self.sot = emb[clip.sot_id]  # (d,)
         self.eot = emb[clip.eot_id]  # (d,)
+        self.tower = tower  # (N, L, d), (N,) -> (N, D) in place of the model's modules (pez.accel)
 
     def encode_prompt_embeddings(self, prompt: torch.Tensor) -> torch.Tensor:
         """(N, M, d) prompt slot embeddings -> (N, D) unnormalised features of [SOT, slots, EOT]."""
@@ -75,6 +77,8 @@ class PromptEncoder:
 
     def _forward(self, x: torch.Tensor, eot_pos: torch.Tensor) -> torch.Tensor:
         """(N, L, d) input embeddings, (N,) EOT positions -> (N, D) pooled, projected features."""
+        if self.tower is not None:
+            return self.tower(x, eot_pos)
         m = self.model
         length = x.shape[1]
         x = x.to(self.cast_dtype) + m.positional_embedding[:length].to(self.cast_dtype)
@@ -189,10 +193,16 @@ def clean_text(text: str) -> str:
 
 
 class _BestTracker:
-    """Honest scores of decoded texts, cached by text; per-candidate and overall bests."""
+    """Honest scores of decoded texts, cached by text; per-candidate and overall bests.
 
-    def __init__(self, clip: LoadedClip, encoder: PromptEncoder, targets: Targets, n: int):
+    `encoder` scores texts in fp32. `pass_is_fp32` says the gradient pass is fp32 too, so a prompt
+    that round-trips through decoding keeps the score the pass gave it; otherwise (bf16/fp16
+    search) every reported text is re-scored in fp32 once, so a score means the same at any
+    precision."""
+
+    def __init__(self, clip: LoadedClip, encoder: PromptEncoder, targets: Targets, n: int, pass_is_fp32: bool = True):
         self.clip, self.encoder, self.targets = clip, encoder, targets
+        self.pass_is_fp32 = pass_is_fp32
         self.scores: dict[str, float] = {}  # decoded text -> honest score
         self.by_ids: dict[tuple[int, ...], str] = {}  # projected ids -> decoded text
         self.cand_best = torch.full((n,), -math.inf, device=clip.device)  # best score seen per candidate
@@ -212,16 +222,18 @@ class _BestTracker:
             self.window[n] = (ids[n].tolist(), float(id_scores[n]))
         self.cand_best = torch.maximum(self.cand_best, id_scores)
 
-    def flush(self) -> None:
-        """Decode the remembered prompts and score the exact texts (one batched forward for the
-        texts that do not re-tokenise to the same ids); update the per-candidate and overall bests."""
+    def flush(self, current: list[int] | None = None) -> None:
+        """Decode the remembered prompts (and `current`, the ids of the prompt a report shows) and
+        score the exact texts (one batched forward for the texts that do not re-tokenise to the same
+        ids or whose pass score is not fp32); update the per-candidate and overall bests."""
         pending: dict[str, list[int]] = {}  # text -> its re-tokenised body, when not yet scored
-        for body, id_score in self.window.values():
+        extra = [] if current is None else [(current, math.nan)]
+        for body, id_score in [*self.window.values(), *extra]:
             text = self.decode(body)
             if text in self.scores or not text:
                 continue
             retok = self._retokenize(text)
-            if retok == body:  # round-trips: the gradient pass already scored this exact text
+            if retok == body and self.pass_is_fp32 and not math.isnan(id_score):  # pass scored this text
                 self.scores[text] = id_score
             else:
                 pending[text] = retok
@@ -261,11 +273,14 @@ def optimize(
     config = (config or InvertConfig()).validate(clip.context_length)
     seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
     gen = torch.Generator().manual_seed(seed)
-    vocab, encoder = clip.vocab, PromptEncoder(clip)
+    vocab = clip.vocab
+    precision = accel.search_precision(config.precision, clip.device, vocab.embeddings.shape[1])
+    encoder = PromptEncoder(clip, accel.search_tower(clip, precision))  # the gradient pass
+    scorer = PromptEncoder(clip, accel.scoring_tower(clip))  # fp32, for every reported score
     vf = VocabFilter.from_config(config)
     mask = vocab.mask(vf)  # (V,) 0 allowed, -inf not
     n, k = config.candidates, targets.positive.shape[0]
-    tracker = _BestTracker(clip, encoder, targets, n)
+    tracker = _BestTracker(clip, scorer, targets, n, pass_is_fp32=precision == "fp32")
 
     # 1. Initialise P from the embeddings of random allowed tokens.
     allowed = vocab.allowed_ids(vf).cpu()
@@ -299,13 +314,13 @@ def optimize(
             tracker.observe(ids, full)
             step, last = step + 1, (ids, full)
             if step <= config.report_every or step % config.report_every == 0 or step == config.steps:
-                tracker.flush()  # decode and honestly re-score: every step at first, then per report
+                tracker.flush(_current_ids(last))  # decode, honestly re-score: every step at first, then per report
             history.append((step, float(loss.detach()) / n, tracker.best.score))
             if step % config.report_every == 0 and step < config.steps:
                 yield _report(step, config, history, _current(tracker, last), tracker, start)
     except KeyboardInterrupt:  # Ctrl-C in a CLI: stop and keep the best
         pass
-    tracker.flush()
+    tracker.flush(_current_ids(last))
     stopped = step < config.steps
     elapsed = time.perf_counter() - start
     result = InversionResult(
@@ -319,7 +334,7 @@ def optimize(
         model=clip.name,
         config=config,
         history=history,
-        stats={"scan_fraction": project.scans / max(project.calls, 1)},
+        stats={"scan_fraction": project.scans / max(project.calls, 1), "fp32_search": float(precision == "fp32")},
     )
     final = _report(step, config, history, _current(tracker, last), tracker, start)
     final.done, final.result = True, result
@@ -332,7 +347,13 @@ def _current(tracker: _BestTracker, last) -> ScoredPrompt:
         return ScoredPrompt("", float("nan"))
     ids, scores = last
     n = int(scores.argmax())
-    return ScoredPrompt(tracker.decode(ids[n].tolist()), float(scores[n]))
+    text = tracker.decode(ids[n].tolist())
+    return ScoredPrompt(text, tracker.scores.get(text, float(scores[n])))
+
+
+def _current_ids(last) -> list[int] | None:
+    """Ids of the latest step's best candidate (the prompt a report shows)."""
+    return None if last is None else last[0][int(last[1].argmax())].tolist()
 
 
 def _sample_batch(k: int, batch_size: int, gen: torch.Generator, device) -> torch.Tensor | None:

@@ -1,0 +1,232 @@
+"""One GPU check, offline, random weights at real size: PEZ and SD-Turbo speed, VRAM, bf16 agreement.
+
+Prints, for ViT-H-14 (M = 16): seconds per 1,000 PEZ steps with 1 and 8 candidates, eager and
+compiled (torch.compile "reduce-overhead", i.e. CUDA graphs), in bf16 and fp32; the score a bf16
+and an fp32 search reach from the same seed (scores are fp32 either way); SD-Turbo seconds per
+512x512 image (1 step, guidance 0, fp16); and the peak VRAM of each part. Goals on an H100/H200:
+1,000 steps <= 5 s, SD-Turbo <= 0.3 s per image. Takes ~3-6 minutes on one H100/H200 (compiling
+for each batch size is most of it). Nothing is downloaded: open_clip builds the CLIP from its
+config (pretrained=None), diffusers builds SD-Turbo's UNet/VAE and transformers its text encoder
+from the published SD 2.x configs, and the tokenizer comes from open_clip's bundled BPE file.
+
+    python bench/gpu_check.py                   # on a CUDA machine
+    python bench/gpu_check.py --smoke           # tiny models, few steps, CPU: checks the script runs
+    python bench/gpu_check.py --no-compile      # eager only
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import pez  # noqa: E402
+from pez import accel, tiny_sd  # noqa: E402
+
+# SD-Turbo = SD 2.1-base architecture (stabilityai/sd-turbo unet/vae/text_encoder configs)
+SD_TURBO_UNET = dict(
+    sample_size=64,
+    in_channels=4,
+    out_channels=4,
+    block_out_channels=(320, 640, 1280, 1280),
+    layers_per_block=2,
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    cross_attention_dim=1024,
+    attention_head_dim=(5, 10, 20, 20),
+    use_linear_projection=True,
+    norm_num_groups=32,
+    flip_sin_to_cos=True,
+    freq_shift=0,
+)
+SD_TURBO_VAE = dict(
+    in_channels=3,
+    out_channels=3,
+    block_out_channels=(128, 256, 512, 512),
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    latent_channels=4,
+    layers_per_block=2,
+    norm_num_groups=32,
+    sample_size=512,
+)
+SD_TURBO_TEXT = dict(
+    hidden_size=1024, intermediate_size=4096, num_hidden_layers=23, num_attention_heads=16, hidden_act="gelu"
+)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak(device: torch.device) -> str:
+    if device.type != "cuda":
+        return "n/a (CPU)"
+    return f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
+
+
+def _targets(clip, seed: int = 0) -> pez.Targets:
+    dim = clip.feature_dim
+    image = F.normalize(torch.randn(1, dim, generator=torch.Generator().manual_seed(seed)), dim=-1)
+    return pez.Targets(image.to(clip.device), torch.zeros(0, dim, device=clip.device))
+
+
+def run_search(clip, precision: str, candidates: int, steps: int, compile: bool, prompt_len: int, seed: int = 0):
+    """(seconds, result) of one PEZ run; the tower's compile mode is chosen by PEZ_COMPILE."""
+    os.environ["PEZ_COMPILE"] = "1" if compile else "0"
+    cfg = pez.InvertConfig(
+        prompt_len=prompt_len,
+        steps=steps,
+        candidates=candidates,
+        seed=seed,
+        precision=precision,
+        report_every=max(steps // 4, 1),
+    )
+    _sync(clip.device)
+    start = time.perf_counter()
+    for rep in pez.optimize(clip, _targets(clip), cfg):
+        pass
+    _sync(clip.device)
+    return time.perf_counter() - start, rep.result
+
+
+def check_pez(args, device: torch.device) -> None:
+    spec = "random:tiny" if args.smoke else f"random:{args.arch}"
+    _reset_peak(device)
+    t = time.perf_counter()
+    clip = pez.load_clip(spec, device=str(device), precision="fp32")  # fp32 weights: honest scores
+    _ = clip.vocab
+    print(f"[pez] {spec} built in {time.perf_counter() - t:.1f} s; peak VRAM {_peak(device)}", flush=True)
+    steps, warm = (args.steps, args.warmup) if not args.smoke else (20, 5)
+    modes = [False] + ([True] if args.compile else [])
+    for precision in args.precisions:
+        for compile in modes:
+            for n in (1, 8):
+                _reset_peak(device)
+                t = time.perf_counter()
+                run_search(clip, precision, n, warm, compile, args.prompt_len)  # compiles; warms caches
+                warm_s = time.perf_counter() - t
+                secs, result = run_search(clip, precision, n, steps, compile, args.prompt_len)
+                tower = accel.search_tower(clip, precision, compile=compile)
+                fell_back = compile and tower._run is tower._eager
+                print(
+                    f"[pez] {args.arch if not args.smoke else 'tiny'} {precision} "
+                    f"{'compiled' if compile else 'eager':<8} candidates={n}: {secs / steps * 1000:8.2f} s per 1,000 steps "
+                    f"({steps} steps timed; warm-up {warm_s:.1f} s; scans {result.stats['scan_fraction']:.0%}; "
+                    f"peak VRAM {_peak(device)}{'; COMPILE FELL BACK TO EAGER' if fell_back else ''})",
+                    flush=True,
+                )
+    # bf16 vs fp32: same seed, same steps; both scores are fp32 scores of the decoded text
+    agree_steps = 300 if not args.smoke else 20
+    scores = {}
+    for precision in ("fp32", "bf16"):
+        _, result = run_search(clip, precision, 4, agree_steps, False, args.prompt_len, seed=1)
+        scores[precision] = result.score
+    print(
+        f"[pez] bf16-vs-fp32 agreement ({agree_steps} steps, 4 candidates, random target): "
+        f"fp32 {scores['fp32']:.4f}, bf16 {scores['bf16']:.4f}, difference {scores['bf16'] - scores['fp32']:+.4f}",
+        flush=True,
+    )
+    pez.models.clear_cache()
+
+
+def sd_turbo_pipeline(device: torch.device, dtype: torch.dtype):
+    """SD-Turbo's architecture with random weights (no download), Euler trailing, no safety checker."""
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tok = tiny_sd.tiny_tokenizer()
+    text_cfg = CLIPTextConfig(
+        vocab_size=len(tok),
+        max_position_embeddings=tok.model_max_length,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        projection_dim=512,
+        **SD_TURBO_TEXT,
+    )
+    with torch.device(device):
+        pipe = StableDiffusionPipeline(
+            unet=UNet2DConditionModel(**SD_TURBO_UNET),
+            vae=AutoencoderKL(**SD_TURBO_VAE),
+            text_encoder=CLIPTextModel(text_cfg),
+            tokenizer=tok,
+            scheduler=tiny_sd.make_scheduler("euler"),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+    pipe = pipe.to(device, dtype)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def check_sd_turbo(args, device: torch.device) -> None:
+    _reset_peak(device)
+    if args.smoke:
+        pipe, size, dtype = tiny_sd.tiny_pipeline(scheduler="euler"), 64, torch.float32
+    else:
+        dtype = torch.float16
+        pipe, size = sd_turbo_pipeline(device, dtype), 512
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    kwargs = dict(num_inference_steps=1, guidance_scale=0.0, height=size, width=size, output_type="pil", generator=gen)
+    with torch.inference_mode():
+        for _ in range(2):  # warm-up (cuDNN autotune, allocator)
+            pipe("a lighthouse at dusk", **kwargs)
+        times = []
+        for _ in range(3 if args.smoke else 10):
+            _sync(device)
+            t = time.perf_counter()
+            pipe("a lighthouse at dusk", **kwargs)
+            _sync(device)
+            times.append(time.perf_counter() - t)
+    times.sort()
+    print(
+        f"[sd-turbo] {'tiny' if args.smoke else 'SD-Turbo architecture'} {size}x{size}, 1 step, guidance 0, "
+        f"{str(dtype).removeprefix('torch.')}: {times[len(times) // 2]:.3f} s per image (median of {len(times)}, "
+        f"min {times[0]:.3f}); peak VRAM {_peak(device)}",
+        flush=True,
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="tiny models, few steps (runs on a CPU)")
+    ap.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    ap.add_argument("--arch", default="ViT-H-14")
+    ap.add_argument("--prompt-len", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--warmup", type=int, default=30, help="steps run before timing (compiles)")
+    ap.add_argument("--precisions", nargs="+", default=["bf16", "fp32"], choices=["bf16", "fp16", "fp32"])
+    ap.add_argument("--no-compile", dest="compile", action="store_false")
+    ap.add_argument("--skip-sd", action="store_true")
+    args = ap.parse_args()
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.smoke:
+        args.compile = args.compile and device.type == "cuda"  # compiling on a CPU takes minutes
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"device: {device} ({name}), torch {torch.__version__}, smoke={args.smoke}", flush=True)
+    start = time.perf_counter()
+    check_pez(args, device)
+    if not args.skip_sd:
+        check_sd_turbo(args, device)
+    print(f"total {time.perf_counter() - start:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

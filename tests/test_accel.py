@@ -1,0 +1,205 @@
+"""pez.accel: the search precision choice, the search tower and fp32-honest scores."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import pez
+from pez import accel, toy
+from pez.config import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ---------------------------------------------------------------------------------------------
+# Precision "auto"
+
+
+def test_no_native_bf16_means_fp32_without_probing():
+    def probe():
+        raise AssertionError("the probe must not run on a CPU without native bf16")
+
+    assert accel.decide_cpu_precision(False, probe) == "fp32"
+
+
+@pytest.mark.parametrize(
+    ("speedup", "expected"), [(3.0, "bf16"), (accel.BF16_MIN_GAIN, "bf16"), (1.05, "fp32"), (0.3, "fp32")]
+)
+def test_native_bf16_is_chosen_only_when_the_probe_finds_it_faster(speedup, expected):
+    assert accel.decide_cpu_precision(True, lambda: speedup) == expected
+
+
+def test_capability_needs_a_bf16_cpu_flag():
+    assert not accel.cpu_has_native_bf16(frozenset({"avx2", "fma", "avx512f", "avx512bw"}))
+    assert not accel.cpu_has_native_bf16(frozenset())
+
+
+def test_probe_returns_a_positive_ratio():
+    assert accel.probe_bf16_speedup(width=64, rows=4, repeats=2) > 0
+
+
+def test_search_precision(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    for p in ("fp32", "bf16", "fp16"):
+        assert accel.search_precision(p, cpu) == p
+    with pytest.raises(ConfigError, match="precision"):
+        accel.search_precision("int8", cpu)
+    monkeypatch.setattr(accel, "cpu_auto_precision", lambda: "bf16")
+    assert accel.search_precision("auto", cpu, width=1024) == "bf16"
+    assert accel.search_precision(None, cpu, width=64) == "fp32"  # small towers are overhead-bound
+    monkeypatch.setattr(accel, "cpu_auto_precision", lambda: "fp32")
+    assert accel.search_precision("auto", cpu, width=1024) == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert accel.search_precision("auto", cuda) == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert accel.search_precision("auto", cuda) == "fp16"
+
+
+def test_config_rejects_an_unknown_precision():
+    with pytest.raises(ConfigError, match="precision"):
+        pez.InvertConfig(precision="fp8").validate()
+
+
+def test_compile_is_off_on_cpu_unless_asked(monkeypatch):
+    monkeypatch.delenv("PEZ_COMPILE", raising=False)
+    assert not accel.compile_enabled(torch.device("cpu"))
+    assert accel.compile_enabled(torch.device("cuda"))
+    monkeypatch.setenv("PEZ_COMPILE", "1")
+    assert accel.compile_enabled(torch.device("cpu"))
+    monkeypatch.setenv("PEZ_COMPILE", "0")
+    assert not accel.compile_enabled(torch.device("cuda"))
+
+
+# ---------------------------------------------------------------------------------------------
+# The search tower
+
+
+def _inputs(clip, n: int, m: int = 5, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1000, 40000, (n, m), generator=gen)
+    return clip.vocab.embeddings[ids].float()  # (N, M, d)
+
+
+@pytest.mark.parametrize("spec", ["random:tiny", "toy"])
+def test_fp32_tower_equals_the_models_own_modules(spec):
+    clip = pez.load_clip(spec, device="cpu")
+    x = _inputs(clip, 3)
+    tower = accel.search_tower(clip, "fp32")
+    assert tower.plain  # the model's blocks are the standard ones the tower reimplements
+    reference, fast = pez.PromptEncoder(clip), pez.PromptEncoder(clip, tower)
+    torch.testing.assert_close(
+        fast.encode_prompt_embeddings(x), reference.encode_prompt_embeddings(x), rtol=1e-5, atol=1e-5
+    )
+
+    def input_grad(enc):  # the search uses only the gradient at the input
+        xi = x.clone().requires_grad_(True)
+        return torch.autograd.grad(enc.encode_prompt_embeddings(xi).pow(2).sum(), xi)[0]
+
+    g, g_ref = input_grad(fast), input_grad(reference)
+    assert float((g - g_ref).norm() / g_ref.norm()) < 1e-5  # float32 rounding only
+
+
+def test_bf16_tower_is_a_copy_close_to_fp32():
+    clip = pez.load_clip("toy", device="cpu")
+    tower = accel.search_tower(clip, "bf16")
+    assert tower.parts.transformer is not clip.model.transformer  # the shared CLIP keeps fp32 weights
+    assert clip.model.transformer.get_cast_dtype() == torch.float32
+    x = _inputs(clip, 2)
+    a = F.normalize(pez.PromptEncoder(clip).encode_prompt_embeddings(x), dim=-1)
+    b = F.normalize(pez.PromptEncoder(clip, tower).encode_prompt_embeddings(x).float(), dim=-1)
+    assert float((a * b).sum(-1).min()) > 0.99
+
+
+def test_both_candidate_layouts_agree_and_one_is_chosen():
+    clip = pez.load_clip("random:tiny", device="cpu")
+    tower = accel.SearchTower(clip.model, torch.float32)
+    x = _inputs(clip, 3)  # (3, 5, d)
+    eot = torch.full((3,), 4)
+    outs = {}
+    for _ in range(2 * (tower.TRIALS + 1)):
+        layout = tower._choose_layout(3, x.device)
+        outs[layout] = tower(x, eot)
+    assert set(outs) == {"batched", "sequential"}
+    torch.testing.assert_close(outs["batched"], outs["sequential"], rtol=1e-5, atol=1e-6)
+    assert tower.layout(3) in ("batched", "sequential")
+    assert tower.layout(1) == "batched"
+
+
+# ---------------------------------------------------------------------------------------------
+# Searches: bf16 agrees with fp32, reported scores are fp32-honest
+
+
+@pytest.fixture(scope="module")
+def toy_runs():
+    """fp32 and bf16 searches of one toy image, with every report."""
+    clip = pez.load_clip("toy", device="cpu")
+    image = toy.render("red", "circle", toy.EVAL_SEED_BASE + 710_000)
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        cfg = pez.InvertConfig(prompt_len=4, steps=120, candidates=4, seed=0, report_every=20, precision=precision)
+        reports = list(pez.invert_stream([image], model=clip, config=cfg))
+        runs[precision] = reports
+    return clip, image, runs
+
+
+def test_bf16_and_fp32_searches_reach_similar_scores(toy_runs):
+    _, _, runs = toy_runs
+    fp32, bf16 = runs["fp32"][-1].result, runs["bf16"][-1].result
+    assert fp32.stats["fp32_search"] == 1.0 and bf16.stats["fp32_search"] == 0.0
+    assert abs(fp32.score - bf16.score) < 0.03, (fp32.prompt, fp32.score, bf16.prompt, bf16.score)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_reported_scores_are_fp32_scores_of_the_returned_text(toy_runs, precision):
+    clip, image, runs = toy_runs
+    result = runs[precision][-1].result
+    texts = [result.prompt] + [p.prompt for p in result.top_k]
+    honest = pez.score_texts(clip, texts, [image])
+    reported = [result.score] + [p.score for p in result.top_k]
+    assert reported == pytest.approx(honest, abs=2e-5)
+    for rep in runs[precision]:  # every report's best and current prompt, too
+        shown = [(rep.best_prompt, rep.best_score), (rep.current_prompt, rep.current_score)]
+        shown = [(t, s) for t, s in shown if t]
+        assert [s for _, s in shown] == pytest.approx(pez.score_texts(clip, [t for t, _ in shown], [image]), abs=2e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# torch.compile path and the GPU check script
+
+
+@pytest.mark.slow
+def test_compiled_tower_equals_eager_on_cpu():
+    clip = pez.load_clip("random:tiny", device="cpu")
+    eager = accel.SearchTower(clip.model, torch.float32)
+    compiled = accel.SearchTower(clip.model, torch.float32, compile_mode="default")
+    x = _inputs(clip, 2).requires_grad_(True)
+    eot = torch.full((2,), 4)
+    a = eager(x, eot)
+    b = compiled(x, eot)
+    assert compiled._run is not compiled._eager, "compile fell back to eager"
+    torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+    (ga,) = torch.autograd.grad(a.sum(), x)
+    (gb,) = torch.autograd.grad(b.sum(), x)
+    torch.testing.assert_close(gb, ga, rtol=1e-4, atol=1e-5)
+
+
+def test_gpu_check_smoke_runs_on_cpu():
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--smoke"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    for line in ("steps", "agreement", "image"):
+        assert line in out.stdout, out.stdout

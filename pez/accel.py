@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import PRECISIONS, ConfigError
+from .vocab import Projector
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +271,70 @@ class SearchTower:
         return proj(pooled) if isinstance(proj, torch.nn.Linear) else pooled @ proj
 
 
+# ---------------------------------------------------------------------------------------------
+# Vocabulary scans in bf16, exact
+
+
+class CoarseScanProjector(Projector):
+    """`Projector` whose full scans read a bf16 copy of the unit vocabulary (half the bytes of
+    fp32) and stay exact: the bf16 cosines are within `SLACK` of the fp32 ones, so every token
+    outside the coarse top-k scores at most (k-th coarse cosine + SLACK) in fp32. The kept set is
+    re-ranked in fp32; if its best clears that bound it is the exact nearest token (else this
+    scan falls back to the fp32 scan). The bound also becomes the row's floor for later steps.
+
+    SLACK: inputs rounded to bf16 (unit roundoff u = 2^-8) move a dot product of unit vectors by
+    at most 2u + u^2; the bf16 output adds u; fp32 accumulation over d terms adds d * 2^-24."""
+
+    def __init__(self, vocab, mask: torch.Tensor, keep: int = 256, dtype: torch.dtype = torch.bfloat16):
+        super().__init__(vocab, mask, keep)
+        self.dtype = dtype
+        u = torch.finfo(dtype).eps / 2  # unit roundoff, 2^-8 for bf16
+        self.slack = 3 * u + u * u + vocab.unit.shape[1] * 2.0**-24
+        self.low = coarse_unit(vocab, dtype)  # (V, d)
+        self.fallbacks = 0  # coarse scans that needed the fp32 scan (for benchmarks)
+
+    def _scan(self, flat: torch.Tensor) -> torch.Tensor:
+        sims = torch.addmm(self.mask.to(self.dtype).unsqueeze(0), flat.to(self.dtype), self.low.T)  # (R, V)
+        top, top_ids = sims.topk(self.keep, dim=-1)  # coarse, descending
+        kept = top_ids.sort(dim=-1).values  # (R, k)
+        exact = torch.einsum("rd,rkd->rk", flat, self.vocab.unit[kept])  # (R, k) fp32
+        bound = top[:, -1].float() + self.slack  # (R,) no token outside `kept` beats this in fp32
+        best, pos = exact.max(dim=-1)  # first max: lowest id among ties, as in a full scan
+        if bool((best <= bound).any()):
+            self.fallbacks += 1
+            return super()._scan(flat)
+        self.scans += 1
+        self.anchor, self.kept, self.floor = flat.clone(), kept, bound
+        return kept.gather(1, pos.unsqueeze(1)).squeeze(1)
+
+
+_COARSE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Vocabulary -> {dtype: (V, d)}
+
+
+def coarse_unit(vocab, dtype: torch.dtype) -> torch.Tensor:
+    """The unit vocabulary in `dtype`, built once per vocabulary."""
+    with _TOWERS_LOCK:
+        per_dtype = _COARSE.setdefault(vocab, {})
+        if dtype not in per_dtype:
+            per_dtype[dtype] = vocab.unit.to(dtype)
+        return per_dtype[dtype]
+
+
+def projector(vocab, mask: torch.Tensor) -> Projector:
+    """The exact projector for this hardware: scans read bf16 where it is fast (CUDA with bf16,
+    a CPU whose 'auto' precision is bf16) on vocabularies wide enough to be bandwidth-bound."""
+    device = vocab.unit.device
+    if vocab.unit.shape[1] < BF16_MIN_WIDTH:
+        return Projector(vocab, mask)
+    if device.type == "cuda":
+        fast_bf16 = torch.cuda.is_bf16_supported()
+    else:
+        fast_bf16 = device.type == "cpu" and cpu_auto_precision() == "bf16"
+    if fast_bf16:
+        return CoarseScanProjector(vocab, mask)
+    return Projector(vocab, mask)
+
+
 _TOWERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # LoadedClip -> {key: SearchTower}
 _TOWERS_LOCK = threading.Lock()
 
@@ -298,12 +363,15 @@ def scoring_tower(clip) -> SearchTower | None:
 
 
 __all__ = [
+    "CoarseScanProjector",
     "SearchTower",
+    "coarse_unit",
     "compile_enabled",
     "cpu_auto_precision",
     "cpu_has_native_bf16",
     "decide_cpu_precision",
     "probe_bf16_speedup",
+    "projector",
     "scoring_tower",
     "search_precision",
     "search_tower",

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from . import accel
 from .config import ConfigError, InvertConfig
 from .models import LoadedClip
-from .vocab import Projector, VocabFilter
+from .vocab import VocabFilter
 
 # ---------------------------------------------------------------------------------------------
 # Embedding-level text encoder
@@ -287,7 +287,7 @@ def optimize(
     init = allowed[torch.randint(len(allowed), (n, config.prompt_len), generator=gen)]
     soft = vocab.embeddings[init.to(clip.device)].float().clone().requires_grad_(True)  # (N, M, d)
     opt = torch.optim.AdamW([soft], lr=config.lr, weight_decay=config.weight_decay)
-    project = Projector(vocab, mask)  # exact; skips most full vocabulary scans
+    project = accel.projector(vocab, mask)  # exact; skips most full vocabulary scans
 
     history: list[tuple[int, float, float]] = []
     start, step = time.perf_counter(), 0

@@ -203,3 +203,44 @@ def test_gpu_check_smoke_runs_on_cpu():
     assert out.returncode == 0, out.stderr[-3000:]
     for line in ("steps", "agreement", "image"):
         assert line in out.stdout, out.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# Exact projection with bf16 scans
+
+
+def _random_vocab(v: int = 6000, d: int = 96, seed: int = 0, copies: int = 0):
+    from pez.vocab import Vocabulary
+
+    emb = torch.randn(v, d, generator=torch.Generator().manual_seed(seed)) * 0.02
+    emb[100 : 100 + copies] = emb[100]  # `copies` identical rows: exact ties across the coarse top-k
+    return Vocabulary(emb, F.normalize(emb, dim=-1), [""] * v, (0,))
+
+
+def test_coarse_scan_projector_matches_the_full_fp32_scan():
+    vocab = _random_vocab()
+    mask = torch.zeros(vocab.size)
+    mask[torch.arange(0, vocab.size, 7)] = float("-inf")  # some disallowed ids
+    project = accel.CoarseScanProjector(vocab, mask, keep=32)
+    gen = torch.Generator().manual_seed(1)
+    soft = torch.randn(3, 4, 96, generator=gen) * 0.02
+    for step in range(60):
+        scale = 0.02 if step % 15 == 0 else 0.02 * 10 ** -(1 + step % 3)  # jumps and small moves
+        soft = soft + scale * torch.randn(soft.shape, generator=gen)
+        assert torch.equal(project(soft), vocab.project(soft, mask)), step
+    assert 4 <= project.scans < project.calls
+    assert project.fallbacks == 0
+
+
+def test_coarse_scan_falls_back_on_ties_and_keeps_the_lowest_id():
+    vocab = _random_vocab(copies=64)
+    mask = torch.zeros(vocab.size)
+    project = accel.CoarseScanProjector(vocab, mask, keep=16)
+    soft = vocab.embeddings[100].expand(1, 2, -1).clone()  # right on the 64 identical rows
+    assert project(soft).tolist() == [[100, 100]] == vocab.project(soft, mask).tolist()
+    assert project.fallbacks == 1
+
+
+def test_projector_choice_is_plain_on_small_vocabularies():
+    vocab = _random_vocab(d=32)
+    assert type(accel.projector(vocab, torch.zeros(vocab.size))).__name__ == "Projector"

@@ -120,7 +120,7 @@ class Projector:
         if self.anchor is None or self.anchor.shape != flat.shape:
             return self._scan(flat).reshape(soft.shape[:-1])
         delta = (flat - self.anchor).norm(dim=-1)  # (R,) how far each row moved since its scan
-        cand = self.vocab.unit[self.kept]  # (R, k, d)
+        cand = self.vocab.unit.index_select(0, self.kept.flatten()).view(*self.kept.shape, -1)  # (R, k, d)
         sims = torch.einsum("rd,rkd->rk", flat, cand)  # (R, k)
         best, pos = sims.max(dim=-1)
         ids = self.kept.gather(1, pos.unsqueeze(1)).squeeze(1)  # (R,)

@@ -5,8 +5,11 @@ on a CPU, bf16 only where the CPU has native bf16 dot products (AVX512-BF16 / AM
 *and* a short measured probe (once per process) finds bf16 faster than fp32; fp32 otherwise.
 Only the gradient pass runs in that precision. The soft prompt, the projection and every
 reported score stay fp32: decoded texts are re-scored through the model's own fp32 weights
-(on a CPU the loaded CLIP keeps fp32 weights, so a bf16 search holds one extra bf16 copy of the
-text tower, about half the fp32 tower: 0.25 GB for ViT-H-14's 123 M text parameters).
+(on a CPU the loaded CLIP keeps its fp32 weights, so a bf16 search holds one extra bf16 copy
+of the text transformer: 0.6 GB for ViT-H-14's 302 M text parameters, next to 3.9 GB of fp32
+CLIP; the alternative, an fp32 copy of the text tower beside a bf16 CLIP, would need 1.2 GB and
+change the image features. On CUDA the CLIP is loaded in bf16 and `scoring_tower` keeps an fp32
+copy of its text tower for the scores). The bf16 copy is built once per loaded CLIP.
 
 Layout. `SearchTower` runs the text transformer on (N * L, d) rows with its own attention
 call. Going through `nn.MultiheadAttention` with batch-first input hands every projection a

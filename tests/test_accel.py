@@ -187,7 +187,7 @@ def test_compiled_tower_equals_eager_on_cpu():
     torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
     (ga,) = torch.autograd.grad(a.sum(), x)
     (gb,) = torch.autograd.grad(b.sum(), x)
-    torch.testing.assert_close(gb, ga, rtol=1e-4, atol=1e-5)
+    assert float((gb - ga).norm() / ga.norm()) < 1e-5  # float32 rounding only
 
 
 def test_gpu_check_smoke_runs_on_cpu():

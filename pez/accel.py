@@ -79,9 +79,9 @@ def cpu_has_native_bf16(flags: frozenset[str] | None = None) -> bool:
         return bool(torch.backends.mkldnn.is_available())
 
 
-def probe_bf16_speedup(width: int = 1024, rows: int = 18, repeats: int = 7) -> float:
+def probe_bf16_speedup(width: int = 1024, rows: int = 18, repeats: int = 3) -> float:
     """fp32 time / bf16 time of a text-tower-like linear layer (forward + input gradient) on this
-    CPU; > 1 means bf16 is faster. About 0.1 s."""
+    CPU; > 1 means bf16 is faster. Under 0.1 s on a quiet machine (3.5x on the AVX512-BF16 EPYC)."""
     gen = torch.Generator().manual_seed(0)
     w32 = torch.randn(4 * width, width, generator=gen) / width**0.5
     x32 = torch.randn(rows, width, generator=gen)
@@ -90,7 +90,7 @@ def probe_bf16_speedup(width: int = 1024, rows: int = 18, repeats: int = 7) -> f
     for _ in range(repeats):  # interleaved, so a busy neighbour slows both alike
         for dt, (w, x) in variants.items():
             start = time.perf_counter()
-            for _ in range(4):
+            for _ in range(2):
                 y = x @ w.T  # forward
                 _ = y @ w  # input gradient
             times[dt].append(time.perf_counter() - start)

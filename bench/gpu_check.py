@@ -112,7 +112,7 @@ def check_pez(args, device: torch.device) -> None:
     clip = pez.load_clip(spec, device=str(device), precision="fp32")  # fp32 weights: honest scores
     _ = clip.vocab
     print(f"[pez] {spec} built in {time.perf_counter() - t:.1f} s; peak VRAM {_peak(device)}", flush=True)
-    steps, warm = (args.steps, args.warmup) if not args.smoke else (20, 5)
+    steps, warm = (args.steps, args.warmup) if not args.smoke else (10, 3)
     # compiling costs ~1 min per (precision, candidates) shape: only the first precision is compiled
     variants = [(p, False) for p in args.precisions]
     if args.compile:
@@ -138,7 +138,7 @@ def check_pez(args, device: torch.device) -> None:
                 flush=True,
             )
     # bf16 vs fp32: same seed, same steps; both scores are fp32 scores of the decoded text
-    agree_steps = 300 if not args.smoke else 20
+    agree_steps = 300 if not args.smoke else 10
     scores = {}
     for precision in ("fp32", "bf16"):
         _, result = run_search(clip, precision, 4, agree_steps, False, args.prompt_len, seed=1)

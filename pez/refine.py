@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 REFINE_TOPK = 8  # candidate tokens per position, by linearised gain
 REFINE_BATCH = 64  # candidate swaps evaluated per round (one batched forward)
 REFINE_VERIFY = 4  # best candidates per round decoded and honestly re-scored
+REFINE_COMBOS = 6  # at most this many gaining swaps (at distinct positions) tried together
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,22 +169,31 @@ class Polisher:
             gains = self._gains(ids)
             # After rounds without a gain the same gradient comes back: look further down its ranking.
             top = gains.topk(min(REFINE_TOPK * (misses + 1), gains.shape[1]), dim=-1)  # (L, k)
-            swaps = []
+            swaps = []  # (position, token) of each untried single swap
             for i, j in torch.nonzero(torch.isfinite(top.values)).tolist():
-                cand = list(ids)
-                cand[i] = int(top.indices[i, j])
-                if tuple(cand) not in tried:
-                    swaps.append(cand)
+                swap = (i, int(top.indices[i, j]))
+                if tuple(_apply(ids, [swap])) not in tried:
+                    swaps.append(swap)
             if not swaps:
                 break
             if len(swaps) > REFINE_BATCH:
                 pick = torch.randperm(len(swaps), generator=self.gen)[:REFINE_BATCH].tolist()
                 swaps = [swaps[p] for p in pick]
-            tried.update(tuple(c) for c in swaps)
-            id_scores = self._objective(swaps)  # (B,) scores of the id sequences themselves
-            order = id_scores.argsort(descending=True)[:REFINE_VERIFY].tolist()
-            best = [swaps[o] for o in order]
-            checked = self.honest(best, [float(id_scores[o]) for o in order])
+            cands = [_apply(ids, [sw]) for sw in swaps]
+            tried.update(tuple(c) for c in cands)
+            id_scores = self._objective(cands).tolist()  # (B,) scores of the id sequences themselves
+            # Swaps that each help at different positions often help together: also try the best
+            # 2, 3, ... of them at once (one more small batch).
+            gaining, used = [], set()
+            for o in sorted(range(len(swaps)), key=lambda o: -id_scores[o]):
+                if id_scores[o] > score and swaps[o][0] not in used:
+                    gaining.append(swaps[o])
+                    used.add(swaps[o][0])
+            combos = [_apply(ids, gaining[:j]) for j in range(2, min(len(gaining), REFINE_COMBOS) + 1)]
+            if combos:
+                cands, id_scores = cands + combos, id_scores + self._objective(combos).tolist()
+            order = sorted(range(len(cands)), key=lambda o: -id_scores[o])[:REFINE_VERIFY]
+            checked = self.honest([cands[o] for o in order], [id_scores[o] for o in order])
             k = max(range(len(checked)), key=lambda c: checked[c][1])
             misses += 1
             if checked[k][1] > score:
@@ -213,6 +223,13 @@ class Polisher:
             self._offer(text, s)
             ids, score, removed = text_ids(self.clip, text), s, removed + 1
             yield "prune", removed, total, ids, text, score
+
+
+def _apply(ids: list[int], swaps) -> list[int]:
+    out = list(ids)
+    for i, tok in swaps:
+        out[i] = tok
+    return out
 
 
 def polish(polisher: Polisher, should_stop) -> Iterator[tuple]:

@@ -60,6 +60,7 @@ class SafetyList:
     """
 
     words: frozenset[str]
+    prefix_lengths: tuple[int, ...] = ()  # lengths of the words long enough to match as word starts
 
     @classmethod
     @cache
@@ -71,11 +72,8 @@ class SafetyList:
 
     @classmethod
     def of(cls, words) -> SafetyList:
-        return cls(frozenset(w.strip().lower() for w in words if w.strip().isalpha()))
-
-    @property
-    def _prefix_lengths(self) -> tuple[int, ...]:
-        return tuple(sorted({len(w) for w in self.words if len(w) >= PREFIX_MIN}))
+        words = frozenset(w.strip().lower() for w in words if w.strip().isalpha())
+        return cls(words, tuple(sorted({len(w) for w in words if len(w) >= PREFIX_MIN})))
 
     def blocks_word(self, word: str) -> bool:
         """True when `word` (any text; only its letters count) is offensive by the rule above."""
@@ -85,7 +83,7 @@ class SafetyList:
         for suffix in _INFLECTIONS:
             if w.endswith(suffix) and w[: len(w) - len(suffix)] in self.words:
                 return True
-        return any(w[:n] in self.words for n in self._prefix_lengths if n <= len(w))
+        return any(w[:n] in self.words for n in self.prefix_lengths if n <= len(w))
 
     def blocks_text(self, text: str) -> bool:
         """True when any whitespace-separated word of `text` is blocked (decoded prompts: pieces

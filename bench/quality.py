@@ -189,7 +189,7 @@ def compare(suite: str, args) -> list[dict]:
         base = pez.InvertConfig(prompt_len=args.prompt_len, candidates=args.candidates, seed=args.seed)
         cases = []
         for colour, shape, seed in quality_images(args.n):
-            right = lambda p, c=colour, s=shape: float(c in toy.words_in(p)[0] and s in toy.words_in(p)[1])  # noqa: E731
+            right = lambda p, c=colour, s=shape: _toy_right(p, c, s)  # noqa: E731
             cases.append((toy.caption(colour, shape), image_targets(clip, [toy.render(colour, shape, seed)]), right))
         calib_steps = args.steps
     # The budget: the time plain PEZ takes for calib_steps steps on the first case (this process).
@@ -210,7 +210,8 @@ def compare(suite: str, args) -> list[dict]:
                 plain_steps = res.steps_run
             feats = pez.text_features(clip, [res.prompt])
             score = float(targets.objective(feats)[0])  # the returned text, re-encoded
-            row = {"case": label, "method": method, "score": score, "right": right(res.prompt), "seconds": used}
+            got, clean = right(res.prompt)
+            row = {"case": label, "method": method, "score": score, "right": got, "clean": clean, "seconds": used}
             row.update(prompt_stats(clip, res.prompt, dictionary), steps=res.steps_run, prompt=res.prompt)
             rows.append(row)
             if not args.quiet:
@@ -219,14 +220,24 @@ def compare(suite: str, args) -> list[dict]:
     return rows
 
 
-def _planted_right(prompt: str, words: list[str]) -> float:
-    """Share of the planted words that appear among the prompt's words."""
+def _planted_right(prompt: str, words: list[str]) -> tuple[float, float]:
+    """Share of the planted words that appear among the prompt's words (twice: right, clean)."""
     got = set(prompt.lower().split())
-    return sum(w.lower() in got for w in words) / len(words)
+    share = sum(w.lower() in got for w in words) / len(words)
+    return share, share
+
+
+def _toy_right(prompt: str, colour: str, shape: str) -> tuple[float, float]:
+    """(right colour and shape named, and no other colour or shape named)."""
+    colours, shapes = toy.words_in(prompt)
+    right = colour in colours and shape in shapes
+    return float(right), float(set(colours) == {colour} and set(shapes) == {shape})
 
 
 def _print_table(suite: str, rows: list[dict], methods: list[str]) -> None:
-    print(f"\n{suite} | method | mean score | min score | seeds < pez | right | words | dictionary | offensive | s/run")
+    print(
+        f"\n{suite} | method | mean score | min score | cases < pez | right | clean | words | dictionary | offensive | s/run"
+    )
     plain = {r["case"]: r["score"] for r in rows if r["method"] == "pez"}
     for m in methods:
         rs = [r for r in rows if r["method"] == m]
@@ -234,7 +245,7 @@ def _print_table(suite: str, rows: list[dict], methods: list[str]) -> None:
         below = sum(r["score"] < plain.get(r["case"], -1) - 1e-6 for r in rs)
         print(
             f"| {m} | {mean('score'):.3f} | {min(r['score'] for r in rs):.3f} | {below}/{len(rs)} | "
-            f"{mean('right'):.0%} | {mean('words'):.1f} | {mean('dictionary'):.0%} | "
+            f"{mean('right'):.0%} | {mean('clean'):.0%} | {mean('words'):.1f} | {mean('dictionary'):.0%} | "
             f"{sum(r['offensive'] for r in rs)} | {mean('seconds'):.1f} |"
         )
 

@@ -335,7 +335,7 @@ def optimize(
         stopped = stopped or (should_stop is not None and should_stop())
     if polished is not None:
         stats.update(polished.stats)
-        hint = hint if polished.score - plateau.start < _refine.STUCK_MIN_GAIN else ""
+        hint = _refine.polish_hint(hint, polished.stats)
     elapsed = time.perf_counter() - start
     prompt, score = (
         (polished.prompt, polished.score) if polished is not None else (tracker.best.prompt, tracker.best.score)

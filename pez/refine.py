@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .config import STUCK_HINT, STUCK_MIN_GAIN, STUCK_MIN_STEPS, InvertConfig
+from .config import STUCK_HINT, STUCK_MIN_GAIN, STUCK_MIN_STEPS, STUCK_REFINE_GAIN, InvertConfig
 from .vocab import SafetyList, VocabFilter
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,16 @@ def stuck_hint(step: int, start_score: float, best_score: float) -> str:
     if step < STUCK_MIN_STEPS or not (math.isfinite(start_score) and math.isfinite(best_score)):
         return ""
     return STUCK_HINT if best_score - start_score < STUCK_MIN_GAIN else ""
+
+
+def polish_hint(hint: str, stats: dict) -> str:
+    """The hint after refinement: a search whose best prompt a few token swaps improve by more
+    than STUCK_REFINE_GAIN was stuck in a poor basin (another seed may do better still); one that
+    refinement lifted well clear of the random start (STUCK_MIN_GAIN) no longer counts as stuck."""
+    gain = stats.get("refine_score", -math.inf) - stats.get("search_score", math.inf)
+    if gain > STUCK_REFINE_GAIN:
+        return STUCK_HINT
+    return hint
 
 
 def text_rejector(config: InvertConfig) -> Callable[[str], bool]:
@@ -258,4 +268,4 @@ def polish(polisher: Polisher, should_stop) -> Iterator[tuple]:
     yield Polish(text, score, stats)
 
 
-__all__ = ["Polish", "Polisher", "initial_ids", "polish", "stuck_hint", "text_ids", "text_rejector"]
+__all__ = ["Polish", "Polisher", "initial_ids", "polish", "polish_hint", "stuck_hint", "text_ids", "text_rejector"]

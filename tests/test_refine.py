@@ -148,6 +148,9 @@ def test_stuck_hint_criterion(monkeypatch, tiny_clip, images):
     assert refine.stuck_hint(200, 0.10, 0.12) == pez.config.STUCK_HINT
     assert refine.stuck_hint(200, 0.10, 0.40) == ""
     assert refine.stuck_hint(10, 0.10, 0.10) == ""  # too early to say
+    stats = {"search_score": 0.06, "refine_score": 0.58}  # swaps lifted it far: the search was stuck
+    assert refine.polish_hint("", stats) == pez.config.STUCK_HINT
+    assert refine.polish_hint("", {"search_score": 0.30, "refine_score": 0.32}) == ""
     monkeypatch.setattr(refine, "STUCK_MIN_STEPS", 4)
     monkeypatch.setattr(refine, "STUCK_MIN_GAIN", 10.0)  # nothing can gain this much: always stuck
     reports, res = _run(tiny_clip, images[:1], PLAIN.replace(steps=12))

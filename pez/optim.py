@@ -343,7 +343,7 @@ def optimize(
     result = InversionResult(
         prompt=prompt,
         score=score if step else float("nan"),
-        top_k=tracker.top_k(config.top_k),
+        top_k=_top_k(tracker, config.top_k, polished),
         steps_run=step,
         elapsed=elapsed,
         stopped=stopped,
@@ -358,6 +358,15 @@ def optimize(
     final.done, final.result = True, result
     final.best_prompt, final.best_score = prompt, result.score
     yield final
+
+
+def _top_k(tracker: _BestTracker, k: int, polished) -> list[ScoredPrompt]:
+    """Distinct prompts, best first. After pruning, the returned (shortest) prompt leads and the
+    longer ones it was pruned from (scoring less than prune_tolerance more) are left out."""
+    if polished is None or not polished.prompt:
+        return tracker.top_k(k)
+    rest = [p for p in tracker.top_k(len(tracker.scores)) if p.score <= polished.score and p.prompt != polished.prompt]
+    return [ScoredPrompt(polished.prompt, polished.score), *rest[: k - 1]]
 
 
 class _Plateau:

@@ -270,8 +270,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--methods", nargs="*", choices=list(METHODS), help="subset of methods to compare")
     ap.add_argument("--seconds", type=float, default=None, help="budget per method and case (default: calibrated)")
     ap.add_argument("--weights-seed", type=int, default=0, help="torch seed of the planted benchmark's ViT-B-32")
+    ap.add_argument("--refine-topk", type=int, default=None, help="override pez.refine.REFINE_TOPK (tuning)")
+    ap.add_argument("--refine-batch", type=int, default=None, help="override pez.refine.REFINE_BATCH (tuning)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    from pez import refine
+
+    refine.REFINE_TOPK = args.refine_topk or refine.REFINE_TOPK
+    refine.REFINE_BATCH = args.refine_batch or refine.REFINE_BATCH
     if args.compare:
         if args.compare == "plain-toy" and args.model_dir is None:
             args.model_dir = str(Path.home() / ".cache" / "pez" / "toy_clip_plain")

@@ -67,6 +67,7 @@ APP_PATIENCE = 150
 # A second sign, after refinement: when a few token swaps raise the search's best by more than
 # STUCK_REFINE_GAIN, the search sat in a poor basin (the toy green triangle of issue 9, prompt
 # length 8, seed 0: search 0.06, refined 0.58, caption 0.96); elsewhere refinement gains 0.01-0.05.
+# Unless pruning then lifts it by as much again (seed 1: refined 0.59, pruned to "green triangle" 0.96).
 STUCK_MIN_STEPS = 100
 STUCK_MIN_GAIN = 0.05
 STUCK_REFINE_GAIN = 0.1

@@ -75,13 +75,15 @@ def stuck_hint(step: int, start_score: float, best_score: float) -> str:
 
 
 def polish_hint(hint: str, stats: dict) -> str:
-    """The hint after refinement: a search whose best prompt a few token swaps improve by more
-    than STUCK_REFINE_GAIN was stuck in a poor basin (another seed may do better still); one that
-    refinement lifted well clear of the random start (STUCK_MIN_GAIN) no longer counts as stuck."""
-    gain = stats.get("refine_score", -math.inf) - stats.get("search_score", math.inf)
-    if gain > STUCK_REFINE_GAIN:
+    """The hint after the polish phases: a search whose best prompt a few token swaps improve by
+    more than STUCK_REFINE_GAIN sat in a poor basin (another seed may do far better), unless
+    pruning then lifted it by as much again (dropping the stray tokens found the good prompt)."""
+    refined = stats.get("refine_score", -math.inf)
+    gain = refined - stats.get("search_score", math.inf)
+    rescued = stats.get("prune_score", -math.inf) - refined > STUCK_REFINE_GAIN
+    if gain > STUCK_REFINE_GAIN and not rescued:
         return STUCK_HINT
-    return hint
+    return "" if rescued else hint
 
 
 def text_rejector(config: InvertConfig) -> Callable[[str], bool]:

@@ -151,6 +151,8 @@ def test_stuck_hint_criterion(monkeypatch, tiny_clip, images):
     stats = {"search_score": 0.06, "refine_score": 0.58}  # swaps lifted it far: the search was stuck
     assert refine.polish_hint("", stats) == pez.config.STUCK_HINT
     assert refine.polish_hint("", {"search_score": 0.30, "refine_score": 0.32}) == ""
+    rescued = {"search_score": 0.08, "refine_score": 0.59, "prune_score": 0.96}  # pruning found it
+    assert refine.polish_hint(pez.config.STUCK_HINT, rescued) == ""
     monkeypatch.setattr(refine, "STUCK_MIN_STEPS", 4)
     monkeypatch.setattr(refine, "STUCK_MIN_GAIN", 10.0)  # nothing can gain this much: always stuck
     reports, res = _run(tiny_clip, images[:1], PLAIN.replace(steps=12))

@@ -119,6 +119,9 @@ class Polisher:
         self.clip, self.encoder, self.targets, self.tracker = clip, encoder, targets, tracker
         self.mask, self.config, self.gen = mask, config, gen
         self.reject = text_rejector(config)
+        # Honest scores computed here, by one path (batched encode_ids), so the phases decide the
+        # same way whatever the search cached (its scores depend on report_every).
+        self.scores: dict[str, float] = {}
 
     # -- honest scores -------------------------------------------------------------------------
 
@@ -129,19 +132,21 @@ class Polisher:
         texts = [tr.decode(b) for b in bodies]
         pending: dict[str, list[int]] = {}
         for i, (text, body) in enumerate(zip(texts, bodies)):
-            if not text or text in tr.scores or self.reject(text):
+            if not text or text in self.scores or self.reject(text):
                 continue
             retok = text_ids(self.clip, text)
             if id_scores is not None and retok == list(body):
-                tr.scores[text] = id_scores[i]
+                self.scores[text] = id_scores[i]
             else:
                 pending[text] = retok
         if pending:
-            tr.scores.update(zip(pending, self._objective(list(pending.values())).tolist()))
+            self.scores.update(zip(pending, self._objective(list(pending.values())).tolist()))
         out = []
         for text in texts:
             ok = text and not self.reject(text)
-            out.append((text, tr.scores[text] if ok else -math.inf))
+            out.append((text, self.scores[text] if ok else -math.inf))
+            if ok:
+                tr.scores[text] = self.scores[text]  # for the result's top_k
         return out
 
     @torch.no_grad()
@@ -253,7 +258,8 @@ def polish(polisher: Polisher, should_stop) -> Iterator[tuple]:
     if not start_text:
         yield Polish(start_text, start_score, stats)
         return
-    ids, text, score = text_ids(polisher.clip, start_text), start_text, start_score
+    ids, text = text_ids(polisher.clip, start_text), start_text
+    score = polisher.honest([ids])[0][1]  # re-scored by the phases' own path
     t0 = time.perf_counter()
     rounds = 0
     if cfg.refine_steps:

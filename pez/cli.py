@@ -35,6 +35,12 @@ HELP = {
     "ascii_only": "only plain ASCII tokens",
     "words_only": "only tokens made of letters (most readable)",
     "precision": "precision of the gradient pass (scores stay fp32)",
+    "whole_words": "only tokens that end a word: the prompt is separate words, no glued pieces",
+    "safe": "exclude the default offensive/sexual word list (--blocklist adds to it)",
+    "refine_steps": "rounds of gradient-guided token swaps after the search (0: off)",
+    "prune_tolerance": "drop tokens whose removal costs less than this score (0: off)",
+    "patience": "stop the search after this many steps without a better score (0: off)",
+    "init_prompt": "start from this text instead of random tokens",
 }
 
 
@@ -54,14 +60,21 @@ def add_invert_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     for f in dataclasses.fields(InvertConfig):
         flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool",) or isinstance(f.default, bool):
-            p.add_argument(flag, action="store_true", help=HELP[f.name])
+        if isinstance(f.default, bool):  # --whole-words / --no-whole-words
+            p.add_argument(
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=f.default,
+                help=f"{HELP[f.name]} (default %(default)s)",
+            )
         elif f.name == "precision":
             p.add_argument(flag, choices=C.PRECISIONS, default=f.default, help=f"{HELP[f.name]} (default {f.default})")
+        elif isinstance(f.default, str):
+            p.add_argument(flag, default=f.default, metavar="TEXT", help=HELP[f.name])
         elif f.name == "blocklist":
             p.add_argument(flag, nargs="*", default=[], metavar="WORD", help=HELP[f.name])
         else:
-            kind = float if f.name in ("lr", "weight_decay", "negative_weight") else int
+            kind = float if f.name in C.FLOAT_FIELDS else int
             bound = C.BOUNDS[f.name]
             p.add_argument(
                 flag,
@@ -121,7 +134,11 @@ def _progress(reports: Iterator, total: int, quiet: bool, label: str = "") -> It
             step_rep = getattr(rep, "report", rep)
             if hasattr(rep, "index"):  # concatenation: one bar pass per image
                 bar.set_description(f"image {rep.index + 1}/{rep.total}", refresh=False)
-            bar.n = step_rep.step
+            phase = getattr(step_rep, "phase", "search")
+            if phase == "search":
+                bar.n = step_rep.step
+            else:  # refine/prune rounds after the search: the bar stays, the label counts rounds
+                bar.set_description(f"{phase} {step_rep.step}/{step_rep.steps}", refresh=False)
             if math.isfinite(step_rep.best_score):
                 bar.set_postfix_str(f"best {step_rep.best_score:.3f} {step_rep.best_prompt[:60]!r}", refresh=False)
             bar.refresh()
@@ -138,6 +155,8 @@ def _print_result(res, as_json: bool, extra: dict | None = None) -> None:
         f"# score {res.score:.4f}  steps {res.steps_run}  {res.elapsed:.1f}s  seed {res.seed}  model {res.model}"
         + ("  (stopped early)" if res.stopped else "")
     )
+    if getattr(res, "hint", ""):
+        _out(f"# hint: {res.hint}")
     for key, value in (extra or {}).items():
         _out(f"# {key}: {value}")
 

@@ -15,6 +15,11 @@ class ConfigError(ValueError):
     """A setting is out of range or of the wrong kind. The message says expected vs received."""
 
 
+class WeightsNotFoundError(RuntimeError):
+    """Model weights are neither in the local cache nor downloadable; says what was looked for.
+    (Defined here, beside ConfigError, so pez.toy_clip raises it without importing pez.models.)"""
+
+
 @dataclass(frozen=True)
 class Bound:
     """Closed numeric range [lo, hi] for one setting, with a UI step."""
@@ -43,7 +48,30 @@ BOUNDS: dict[str, Bound] = {
     "report_every": Bound(1, 10_000),
     "seed": Bound(0, 2**31 - 1),
     "negative_weight": Bound(0.0, 10.0, 0.1),
+    "refine_steps": Bound(0, 1_000),
+    "prune_tolerance": Bound(0.0, 0.2, 0.005),
+    "patience": Bound(0, 10_000),
 }
+
+FLOAT_FIELDS = ("lr", "weight_decay", "negative_weight", "prune_tolerance")  # the other bounded fields are ints
+
+# The app's recommended early stop (the library default `patience=0` runs every step): the
+# planted and toy benchmarks gain almost nothing after 150 steps without a new best.
+APP_PATIENCE = 150
+
+# A search "looks stuck" when, after STUCK_MIN_STEPS steps, its best score is less than
+# STUCK_MIN_GAIN above the mean score of its random start: a working search gains far more
+# (toy world ~0.8, planted prompts ~0.7, real CLIPs ~0.2; the stuck toy run of issue 9 gained
+# almost nothing). What is reachable is unknown for images, but a random prompt is a floor
+# that costs nothing to measure (step 1 scores it). See pez.refine.stuck_hint.
+# A second sign, after refinement: when a few token swaps raise the search's best by more than
+# STUCK_REFINE_GAIN, the search sat in a poor basin (the toy green triangle of issue 9, prompt
+# length 8, seed 0: search 0.06, refined 0.58, caption 0.96); elsewhere refinement gains 0.01-0.05.
+# Unless pruning then lifts it by as much again (seed 1: refined 0.59, pruned to "green triangle" 0.96).
+STUCK_MIN_STEPS = 100
+STUCK_MIN_GAIN = 0.05
+STUCK_REFINE_GAIN = 0.1
+STUCK_HINT = "the search looks stuck: try another seed or more restarts (candidates)"
 
 # Input limits shared by the engine, the CLI and the app.
 MAX_IMAGES = 32  # target images per run
@@ -76,13 +104,20 @@ class InvertConfig:
     ascii_only: bool = False  # keep only tokens whose text is plain printable ASCII
     words_only: bool = False  # keep only tokens made of letters (more readable prompts)
     precision: str = "auto"  # of the gradient pass (scores stay fp32): auto, fp32, bf16, fp16 (pez.accel)
+    # Beyond plain PEZ (pez.refine; defaults chosen from bench/quality.py, see BENCHMARKS.md).
+    whole_words: bool = True  # only tokens that end a word in CLIP's BPE: separate words, no glued pieces
+    safe: bool = True  # exclude the default offensive/sexual word list; `blocklist` adds to it
+    refine_steps: int = 50  # rounds of gradient-guided token swaps after the search (0: off)
+    prune_tolerance: float = 0.01  # drop tokens whose removal costs less than this score (0: off)
+    patience: int = 0  # stop the search when the best score has not improved for this many steps (0: off)
+    init_prompt: str = ""  # start from this text instead of random tokens
 
     def validate(self, context_length: int | None = None) -> InvertConfig:
         """Check every field; return self so calls can chain. Raises ConfigError."""
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.name in BOUNDS and not (f.name == "seed" and value is None):
-                if f.name not in ("lr", "weight_decay", "negative_weight") and not _is_int(value):
+                if f.name not in FLOAT_FIELDS and not _is_int(value):
                     raise ConfigError(f"{f.name}: expected an integer, received {value!r}")
                 BOUNDS[f.name].check(f.name, value)
         if context_length is not None and self.prompt_len > context_length - 2:
@@ -92,6 +127,10 @@ class InvertConfig:
             )
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision: expected one of {list(PRECISIONS)}, received {self.precision!r}")
+        if not isinstance(self.init_prompt, str) or len(self.init_prompt) > MAX_TEXT_CHARS:
+            raise ConfigError(
+                f"init_prompt: expected a text of at most {MAX_TEXT_CHARS} characters, received {self.init_prompt!r:.80}"
+            )
         if isinstance(self.blocklist, str):
             raise ConfigError("blocklist: expected a sequence of words, received a single string")
         return self
@@ -129,6 +168,7 @@ GENERATE_BOUNDS: dict[str, Bound] = {
 DEBUG_CONFIG = InvertConfig(prompt_len=4, steps=20, report_every=5)  # tiny preset for tests
 
 __all__ = [
+    "APP_PATIENCE",
     "BOUNDS",
     "Bound",
     "CONCAT_SEPARATOR",

@@ -27,13 +27,9 @@ from typing import Any
 
 import torch
 
-from .config import ConfigError
+from .config import ConfigError, WeightsNotFoundError
 
 log = logging.getLogger(__name__)
-
-
-class WeightsNotFoundError(RuntimeError):
-    """Model weights are neither in the local cache nor downloadable; says what was looked for."""
 
 
 @dataclass(frozen=True)
@@ -340,9 +336,9 @@ def _load_uncached(spec: ClipSpec, device: torch.device, precision: str) -> Load
 
     log.info("loading CLIP %s on %s (%s)", spec.label, device, precision)
     if spec.source == "toy":
-        from . import toy
+        from . import toy_clip
 
-        model, preprocess = toy.create_toy_clip()
+        model, preprocess = toy_clip.create_toy_clip()
         tokenizer = open_clip.get_tokenizer("ViT-B-32")
     elif spec.source == "random" and spec.arch == "tiny":
         torch.manual_seed(0)

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from . import accel
+from . import refine as _refine
 from .config import ConfigError, InvertConfig
 from .models import LoadedClip
 from .vocab import VocabFilter
@@ -147,7 +148,8 @@ class InversionResult:
     model: str
     config: InvertConfig
     history: list[tuple[int, float, float]] = field(default_factory=list)  # (step, loss, best score)
-    stats: dict[str, float] = field(default_factory=dict)  # diagnostics, e.g. full-scan fraction
+    stats: dict[str, float] = field(default_factory=dict)  # diagnostics: scan fraction, per-phase scores
+    hint: str = ""  # advice when the run went badly, e.g. pez.config.STUCK_HINT
 
     def to_dict(self) -> dict:
         cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(self.config).items()}
@@ -161,6 +163,8 @@ class InversionResult:
             "seed": self.seed,
             "model": self.model,
             "config": cfg,
+            "hint": self.hint,
+            "stats": dict(self.stats),
         }
 
 
@@ -179,6 +183,8 @@ class StepReport:
     steps_per_sec: float
     done: bool = False
     result: InversionResult | None = None  # set on the final report
+    phase: str = "search"  # "search" (PEZ), "refine" (token swaps) or "prune" (dropping tokens)
+    hint: str = ""  # advice for the user, e.g. "the search looks stuck: ..." (pez.config.STUCK_HINT)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,6 +214,7 @@ class _BestTracker:
         self.cand_best = torch.full((n,), -math.inf, device=clip.device)  # best score seen per candidate
         self.window: dict[int, tuple[list[int], float]] = {}  # candidate -> (ids, score) to decode
         self.best = ScoredPrompt("", -math.inf)
+        self.reject: Callable[[str], bool] = lambda text: False  # texts never to return
 
     def decode(self, ids: list[int]) -> str:
         key = tuple(ids)
@@ -230,7 +237,7 @@ class _BestTracker:
         extra = [] if current is None else [(current, math.nan)]
         for body, id_score in [*self.window.values(), *extra]:
             text = self.decode(body)
-            if text in self.scores or not text:
+            if text in self.scores or not text or self.reject(text):
                 continue
             retok = self._retokenize(text)
             if retok == body and self.pass_is_fp32 and not math.isnan(id_score):  # pass scored this text
@@ -244,7 +251,7 @@ class _BestTracker:
                     self.scores[text] = s
         for n, (body, _) in self.window.items():
             text = self.decode(body)
-            if not text:
+            if text not in self.scores:  # empty or rejected
                 continue
             self.cand_best[n] = max(float(self.cand_best[n]), self.scores[text])
             if self.scores[text] > self.best.score:
@@ -281,10 +288,10 @@ def optimize(
     mask = vocab.mask(vf)  # (V,) 0 allowed, -inf not
     n, k = config.candidates, targets.positive.shape[0]
     tracker = _BestTracker(clip, scorer, targets, n, pass_is_fp32=precision == "fp32")
+    tracker.reject = _refine.text_rejector(config)
 
-    # 1. Initialise P from the embeddings of random allowed tokens.
-    allowed = vocab.allowed_ids(vf).cpu()
-    init = allowed[torch.randint(len(allowed), (n, config.prompt_len), generator=gen)]
+    # 1. Initialise P from the embeddings of random allowed tokens (or the start prompt).
+    init = _refine.initial_ids(clip, vf, mask, config, gen)
     soft = vocab.embeddings[init.to(clip.device)].float().clone().requires_grad_(True)  # (N, M, d)
     opt = torch.optim.AdamW([soft], lr=config.lr, weight_decay=config.weight_decay)
     project = accel.projector(vocab, mask)  # exact; skips most full vocabulary scans
@@ -292,6 +299,8 @@ def optimize(
     history: list[tuple[int, float, float]] = []
     start, step = time.perf_counter(), 0
     last: tuple[torch.Tensor, torch.Tensor] | None = None  # (ids, scores) of the latest step
+    plateau = _Plateau(config.patience)
+    interrupted = False
     try:
         while step < config.steps:
             if should_stop is not None and should_stop():
@@ -316,17 +325,40 @@ def optimize(
             if step <= config.report_every or step % config.report_every == 0 or step == config.steps:
                 tracker.flush(_current_ids(last))  # decode, honestly re-score: every step at first, then per report
             history.append((step, float(loss.detach()) / n, tracker.best.score))
+            if plateau.update(step, full):
+                break
             if step % config.report_every == 0 and step < config.steps:
-                yield _report(step, config, history, _current(tracker, last), tracker, start)
+                yield _report(step, config, history, _current(tracker, last), tracker, start, plateau.hint(tracker))
     except KeyboardInterrupt:  # Ctrl-C in a CLI: stop and keep the best
-        pass
+        interrupted = True
     tracker.flush(_current_ids(last))
-    stopped = step < config.steps
+    stopped = interrupted or (step < config.steps and not plateau.done)
+    hint = plateau.hint(tracker)
+
+    # 4. Beyond PEZ: refine and prune the best prompt (pez.refine), unless the user stopped.
+    polished, stats = None, {"search_steps": step, "search_score": tracker.best.score}
+    if not stopped and (config.refine_steps or config.prune_tolerance > 0):
+        polisher = _refine.Polisher(clip, scorer, targets, tracker, mask, config, gen)
+        try:
+            for item in _refine.polish(polisher, should_stop):
+                if isinstance(item, _refine.Polish):
+                    polished = item
+                else:
+                    yield _phase_report(item, config, history, tracker, start, hint)
+        except KeyboardInterrupt:
+            stopped = True
+        stopped = stopped or (should_stop is not None and should_stop())
+    if polished is not None:
+        stats.update(polished.stats)
+        hint = _refine.polish_hint(hint, polished.stats)
     elapsed = time.perf_counter() - start
+    prompt, score = (
+        (polished.prompt, polished.score) if polished is not None else (tracker.best.prompt, tracker.best.score)
+    )
     result = InversionResult(
-        prompt=tracker.best.prompt,
-        score=tracker.best.score if step else float("nan"),
-        top_k=tracker.top_k(config.top_k),
+        prompt=prompt,
+        score=score if step else float("nan"),
+        top_k=_top_k(tracker, config.top_k, polished),
         steps_run=step,
         elapsed=elapsed,
         stopped=stopped,
@@ -334,11 +366,70 @@ def optimize(
         model=clip.name,
         config=config,
         history=history,
-        stats={"scan_fraction": project.scans / max(project.calls, 1), "fp32_search": float(precision == "fp32")},
+        stats={
+            "scan_fraction": project.scans / max(project.calls, 1),
+            "fp32_search": float(precision == "fp32"),
+            **stats,
+        },
+        hint=hint,
     )
-    final = _report(step, config, history, _current(tracker, last), tracker, start)
+    final = _report(step, config, history, _current(tracker, last), tracker, start, hint)
     final.done, final.result = True, result
+    final.best_prompt, final.best_score = prompt, result.score
     yield final
+
+
+def _top_k(tracker: _BestTracker, k: int, polished) -> list[ScoredPrompt]:
+    """Distinct prompts, best first. After pruning, the returned (shortest) prompt leads and the
+    longer ones it was pruned from (scoring less than prune_tolerance more) are left out."""
+    if polished is None or not polished.prompt:
+        return tracker.top_k(k)
+    rest = [p for p in tracker.top_k(len(tracker.scores)) if p.score <= polished.score and p.prompt != polished.prompt]
+    return [ScoredPrompt(polished.prompt, polished.score), *rest[: k - 1]]
+
+
+class _Plateau:
+    """Early stop when the best projected score has not risen for `patience` steps (0: never),
+    and the random start's mean score for the stuck hint (pez.refine.stuck_hint)."""
+
+    MIN_GAIN = 1e-4  # a rise smaller than this is not an improvement
+
+    def __init__(self, patience: int):
+        self.patience, self.best, self.best_step, self.step = patience, -math.inf, 0, 0
+        self.start, self.done = math.nan, False
+
+    def update(self, step: int, scores: torch.Tensor) -> bool:
+        """scores (N,) this step's projected prompts; True when the search should end now."""
+        top = float(scores.max())
+        if step == 1:
+            self.start = float(scores.mean())
+        if top > self.best + self.MIN_GAIN:
+            self.best, self.best_step = top, step
+        self.step = step
+        self.done = bool(self.patience) and step - self.best_step >= self.patience
+        return self.done
+
+    def hint(self, tracker: _BestTracker) -> str:
+        return _refine.stuck_hint(self.step, self.start, tracker.best.score)
+
+
+def _phase_report(item, config, history, tracker, start, hint) -> StepReport:
+    """A StepReport for a refine/prune round: ("refine"|"prune", round, rounds, ids, text, score)."""
+    phase, r, rounds, _, text, score = item
+    elapsed = time.perf_counter() - start
+    return StepReport(
+        step=r,
+        steps=rounds,
+        loss=1 - score,
+        current_prompt=text,
+        current_score=score,
+        best_prompt=tracker.best.prompt,
+        best_score=tracker.best.score,
+        elapsed=elapsed,
+        steps_per_sec=0.0,
+        phase=phase,
+        hint=hint,
+    )
 
 
 def _current(tracker: _BestTracker, last) -> ScoredPrompt:
@@ -363,7 +454,7 @@ def _sample_batch(k: int, batch_size: int, gen: torch.Generator, device) -> torc
     return torch.randperm(k, generator=gen)[:batch_size].to(device)
 
 
-def _report(step, config, history, current, tracker, start) -> StepReport:
+def _report(step, config, history, current, tracker, start, hint: str = "") -> StepReport:
     elapsed = time.perf_counter() - start
     return StepReport(
         step=step,
@@ -375,6 +466,7 @@ def _report(step, config, history, current, tracker, start) -> StepReport:
         best_score=tracker.best.score,
         elapsed=elapsed,
         steps_per_sec=step / elapsed if elapsed > 0 else 0.0,
+        hint=hint,
     )
 
 

@@ -1,14 +1,18 @@
 """The vocabulary PEZ projects onto: unit-normalised token embeddings and which ids are allowed.
 
 Built once per loaded CLIP (the embedding matrix never changes, so it is normalised once, not
-per step). Vocabulary control (special tokens, blocklists, ASCII-only, words-only) is a mask of
-allowed ids, cached per setting; projection adds -inf at disallowed ids before the argmax.
+per step). Vocabulary control (special tokens, blocklists, ASCII-only, words-only, whole words,
+the default safety list) is a mask of allowed ids, cached per setting; projection adds -inf at
+disallowed ids before the argmax. Tokens whose text is not valid on its own (partial UTF-8 bytes,
+which decode to U+FFFD) are never allowed, in any mode.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
+from functools import cache
 
 import torch
 import torch.nn.functional as F
@@ -21,11 +25,70 @@ class VocabFilter:
     blocklist: tuple[str, ...] = ()  # words; every token whose text contains one is excluded
     ascii_only: bool = False  # only tokens made of printable ASCII
     words_only: bool = False  # only tokens made of ASCII letters
+    whole_words: bool = False  # only tokens that end a word in the BPE ("cat</w>"), no glued pieces
+    safe: bool = False  # exclude the default offensive/sexual list (pez.vocab.SafetyList)
 
     @classmethod
     def from_config(cls, config) -> VocabFilter:
         words = tuple(sorted({w.strip().lower() for w in config.blocklist if w and w.strip()}))
-        return cls(words, bool(config.ascii_only), bool(config.words_only))
+        return cls(
+            words,
+            bool(config.ascii_only),
+            bool(config.words_only),
+            bool(getattr(config, "whole_words", False)),
+            bool(getattr(config, "safe", False)),
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# The default safety list
+
+
+PREFIX_MIN = 6  # blocked words at least this long also block tokens they start ("rapists")
+_INFLECTIONS = ("", "s", "es", "ed", "er", "ers", "ing")  # "fags", "fucked", ...
+_LETTERS = re.compile(r"[^a-z]")
+
+
+@dataclass(frozen=True)
+class SafetyList:
+    """Offensive and sexual words matched as whole words or word starts, never as any substring.
+
+    A word (letters only, lower case) is blocked when it is a listed word, a listed word with a
+    common inflection ("fucked"), or starts with a listed word of at least PREFIX_MIN letters
+    ("rapists"). So "ass" blocks "ass" and "asses" but not "class" or "assistant". The words come
+    from the better-profanity package's list (MIT licence), read from the installed package.
+    """
+
+    words: frozenset[str]
+    prefix_lengths: tuple[int, ...] = ()  # lengths of the words long enough to match as word starts
+
+    @classmethod
+    @cache
+    def default(cls) -> SafetyList:
+        from importlib.resources import files
+
+        text = (files("better_profanity") / "profanity_wordlist.txt").read_text(encoding="utf-8")
+        return cls.of(text.splitlines())
+
+    @classmethod
+    def of(cls, words) -> SafetyList:
+        words = frozenset(w.strip().lower() for w in words if w.strip().isalpha())
+        return cls(words, tuple(sorted({len(w) for w in words if len(w) >= PREFIX_MIN})))
+
+    def blocks_word(self, word: str) -> bool:
+        """True when `word` (any text; only its letters count) is offensive by the rule above."""
+        w = _LETTERS.sub("", word.lower())
+        if not w:
+            return False
+        for suffix in _INFLECTIONS:
+            if w.endswith(suffix) and w[: len(w) - len(suffix)] in self.words:
+                return True
+        return any(w[:n] in self.words for n in self.prefix_lengths if n <= len(w))
+
+    def blocks_text(self, text: str) -> bool:
+        """True when any whitespace-separated word of `text` is blocked (decoded prompts: pieces
+        that glue into an offensive word are caught here even when each token is harmless)."""
+        return any(self.blocks_word(w) for w in re.split(r"[\s,.;:!?/\-]+", text) if w)
 
 
 @dataclass(eq=False)
@@ -68,10 +131,14 @@ class Vocabulary:
         return torch.nonzero(self.mask(vf) == 0).flatten()
 
     def _allowed(self, i: int, vf: VocabFilter) -> bool:
-        if i in self.special_ids:
+        if i in self.special_ids or "\ufffd" in self.texts[i]:  # partial UTF-8 bytes: never valid text
             return False
         text = self.texts[i].strip().lower()
         if not text:
+            return False
+        if vf.whole_words and not self.texts[i][-1:].isspace():  # "cat</w>" decodes to "cat "
+            return False
+        if vf.safe and SafetyList.default().blocks_word(text):
             return False
         if vf.ascii_only and not all(32 <= ord(c) < 127 for c in text):
             return False
@@ -141,4 +208,4 @@ class Projector:
         return sims.argmax(dim=-1)  # exact, lowest id among ties
 
 
-__all__ = ["Projector", "VocabFilter", "Vocabulary"]
+__all__ = ["Projector", "SafetyList", "VocabFilter", "Vocabulary"]

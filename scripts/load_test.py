@@ -106,7 +106,9 @@ def expect(sessions: list[Session], model: str, steps: int, prompt_len: int) -> 
 
     clip = pez.load_clip(model, device="cpu")
     for s in sessions:
-        cfg = pez.InvertConfig(prompt_len=prompt_len, steps=steps, seed=s.seed, report_every=1)
+        # The app's report_every (the default): which prompts get honestly re-scored, and so the
+        # best one, depends on it; every report the app can stream is one of these.
+        cfg = pez.InvertConfig(prompt_len=prompt_len, steps=steps, seed=s.seed)
         for rep in pez.invert_stream([s.image], clip, cfg):
             s.allowed.add(rep.best_prompt)
         s.expected = rep.result.prompt

@@ -24,7 +24,7 @@ from .conftest import noise_image
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "random:tiny"
-FAST = pez.InvertConfig(prompt_len=3, steps=4, report_every=2)
+FAST = pez.InvertConfig(prompt_len=3, steps=4, report_every=2, refine_steps=0, prune_tolerance=0)  # plain PEZ search
 
 
 def make_folder(root: Path, n: int = 3, bad: bool = True) -> Path:

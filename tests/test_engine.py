@@ -17,7 +17,8 @@ from pez.vocab import VocabFilter
 
 from .conftest import noise_image
 
-FAST = pez.InvertConfig(prompt_len=4, steps=12, report_every=4, candidates=2, seed=0)
+# The plain PEZ search (refinement and pruning after it are tested in tests/test_refine.py).
+FAST = pez.InvertConfig(prompt_len=4, steps=12, report_every=4, candidates=2, seed=0, refine_steps=0, prune_tolerance=0)
 
 
 # ---------------------------------------------------------------------------------------------

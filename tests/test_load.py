@@ -23,7 +23,7 @@ from .conftest import noise_image
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "random:tiny"
-FAST = pez.InvertConfig(prompt_len=4, steps=12, report_every=3)
+FAST = pez.InvertConfig(prompt_len=4, steps=12, report_every=3, refine_steps=0, prune_tolerance=0)  # plain search
 
 
 def load_script():

@@ -180,7 +180,10 @@ def search_endpoint(
         if isinstance(control, dict):
             control["started"] = True
         try:
-            yield from body(*own, settings={n: a[n] for n in NAMES}, control=control)
+            for *values, record in body(*own, settings={n: a[n] for n in NAMES}, control=control):
+                if isinstance(control, dict):
+                    control["record"] = record  # History and Stop read the run record here
+                yield tuple(values)
         finally:
             if isinstance(control, dict):
                 control["armed"] = control["started"] = False
@@ -206,35 +209,34 @@ def wire_search(
 ) -> list:
     """Run button(s) -> 'waiting' status -> streamed search -> History; Stop ends the tab's run;
     a failure leaves the error in the status line."""
-    record, control = gr.State(None), gr.State(prog.new_control())
+    control = gr.State(prog.new_control())  # per tab and session; also holds the run record
     status = outputs[1]
     events = []
     for button, fn, api_name in zip(buttons, fns, api_names, strict=True):
         evt = button.click(prog.arm_run, control, status, **QUICK).then(
             fn,
             [*inputs, control],
-            [*outputs, record],
+            outputs,
             api_name=api_name,
             show_progress="full",
             show_progress_on=[outputs[2]],  # queue and download progress over the plot, not the prompt
             **gpu_options(),
         )
         evt.failure(prog.error_status, control, status, **QUICK)
-        history.save(evt, record)
+        history.save(evt, control)
         events.append(evt)
-    stop_evt = stop_btn.click(
-        stop_run, [control, record], [status, record], cancels=events if HARD_STOP else None, **QUICK
-    )
-    history.save(stop_evt, record)
+    stop_evt = stop_btn.click(stop_run, [control], [status], cancels=events if HARD_STOP else None, **QUICK)
+    history.save(stop_evt, control)
     return events
 
 
-def stop_run(control, record):
+def stop_run(control):
     """Stop: ask the run to end (it keeps its best prompt); History gets the best so far at once."""
     import time
 
     if control is None:
         return gr.skip()
+    record = control.get("record")
     control["stop_at"] = time.monotonic()
     if control.get("armed") and not control.get("started"):
         return "Stopped before it started (it was waiting in the queue)."

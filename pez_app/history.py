@@ -82,6 +82,10 @@ def export_history(history) -> str:
     return str(path)
 
 
+def record_of(control: dict | None) -> dict | None:
+    return (control or {}).get("record")
+
+
 class HistoryStore:
     """The page's copy of the stored list (a hidden JSON component) and how runs get into it."""
 
@@ -89,9 +93,9 @@ class HistoryStore:
         self.value = gr.JSON([], visible=False, elem_id="history-store")
         self.pending = gr.JSON(None, visible=False)
 
-    def save(self, event, record: gr.State) -> None:
-        """After `event`: merge the tab's run record into the browser's stored list."""
-        event.then(lambda r: r, record, self.pending, queue=False, api_visibility="private").then(
+    def save(self, event, control: gr.State) -> None:
+        """After `event`: merge the tab's run record (kept in its control) into the browser's list."""
+        event.then(record_of, control, self.pending, queue=False, api_visibility="private").then(
             None, self.pending, self.value, js=MERGE_JS, queue=False, api_visibility="private"
         )
 

@@ -180,7 +180,7 @@ def arm_run(control: dict | None) -> str:
     """Run clicked: remember when (a Stop after it, even while queued, stops that run) and say
     that the run waits for the queue until the handler's first update replaces this."""
     if control is not None:
-        control.update(clicked_at=time.monotonic(), error="", armed=True, started=False)
+        control.update(clicked_at=time.monotonic(), error="", armed=True, started=False, record=None)
     return WAITING
 
 

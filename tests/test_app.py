@@ -66,8 +66,17 @@ def image_files(tmp_path_factory) -> list[str]:
 
 
 def run(handler, *args, **kwargs):
-    """All updates a streaming handler yields."""
-    return list(handler(*args, **kwargs))
+    """All updates a streaming handler yields; a search's updates get its run record appended
+    (the handler keeps it in the tab's control, where History and Stop read it)."""
+    if not inspect.isgeneratorfunction(handler):
+        return handler(*args, **kwargs)
+    control = kwargs.setdefault("control", progress.new_control())
+    return [(*update, control.get("record")) for update in handler(*args, **kwargs)]
+
+
+def with_records(stream, control):
+    for update in stream:
+        yield (*update, control.get("record"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -317,10 +326,13 @@ def test_history_upserts_by_run_and_exports_json():
 def test_stop_ends_the_run_gracefully_keeping_the_best_prompt(image_files):
     control = progress.new_control()
     assert progress.arm_run(control) == progress.WAITING  # what the Run click shows first
-    stream = image.invert_image(image_files[0], MODEL, 4, 10_000, 2, 0, 0.1, "", False, control=control)
+    stream = with_records(
+        image.invert_image(image_files[0], MODEL, 4, 10_000, 2, 0, 0.1, "", False, control=control), control
+    )
     live = [next(stream), next(stream)]  # loading, then a live update
     assert live[0][0] == "" and isinstance(live[0][1], str)  # plain values for the API, no update dicts
-    status = components.stop_run(control, live[-1][4])  # Stop while running: the run reports itself
+    assert len(live[0]) == 5  # four API outputs (+ the record this test appends)
+    status = components.stop_run(control)  # Stop while running: the run reports itself
     assert status == gr.skip()
     prompt, status, _, cands, record = list(stream)[-1]  # the run ends by itself, at once
     assert record["stopped"] and record["done"] and record["steps_run"] < 10_000
@@ -333,7 +345,7 @@ def test_stop_ends_the_run_gracefully_keeping_the_best_prompt(image_files):
 def test_stop_while_queued_says_so_and_the_run_never_starts(image_files):
     control = progress.new_control()
     progress.arm_run(control)
-    assert "waiting in the queue" in components.stop_run(control, None)  # Stop while still queued
+    assert "waiting in the queue" in components.stop_run(control)  # Stop while still queued
     final = run(image.invert_image, image_files[0], MODEL, 4, 10_000, 1, 0, 0.1, "", False, control=control)[-1]
     assert final[4]["steps_run"] == 0 and final[0] == "" and "Stopped before the first step" in final[1]
     progress.arm_run(control)  # a new Run click is not stopped by the old Stop
@@ -373,7 +385,13 @@ def test_settings_follow_the_core_fields_and_integers_are_typed_int():
     fields = {f.name for f in __import__("dataclasses").fields(pez.InvertConfig)}
     names = [p for p in inspect.signature(image.invert_image).parameters]
     assert set(settings.NAMES) - {"model"} <= fields  # only fields the core has are passed
-    assert names[:2] == ["image", "model"] and names[-5:] == ["negative_images", "text", "text_weight", "control", "progress"]
+    assert names[:2] == ["image", "model"] and names[-5:] == [
+        "negative_images",
+        "text",
+        "text_weight",
+        "control",
+        "progress",
+    ]
     cfg = settings.make_config({"prompt_len": 4.0, "steps": 10.0, "seed": None, "blocklist": "cat, dog"})
     assert cfg.prompt_len == 4 and isinstance(cfg.seed, int) and cfg.blocklist == ("cat", "dog")
     steps = _component(app.demo, settings.IntSlider, "Steps")

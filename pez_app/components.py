@@ -41,12 +41,9 @@ CSS = """
 .pez-pair-info, .pez-hint, .pez-plot-note { font-size: .88em; color: var(--body-text-color-subdued); }
 .pez-summary { min-height: 1.5em; }
 #image-input img { width: 100%; height: 100%; object-fit: contain; }
-/* Narrow screens: tab names wrap onto two lines instead of hiding behind an overflow menu. */
-@media (max-width: 640px) {
-  .tab-wrapper, .tab-container { flex-wrap: wrap !important; height: auto !important; overflow: visible !important; }
-  .tab-container button { flex: 0 0 auto; }
-  .overflow-menu { display: none !important; }
-}
+/* Narrow screens: the tabs that do not fit go to gradio's overflow menu; label it. */
+.overflow-menu > button { display: inline-flex; align-items: center; gap: 4px; font-weight: 600; }
+.overflow-menu > button::before { content: "More tabs"; }
 .pez-table td, .pez-table th { word-break: normal !important; overflow-wrap: anywhere; }
 .pez-table td:last-child, .pez-table th:last-child { white-space: nowrap; overflow-wrap: normal; }
 footer { display: none !important; }
@@ -208,7 +205,8 @@ def wire_search(
     history,
 ) -> list:
     """Run button(s) -> 'waiting' status -> streamed search -> History; Stop ends the tab's run;
-    a failure leaves the error in the status line."""
+    a failure leaves the error in the status line. Call it inside the tab's `with gr.Tab` block:
+    a gr.State directly under gr.Tabs makes the browser list tab buttons twice."""
     control = gr.State(prog.new_control())  # per tab and session; also holds the run record
     status = outputs[1]
     events = []
@@ -330,10 +328,8 @@ def header(start: StartupModel) -> None:
         missing = ", ".join(f"<code>{html.escape(m)}</code>" for m in start.missing) or "its weights"
         gr.HTML(
             f'<div class="pez-banner" id="offline-banner"><b>Offline demo mode</b> — the default model pair '
-            f"<b>{html.escape(start.wanted)}</b> cannot run here: {html.escape(start.reason)}. Missing: {missing}. "
-            f"So {toy}<br><b>To use {html.escape(start.wanted)}</b>: {html.escape(start.how_to)} For example run "
-            "<code>python app.py</code> once with network access (the weights are cached), or set "
-            "<code>HF_HOME</code> to a folder that already holds them.</div>"
+            f"<b>{html.escape(start.wanted)}</b> cannot run here (missing: {missing}): {html.escape(start.reason)}. "
+            f"So {toy}<br><b>To use {html.escape(start.wanted)}</b>: {html.escape(start.how_to)}</div>"
         )
     elif start.pair == "toy":
         gr.HTML(

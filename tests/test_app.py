@@ -96,6 +96,13 @@ def test_demo_is_blocks_with_named_endpoints_on_one_gpu_queue():
     assert all(inspect.isgeneratorfunction(named[n].fn) for n in streamed)
 
 
+def test_tabs_hold_only_tabs():
+    """Anything but a Tab directly under gr.Tabs (e.g. a gr.State made while wiring a tab) makes
+    the browser list tab buttons twice and lose one (seen in Chromium)."""
+    tabs = [b for b in app.demo.blocks.values() if isinstance(b, gr.Tabs)]
+    assert tabs and all(isinstance(c, gr.Tab) for t in tabs for c in t.children)
+
+
 def test_history_and_ui_events_stay_off_the_api():
     public = [f for f in app.demo.fns.values() if f.api_visibility == "public"]
     assert {f.api_name for f in public} == API_NAMES  # nothing else (history, UI helpers) is an endpoint

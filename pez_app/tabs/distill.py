@@ -98,14 +98,14 @@ def build(ctx) -> None:
         ctx.panels.append(panel)
         ctx.share_button()
 
-    ui.wire_search(
-        [run],
-        [distill_prompt],
-        [long_prompt, *s.inputs(short_len)],
-        [prompt, status, plot, cands],
-        ["distill"],
-        stop,
-        ctx.history,
-    )
-    cands.select(ui.pick_row, None, prompt, **ui.QUICK)
-    panel.wire(regenerate_distill, [long_prompt, prompt, s.model], "regenerate_distill", ui.gpu_options())
+        ui.wire_search(
+            [run],
+            [distill_prompt],
+            [long_prompt, *s.inputs(short_len)],
+            [prompt, status, plot, cands],
+            ["distill"],
+            stop,
+            ctx.history,
+        )
+        cands.select(ui.pick_row, None, prompt, **ui.QUICK)
+        panel.wire(regenerate_distill, [long_prompt, prompt, s.model], "regenerate_distill", ui.gpu_options())

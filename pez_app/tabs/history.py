@@ -45,23 +45,23 @@ def build(ctx) -> None:
             export_file = gr.File(label="Export", scale=2, visible=False)
         cleared = gr.JSON(None, visible=False)
 
-    store.value.change(history_rows, store.value, table, **ui.QUICK)
-    store.reload(tab.select)  # another browser tab may have added runs meanwhile
-    store.reload(ctx.demo.load)
-    table.select(pick_row_prompt, None, picked, **ui.QUICK)
-    use_btn.click(lambda p: (p, gr.Tabs(selected="image")), picked, [ctx.prompt, ctx.tabs], **ui.QUICK)
-    export_btn.click(lambda h: gr.File(export_history(h), visible=True), store.value, export_file, **ui.QUICK)
-    # Clear keeps what it removed until the next clear: Undo merges it back.
-    clear_btn.click(None, None, [store.value, cleared], js=CLEAR_JS, **ui.QUICK).then(
-        lambda old: (
-            gr.Button(visible=bool(old), value=f"↩ Undo clear ({len(old or [])})"),
-            "",
-            gr.File(None, visible=False),
-        ),
-        cleared,
-        [undo_btn, picked, export_file],
-        **ui.QUICK,
-    )
-    undo_btn.click(None, cleared, store.value, js=MERGE_JS, **ui.QUICK).then(
-        lambda: gr.Button(visible=False), None, undo_btn, **ui.QUICK
-    )
+        store.value.change(history_rows, store.value, table, **ui.QUICK)
+        store.reload(tab.select)  # another browser tab may have added runs meanwhile
+        store.reload(ctx.demo.load)
+        table.select(pick_row_prompt, None, picked, **ui.QUICK)
+        use_btn.click(lambda p: (p, gr.Tabs(selected="image")), picked, [ctx.prompt, ctx.tabs], **ui.QUICK)
+        export_btn.click(lambda h: gr.File(export_history(h), visible=True), store.value, export_file, **ui.QUICK)
+        # Clear keeps what it removed until the next clear: Undo merges it back.
+        clear_btn.click(None, None, [store.value, cleared], js=CLEAR_JS, **ui.QUICK).then(
+            lambda old: (
+                gr.Button(visible=bool(old), value=f"↩ Undo clear ({len(old or [])})"),
+                "",
+                gr.File(None, visible=False),
+            ),
+            cleared,
+            [undo_btn, picked, export_file],
+            **ui.QUICK,
+        )
+        undo_btn.click(None, cleared, store.value, js=MERGE_JS, **ui.QUICK).then(
+            lambda: gr.Button(visible=False), None, undo_btn, **ui.QUICK
+        )

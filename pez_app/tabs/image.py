@@ -140,24 +140,24 @@ def build(ctx) -> None:
         ctx.panels.append(panel)
         ctx.share_button()
 
-    image.upload(ui.check_upload, image, None, **ui.QUICK)
-    negatives.upload(ui.check_gallery_upload, negatives, None, **ui.QUICK)
-    events = ui.wire_search(
-        [run],
-        [invert_image],
-        [image, *s.inputs(), negatives, text, weight],
-        [prompt, status, plot, cands],
-        ["invert"],
-        stop,
-        ctx.history,
-    )
-    # Negative-prompt mode: the prompt found describes what to avoid -> the negative prompt.
-    events[0].success(
-        lambda g, p: p if g == "negative" and p else gr.skip(), [goal, prompt], panel.negative, **ui.QUICK
-    )
-    goal.change(
-        lambda g: gr.Button("▶ Find negative prompt" if g == "negative" else "▶ Find prompt"), goal, run, **ui.QUICK
-    )
-    cands.select(ui.pick_row, None, prompt, **ui.QUICK)
-    panel.wire(regenerate, [prompt, image, s.model], "regenerate", ui.gpu_options())
-    ctx.prompt = prompt
+        image.upload(ui.check_upload, image, None, **ui.QUICK)
+        negatives.upload(ui.check_gallery_upload, negatives, None, **ui.QUICK)
+        events = ui.wire_search(
+            [run],
+            [invert_image],
+            [image, *s.inputs(), negatives, text, weight],
+            [prompt, status, plot, cands],
+            ["invert"],
+            stop,
+            ctx.history,
+        )
+        # Negative-prompt mode: the prompt found describes what to avoid -> the negative prompt.
+        events[0].success(
+            lambda g, p: p if g == "negative" and p else gr.skip(), [goal, prompt], panel.negative, **ui.QUICK
+        )
+        goal.change(
+            lambda g: gr.Button("▶ Find negative prompt" if g == "negative" else "▶ Find prompt"), goal, run, **ui.QUICK
+        )
+        cands.select(ui.pick_row, None, prompt, **ui.QUICK)
+        panel.wire(regenerate, [prompt, image, s.model], "regenerate", ui.gpu_options())
+        ctx.prompt = prompt

@@ -159,20 +159,20 @@ def build(ctx) -> None:
         ctx.panels.append(panel)
         ctx.share_button()
 
-    images.upload(ui.check_gallery_upload, images, None, **ui.QUICK)
-    ui.wire_search(
-        [run_all, run_concat],
-        [invert_multi, concatenate],
-        [images, *s.inputs()],
-        [prompt, status, plot, table],
-        ["invert_multi", "concatenate"],
-        stop,
-        ctx.history,
-    )
-    mode.change(
-        lambda m: (gr.Button(visible=m == "all"), gr.Button(visible=m == "concat")),
-        mode,
-        [run_all, run_concat],
-        **ui.QUICK,
-    )
-    panel.wire(regenerate_multi, [prompt, images, s.model], "regenerate_multi", ui.gpu_options())
+        images.upload(ui.check_gallery_upload, images, None, **ui.QUICK)
+        ui.wire_search(
+            [run_all, run_concat],
+            [invert_multi, concatenate],
+            [images, *s.inputs()],
+            [prompt, status, plot, table],
+            ["invert_multi", "concatenate"],
+            stop,
+            ctx.history,
+        )
+        mode.change(
+            lambda m: (gr.Button(visible=m == "all"), gr.Button(visible=m == "concat")),
+            mode,
+            [run_all, run_concat],
+            **ui.QUICK,
+        )
+        panel.wire(regenerate_multi, [prompt, images, s.model], "regenerate_multi", ui.gpu_options())

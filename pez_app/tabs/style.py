@@ -95,12 +95,12 @@ def build(ctx) -> None:
         ctx.panels.append(panel)
         ctx.share_button()
 
-    images.upload(ui.check_gallery_upload, images, None, **ui.QUICK)
-    ui.wire_search(
-        [run], [find_style], [images, *s.inputs()], [prompt, status, plot, cands], ["style"], stop, ctx.history
-    )
-    cands.select(ui.pick_row, None, prompt, **ui.QUICK)
-    subjects, template, styled = boxes["subjects"], boxes["template"], boxes["styled"]
-    for box in (prompt, subjects, template):
-        box.change(styled_prompts, [prompt, subjects, template], styled, **ui.QUICK)
-    panel.wire(regenerate_style, [prompt, subjects, template, s.model], "regenerate_style", ui.gpu_options())
+        images.upload(ui.check_gallery_upload, images, None, **ui.QUICK)
+        ui.wire_search(
+            [run], [find_style], [images, *s.inputs()], [prompt, status, plot, cands], ["style"], stop, ctx.history
+        )
+        cands.select(ui.pick_row, None, prompt, **ui.QUICK)
+        subjects, template, styled = boxes["subjects"], boxes["template"], boxes["styled"]
+        for box in (prompt, subjects, template):
+            box.change(styled_prompts, [prompt, subjects, template], styled, **ui.QUICK)
+        panel.wire(regenerate_style, [prompt, subjects, template, s.model], "regenerate_style", ui.gpu_options())

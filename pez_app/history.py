@@ -28,7 +28,7 @@ _READ = f"""
   try {{ stored = JSON.parse(localStorage.getItem(key) || '[]'); }} catch (e) {{ stored = []; }}
   if (!Array.isArray(stored)) stored = [];
 """
-READ_JS = f"() => {{ {_READ} return stored; }}"
+READ_JS = f"() => {{ {_READ} return [stored]; }}"  # one output: the list, wrapped
 MERGE_JS = f"""(rec) => {{ {_READ}
   const runs = Array.isArray(rec) ? rec : (rec ? [rec] : []);
   for (const r of runs.slice().reverse()) {{
@@ -38,7 +38,7 @@ MERGE_JS = f"""(rec) => {{ {_READ}
   }}
   stored = stored.slice(0, {HISTORY_LIMIT});
   localStorage.setItem(key, JSON.stringify(stored));
-  return stored;
+  return [stored];
 }}"""
 CLEAR_JS = f"""() => {{ {_READ}
   localStorage.setItem(key, '[]');
@@ -90,15 +90,25 @@ class HistoryStore:
     """The page's copy of the stored list (a hidden JSON component) and how runs get into it."""
 
     def __init__(self):
-        self.value = gr.JSON([], visible=False, elem_id="history-store")
-        self.pending = gr.JSON(None, visible=False)
+        self.value = gr.JSON([], visible="hidden", elem_id="history-store")
+        self.pending = gr.JSON(None, visible="hidden")
+        self.updates: list = []  # events that change the list; show_in() makes each refresh the table
 
     def save(self, event, control: gr.State) -> None:
         """After `event`: merge the tab's run record (kept in its control) into the browser's list."""
-        event.then(record_of, control, self.pending, queue=False, api_visibility="private").then(
+        merged = event.then(record_of, control, self.pending, queue=False, api_visibility="private").then(
             None, self.pending, self.value, js=MERGE_JS, queue=False, api_visibility="private"
         )
+        self.updates.append(merged)
 
     def reload(self, trigger) -> None:
         """Re-read the stored list (another tab may have added runs)."""
-        trigger(None, None, self.value, js=READ_JS, queue=False, api_visibility="private")
+        self.updates.append(trigger(None, None, self.value, js=READ_JS, queue=False, api_visibility="private"))
+
+    def changed(self, event) -> None:
+        self.updates.append(event)
+
+    def show_in(self, table: gr.Dataframe) -> None:
+        """Every change of the list -> the History table (JS outputs do not fire .change)."""
+        for evt in self.updates:
+            evt.then(history_rows, self.value, table, queue=False, api_visibility="private")

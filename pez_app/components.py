@@ -51,6 +51,8 @@ footer { display: none !important; }
 THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="pink", neutral_hue="slate")
 LAUNCH_KWARGS = {"theme": THEME, "css": CSS}
 QUICK = {"queue": False, "api_visibility": "private"}
+# Upload checks go through the queue (gr.Warning toasts need it) but not the GPU slot.
+UPLOAD_CHECK = {"api_visibility": "private", "concurrency_limit": None, "show_progress": "hidden"}
 
 
 def gpu_options() -> dict:

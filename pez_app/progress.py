@@ -18,6 +18,8 @@ import pandas as pd
 import pez
 from pez.config import MAX_IMAGES
 
+from .downloads import load_with_progress
+
 UI_INTERVAL = 0.15  # seconds between streamed UI updates (a run may report far more often)
 PLOT_POINTS = 400  # points per series in the final loss plot
 SMOOTH_STEPS = 25.0  # time constant (steps) of the moving average drawn for the loss
@@ -215,7 +217,12 @@ def stream_inversion(
     Yields (prompt, status, plot, candidates, record)."""
     record = new_record(mode, model, cfg, **(record_extra or {}))
     yield "", f"Loading {model}… (the first use of a model may download its weights)", None, [], record
-    clip = load(model)
+    clip = None
+    for item in load_with_progress(lambda: load(model), model):
+        if isinstance(item, str):  # a download is running: show bytes / total
+            yield "", item, None, [], record
+        else:
+            clip = item
     stream = start(clip)
     # Both series from the start: the plot fixes its series on the first data it draws.
     rows, seen, last, rep = [(0, math.nan, LOSS), (0, math.nan, BEST)], {}, 0.0, None

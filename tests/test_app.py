@@ -519,3 +519,29 @@ def test_client_gets_errors_as_messages_and_the_server_keeps_serving(client, ima
     assert "long prompt" in str(e.value)
     prompt = client.predict(handle_file(image_files[0]), MODEL, 4, 10, api_name="/invert")[0]
     assert prompt
+
+
+def test_first_use_download_shows_bytes_and_total_in_the_status(image_files, monkeypatch):
+    """A weight download (huggingface_hub reports it as a tqdm byte bar) shows in the status
+    line as bytes / total while the model loads; then the run goes on as usual."""
+    import time
+
+    from huggingface_hub.utils import tqdm as hf_tqdm
+
+    from pez_app import downloads
+
+    real = server.load_model
+
+    def downloading(model):
+        with hf_tqdm(total=40_000_000, unit="B", desc="open_clip_model.safetensors", disable=False) as bar:
+            for _ in range(8):
+                time.sleep(0.1)
+                bar.update(5_000_000)
+        return real(model)
+
+    monkeypatch.setattr(downloads, "POLL_SECONDS", 0.05)
+    monkeypatch.setattr(image, "load_model", downloading)
+    updates = run(image.invert_image, image_files[0], MODEL, *FAST)
+    shown = [u[1] for u in updates if u[1].startswith("Downloading")]
+    assert shown and "/ 40.0 MB (open_clip_model.safetensors)" in shown[-1]
+    assert "Done after" in updates[-1][1]

@@ -140,8 +140,8 @@ def build(ctx) -> None:
         ctx.panels.append(panel)
         ctx.share_button()
 
-        image.upload(ui.check_upload, image, None, **ui.QUICK)
-        negatives.upload(ui.check_gallery_upload, negatives, None, **ui.QUICK)
+        image.upload(ui.check_upload, image, None, **ui.UPLOAD_CHECK)
+        negatives.upload(ui.check_gallery_upload, negatives, None, **ui.UPLOAD_CHECK)
         events = ui.wire_search(
             [run],
             [invert_image],

@@ -13,6 +13,7 @@ import pez
 from pez.config import MAX_IMAGES
 
 from .. import components as ui
+from ..downloads import load_with_progress
 from ..progress import (
     UI_INTERVAL,
     finite,
@@ -68,8 +69,13 @@ def _concatenate(images, settings, control):
     cfg = make_config(settings)
     model = settings["model"]
     record = new_record("concatenate", model, cfg, images=len(paths))
-    yield "", f"Loading {model}…", None, [], record
-    clip = load_model(model)
+    yield "", f"Loading {model}… (the first use of a model may download its weights)", None, [], record
+    clip = None
+    for item in load_with_progress(lambda: load_model(model), model):
+        if isinstance(item, str):  # a download is running: show bytes / total
+            yield "", item, None, [], record
+        else:
+            clip = item
     stream = pez.concatenate_stream(paths, clip, cfg, should_stop=stopper(control))
     # One empty point per image up front: the plot fixes its series on the first data it draws.
     rows, last, rep = [(0, math.nan, f"image {k + 1}") for k in range(len(paths))], 0.0, None
@@ -104,7 +110,9 @@ def _concatenate(images, settings, control):
         f"{how}: {len(res.parts)} of {plural(len(paths), 'image')} inverted · joined prompt score "
         f"{fmt_score(res.score)} (mean over all images; {note})"
     )
+    steps_run = sum(p.steps_run for p in res.parts)
     record = {**record, "prompt": res.prompt, "score": finite(res.score), "done": True, "stopped": res.stopped}
+    record["steps_run"] = steps_run
     yield res.prompt, text, plot_frame(rows), parts, record
 
 
@@ -159,7 +167,7 @@ def build(ctx) -> None:
         ctx.panels.append(panel)
         ctx.share_button()
 
-        images.upload(ui.check_gallery_upload, images, None, **ui.QUICK)
+        images.upload(ui.check_gallery_upload, images, None, **ui.UPLOAD_CHECK)
         ui.wire_search(
             [run_all, run_concat],
             [invert_multi, concatenate],

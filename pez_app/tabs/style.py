@@ -95,7 +95,7 @@ def build(ctx) -> None:
         ctx.panels.append(panel)
         ctx.share_button()
 
-        images.upload(ui.check_gallery_upload, images, None, **ui.QUICK)
+        images.upload(ui.check_gallery_upload, images, None, **ui.UPLOAD_CHECK)
         ui.wire_search(
             [run], [find_style], [images, *s.inputs()], [prompt, status, plot, cands], ["style"], stop, ctx.history
         )

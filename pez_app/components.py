@@ -166,7 +166,6 @@ def search_endpoint(
         *signature_params(pez.DEFAULT_PAIR),
         *trailing,
         P("control", P.POSITIONAL_OR_KEYWORD, default=None),
-        P("progress", P.KEYWORD_ONLY, default=gr.Progress(track_tqdm=True)),
     ]
     sig = inspect.Signature(params)
 
@@ -219,7 +218,7 @@ def wire_search(
             outputs,
             api_name=api_name,
             show_progress="full",
-            show_progress_on=[outputs[2]],  # queue and download progress over the plot, not the prompt
+            show_progress_on=[outputs[2]],  # gradio's queue overlay over the plot, not over the prompt
             **gpu_options(),
         )
         evt.failure(prog.error_status, control, status, **QUICK)

@@ -1,7 +1,9 @@
 """Download progress for the status line: the bytes/total of the weight downloads running now.
 
-huggingface_hub reports its downloads through tqdm byte bars (unit "B"). `watch()` wraps tqdm's
-update once, per process, to remember the open byte bars; `progress_text()` sums them. Models are
+huggingface_hub reports its downloads through its own tqdm subclass's byte bars (unit "B").
+`watch()` gives that subclass an `update` that remembers the open byte bars (once per process; on
+the subclass, so gradio's own tqdm patching of the base class never replaces it); `progress_text()`
+sums them. Models are
 loaded once per process behind a lock, so every user waiting for the same first load sees the same
 download, which is what they are waiting for.
 """
@@ -25,16 +27,14 @@ def watch() -> None:
     with _LOCK:
         if _INSTALLED:
             return
-        from tqdm import std
-
-        original = std.tqdm.update
+        from huggingface_hub.utils import tqdm as hf_tqdm
 
         def update(self, n=1):
             if getattr(self, "unit", "") == "B" and not getattr(self, "disable", False):
                 _BARS.add(self)
-            return original(self, n)
+            return super(hf_tqdm, self).update(n)
 
-        std.tqdm.update = update
+        hf_tqdm.update = update
         _INSTALLED = True
 
 

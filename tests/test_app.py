@@ -392,12 +392,11 @@ def test_settings_follow_the_core_fields_and_integers_are_typed_int():
     fields = {f.name for f in __import__("dataclasses").fields(pez.InvertConfig)}
     names = [p for p in inspect.signature(image.invert_image).parameters]
     assert set(settings.NAMES) - {"model"} <= fields  # only fields the core has are passed
-    assert names[:2] == ["image", "model"] and names[-5:] == [
+    assert names[:2] == ["image", "model"] and names[-4:] == [
         "negative_images",
         "text",
         "text_weight",
         "control",
-        "progress",
     ]
     cfg = settings.make_config({"prompt_len": 4.0, "steps": 10.0, "seed": None, "blocklist": "cat, dog"})
     assert cfg.prompt_len == 4 and isinstance(cfg.seed, int) and cfg.blocklist == ("cat", "dog")
@@ -411,11 +410,28 @@ def test_image_and_text_targets_and_negative_images(image_files):
     assert prompt and "Done" in status and record["mode"] == "image − negatives + text"
 
 
+def test_the_real_start_up_probe_is_quick_and_falls_back_offline():
+    """HF_HUB_OFFLINE=1 (conftest) and nothing cached: the module-level demo starts on the toy world."""
+    import time
+
+    start = time.monotonic()
+    probe = server.startup_model(offline_demo=False)
+    assert time.monotonic() - start < 10
+    if not probe.fallback:
+        pytest.skip("the default pair's weights are cached on this machine")
+    assert app.demo.pez_start.pair == "toy" and "HF_HOME" in probe.how_to and probe.missing
+
+
 def test_the_default_pair_falls_back_to_the_toy_world_when_its_weights_cannot_be_had(monkeypatch):
     from pez.models import Availability
 
     gone = Availability(
-        "sd-turbo", False, False, ("stabilityai/sd-turbo",), "the hub is unreachable", "run once online"
+        "sd-turbo",
+        False,
+        False,
+        ("stabilityai/sd-turbo",),
+        "the hub is unreachable",
+        "run once online, or set HF_HOME to a folder that holds them",
     )
     monkeypatch.setattr(pez.models, "pair_availability", lambda name, timeout: gone)
     start = server.startup_model(offline_demo=False)

@@ -233,7 +233,19 @@ def test_browser_flow(page, shots):
     page.wait_for_selector("#tab-image", state="visible")
     assert prompt_value(page, "image") == kept
 
-    # 8. Clear history can be undone.
+    # 8. Share: the deep link (what the share button copies) reopens the page with this result.
+    page.click("#tab-image >> text=Share this result")
+    page.wait_for_selector("#tab-image >> text=Link copied")
+    link = page.evaluate(
+        "fetch('gradio_api/deep_link?session_hash=' + window.__gradio_session_hash__).then(r => r.text())"
+    ).strip('"')
+    shared = page.context.new_page()
+    shared.goto(f"{page.url.split('?')[0]}?deep_link={link}")
+    shared.wait_for_function("document.querySelector('#image-prompt textarea')?.value.length > 0")
+    assert prompt_value(shared, "image") == kept
+    shared.close()
+
+    # 9. Clear history can be undone.
     open_tab(page, "history")
     page.click("#history-clear")
     page.wait_for_selector("#history-undo", state="visible")
@@ -241,7 +253,7 @@ def test_browser_flow(page, shots):
     page.click("#history-undo")
     page.wait_for_function("document.querySelector('#history-table')?.innerText.includes('distill')")
 
-    # 9. Phone width: the tabs that do not fit sit behind a labelled menu.
+    # 10. Phone width: the tabs that do not fit sit behind a labelled menu.
     open_tab(page, "image")
     page.set_viewport_size({"width": 400, "height": 800})
     page.wait_for_timeout(500)

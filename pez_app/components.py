@@ -340,5 +340,5 @@ def header(start: StartupModel) -> None:
     elif start.downloads:
         gr.HTML(
             f'<div class="pez-banner" id="download-banner">The weights of <b>{html.escape(start.pair)}</b> are not '
-            "cached yet: the first run downloads them (several GB; progress shows over the loss plot).</div>"
+            "cached yet: the first run downloads them (several GB; the status line shows the progress).</div>"
         )

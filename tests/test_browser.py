@@ -115,10 +115,13 @@ def open_tab(page, tab: str) -> None:
 
 
 def wait_status(page, tab: str, pattern: str) -> None:
-    page.wait_for_function(
-        "([sel, pat]) => new RegExp(pat).test(document.querySelector(sel)?.innerText || '')",
-        arg=[f"#{tab}-status", pattern],
-    )
+    try:
+        page.wait_for_function(
+            "([sel, pat]) => new RegExp(pat).test(document.querySelector(sel)?.innerText || '')",
+            arg=[f"#{tab}-status", pattern],
+        )
+    except sync_api.TimeoutError as e:
+        raise AssertionError(f"status never matched {pattern!r}; it reads {status_text(page, tab)!r}") from e
 
 
 def test_browser_flow(page, shots):
@@ -202,6 +205,10 @@ def test_browser_flow(page, shots):
     other.click("#image-run")
     wait_status(other, "image", "Done after 30 steps")
     from_other = prompt_value(other, "image")
+    other.wait_for_function(  # the run is saved (merged into the stored list) right after it ends
+        "(p) => (localStorage.getItem('pez-history-v2') || '').includes(JSON.stringify(p).slice(1, -1))",
+        arg=from_other,
+    )
     other.close()
 
     # 6. Distill: a long prompt -> a short one, then both regenerated (this tab saves after the other).

@@ -32,16 +32,34 @@ def image_targets(
     images: Sequence[Any] | None,
     negative_images: Sequence[Any] | None = None,
     negative_weight: float = 1.0,
+    texts: Sequence[str] | None = None,
+    text_weight: float = 1.0,
 ) -> Targets:
-    """Targets from images (positives) and optional images to move away from (negatives)."""
-    images, negative_images = list(images or []), list(negative_images or [])
+    """Targets from images (positives), optional images to move away from (negatives) and optional
+    texts the prompt should also match. With texts the positive target is one combined row,
+    (mean image feature + text_weight * mean text feature) / (1 + text_weight): its cosine score is
+    the weighted mean of the image and the text similarity (every step then sees all images)."""
+    images, negative_images, texts = list(images or []), list(negative_images or []), list(texts or [])
     if not images and not negative_images:
         raise ConfigError("images: expected at least one image, received none")
     if len(images) + len(negative_images) > MAX_IMAGES:
         raise ConfigError(
             f"images: expected at most {MAX_IMAGES} images, received {len(images) + len(negative_images)}"
         )
-    return Targets(_features(clip, images), _features(clip, negative_images), negative_weight)
+    positive = _features(clip, images)
+    if texts:
+        _check_weight("text_weight", text_weight)
+        text = text_features(clip, check_texts(texts, "text")).mean(0)
+        image = positive.mean(0) if positive.shape[0] else torch.zeros_like(text)
+        w = text_weight if positive.shape[0] else 1.0
+        positive = ((image + w * text) / (1 + w if positive.shape[0] else 1.0))[None]  # (1, D)
+    return Targets(positive, _features(clip, negative_images), negative_weight)
+
+
+def _check_weight(name: str, value) -> None:
+    from .config import BOUNDS
+
+    BOUNDS["negative_weight"].check(name, value)  # the same [0, 10] range as the negative weight
 
 
 def text_targets(clip: LoadedClip, texts: Sequence[str], negative_texts: Sequence[str] = ()) -> Targets:
@@ -77,13 +95,16 @@ def invert_stream(
     config: InvertConfig | None = None,
     *,
     negative_images: Sequence[Any] | None = None,
+    texts: Sequence[str] | None = None,
+    text_weight: float = 1.0,
     device: str | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> Iterator[StepReport]:
-    """Stream a PEZ run that finds one prompt for all `images` (and away from negatives)."""
+    """Stream a PEZ run that finds one prompt for all `images` (and away from negatives), also
+    matching `texts` with `text_weight` when given (see image_targets)."""
     config = (config or InvertConfig()).validate()
     clip = get_clip(model, device)
-    targets = image_targets(clip, images, negative_images, config.negative_weight)
+    targets = image_targets(clip, images, negative_images, config.negative_weight, texts, text_weight)
     return optimize(clip, targets, config, should_stop)
 
 

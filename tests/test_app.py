@@ -15,6 +15,8 @@ import pytest
 import app
 import pez
 from pez.config import BOUNDS, GENERATE_BOUNDS
+from pez_app import components, history, progress, regenerate, server, settings
+from pez_app.tabs import distill, image, multi, style
 
 from .conftest import noise_image
 
@@ -52,7 +54,7 @@ FAST = (4, 12, 2, 0, 0.1, "", False)
 @pytest.fixture(scope="module")
 def image_files(tmp_path_factory) -> list[str]:
     folder = tmp_path_factory.mktemp("images")
-    toys = app.toy_examples()
+    toys = components.toy_examples()
     if TOY and len(toys) >= 2:
         return toys[:3]
     paths = []
@@ -63,9 +65,18 @@ def image_files(tmp_path_factory) -> list[str]:
     return paths
 
 
-def run(handler, *args):
-    """All updates a streaming handler yields."""
-    return list(handler(*args))
+def run(handler, *args, **kwargs):
+    """All updates a streaming handler yields; a search's updates get its run record appended
+    (the handler keeps it in the tab's control, where History and Stop read it)."""
+    if not inspect.isgeneratorfunction(handler):
+        return handler(*args, **kwargs)
+    control = kwargs.setdefault("control", progress.new_control())
+    return [(*update, control.get("record")) for update in handler(*args, **kwargs)]
+
+
+def with_records(stream, control):
+    for update in stream:
+        yield (*update, control.get("record"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -79,17 +90,24 @@ def test_demo_is_blocks_with_named_endpoints_on_one_gpu_queue():
     assert API_NAMES <= set(named)
     for name in API_NAMES:  # the optimiser and the generator share one bounded GPU queue
         assert named[name].concurrency_id == "gpu", name
-        assert named[name].concurrency_limit == app.SERVER.gpu_concurrency
-    assert app.demo._queue.max_size == app.SERVER.queue_size
+        assert named[name].concurrency_limit == server.SERVER.gpu_concurrency
+    assert app.demo._queue.max_size == server.SERVER.queue_size
     streamed = {"invert", "invert_multi", "concatenate", "style", "distill"}
     assert all(inspect.isgeneratorfunction(named[n].fn) for n in streamed)
 
 
+def test_tabs_hold_only_tabs():
+    """Anything but a Tab directly under gr.Tabs (e.g. a gr.State made while wiring a tab) makes
+    the browser list tab buttons twice and lose one (seen in Chromium)."""
+    tabs = [b for b in app.demo.blocks.values() if isinstance(b, gr.Tabs)]
+    assert tabs and all(isinstance(c, gr.Tab) for t in tabs for c in t.children)
+
+
 def test_history_and_ui_events_stay_off_the_api():
-    for f in app.demo.fns.values():
-        uses_history = any(isinstance(c, gr.BrowserState) for c in [*f.inputs, *f.outputs])
-        if uses_history:
-            assert f.api_visibility == "private"
+    public = [f for f in app.demo.fns.values() if f.api_visibility == "public"]
+    assert {f.api_name for f in public} == API_NAMES  # nothing else (history, UI helpers) is an endpoint
+    for f in public:
+        assert not any(isinstance(c, gr.JSON) for c in [*f.inputs, *f.outputs])
 
 
 def _component(demo: gr.Blocks, cls, label: str):
@@ -103,15 +121,15 @@ def test_settings_defaults_and_bounds_come_from_the_core():
     for label, name in [("Prompt length (tokens)", "prompt_len"), ("Steps", "steps")]:
         s = _component(app.demo, gr.Slider, label)
         assert (s.minimum, s.maximum, s.value) == (BOUNDS[name].lo, BOUNDS[name].hi, getattr(d, name))
-    r = _component(app.demo, gr.Slider, "Restarts (prompts optimised in parallel)")
+    r = _component(app.demo, gr.Slider, "Candidates (restarts in parallel)")
     assert (r.minimum, r.maximum, r.value) == (BOUNDS["candidates"].lo, BOUNDS["candidates"].hi, d.candidates)
     lr = _component(app.demo, gr.Number, "Learning rate")
-    assert lr.value == d.lr and lr.minimum == BOUNDS["lr"].lo
+    assert lr.value == d.lr and lr.minimum is None  # no gradio bound: pez's message names the field
     count = _component(app.demo, gr.Slider, "Images")
     assert count.maximum == GENERATE_BOUNDS["num_images"].hi and count.value == pez.GenerateConfig().num_images
     model = _component(app.demo, gr.Dropdown, "Model pair")
     assert [v for _, v in model.choices] == pez.list_pairs()
-    assert model.value == app.default_pair()
+    assert model.value == app.demo.pez_start.pair
 
 
 def test_offline_demo_defaults_to_the_toy_model_and_says_so():
@@ -124,19 +142,19 @@ def test_offline_demo_defaults_to_the_toy_model_and_says_so():
 
 
 def test_pair_choices_show_which_clip_goes_with_which_generator():
-    labels = dict((v, k) for k, v in app.pair_choices())
+    labels = dict((v, k) for k, v in settings.pair_choices())
     assert "ViT-H-14/laion2b_s32b_b79k" in labels["sd-turbo"]
     assert "toy" in labels["toy"].lower()
-    assert "stabilityai/sd-turbo" in app.pair_info("sd-turbo")
+    assert "stabilityai/sd-turbo" in settings.pair_info("sd-turbo")
 
 
 def test_zero_gpu_decorator_is_a_no_op_without_spaces(monkeypatch):
-    monkeypatch.setattr(app, "spaces", None)
+    monkeypatch.setattr(server, "spaces", None)
 
     def f(x):
         return x
 
-    assert app.on_gpu(f) is f
+    assert server.on_gpu(f) is f
 
 
 def test_core_never_imports_gradio():
@@ -155,66 +173,66 @@ def test_cli_flags():
 
 
 def test_invert_image_streams_progress_then_the_best_prompt(image_files):
-    updates = run(app.invert_image, image_files[0], MODEL, 4, 40, 2, 0, 0.1, "", False)
+    updates = run(image.invert_image, image_files[0], MODEL, 4, 40, 2, 0, 0.1, "", False)
     assert len(updates) >= 3  # loading, at least one live update, final
     prompt, status, plot, cands, record = updates[-1]
     assert prompt and prompt == record["prompt"] and record["done"] and not record["stopped"]
     assert "Done after 40 steps" in status and "steps/s" in status
-    assert set(plot["curve"]) == {app.LOSS, app.BEST} and plot["step"].max() == 40
+    assert set(plot["curve"]) == {progress.LOSS, progress.BEST} and plot["step"].max() == 40
     assert cands[0][1] == prompt and [r[2] for r in cands] == sorted((r[2] for r in cands), reverse=True)
     live = updates[1]
     assert "Step" in live[1] and live[4]["steps_run"] > 0 and not live[4]["done"]
 
 
 def test_run_is_reproducible_with_a_seed_and_reports_a_drawn_one(image_files):
-    a = run(app.invert_image, image_files[0], MODEL, *FAST)[-1]
-    b = run(app.invert_image, image_files[0], MODEL, *FAST)[-1]
+    a = run(image.invert_image, image_files[0], MODEL, *FAST)[-1]
+    b = run(image.invert_image, image_files[0], MODEL, *FAST)[-1]
     assert a[0] == b[0]
-    drawn = run(app.invert_image, image_files[0], MODEL, 4, 10, 1, None, 0.1, "", False)[-1]
+    drawn = run(image.invert_image, image_files[0], MODEL, 4, 10, 1, None, 0.1, "", False)[-1]
     assert isinstance(drawn[4]["settings"]["seed"], int) and f"seed {drawn[4]['settings']['seed']}" in drawn[1]
 
 
 def test_closing_the_stream_frees_the_run(image_files):
     """What Gradio does on Stop or when the tab closes: close the generator after an update."""
-    stream = app.invert_image(image_files[0], MODEL, 4, 10_000, 1, 0, 0.1, "", False)
+    stream = image.invert_image(image_files[0], MODEL, 4, 10_000, 1, 0, 0.1, "", False)
     next(stream), next(stream)  # loading, then a live update
     stream.close()  # must return promptly, not run 10,000 steps
 
 
 def test_multi_concatenate_style_and_distill(image_files):
-    multi = run(app.invert_multi, [(p, None) for p in image_files[:2]], MODEL, *FAST)[-1]
-    assert multi[0] and multi[4]["mode"] == "multi"
+    one = run(multi.invert_multi, [(p, None) for p in image_files[:2]], MODEL, *FAST)[-1]
+    assert one[0] and one[4]["mode"] == "multi"
 
-    concat = run(app.concatenate, [(p, None) for p in image_files[:2]], MODEL, *FAST)
+    concat = run(multi.concatenate, [(p, None) for p in image_files[:2]], MODEL, *FAST)
     joined, status, _, parts, record = concat[-1]
     assert len(parts) == 2 and [p[0] for p in parts] == [1, 2]
     assert joined == pez.join_prompts([p[1] for p in parts]) and record["mode"] == "concatenate"
     assert "2 of 2 images" in status
 
-    style = run(app.find_style, image_files[:2], MODEL, *FAST)[-1]
-    styled = app.styled_prompts(style[0], "a fox\n\n a lighthouse ", pez.STYLE_TEMPLATE)
-    assert styled.splitlines() == pez.style_prompts(["a fox", "a lighthouse"], style[0])
-    assert app.styled_prompts("", "a fox", pez.STYLE_TEMPLATE) == ""
-    assert app.styled_prompts("x", "a fox", "no style field").startswith("⚠️")
+    found = run(style.find_style, image_files[:2], MODEL, *FAST)[-1]
+    styled = regenerate.styled_prompts(found[0], "a fox\n\n a lighthouse ", pez.STYLE_TEMPLATE)
+    assert styled.splitlines() == pez.style_prompts(["a fox", "a lighthouse"], found[0])
+    assert regenerate.styled_prompts("", "a fox", pez.STYLE_TEMPLATE) == ""
+    assert regenerate.styled_prompts("x", "a fox", "no style field").startswith("⚠️")
 
-    distill = run(app.distill_prompt, "a red star on a grey background, simple, centred", MODEL, *FAST)[-1]
-    assert distill[0] and "CLIP text similarity" in distill[1] and "→ 4 tokens" in distill[1]
+    short = run(distill.distill_prompt, "a red star on a grey background, simple, centred", MODEL, *FAST)[-1]
+    assert short[0] and "CLIP text similarity" in short[1] and "→ 4 tokens" in short[1]
 
 
 def test_score_prompt(image_files):
-    text = app.score_prompt("a red circle", image_files[0], MODEL)
+    text = image.score_prompt("a red circle", image_files[0], MODEL)
     assert "Score of this prompt" in text
     with pytest.raises(gr.Error):
-        app.score_prompt("   ", image_files[0], MODEL)
+        image.score_prompt("   ", image_files[0], MODEL)
 
 
 @pytest.mark.parametrize(
     "call, expected",
     [
-        (lambda f: run(app.invert_image, None, MODEL, *FAST), "Add an image first"),
-        (lambda f: run(app.invert_multi, [], MODEL, *FAST), "Add at least 1 images"),
-        (lambda f: run(app.invert_image, f, MODEL, 4, 0, 1, 0, 0.1, "", False), "steps"),
-        (lambda f: run(app.distill_prompt, "   ", MODEL, *FAST), "long prompt"),
+        (lambda f: run(image.invert_image, None, MODEL, *FAST), "Add an image first"),
+        (lambda f: run(multi.invert_multi, [], MODEL, *FAST), "Add at least 1 image first"),
+        (lambda f: run(image.invert_image, f, MODEL, 4, 0, 1, 0, 0.1, "", False), "steps"),
+        (lambda f: run(distill.distill_prompt, "   ", MODEL, *FAST), "long prompt"),
     ],
 )
 def test_bad_input_becomes_a_clear_error(call, expected, image_files):
@@ -227,14 +245,14 @@ def test_not_an_image_is_reported(tmp_path):
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
     with pytest.raises(gr.Error) as e:
-        run(app.invert_image, str(bad), MODEL, *FAST)
+        run(image.invert_image, str(bad), MODEL, *FAST)
     assert "not an image" in e.value.message
 
 
 def test_missing_weights_give_a_clear_message(image_files, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(gr.Error) as e:
-        run(app.invert_image, image_files[0], "sd-1.5", *FAST)
+        run(image.invert_image, image_files[0], "sd-1.5", *FAST)
     assert e.value.title == "Model weights not available" and "toy" in e.value.message
 
 
@@ -244,7 +262,7 @@ def test_unexpected_errors_are_logged_and_the_app_keeps_serving(image_files, mon
 
     monkeypatch.setattr(pez, "invert_stream", boom)
     with pytest.raises(gr.Error) as e:
-        run(app.invert_image, image_files[0], MODEL, *FAST)
+        run(image.invert_image, image_files[0], MODEL, *FAST)
     assert "Something went wrong (RuntimeError: kaput)" in e.value.message
     assert "unexpected error" in caplog.text
 
@@ -257,8 +275,8 @@ def test_out_of_memory_says_what_to_change(image_files, monkeypatch):
 
     monkeypatch.setattr(pez, "invert_stream", oom)
     with pytest.raises(gr.Error) as e:
-        run(app.invert_image, image_files[0], MODEL, *FAST)
-    assert e.value.title == "Out of memory" and "fewer restarts" in e.value.message
+        run(image.invert_image, image_files[0], MODEL, *FAST)
+    assert e.value.title == "Out of memory" and "fewer candidates" in e.value.message
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,24 +285,26 @@ def test_out_of_memory_says_what_to_change(image_files, monkeypatch):
 
 @needs_toy
 def test_regenerate_scores_images_against_the_target(image_files):
-    items, summary = app.regenerate("a red circle", image_files[0], "toy", "", 3, 1, 0.0, 2)
+    items, summary = regenerate.regenerate("a red circle", image_files[0], "toy", "", 3, 1, 0.0, 2)
     assert len(items) == 2 and "seed 3" in items[0][1] and "sim " in items[0][1]
     assert "image similarity to the target" in summary
     gallery = [(p, None) for p in image_files]
-    items, _ = app.regenerate_multi("a red circle, a blue star", gallery, "toy", "", 0, 1, 0, 1)
+    items, _ = regenerate.regenerate_multi("a red circle, a blue star", gallery, "toy", "", 0, 1, 0, 1)
     assert len(items) == 1
 
 
 @needs_toy
 def test_regenerate_style_and_distill():
-    items, _ = app.regenerate_style("green", "a circle\na star", pez.STYLE_TEMPLATE, "toy", "", 0, 1, 0, 1)
+    items, _ = regenerate.regenerate_style("green", "a circle\na star", pez.STYLE_TEMPLATE, "toy", "", 0, 1, 0, 1)
     assert [c.split(" · ")[0] for _, c in items] == ["a circle", "a star"]
-    long_items, short_items, summary = app.regenerate_distill("a big red star", "red star", "toy", "", 0, 1, 0, 2)
+    long_items, short_items, summary = regenerate.regenerate_distill(
+        "a big red star", "red star", "toy", "", 0, 1, 0, 2
+    )
     assert len(long_items) == len(short_items) == 2 and "4 images" in summary
     with pytest.raises(gr.Error):
-        app.regenerate_style("", "a circle", pez.STYLE_TEMPLATE, "toy", "", 0, 1, 0, 1)
+        regenerate.regenerate_style("", "a circle", pez.STYLE_TEMPLATE, "toy", "", 0, 1, 0, 1)
     with pytest.raises(gr.Error):
-        app.regenerate("", None, "toy", "", 0, 1, 0, 1)
+        regenerate.regenerate("", None, "toy", "", 0, 1, 0, 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,46 +313,147 @@ def test_regenerate_style_and_distill():
 
 def test_history_upserts_by_run_and_exports_json():
     cfg = pez.InvertConfig(seed=0)
-    rec = {**app.new_record("image", "toy", cfg), "prompt": "a red circle", "score": 0.31, "steps_run": 30}
-    h = app.history_upsert([], rec)
-    h = app.history_upsert(h, {**rec, "prompt": "a red circle!", "done": True})  # same run: replaced
-    h = app.history_upsert(h, {**app.new_record("distill", "toy", cfg), "prompt": ""})  # empty: not kept
+    rec = {**progress.new_record("image", "toy", cfg), "prompt": "a red circle", "score": 0.31, "steps_run": 30}
+    h = history.history_upsert([], rec)
+    h = history.history_upsert(h, {**rec, "prompt": "a red circle!", "done": True})  # same run: replaced
+    h = history.history_upsert(h, {**progress.new_record("distill", "toy", cfg), "prompt": ""})  # empty: not kept
     assert len(h) == 1 and h[0]["prompt"] == "a red circle!" and "done" not in h[0]
-    rows = app.history_rows(h)
+    rows = history.history_rows(h)
     assert rows[0][1:5] == ["image", "a red circle!", "0.310", "toy"] and "seed 0" in rows[0][5]
-    data = json.loads(Path(app.export_history(h)).read_text())
+    data = json.loads(Path(history.export_history(h)).read_text())
     assert data["prompts"][0]["settings"]["prompt_len"] == cfg.prompt_len
     with pytest.raises(gr.Error):
-        app.export_history([])
+        history.export_history([])
     many = []
-    for i in range(app.HISTORY_LIMIT + 5):
-        many = app.history_upsert(many, {**rec, "id": str(i)})
-    assert len(many) == app.HISTORY_LIMIT and many[0]["id"] == str(app.HISTORY_LIMIT + 4)
+    for i in range(history.HISTORY_LIMIT + 5):
+        many = history.history_upsert(many, {**rec, "id": str(i)})
+    assert len(many) == history.HISTORY_LIMIT and many[0]["id"] == str(history.HISTORY_LIMIT + 4)
 
 
 def test_stop_ends_the_run_gracefully_keeping_the_best_prompt(image_files):
-    control = app.new_control()
-    app.arm_run(control)  # what the Run click does first
-    stream = app.invert_image(image_files[0], MODEL, 4, 10_000, 2, 0, 0.1, "", False, control)
+    control = progress.new_control()
+    assert progress.arm_run(control) == progress.WAITING  # what the Run click shows first
+    stream = with_records(
+        image.invert_image(image_files[0], MODEL, 4, 10_000, 2, 0, 0.1, "", False, control=control), control
+    )
     live = [next(stream), next(stream)]  # loading, then a live update
-    history, rows, status = app.stop_run(control, live[-1][4], [])  # Stop: History gets the best so far
-    assert history[0]["prompt"] == live[-1][0] and rows[0][2] == live[-1][0] and status == gr.skip()
+    assert live[0][0] == "" and isinstance(live[0][1], str)  # plain values for the API, no update dicts
+    assert len(live[0]) == 5  # four API outputs (+ the record this test appends)
+    status = components.stop_run(control)  # Stop while running: the run reports itself
+    assert status == gr.skip()
     prompt, status, _, cands, record = list(stream)[-1]  # the run ends by itself, at once
     assert record["stopped"] and record["done"] and record["steps_run"] < 10_000
     assert prompt == record["prompt"] and record["score"] >= live[-1][4]["score"] and cands
     assert "Stopped after" in status
-    assert app.history_upsert(history, record)[0]["prompt"] == prompt  # same run id: replaced
+    h = history.history_upsert(history.history_upsert([], live[-1][4]), record)
+    assert len(h) == 1 and h[0]["prompt"] == prompt  # same run id: replaced
 
 
-def test_stop_before_the_run_starts_stops_it_at_once(image_files):
-    control = app.new_control()
-    app.arm_run(control)
-    app.stop_run(control, None, [])  # Stop while still queued
-    final = run(app.invert_image, image_files[0], MODEL, 4, 10_000, 1, 0, 0.1, "", False, control)[-1]
-    assert final[4]["steps_run"] == 0 and final[0] == gr.skip()
-    app.arm_run(control)  # a new Run click is not stopped by the old Stop
-    final = run(app.invert_image, image_files[0], MODEL, 4, 10, 1, 0, 0.1, "", False, control)[-1]
+def test_stop_while_queued_says_so_and_the_run_never_starts(image_files):
+    control = progress.new_control()
+    progress.arm_run(control)
+    assert "waiting in the queue" in components.stop_run(control)  # Stop while still queued
+    final = run(image.invert_image, image_files[0], MODEL, 4, 10_000, 1, 0, 0.1, "", False, control=control)[-1]
+    assert final[4]["steps_run"] == 0 and final[0] == "" and "Stopped before the first step" in final[1]
+    progress.arm_run(control)  # a new Run click is not stopped by the old Stop
+    final = run(image.invert_image, image_files[0], MODEL, 4, 10, 1, 0, 0.1, "", False, control=control)[-1]
     assert final[4]["steps_run"] == 10 and not final[4]["stopped"]
+
+
+def test_a_failed_run_leaves_its_error_in_the_status(image_files):
+    control = progress.new_control()
+    progress.arm_run(control)
+    with pytest.raises(gr.Error):
+        run(image.invert_image, image_files[0], "no-such-model", *FAST, control=control)
+    status = progress.error_status(control)
+    assert status.startswith("⚠ Error:") and "Loading" not in status and "no-such-model" in status
+
+
+def test_range_errors_name_the_field_and_plurals_read_well(image_files):
+    with pytest.raises(gr.Error) as e:
+        run(image.invert_image, image_files[0], MODEL, 4, 10, 1, 0, -5, "", False)
+    assert e.value.message.startswith("Learning rate (lr): expected a value in")
+    assert "similar" not in server.tidy_message("model: unknown open_clip architecture 'x'; similar: []")
+    assert server.tidy_message("model: unknown 'Vit'; similar: ['ViT-B-32', 'ViT-L-14']").endswith(
+        "similar: ViT-B-32, ViT-L-14"
+    )
+    with pytest.raises(gr.Error) as e:
+        run(style.find_style, [], MODEL, *FAST)
+    assert "Add at least 1 style image first" in e.value.message
+
+
+def test_distill_refuses_a_short_length_longer_than_the_input():
+    with pytest.raises(gr.Error) as e:
+        run(distill.distill_prompt, "a red star", MODEL, 8, 10, 1, 0, 0.1, "", False)
+    assert "must be shorter than the long one" in e.value.message
+
+
+def test_settings_follow_the_core_fields_and_integers_are_typed_int():
+    fields = {f.name for f in __import__("dataclasses").fields(pez.InvertConfig)}
+    names = [p for p in inspect.signature(image.invert_image).parameters]
+    assert set(settings.NAMES) - {"model"} <= fields  # only fields the core has are passed
+    assert names[:2] == ["image", "model"] and names[-4:] == [
+        "negative_images",
+        "text",
+        "text_weight",
+        "control",
+    ]
+    cfg = settings.make_config({"prompt_len": 4.0, "steps": 10.0, "seed": None, "blocklist": "cat, dog"})
+    assert cfg.prompt_len == 4 and isinstance(cfg.seed, int) and cfg.blocklist == ("cat", "dog")
+    steps = _component(app.demo, settings.IntSlider, "Steps")
+    assert steps.api_info()["type"] == "integer"
+
+
+def test_image_and_text_targets_and_negative_images(image_files):
+    updates = run(image.invert_image, image_files[0], MODEL, *FAST, [(image_files[1], None)], "a red circle", 2.0)
+    prompt, status, _, _, record = updates[-1]
+    assert prompt and "Done" in status and record["mode"] == "image − negatives + text"
+
+
+def test_the_real_start_up_probe_is_quick_and_falls_back_offline():
+    """HF_HUB_OFFLINE=1 (conftest) and nothing cached: the module-level demo starts on the toy world."""
+    import time
+
+    start = time.monotonic()
+    probe = server.startup_model(offline_demo=False)
+    assert time.monotonic() - start < 10
+    if not probe.fallback:
+        pytest.skip("the default pair's weights are cached on this machine")
+    assert app.demo.pez_start.pair == "toy" and "HF_HOME" in probe.how_to and probe.missing
+
+
+def test_the_default_pair_falls_back_to_the_toy_world_when_its_weights_cannot_be_had(monkeypatch):
+    from pez.models import Availability
+
+    gone = Availability(
+        "sd-turbo",
+        False,
+        False,
+        ("stabilityai/sd-turbo",),
+        "the hub is unreachable",
+        "run once online, or set HF_HOME to a folder that holds them",
+    )
+    monkeypatch.setattr(pez.models, "pair_availability", lambda name, timeout: gone)
+    start = server.startup_model(offline_demo=False)
+    assert start.fallback and start.pair == "toy" and start.missing == ("stabilityai/sd-turbo",)
+    demo = app.build_demo(start=start)
+    assert _component(demo, gr.Dropdown, "Model pair").value == "toy"
+    banner = [b for b in demo.blocks.values() if isinstance(b, gr.HTML) and "cannot run here" in str(b.value)]
+    assert banner and "stabilityai/sd-turbo" in banner[0].value and "HF_HOME" in banner[0].value
+    ok = Availability("sd-turbo", True, False, ("stabilityai/sd-turbo",))
+    monkeypatch.setattr(pez.models, "pair_availability", lambda name, timeout: ok)
+    start = server.startup_model(offline_demo=False)
+    assert start.pair == "sd-turbo" and start.downloads and not start.fallback
+
+
+def test_zero_gpu_wrapping_with_the_real_spaces_package():
+    """`spaces` is installed (requirements-dev.txt): off Spaces its GPU decorator must leave
+    handlers callable and generator handlers streaming (gradio checks that to stream)."""
+    spaces = pytest.importorskip("spaces")
+    assert server.spaces is spaces
+    assert inspect.isgeneratorfunction(image.invert_image)  # wrapped by spaces.GPU at import
+    wrapped = spaces.GPU(duration=5)(lambda x: x + 1)
+    assert wrapped(1) == 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -414,3 +535,29 @@ def test_client_gets_errors_as_messages_and_the_server_keeps_serving(client, ima
     assert "long prompt" in str(e.value)
     prompt = client.predict(handle_file(image_files[0]), MODEL, 4, 10, api_name="/invert")[0]
     assert prompt
+
+
+def test_first_use_download_shows_bytes_and_total_in_the_status(image_files, monkeypatch):
+    """A weight download (huggingface_hub reports it as a tqdm byte bar) shows in the status
+    line as bytes / total while the model loads; then the run goes on as usual."""
+    import time
+
+    from huggingface_hub.utils import tqdm as hf_tqdm
+
+    from pez_app import downloads
+
+    real = server.load_model
+
+    def downloading(model):
+        with hf_tqdm(total=40_000_000, unit="B", desc="open_clip_model.safetensors", disable=False) as bar:
+            for _ in range(8):
+                time.sleep(0.1)
+                bar.update(5_000_000)
+        return real(model)
+
+    monkeypatch.setattr(downloads, "POLL_SECONDS", 0.05)
+    monkeypatch.setattr(image, "load_model", downloading)
+    updates = run(image.invert_image, image_files[0], MODEL, *FAST)
+    shown = [u[1] for u in updates if u[1].startswith("Downloading")]
+    assert shown and "/ 40.0 MB (open_clip_model.safetensors)" in shown[-1]
+    assert "Done after" in updates[-1][1]

@@ -1,9 +1,11 @@
 """A real browser drives the app: Playwright with Debian's chromium (never a downloaded browser).
 
 It uploads an image, runs a search, sees the loss plot and the prompt update, presses Stop (the
-best prompt stays), edits the prompt, regenerates and sees images; then runs every other tab and
-checks History survives a reload. A screenshot of each tab goes to $PEZ_SCREENSHOTS
-(e.g. docs/screenshots) or to pytest's tmp folder.
+best prompt stays), edits the prompt, regenerates and sees images; then runs every other tab, with
+a second browser tab adding a run meanwhile, and checks History keeps both tabs' runs across a
+reload; a bad upload is reported on upload and the status shows the error after Run. Screenshots
+(desktop 1280x800 and phone 400 px wide) go to $PEZ_SCREENSHOTS (e.g. docs/screenshots) or to
+pytest's tmp folder.
 
 Needs `apt-get install chromium` and `pip install playwright`; skipped when either is missing.
 """
@@ -35,16 +37,21 @@ pytestmark = [
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
 
 import app  # noqa: E402
+from pez_app import LAUNCH_KWARGS  # noqa: E402
+from pez_app.components import toy_examples  # noqa: E402
+from pez_app.tabs.distill import TOY_LONG_PROMPT  # noqa: E402
 
 from .test_app import TOY  # noqa: E402
 
+TAB_NAMES = {"image": "Image → Prompt", "multi": "Multi-image", "style": "Style transfer", "distill": "Distill"}
+TAB_NAMES["history"] = "History"
 TIMEOUT = 120_000  # ms; the CPU may be shared
 
 
 @pytest.fixture(scope="module")
 def server():
     demo = app.build_demo(offline_demo=True)  # the toy world model: no download
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.LAUNCH_KWARGS)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **LAUNCH_KWARGS)
     try:
         yield url
     finally:
@@ -55,7 +62,7 @@ def server():
 def page(server):
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
         page = context.new_page()
         page.set_default_timeout(TIMEOUT)
         page.goto(server)
@@ -72,12 +79,12 @@ def shots(tmp_path_factory) -> Path:
     return folder
 
 
-def shoot(page, path: Path) -> None:
-    """Full-page screenshot, palette-quantised (a third of the size, same look) for the README."""
+def shoot(page, path: Path, full_page: bool = True) -> None:
+    """Screenshot, palette-quantised (a third of the size, same look) for the README."""
     from PIL import Image
 
     page.mouse.move(0, 0)  # no hover effects
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     img = Image.open(path).convert("RGB")
     img.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
 
@@ -97,21 +104,30 @@ def set_number(page, label: str, value) -> None:
 
 
 def open_tab(page, tab: str) -> None:
+    if not page.is_visible(f"#tab-{tab}-button"):  # narrow window: the tab is in the overflow menu
+        page.screenshot(path="/tmp/i10_shots/overflow.png")
+        page.click("#tabs .overflow-menu > button")
+        page.click(f"#tabs .overflow-dropdown button:text-is('{TAB_NAMES[tab]}')")
+        page.wait_for_selector(f"#tab-{tab}", state="visible")
+        return
     page.click(f"#tab-{tab}-button")
     page.wait_for_selector(f"#tab-{tab}", state="visible")
 
 
 def wait_status(page, tab: str, pattern: str) -> None:
-    page.wait_for_function(
-        "([sel, pat]) => new RegExp(pat).test(document.querySelector(sel)?.innerText || '')",
-        arg=[f"#{tab}-status", pattern],
-    )
+    try:
+        page.wait_for_function(
+            "([sel, pat]) => new RegExp(pat).test(document.querySelector(sel)?.innerText || '')",
+            arg=[f"#{tab}-status", pattern],
+        )
+    except sync_api.TimeoutError as e:
+        raise AssertionError(f"status never matched {pattern!r}; it reads {status_text(page, tab)!r}") from e
 
 
 def test_browser_flow(page, shots):
     if not TOY:
         pytest.skip("the browser flow needs the toy world model (offline demo)")
-    toys = app.toy_examples()
+    toys = toy_examples()
     assert toys, "assets/examples/toy_*.png are missing"
     assert page.is_visible("#offline-banner")
 
@@ -177,9 +193,27 @@ def test_browser_flow(page, shots):
     page.wait_for_selector("#style-gallery img")
     shoot(page, shots / "style-transfer.png")
 
-    # 6. Distill: a long prompt -> a short one, then both regenerated.
+    # A second browser tab (same browser, so the same stored History) adds a run meanwhile.
+    other = page.context.new_page()
+    other.set_default_timeout(TIMEOUT)
+    other.goto(page.url)
+    other.wait_for_selector("#tab-image")
+    other.get_by_text("Settings — model and search").click()
+    set_number(other, "number input for Steps", 30)
+    other.set_input_files("#image-input input[type=file]", toys[1])
+    other.wait_for_selector("#image-input img")
+    other.click("#image-run")
+    wait_status(other, "image", "Done after 30 steps")
+    from_other = prompt_value(other, "image")
+    other.wait_for_function(  # the run is saved (merged into the stored list) right after it ends
+        "(p) => (localStorage.getItem('pez-history-v2') || '').includes(JSON.stringify(p).slice(1, -1))",
+        arg=from_other,
+    )
+    other.close()
+
+    # 6. Distill: a long prompt -> a short one, then both regenerated (this tab saves after the other).
     open_tab(page, "distill")
-    page.fill("#distill-long textarea", app.TOY_LONG_PROMPT)
+    page.fill("#distill-long textarea", TOY_LONG_PROMPT)
     set_number(page, "number input for Short prompt length (tokens)", 4)  # the length the user chose
     page.click("#tab-distill >> text=▶ Distill")
     wait_status(page, "distill", "→ 4 tokens · CLIP text similarity")
@@ -187,20 +221,66 @@ def test_browser_flow(page, shots):
     page.wait_for_selector("#distill-short-gallery img")
     shoot(page, shots / "distill.png")
 
-    # 7. History: every prompt, the stopped one included, kept across a reload.
+    # 7. History: every prompt of both tabs, the stopped one included, kept across a reload.
     open_tab(page, "history")
     page.wait_for_function("document.querySelector('#history-table')?.innerText.includes('distill')")
     table = page.inner_text("#history-table")
     assert kept in table and "concatenate" in table and "style" in table
+    assert from_other in table, "the other tab's run was overwritten"
     shoot(page, shots / "history.png")
     page.reload()
     page.wait_for_selector("#tab-image")
     open_tab(page, "history")
     page.wait_for_function("document.querySelector('#history-table')?.innerText.includes('distill')")
-    assert kept in page.inner_text("#history-table")
+    assert kept in page.inner_text("#history-table") and from_other in page.inner_text("#history-table")
     page.click(f"#history-table >> text={kept}")  # pick the stopped run's prompt and reuse it
     page.wait_for_function("document.querySelector('#history-picked textarea')?.value.length > 0")
     assert page.input_value("#history-picked textarea") == kept
     page.click("#history-use")
     page.wait_for_selector("#tab-image", state="visible")
     assert prompt_value(page, "image") == kept
+
+    # 8. Share: the deep link (what the share button copies) reopens the page with this result.
+    page.click("#tab-image >> text=Share this result")
+    page.wait_for_selector("#tab-image >> text=Link copied")
+    link = page.evaluate(
+        "fetch('gradio_api/deep_link?session_hash=' + window.__gradio_session_hash__).then(r => r.text())"
+    ).strip('"')
+    shared = page.context.new_page()
+    shared.goto(f"{page.url.split('?')[0]}?deep_link={link}")
+    shared.wait_for_function("document.querySelector('#image-prompt textarea')?.value.length > 0")
+    assert prompt_value(shared, "image") == kept
+    shared.close()
+
+    # 9. Clear history can be undone.
+    open_tab(page, "history")
+    page.click("#history-clear")
+    page.wait_for_selector("#history-undo", state="visible")
+    page.wait_for_function("!document.querySelector('#history-table')?.innerText.includes('distill')")
+    page.click("#history-undo")
+    page.wait_for_function("document.querySelector('#history-table')?.innerText.includes('distill')")
+
+    # 10. Phone width: the tabs that do not fit sit behind a labelled menu.
+    open_tab(page, "image")
+    page.set_viewport_size({"width": 400, "height": 800})
+    page.wait_for_timeout(500)
+    label = page.evaluate(
+        "(() => { const b = document.querySelector('#tabs .overflow-menu:not(.hide) > button');"
+        " return b ? getComputedStyle(b, '::before').content : ''; })()"
+    )
+    assert page.is_visible("#tab-history-button") or "More tabs" in label
+    shoot(page, shots / "phone.png", full_page=False)
+    page.set_viewport_size({"width": 1280, "height": 800})
+
+
+def test_bad_upload_and_the_status_after_an_error(page, tmp_path):
+    """A .txt renamed .png: a message on upload, and after Run the status shows the error state
+    (never a stale 'Loading …')."""
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    open_tab(page, "image")
+    page.set_input_files("#image-input input[type=file]", str(bad))
+    page.wait_for_selector("text=This file cannot be used")
+    page.click("#image-run")
+    wait_status(page, "image", "^⚠ Error: .*not an image")
+    assert "Loading" not in status_text(page, "image")

@@ -1,0 +1,19 @@
+"""pez's Gradio app as a small package (the core, `pez/`, never imports it).
+
+    server.py      how this server runs: settings, ZeroGPU, friendly errors, the start-up model
+    settings.py    the shared search settings, built from pez.config (bounds, defaults, fields)
+    progress.py    a run's progress as UI values: status line, loss plot, candidates, run record
+    components.py  shared pieces: CSS/theme, target image, run/stop, search wiring, examples, banner
+    regenerate.py  the one regenerate panel every tab uses, and the generation handlers
+    history.py     History in the browser (merged across tabs), its rows and export
+    tabs/          one module per tab: image, multi, style, distill, history
+    layout.py      build_demo(): the header, settings and tabs as one gr.Blocks
+
+`app.py` at the repository root is the entry point (module-level `demo`, CLI flags, launch).
+"""
+
+from .components import CSS, LAUNCH_KWARGS, THEME
+from .layout import build_demo
+from .server import SERVER, ServerSettings, StartupModel, startup_model
+
+__all__ = ["CSS", "LAUNCH_KWARGS", "SERVER", "THEME", "ServerSettings", "StartupModel", "build_demo", "startup_model"]

@@ -1,0 +1,344 @@
+"""Shared building blocks of the layout: look (CSS, theme), the target image input, the run and
+progress controls every search tab uses, examples, the banner, and the search event wiring."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+
+import gradio as gr
+
+import pez
+from pez.config import MAX_TEXT_CHARS
+
+from . import progress as prog
+from .server import HARD_STOP, SERVER, StartupModel, gpu_handler
+from .settings import NAMES, signature_params
+
+ROOT = Path(__file__).resolve().parent.parent
+ASSETS = ROOT / "assets"
+
+CSS = """
+.pez-header { display: flex; align-items: baseline; gap: 14px; flex-wrap: wrap; }
+.pez-header h1 { margin: 0; font-size: 1.9em; }
+.pez-header .pez-tagline { color: var(--body-text-color-subdued); }
+.pez-banner { background: #fff7e6; border: 1px solid #f5a524; color: #6b4400; border-radius: 10px;
+  padding: 8px 14px; margin: 6px 0; }
+.pez-banner b { color: #8a5300; }
+.pez-banner code { background: #fdebc8; padding: 0 3px; border-radius: 3px; }
+.pez-status { padding: 4px 2px; min-height: 34px; }
+.pez-bar { height: 8px; border-radius: 5px; background: var(--neutral-200); overflow: hidden; }
+.pez-bar > div { height: 100%; border-radius: 5px; background: linear-gradient(90deg, #6366f1, #ec4899);
+  transition: width .15s linear; }
+.pez-done .pez-bar > div { background: #22c55e; }
+.pez-stopped .pez-bar > div { background: #f59e0b; }
+.pez-status-text { font-size: .92em; margin-top: 5px; font-variant-numeric: tabular-nums;
+  color: var(--body-text-color-subdued); }
+.pez-error .pez-status-text { color: #b91c1c; font-weight: 600; }
+.pez-waiting .pez-status-text { color: #a16207; }
+.pez-prompt textarea { font-family: var(--font-mono); font-size: 1.02em; }
+.pez-pair-info, .pez-hint, .pez-plot-note { font-size: .88em; color: var(--body-text-color-subdued); }
+.pez-summary { min-height: 1.5em; }
+#image-input img { width: 100%; height: 100%; object-fit: contain; }
+/* Narrow screens: the tabs that do not fit go to gradio's overflow menu; label it. */
+.overflow-menu > button { display: inline-flex; align-items: center; gap: 4px; font-weight: 600; }
+.overflow-menu > button::before { content: "More tabs"; }
+.pez-table td, .pez-table th { word-break: normal !important; overflow-wrap: anywhere; }
+.pez-table td:last-child, .pez-table th:last-child { white-space: nowrap; overflow-wrap: normal; }
+footer { display: none !important; }
+"""
+THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="pink", neutral_hue="slate")
+LAUNCH_KWARGS = {"theme": THEME, "css": CSS}
+QUICK = {"queue": False, "api_visibility": "private"}
+# Upload checks go through the queue (gr.Warning toasts need it) but not the GPU slot.
+UPLOAD_CHECK = {"api_visibility": "private", "concurrency_limit": None, "show_progress": "hidden"}
+
+
+def gpu_options() -> dict:
+    return {"concurrency_id": "gpu", "concurrency_limit": SERVER.gpu_concurrency}
+
+
+class TargetImage(gr.Image):
+    """gr.Image that hands an uploaded file to pez unopened: pez's loader then reports a bad file
+    (not an image, empty, a decompression bomb) clearly, instead of gradio failing on it first.
+    Pasted and webcam images (data URLs) are decoded as usual. Same frontend as gr.Image."""
+
+    is_template = True  # gradio: render with the parent's (gr.Image's) frontend
+
+    def preprocess(self, payload):
+        if payload is None or (payload.url and payload.url.startswith("data:")) or payload.path is None:
+            return super().preprocess(payload)
+        return str(payload.path)
+
+
+def check_upload(image) -> None:
+    """On upload: tell at once when the file is not a usable image (not only at Run)."""
+    if image is None:
+        return
+    try:
+        pez.load_image(image)
+    except pez.InvalidImageError as e:
+        gr.Warning(f"This file cannot be used: {e}", duration=12)
+
+
+def check_gallery_upload(images) -> None:
+    for item in images or []:
+        check_upload(item[0] if isinstance(item, (tuple, list)) else item)
+
+
+# ---------------------------------------------------------------------------------------------
+# Search tabs: run/stop, status/prompt/plot, candidates
+
+
+def run_controls(run_label: str, elem: str) -> tuple[gr.Button, gr.Button]:
+    with gr.Row():
+        run = gr.Button(run_label, variant="primary", scale=3, elem_id=f"{elem}-run")
+        stop = gr.Button("■ Stop", variant="stop", scale=1, elem_id=f"{elem}-stop")
+    return run, stop
+
+
+def progress_outputs(prompt_info: str, elem: str) -> tuple:
+    status = prog.status_box(elem)
+    prompt = gr.Textbox(
+        label="Prompt",
+        info=prompt_info,
+        lines=2,
+        max_lines=6,
+        buttons=["copy"],
+        interactive=True,
+        elem_classes="pez-prompt",
+        elem_id=f"{elem}-prompt",
+        max_length=MAX_TEXT_CHARS,
+        placeholder="the discovered prompt appears here, improving as the search runs",
+    )
+    plot = gr.LinePlot(
+        None,
+        x="step",
+        y="loss",
+        color="curve",
+        y_title="loss",
+        color_map=prog.PLOT_COLOURS,
+        label="Loss",
+        elem_id=f"{elem}-plot",
+        height=220,
+    )
+    gr.Markdown(prog.PLOT_NOTE, elem_classes="pez-plot-note")
+    return status, prompt, plot
+
+
+def candidates_table(elem: str, headers=("#", "prompt", "score"), label: str = "Candidates") -> gr.Dataframe:
+    return gr.Dataframe(
+        headers=list(headers),
+        datatype=["number", "str", "number"] if headers[0] == "#" else ["number", "str", "str"],
+        interactive=False,
+        wrap=True,
+        column_widths=["9%", "71%", "20%"],
+        label=label,
+        elem_id=f"{elem}-candidates",
+        elem_classes="pez-table",
+        max_height=340,
+    )
+
+
+def pick_row(evt: gr.SelectData):
+    """Candidates table click -> that row's prompt."""
+    row = evt.row_value or []
+    return row[1] if len(row) > 1 and row[1] else gr.skip()
+
+
+def search_endpoint(
+    body: Callable,
+    name: str,
+    leading: list[inspect.Parameter],
+    description: str,
+    leading_doc: str,
+    trailing: list[inspect.Parameter] = (),
+    trailing_doc: str = "",
+) -> Callable:
+    """A streamed search handler whose signature (what the API and MCP show) is the tab's own
+    inputs, then every active setting, then optional extras. `body(*own, settings, control)`."""
+    from .settings import settings_doc
+
+    P = inspect.Parameter
+    params = [
+        *leading,
+        *signature_params(pez.DEFAULT_PAIR),
+        *trailing,
+        P("control", P.POSITIONAL_OR_KEYWORD, default=None),
+    ]
+    sig = inspect.Signature(params)
+
+    def handler(*args, **kwargs):
+        bound = sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        a = bound.arguments
+        own = [a[p.name] for p in [*leading, *trailing]]
+        control = a["control"]
+        if isinstance(control, dict):
+            control["started"] = True
+        try:
+            for *values, record in body(*own, settings={n: a[n] for n in NAMES}, control=control):
+                if isinstance(control, dict):
+                    control["record"] = record  # History and Stop read the run record here
+                yield tuple(values)
+        finally:
+            if isinstance(control, dict):
+                control["armed"] = control["started"] = False
+
+    handler.__name__ = handler.__qualname__ = name
+    handler.__signature__ = sig
+    handler.__doc__ = (
+        f"{description}\n\nArgs:\n{leading_doc}\n{settings_doc()}\n{trailing_doc}\n"
+        "Returns:\n    the best prompt, a plain-text status line, the loss curve and the candidates table "
+        "(streamed: each update improves on the last)"
+    )
+    return gpu_handler(handler)
+
+
+def wire_search(
+    buttons: list[gr.Button],
+    fns: list[Callable],
+    inputs: list,
+    outputs: list,
+    api_names: list[str],
+    stop_btn: gr.Button,
+    history,
+) -> list:
+    """Run button(s) -> 'waiting' status -> streamed search -> History; Stop ends the tab's run;
+    a failure leaves the error in the status line. Call it inside the tab's `with gr.Tab` block:
+    a gr.State directly under gr.Tabs makes the browser list tab buttons twice."""
+    control = gr.State(prog.new_control())  # per tab and session; also holds the run record
+    status = outputs[1]
+    events = []
+    for button, fn, api_name in zip(buttons, fns, api_names, strict=True):
+        evt = button.click(prog.arm_run, control, status, **QUICK).then(
+            fn,
+            [*inputs, control],
+            outputs,
+            api_name=api_name,
+            show_progress="full",
+            show_progress_on=[outputs[2]],  # gradio's queue overlay over the plot, not over the prompt
+            **gpu_options(),
+        )
+        evt.failure(prog.error_status, control, status, **QUICK)
+        history.save(evt, control)
+        events.append(evt)
+    stop_evt = stop_btn.click(stop_run, [control], [status], cancels=events if HARD_STOP else None, **QUICK)
+    history.save(stop_evt, control)
+    return events
+
+
+def stop_run(control):
+    """Stop: ask the run to end (it keeps its best prompt); History gets the best so far at once."""
+    import time
+
+    if control is None:
+        return gr.skip()
+    record = control.get("record")
+    control["stop_at"] = time.monotonic()
+    if control.get("armed") and not control.get("started"):
+        return "Stopped before it started (it was waiting in the queue)."
+    if HARD_STOP and record and record.get("prompt") and not record.get("done"):
+        score = prog.fmt_score(record.get("score"))
+        return f"Stopped at step {record.get('steps_run', 0)} — best prompt kept (score {score})"
+    return gr.skip()  # a running search ends by itself and reports "Stopped after …"
+
+
+# ---------------------------------------------------------------------------------------------
+# Examples (assets/) and the header
+
+
+def toy_examples() -> list[str]:
+    return sorted(str(p) for p in (ASSETS / "examples").glob("toy_*.png"))
+
+
+def photo_examples() -> list[str]:
+    return sorted(str(p) for p in (ASSETS / "photos").glob("*.jpg"))
+
+
+def style_examples() -> list[str]:
+    return sorted(str(p) for p in (ASSETS / "style").glob("*.png"))
+
+
+def toy_style_examples() -> list[str]:
+    """A toy "style": one colour on several shapes, drawn by the toy world's renderer (held-out
+    seeds) into a temporary folder. Empty when the toy world is unavailable."""
+    import logging
+    import tempfile
+
+    try:
+        from pez import toy
+
+        folder = Path(tempfile.mkdtemp(prefix="pez-toy-style-"))
+        paths = []
+        for i, shape in enumerate(("circle", "square", "star")):
+            path = folder / f"green_{shape}.png"
+            toy.render("green", shape, seed=toy.EVAL_SEED_BASE + i).save(path)
+            paths.append(str(path))
+        return paths
+    except Exception:  # noqa: BLE001 - examples are optional
+        logging.getLogger("pez.app").warning("toy style examples unavailable", exc_info=True)
+        return []
+
+
+def image_examples(image, model: gr.Dropdown, toys: list[str], photos: list[str]) -> None:
+    """Example images; a toy example switches the model to the toy world, a photo switches back."""
+    if photos:
+        ex = gr.Examples([[p] for p in photos], [image], label="Example photos (real models)", examples_per_page=8)
+        ex.dataset.click(lambda m: pez.DEFAULT_PAIR if m == "toy" else gr.skip(), model, model, **QUICK)
+    if toys:
+        ex = gr.Examples(
+            [[p] for p in toys], [image], label="Toy shapes (toy world model, no download)", examples_per_page=12
+        )
+        ex.dataset.click(lambda: "toy", None, model, **QUICK)
+
+
+def text_examples(box: gr.Textbox, model: gr.Dropdown, texts: list[str], toy_texts: list[str]) -> None:
+    """Example long prompts; the toy one switches the model to the toy world."""
+    if texts:
+        ex = gr.Examples([[t] for t in texts], [box], label="Example (real models)")
+        ex.dataset.click(lambda m: pez.DEFAULT_PAIR if m == "toy" else gr.skip(), model, model, **QUICK)
+    if toy_texts:
+        ex = gr.Examples([[t] for t in toy_texts], [box], label="Example (toy world model)")
+        ex.dataset.click(lambda: "toy", None, model, **QUICK)
+
+
+def example_set(label: str, paths: list[str], gallery: gr.Gallery, model: gr.Dropdown, toy: bool) -> None:
+    """A button that fills a gallery with example images (and picks a model that suits them)."""
+
+    def fill(m):
+        return paths, ("toy" if toy else (pez.DEFAULT_PAIR if m == "toy" else gr.skip()))
+
+    gr.Button(label, size="sm").click(fill, model, [gallery, model], **QUICK)
+
+
+def header(start: StartupModel) -> None:
+    import html
+
+    gr.HTML(
+        '<div class="pez-header"><h1>🔎 pez</h1><span class="pez-tagline">Images → readable, editable prompts '
+        'with PEZ (<a href="https://arxiv.org/abs/2302.03668" target="_blank">Hard Prompts Made Easy</a>). '
+        "Watch the prompt improve live, stop when you like it, edit it and regenerate.</span></div>"
+    )
+    toy = (
+        "the model is the <b>toy world</b>: a tiny CLIP trained on coloured shapes, so everything works with "
+        "no download. Use the toy example images; prompts will be about colours and shapes."
+    )
+    if start.fallback:
+        missing = ", ".join(f"<code>{html.escape(m)}</code>" for m in start.missing) or "its weights"
+        gr.HTML(
+            f'<div class="pez-banner" id="offline-banner"><b>Offline demo mode</b> — the default model pair '
+            f"<b>{html.escape(start.wanted)}</b> cannot run here (missing: {missing}): {html.escape(start.reason)}. "
+            f"So {toy}<br><b>To use {html.escape(start.wanted)}</b>: {html.escape(start.how_to)}</div>"
+        )
+    elif start.pair == "toy":
+        gr.HTML(
+            f'<div class="pez-banner" id="offline-banner"><b>Offline demo mode</b> — {toy} Real models are '
+            "listed in Settings and need their weights.</div>"
+        )
+    elif start.downloads:
+        gr.HTML(
+            f'<div class="pez-banner" id="download-banner">The weights of <b>{html.escape(start.pair)}</b> are not '
+            "cached yet: the first run downloads them (several GB; the status line shows the progress).</div>"
+        )

@@ -1,0 +1,114 @@
+"""History: every prompt found, kept in the browser (localStorage) across reloads and tabs.
+
+Two browser tabs share one list: each save reads what is stored *now*, merges the run in by its
+id and writes the result back (MERGE_JS), so no tab overwrites another's runs. The server never
+keeps anyone's history; it only turns the list into table rows and an export file.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+
+import pez
+
+from .progress import fmt_score
+from .server import user_error
+
+HISTORY_LIMIT = 200  # prompts kept in the browser
+HISTORY_KEY = "pez-history-v2"
+HISTORY_HEADERS = ["when", "mode", "prompt", "score", "model", "settings"]
+
+_READ = f"""
+  const key = {json.dumps(HISTORY_KEY)};
+  let stored = [];
+  try {{ stored = JSON.parse(localStorage.getItem(key) || '[]'); }} catch (e) {{ stored = []; }}
+  if (!Array.isArray(stored)) stored = [];
+"""
+READ_JS = f"() => {{ {_READ} return [stored]; }}"  # one output: the list, wrapped
+MERGE_JS = f"""(rec) => {{ {_READ}
+  const runs = Array.isArray(rec) ? rec : (rec ? [rec] : []);
+  for (const r of runs.slice().reverse()) {{
+    if (!r || !r.prompt) continue;
+    const keep = Object.assign({{}}, r); delete keep.done;
+    stored = [keep].concat(stored.filter(h => h && h.id !== r.id));
+  }}
+  stored = stored.slice(0, {HISTORY_LIMIT});
+  localStorage.setItem(key, JSON.stringify(stored));
+  return [stored];
+}}"""
+CLEAR_JS = f"""() => {{ {_READ}
+  localStorage.setItem(key, '[]');
+  return [[], stored];
+}}"""
+
+
+def history_upsert(history: list | None, record: dict | None) -> list:
+    """Add or update (by run id) one run record, newest first; empty prompts are not kept.
+    (The browser does the same in MERGE_JS; this is its Python twin, for tests and exports.)"""
+    history = list(history or [])
+    if not record or not record.get("prompt"):
+        return history
+    keep = {k: v for k, v in record.items() if k != "done"}
+    history = [h for h in history if h.get("id") != record.get("id")]
+    return ([keep] + history)[:HISTORY_LIMIT]
+
+
+def history_rows(history: list | None) -> list[list]:
+    rows = []
+    for h in history or []:
+        if not isinstance(h, dict):
+            continue
+        s = h.get("settings", {}) or {}
+        steps = (s.get("steps") or 0) * h.get("images", 1)  # concatenation: one run per image
+        settings = f"len {s.get('prompt_len')} · {h.get('steps_run')}/{steps} steps · seed {s.get('seed')}"
+        if h.get("stopped"):
+            settings += " · stopped"
+        when = str(h.get("time", "")).replace("T", " ")
+        rows.append(
+            [when, h.get("mode", ""), h.get("prompt", ""), fmt_score(h.get("score")), h.get("model", ""), settings]
+        )
+    return rows
+
+
+def export_history(history) -> str:
+    if not history:
+        raise user_error("History is empty: run a search first.")
+    path = Path(tempfile.mkdtemp(prefix="pez-history-")) / "pez-history.json"
+    path.write_text(json.dumps({"app": "pez", "version": pez.__version__, "prompts": history}, indent=2))
+    return str(path)
+
+
+def record_of(control: dict | None) -> dict | None:
+    return (control or {}).get("record")
+
+
+class HistoryStore:
+    """The page's copy of the stored list (a hidden JSON component) and how runs get into it."""
+
+    def __init__(self):
+        self.value = gr.JSON([], visible="hidden", elem_id="history-store")
+        self.pending = gr.JSON(None, visible="hidden")
+        self.updates: list = []  # events that change the list; show_in() makes each refresh the table
+
+    def save(self, event, control: gr.State) -> None:
+        """After `event`: merge the tab's run record (kept in its control) into the browser's list."""
+        merged = event.then(record_of, control, self.pending, queue=False, api_visibility="private").then(
+            None, self.pending, self.value, js=MERGE_JS, queue=False, api_visibility="private"
+        )
+        self.updates.append(merged)
+
+    def reload(self, trigger) -> None:
+        """Re-read the stored list (another tab may have added runs)."""
+        self.updates.append(trigger(None, None, self.value, js=READ_JS, queue=False, api_visibility="private"))
+
+    def changed(self, event) -> None:
+        self.updates.append(event)
+
+    def show_in(self, table: gr.Dataframe) -> None:
+        """Every change of the list -> the History table (JS outputs do not fire .change)."""
+        for evt in self.updates:
+            evt.then(history_rows, self.value, table, queue=False, api_visibility="private")

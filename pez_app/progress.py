@@ -1,0 +1,266 @@
+"""A run's progress as UI values: the status line, the loss plot, candidates, the run record.
+
+The status is plain text (what API clients and MCP tools get); the browser draws the progress
+bar from that text (STATUS_TEMPLATE), so no HTML ever reaches the API.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import gradio as gr
+import pandas as pd
+
+import pez
+from pez.config import MAX_IMAGES
+
+from .downloads import load_with_progress
+
+UI_INTERVAL = 0.15  # seconds between streamed UI updates (a run may report far more often)
+PLOT_POINTS = 400  # points per series in the final loss plot
+SMOOTH_STEPS = 25.0  # time constant (steps) of the moving average drawn for the loss
+
+LOSS, BEST = "loss (moving average)", "1 − best score"
+IMAGE_COLOURS = ["#6366f1", "#ec4899", "#14b8a6", "#f59e0b", "#8b5cf6", "#ef4444", "#22c55e", "#0ea5e9"]
+PLOT_COLOURS = {
+    LOSS: "#c7d2fe",  # faint: the noisy per-step objective
+    BEST: "#312e81",  # prominent: what the prompt shown scores
+    **{f"image {k + 1}": IMAGE_COLOURS[k % len(IMAGE_COLOURS)] for k in range(MAX_IMAGES)},  # concatenation
+}
+PLOT_COLUMNS = ["step", "loss", "curve"]
+PLOT_NOTE = (
+    "**1 − best score** (dark) is what the prompt shown scores against all targets: it only goes down. "
+    "The pale line is the optimiser's loss, averaged over recent steps: it is measured on the soft "
+    "prompt's projection, per step, on that step's batch of targets and over all candidates, so it "
+    "is noisy and need not match the best score (at the first steps the two differ most)."
+)
+
+READY, WAITING = "Ready.", "Waiting in the queue for a free model slot… (another run is using it; Stop cancels)"
+
+# The status component's template: the bar comes from the text itself ("Step 12 / 300", "Image 1
+# of 2"), its colour from the first word (Done, Stopped, Error, Waiting).
+STATUS_TEMPLATE = """
+<div class="pez-status pez-${(() => { const v = value || ''; return /^Done/.test(v) ? 'done' :
+  /^Stopped/.test(v) ? 'stopped' : /^⚠|^Error/.test(v) ? 'error' : /^Waiting/.test(v) ? 'waiting' :
+  /^Ready/.test(v) ? 'idle' : 'running'; })()}">
+  ${(() => { const v = value || ''; const s = /Step (\\d+) \\/ (\\d+)/.exec(v); const im = /Image (\\d+) of (\\d+)/.exec(v);
+    const d = /^(Done|Stopped)/.test(v); const load = /^(Loading|Downloading)/.test(v);
+    if (!s && !d && !load) return '';
+    let f = s ? (+s[1]) / Math.max(+s[2], 1) : (d ? 1 : 0.02);
+    if (im && s) f = ((+im[1] - 1) + f) / Math.max(+im[2], 1);
+    return `<div class="pez-bar"><div style="width:${(100 * Math.min(Math.max(f, 0), 1)).toFixed(1)}%"></div></div>`;
+  })()}
+  <div class="pez-status-text">${(value || '').replace(/&/g, '&amp;').replace(/</g, '&lt;')}</div>
+</div>
+"""
+
+
+def status_box(elem: str) -> gr.HTML:
+    return gr.HTML(READY, html_template=STATUS_TEMPLATE, label="status", elem_id=f"{elem}-status", js_on_load=None)
+
+
+def fmt_score(score: float | None) -> str:
+    return f"{score:.3f}" if score is not None and math.isfinite(score) else "–"
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def plot_frame(rows: list[tuple]) -> pd.DataFrame | None:
+    """Loss plot data with numeric axes. No rows -> None (an empty frame stops later data from drawing)."""
+    if not rows:
+        return None
+    df = pd.DataFrame(rows, columns=PLOT_COLUMNS)
+    return df.astype({"step": "int64", "loss": "float64", "curve": "str"})
+
+
+class Smoother:
+    """Exponential moving average over steps (the points may be unevenly spaced)."""
+
+    def __init__(self, tau: float = SMOOTH_STEPS):
+        self.tau, self.value, self.step = tau, None, None
+
+    def __call__(self, step: int, x: float) -> float:
+        if not math.isfinite(x):
+            return self.value if self.value is not None else x
+        if self.value is None:
+            self.value = x
+        else:
+            a = 1 - math.exp(-max(step - self.step, 1) / self.tau)
+            self.value += a * (x - self.value)
+        self.step = step
+        return self.value
+
+
+def history_plot_rows(history: list[tuple[int, float, float]]) -> list[tuple]:
+    """(step, loss, best score) per step -> plot rows (smoothed loss, 1 − best), thinned."""
+    smooth = Smoother()
+    smoothed = [(step, smooth(step, loss), best) for step, loss, best in history]
+    stride = max(1, math.ceil(len(smoothed) / PLOT_POINTS))
+    picked = smoothed[::stride] + ([smoothed[-1]] if smoothed and (len(smoothed) - 1) % stride else [])
+    rows = []
+    for step, loss, best in picked:
+        rows.append((step, loss, LOSS))
+        if math.isfinite(best):
+            rows.append((step, 1 - best, BEST))
+    return rows
+
+
+def phase_of(rep) -> str:
+    """'' for a plain search; ' · refining' etc. when the core reports phases."""
+    phase = getattr(rep, "phase", "search") or "search"
+    return "" if phase == "search" else f" · {phase}"
+
+
+def progress_text(rep: pez.StepReport, prefix: str = "") -> str:
+    return (
+        f"{prefix}Step {rep.step} / {rep.steps}{phase_of(rep)} · {rep.steps_per_sec:.1f} steps/s · "
+        f"best score {fmt_score(rep.best_score)} · {rep.elapsed:.1f} s"
+    )
+
+
+def result_text(res: pez.InversionResult, extra: str = "") -> str:
+    hint = getattr(res, "hint", "") or ""
+    if res.stopped and res.steps_run == 0:
+        return "Stopped before the first step (Stop was pressed while the run waited)."
+    how = "Stopped" if res.stopped else "Done"
+    planned = res.config.steps
+    early = " (early stop: no better prompt for a while)" if not res.stopped and res.steps_run < planned else ""
+    text = (
+        f"{how} after {res.steps_run} steps{early} in {res.elapsed:.1f} s "
+        f"({res.steps_run / max(res.elapsed, 1e-9):.1f} steps/s) · best score {fmt_score(res.score)} · "
+        f"seed {res.seed}{extra}"
+    )
+    return text + (f" · hint: {hint}" if hint else "")
+
+
+def candidate_rows(scored: list[tuple[str, float]]) -> list[list]:
+    return [[i + 1, p, round(s, 4)] for i, (p, s) in enumerate(scored)]
+
+
+def top_seen(seen: dict[str, float], k: int) -> list[tuple[str, float]]:
+    return sorted(seen.items(), key=lambda kv: kv[1], reverse=True)[:k]
+
+
+def finite(x: float | None) -> float | None:
+    return round(float(x), 4) if x is not None and math.isfinite(x) else None
+
+
+def new_record(mode: str, model: str, cfg: pez.InvertConfig, **extra) -> dict:
+    """What History keeps of one run; also the per-session state Stop reads."""
+    settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg).items()}
+    return {
+        "id": uuid.uuid4().hex[:12],
+        "time": dt.datetime.now().isoformat(timespec="seconds"),
+        "mode": mode,
+        "prompt": "",
+        "score": None,
+        "model": model,
+        "steps_run": 0,
+        "done": False,
+        "stopped": False,
+        "settings": settings,
+        **extra,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Stop. A run polls its tab's control (a per-session dict in gr.State, shared by reference between
+# events) and ends gracefully, so its final update keeps the best prompt and all candidates.
+
+
+def new_control() -> dict:
+    return {"clicked_at": 0.0, "stop_at": 0.0, "error": ""}
+
+
+def arm_run(control: dict | None) -> str:
+    """Run clicked: remember when (a Stop after it, even while queued, stops that run) and say
+    that the run waits for the queue until the handler's first update replaces this."""
+    if control is not None:
+        control.update(clicked_at=time.monotonic(), error="", armed=True, started=False, record=None)
+    return WAITING
+
+
+def stopper(control: dict | None) -> Callable[[], bool] | None:
+    """should_stop for a run that starts now: true once Stop is pressed after its Run click."""
+    if control is None:
+        return None
+    clicked = control.get("clicked_at", 0.0)
+    return lambda: control.get("stop_at", 0.0) >= clicked > 0.0
+
+
+def error_status(control: dict | None) -> str:
+    """The status line after a failed run (the failure handler's output)."""
+    msg = (control or {}).get("error") or "the run failed (see the message)"
+    return f"⚠ Error: {msg}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The streamed search
+
+
+def stream_inversion(
+    mode: str,
+    model: str,
+    cfg: pez.InvertConfig,
+    load: Callable[[str], pez.LoadedClip],
+    start: Callable[[pez.LoadedClip], Iterator],
+    extra: Callable | None = None,
+    record_extra: dict | None = None,
+):
+    """Drive one PEZ run and turn its reports into UI updates (throttled to UI_INTERVAL).
+    Yields (prompt, status, plot, candidates, record)."""
+    record = new_record(mode, model, cfg, **(record_extra or {}))
+    yield "", f"Loading {model}… (the first use of a model may download its weights)", None, [], record
+    clip = None
+    for item in load_with_progress(lambda: load(model), model):
+        if isinstance(item, str):  # a download is running: show bytes / total
+            yield "", item, None, [], record
+        else:
+            clip = item
+    stream = start(clip)
+    # Both series from the start: the plot fixes its series on the first data it draws.
+    rows, seen, last, rep = [(0, math.nan, LOSS), (0, math.nan, BEST)], {}, 0.0, None
+    smooth = Smoother()
+    try:
+        for rep in stream:
+            if rep.done:
+                break
+            rows.append((rep.step, smooth(rep.step, rep.loss), LOSS))
+            if math.isfinite(rep.best_score):
+                rows.append((rep.step, 1 - rep.best_score, BEST))
+                seen[rep.best_prompt] = rep.best_score
+            if time.monotonic() - last >= UI_INTERVAL:
+                last = time.monotonic()
+                record = {**record, "prompt": rep.best_prompt, "score": finite(rep.best_score), "steps_run": rep.step}
+                yield (
+                    rep.best_prompt,
+                    progress_text(rep),
+                    plot_frame(rows),
+                    candidate_rows(top_seen(seen, cfg.top_k)),
+                    record,
+                )
+    finally:
+        stream.close()
+    res = rep.result
+    record = {
+        **record,
+        "prompt": res.prompt,
+        "score": finite(res.score),
+        "steps_run": res.steps_run,
+        "done": True,
+        "stopped": res.stopped,
+    }
+    text = result_text(res, extra(clip, res) if extra and res.steps_run else "")
+    yield (
+        res.prompt,
+        text,
+        plot_frame(history_plot_rows(res.history)),
+        candidate_rows([(p.prompt, p.score) for p in res.top_k]),
+        record,
+    )

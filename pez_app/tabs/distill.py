@@ -1,0 +1,111 @@
+"""Distill: a long prompt -> a short one of the length you choose; regenerate both to compare."""
+
+from __future__ import annotations
+
+import inspect
+
+import gradio as gr
+
+import pez
+from pez.config import MAX_TEXT_CHARS
+
+from .. import components as ui
+from ..progress import fmt_score, plural, stopper, stream_inversion
+from ..regenerate import RegeneratePanel, regenerate_distill
+from ..server import load_model, user_error
+from ..settings import ACTIVE, app_defaults, make_config, slider
+
+P = inspect.Parameter
+
+TOY_LONG_PROMPT = (
+    "a simple picture of a big bright red star drawn in the middle of a plain grey background, "
+    "with nothing else in the picture except that red star"
+)
+PHOTO_LONG_PROMPT = (
+    "a highly detailed photograph of a fluffy orange tabby cat sleeping on a sunny windowsill next to a "
+    "steaming cup of coffee, soft morning light, shallow depth of field, warm colours, 35mm film look"
+)
+
+
+def token_count(clip: pez.LoadedClip, text: str) -> int:
+    row = clip.tokenizer([text])[0].tolist()
+    return row.index(clip.eot_id) - 1 if clip.eot_id in row else len(row) - 1
+
+
+def _distill(text, settings, control):
+    if not text or not text.strip():
+        raise user_error("Enter a long prompt to distill.")
+    cfg = make_config(settings)
+
+    def load(model):
+        clip = load_model(model)
+        n = token_count(clip, text)
+        if cfg.prompt_len >= n:
+            raise user_error(
+                f"The short prompt ({plural(cfg.prompt_len, 'token')}) must be shorter than the long one "
+                f"({plural(n, 'token')}): lower 'Short prompt length' or paste a longer prompt."
+            )
+        return clip
+
+    def extra(clip, res):
+        return f" · {token_count(clip, text)} → {cfg.prompt_len} tokens · CLIP text similarity {fmt_score(res.score)}"
+
+    yield from stream_inversion(
+        "distill",
+        settings["model"],
+        cfg,
+        load,
+        lambda clip: pez.distill_stream(text, clip, cfg, should_stop=stopper(control)),
+        extra,
+    )
+
+
+distill_prompt = ui.search_endpoint(
+    _distill,
+    "distill_prompt",
+    [P("text", P.POSITIONAL_OR_KEYWORD, annotation=str)],
+    "Distill a long prompt into a shorter one of prompt_len tokens with the same meaning to CLIP.",
+    "    text: the long prompt to shorten",
+)
+
+
+def build(ctx) -> None:
+    s = ctx.settings
+    with gr.Tab("Distill", id="distill", elem_id="tab-distill"):
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2, min_width=300):
+                long_prompt = gr.Textbox(
+                    label="Long prompt",
+                    lines=5,
+                    max_length=MAX_TEXT_CHARS,
+                    placeholder="paste a long prompt to shorten",
+                    elem_id="distill-long",
+                )
+                label = next(x for x in ACTIVE if x.name == "prompt_len").label
+                short_len = slider("prompt_len", f"Short {label[0].lower()}{label[1:]}", app_defaults()["prompt_len"])
+                run, stop = ui.run_controls("▶ Distill", "distill")
+                ui.text_examples(long_prompt, s.model, [] if ctx.offline else [PHOTO_LONG_PROMPT], [TOY_LONG_PROMPT])
+            with gr.Column(scale=3, min_width=300):
+                status, prompt, plot = ui.progress_outputs("the short prompt; edit it freely", "distill")
+                cands = ui.candidates_table("distill", ("#", "prompt", "similarity"))
+        panel = RegeneratePanel(
+            ctx.model_value,
+            "distill",
+            "Compare: regenerate both",
+            "🎨 Regenerate long and short (same seeds)",
+            [("From the long prompt", "distill-long-gallery"), ("From the short prompt", "distill-short-gallery")],
+        )
+        ctx.panels.append(panel)
+        ctx.share_button()
+
+        ui.wire_search(
+            [run],
+            [distill_prompt],
+            [long_prompt, *s.inputs(short_len)],
+            [prompt, status, plot, cands],
+            ["distill"],
+            stop,
+            ctx.history,
+        )
+        cands.select(ui.pick_row, None, prompt, **ui.QUICK)
+        panel.wire(regenerate_distill, [long_prompt, prompt, s.model], "regenerate_distill", ui.gpu_options())

@@ -1,0 +1,163 @@
+"""Image → Prompt: one image (plus optional images to move away from and a text to also match)
+-> a prompt; or the negative-prompt mode: the image shows what to avoid, and the prompt found
+becomes the regeneration's negative prompt."""
+
+from __future__ import annotations
+
+import inspect
+
+import gradio as gr
+
+import pez
+from pez.config import BOUNDS
+
+from .. import components as ui
+from ..progress import stopper, stream_inversion
+from ..regenerate import RegeneratePanel, image_paths, regenerate
+from ..server import gpu_handler, load_model, user_error
+from ..settings import make_config
+
+P = inspect.Parameter
+TEXT_WEIGHT = 1.0  # pez.invert_stream's default weight of the optional text
+
+
+def _invert_image(image, negative_images, text, text_weight, settings, control):
+    if image is None:
+        raise user_error("Add an image first: drag one in, paste it, use the webcam or pick an example.")
+    cfg = make_config(settings)
+    negatives = image_paths(negative_images) or None
+    texts = [text.strip()] if isinstance(text, str) and text.strip() else None
+    weight = float(text_weight) if isinstance(text_weight, (int, float)) else text_weight
+    mode = "image" + (" − negatives" if negatives else "") + (" + text" if texts else "")
+    yield from stream_inversion(
+        mode,
+        settings["model"],
+        cfg,
+        load_model,
+        lambda clip: pez.invert_stream(
+            [image], clip, cfg, negative_images=negatives, texts=texts, text_weight=weight, should_stop=stopper(control)
+        ),
+    )
+
+
+invert_image = ui.search_endpoint(
+    _invert_image,
+    "invert_image",
+    [P("image", P.POSITIONAL_OR_KEYWORD, annotation=str)],
+    "Find a readable text prompt that describes an image (image → prompt with PEZ, CLIP-guided).",
+    "    image: the target image (a file)",
+    [
+        P("negative_images", P.POSITIONAL_OR_KEYWORD, default=None, annotation=list),
+        P("text", P.POSITIONAL_OR_KEYWORD, default="", annotation=str),
+        P("text_weight", P.POSITIONAL_OR_KEYWORD, default=TEXT_WEIGHT, annotation=float),
+    ],
+    "    negative_images: optional images the prompt should move away from\n"
+    "    text: optional text the prompt should also match\n"
+    "    text_weight: weight of that text against the image (1 = equal)",
+)
+
+
+def score_prompt(prompt: str, image: str | None, model: str) -> str:
+    """Score a prompt against an image: the CLIP cosine similarity between them.
+
+    Args:
+        prompt: the text to score (e.g. an edited prompt)
+        image: the target image
+        model: model pair name, e.g. 'sd-turbo' or 'toy'
+    Returns:
+        a sentence with the score
+    """
+    if not prompt or not prompt.strip():
+        raise user_error("The prompt is empty.")
+    if image is None:
+        raise user_error("Add the target image first.")
+    clip = load_model(model)
+    score = pez.score_texts(clip, [prompt], [image])[0]
+    return f"Score of this prompt against the image: **{score:.3f}** (CLIP cosine, `{model}`)"
+
+
+score_prompt = gpu_handler(score_prompt)
+
+
+def build(ctx) -> None:
+    s = ctx.settings
+    with gr.Tab("Image → Prompt", id="image", elem_id="tab-image"):
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2, min_width=300):
+                goal = gr.Radio(
+                    [
+                        ("a prompt for this image", "prompt"),
+                        ("a negative prompt (the image shows what to avoid)", "negative"),
+                    ],
+                    value="prompt",
+                    label="Find",
+                    elem_id="image-goal",
+                )
+                image = ui.TargetImage(
+                    type="filepath",
+                    image_mode=None,
+                    label="Target image",
+                    height=300,
+                    sources=["upload", "clipboard", "webcam"],
+                    elem_id="image-input",
+                )
+                run, stop = ui.run_controls("▶ Find prompt", "image")
+                with gr.Accordion("More targets: images to move away from, text to also match", open=False):
+                    negatives = gr.Gallery(
+                        type="filepath",
+                        interactive=True,
+                        label="Images to move away from (optional)",
+                        columns=4,
+                        height=140,
+                        file_types=["image"],
+                        elem_id="image-negatives",
+                    )
+                    with gr.Row():
+                        text = gr.Textbox("", label="Also match this text (optional)", scale=3, elem_id="image-text")
+                        b = BOUNDS["negative_weight"]
+                        weight = gr.Slider(b.lo, b.hi, value=TEXT_WEIGHT, step=b.step, label="Text weight", scale=2)
+                ui.image_examples(image, s.model, ctx.toys, [] if ctx.offline else ctx.photos)
+            with gr.Column(scale=3, min_width=300):
+                status, prompt, plot = ui.progress_outputs("edit it freely, then Score or Regenerate", "image")
+                cands = ui.candidates_table("image")
+
+        score_md = gr.State(None)
+
+        def extra():
+            nonlocal score_md
+            score_btn = gr.Button("Score the edited prompt", size="sm", elem_id="image-score")
+            score_md = gr.Markdown(elem_id="image-score-text")
+            score_btn.click(score_prompt, [prompt, image, s.model], score_md, api_name="score", **ui.gpu_options())
+
+        panel = RegeneratePanel(
+            ctx.model_value,
+            "image",
+            "Regenerate",
+            "🎨 Regenerate",
+            [("Generated", "image-gallery")],
+            extra,
+        )
+        ctx.panels.append(panel)
+        ctx.share_button()
+
+        image.upload(ui.check_upload, image, None, **ui.UPLOAD_CHECK)
+        negatives.upload(ui.check_gallery_upload, negatives, None, **ui.UPLOAD_CHECK)
+        events = ui.wire_search(
+            [run],
+            [invert_image],
+            [image, *s.inputs(), negatives, text, weight],
+            [prompt, status, plot, cands],
+            ["invert"],
+            stop,
+            ctx.history,
+        )
+        # Negative-prompt mode: the prompt found describes what to avoid -> the negative prompt.
+        events[0].success(
+            lambda g, p: p if g == "negative" and p else gr.skip(), [goal, prompt], panel.negative, **ui.QUICK
+        )
+        goal.change(
+            lambda g: gr.Button("▶ Find negative prompt" if g == "negative" else "▶ Find prompt"), goal, run, **ui.QUICK
+        )
+        cands.select(ui.pick_row, None, prompt, **ui.QUICK)
+        panel.wire(regenerate, [prompt, image, s.model], "regenerate", ui.gpu_options())
+        ctx.prompt = prompt

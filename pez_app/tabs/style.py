@@ -1,0 +1,106 @@
+"""Style transfer: several images of one style -> a style prompt; subjects regenerated in it."""
+
+from __future__ import annotations
+
+import inspect
+
+import gradio as gr
+
+import pez
+
+from .. import components as ui
+from ..progress import stopper, stream_inversion
+from ..regenerate import RegeneratePanel, image_paths, regenerate_style, styled_prompts
+from ..server import load_model
+from ..settings import make_config
+from .multi import IMAGES_DOC, require_images
+
+P = inspect.Parameter
+
+
+def _find_style(images, settings, control):
+    paths = require_images(image_paths(images), "style image")
+    cfg = make_config(settings)
+    yield from stream_inversion(
+        "style",
+        settings["model"],
+        cfg,
+        load_model,
+        lambda clip: pez.invert_stream(paths, clip, cfg, should_stop=stopper(control)),
+    )
+
+
+find_style = ui.search_endpoint(
+    _find_style,
+    "find_style",
+    [P("images", P.POSITIONAL_OR_KEYWORD, annotation=list)],
+    "Find a style prompt from several images of one style (to use as '... in the style of <prompt>').",
+    IMAGES_DOC,
+)
+
+
+def build(ctx) -> None:
+    s = ctx.settings
+    with gr.Tab("Style transfer", id="style", elem_id="tab-style"):
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2, min_width=300):
+                images = gr.Gallery(
+                    type="filepath",
+                    interactive=True,
+                    columns=3,
+                    height=260,
+                    label="Style images (several images of one style)",
+                    file_types=["image"],
+                    elem_id="style-input",
+                )
+                run, stop = ui.run_controls("▶ Find style prompt", "style")
+                with gr.Row():
+                    if ctx.styles and not ctx.offline:
+                        ui.example_set("Example: stained glass", ctx.styles, images, s.model, toy=False)
+                    if ctx.toy_styles:
+                        ui.example_set("Example: green toy shapes", ctx.toy_styles, images, s.model, toy=True)
+            with gr.Column(scale=3, min_width=300):
+                status, prompt, plot = ui.progress_outputs("the style prompt; edit it freely", "style")
+                cands = ui.candidates_table("style")
+
+        boxes = {}
+
+        def extra():
+            with gr.Row():
+                boxes["subjects"] = gr.Textbox(
+                    "a circle\na heart" if ctx.offline else "a lighthouse on a cliff\na portrait of a fox",
+                    label="Subjects (one per line)",
+                    lines=2,
+                )
+                boxes["template"] = gr.Textbox(
+                    pez.STYLE_TEMPLATE, label="Template", info="{subject} and {style} are filled in"
+                )
+            boxes["styled"] = gr.Textbox(
+                label="Prompts to generate",
+                elem_id="style-styled",
+                lines=2,
+                interactive=False,
+                buttons=["copy"],
+                elem_classes="pez-prompt",
+            )
+
+        panel = RegeneratePanel(
+            ctx.model_value,
+            "style",
+            "Apply the style",
+            "🎨 Regenerate each subject in the style",
+            [("Generated", "style-gallery")],
+            extra,
+        )
+        ctx.panels.append(panel)
+        ctx.share_button()
+
+        images.upload(ui.check_gallery_upload, images, None, **ui.UPLOAD_CHECK)
+        ui.wire_search(
+            [run], [find_style], [images, *s.inputs()], [prompt, status, plot, cands], ["style"], stop, ctx.history
+        )
+        cands.select(ui.pick_row, None, prompt, **ui.QUICK)
+        subjects, template, styled = boxes["subjects"], boxes["template"], boxes["styled"]
+        for box in (prompt, subjects, template):
+            box.change(styled_prompts, [prompt, subjects, template], styled, **ui.QUICK)
+        panel.wire(regenerate_style, [prompt, subjects, template, s.model], "regenerate_style", ui.gpu_options())

@@ -405,7 +405,15 @@ def test_settings_follow_the_core_fields_and_integers_are_typed_int():
 
 
 def test_image_and_text_targets_and_negative_images(image_files):
-    updates = run(image.invert_image, image_files[0], MODEL, *FAST, [(image_files[1], None)], "a red circle", 2.0)
+    updates = run(
+        image.invert_image,
+        image_files[0],
+        MODEL,
+        *FAST,
+        negative_images=[(image_files[1], None)],
+        text="a red circle",
+        text_weight=2.0,
+    )
     prompt, status, _, _, record = updates[-1]
     assert prompt and "Done" in status and record["mode"] == "image − negatives + text"
 

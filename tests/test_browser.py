@@ -98,14 +98,23 @@ def prompt_value(page, tab: str) -> str:
 
 
 def set_number(page, label: str, value) -> None:
+    """Type a number as a person would (a bare fill() can race the slider's own input handling,
+    which then restores the old value on Enter) and check that it stuck."""
     box = page.get_by_label(label, exact=True)
-    box.fill(str(value))
-    box.press("Enter")
+    for _ in range(3):
+        box.click()
+        box.press("Control+a")
+        box.press_sequentially(str(value), delay=30)
+        page.wait_for_timeout(200)
+        box.press("Enter")
+        page.wait_for_timeout(200)
+        if box.input_value() == str(value):
+            return
+    raise AssertionError(f"{label} reads {box.input_value()!r} after typing {value!r}")
 
 
 def open_tab(page, tab: str) -> None:
     if not page.is_visible(f"#tab-{tab}-button"):  # narrow window: the tab is in the overflow menu
-        page.screenshot(path="/tmp/i10_shots/overflow.png")
         page.click("#tabs .overflow-menu > button")
         page.click(f"#tabs .overflow-dropdown button:text-is('{TAB_NAMES[tab]}')")
         page.wait_for_selector(f"#tab-{tab}", state="visible")

@@ -58,12 +58,17 @@ def run_generate(args: argparse.Namespace) -> int:
         width=args.size,
         height=args.size,
     )
-    with tqdm(total=args.steps or 1, disable=args.quiet, desc="generate", file=sys.stderr, dynamic_ncols=True) as bar:
+    bars = []  # the bar opens at the first denoising step, so loading time is not counted as a step
 
-        def on_step(step) -> None:
-            bar.total, bar.n = step.total, step.step
-            bar.refresh()
+    def on_step(step) -> None:
+        if not bars:
+            bars.append(
+                tqdm(total=step.total, disable=args.quiet, desc="generate", file=sys.stderr, dynamic_ncols=True)
+            )
+        bars[0].total, bars[0].n = step.total, step.step
+        bars[0].refresh()
 
+    try:
         result = generate(
             args.model,
             args.prompt,
@@ -73,6 +78,9 @@ def run_generate(args: argparse.Namespace) -> int:
             offload=args.offload,
             callback=on_step,
         )
+    finally:
+        for bar in bars:
+            bar.close()
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for image, seed in zip(result.images, result.seeds, strict=True):

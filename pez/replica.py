@@ -315,8 +315,10 @@ class ValueSource:
         leaf = name.rsplit(".", 1)[-1]
         if leaf == "logit_scale":
             return torch.full(shape, math.log(100.0))
-        if leaf.endswith("embeds_weights"):  # safety checker thresholds: never flag random images
+        if leaf.endswith("embeds_weights") or leaf == "running_var":  # safety thresholds; BatchNorm
             return torch.ones(shape)
+        if leaf in ("running_mean", "num_batches_tracked"):
+            return torch.zeros(shape)
         if len(shape) <= 1:
             if leaf == "bias" or leaf.endswith("_bias"):
                 return torch.zeros(shape)

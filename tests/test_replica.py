@@ -120,11 +120,19 @@ def test_safetensors_writer_streams_sensible_values(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def replica_home(tmp_path_factory) -> Path:
-    """The sd-turbo replica (built once per session; PEZ_REPLICA_HOME reuses a built one)."""
+def replica_home():
+    """The sd-turbo replica, built once per session and deleted after it (4.3 GB; pytest would
+    keep three sessions' temp folders). PEZ_REPLICA_HOME reuses and keeps a built one."""
+    import shutil
+    import tempfile
+
     given = os.environ.get("PEZ_REPLICA_HOME")
-    root = Path(given) if given else tmp_path_factory.mktemp("replica")
-    return replica.build_replica(root, ["sd-turbo"], dtype="fp16")
+    root = Path(given) if given else Path(tempfile.mkdtemp(prefix="pez-replica-"))
+    try:
+        yield replica.build_replica(root, ["sd-turbo"], dtype="fp16")
+    finally:
+        if not given:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -221,3 +229,41 @@ def test_other_pairs_end_to_end(pair, tmp_path_factory, image_file):
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(next(x for x in done.stdout.splitlines() if x.startswith("E2E "))[4:])["api"]
     assert out["available"][:2] == [True, True] and out["prompt"].strip() and out["image_size"] == [256, 256]
+
+
+def test_a_large_vision_tower_stays_on_the_cpu_during_the_search(images):
+    """On CUDA the vision tower of a big CLIP is kept on the CPU and visits the device only to
+    encode images (checked here with the meta device standing in for the accelerator)."""
+    import open_clip
+
+    from pez.features import image_features
+    from pez.models import TINY_CONFIG, VISION_OFFLOAD_BYTES, LoadedClip, _to_device, _vision_bytes, parse_clip_spec
+
+    assert _vision_bytes(replica.meta_clip("ViT-bigG-14"), "fp16") > VISION_OFFLOAD_BYTES
+    assert _vision_bytes(replica.meta_clip("ViT-L-14"), "fp16") < VISION_OFFLOAD_BYTES
+    model = open_clip.model.CLIP(**TINY_CONFIG)
+    _to_device(model, torch.device("meta"), keep_vision_on_cpu=True)
+    assert model.token_embedding.weight.is_meta and model.positional_embedding.is_meta
+    assert not any(p.is_meta for p in model.visual.parameters())
+
+    model = open_clip.model.CLIP(**TINY_CONFIG).eval()
+    preprocess = open_clip.image_transform(TINY_CONFIG["vision_cfg"]["image_size"], is_train=False)
+    tok = open_clip.get_tokenizer("ViT-B-32")
+    plain = LoadedClip(model, tok, preprocess, parse_clip_spec("random:tiny"), torch.device("cpu"), "fp32")
+    offloaded = LoadedClip(model, tok, preprocess, plain.spec, torch.device("cpu"), "fp32", vision_offloaded=True)
+    assert torch.allclose(image_features(offloaded, images), image_features(plain, images))
+    assert next(model.visual.parameters()).device.type == "cpu"
+
+
+@pytest.mark.slow
+def test_openai_clip_loads_with_quick_gelu(tmp_path, monkeypatch):
+    """ViT-L-14/openai (SD 1.x's CLIP) was trained with QuickGELU; open_clip only warns unless told."""
+    from huggingface_hub import constants
+
+    from pez.models import _load_open_clip, parse_clip_spec
+
+    replica.write_clip_repo(tmp_path / "hub", "ViT-L-14/openai", "fp16", replica.ValueSource(0))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    model, _, _ = _load_open_clip(parse_clip_spec("ViT-L-14/openai"), torch.device("cpu"), "fp32")
+    act = model.transformer.resblocks[0].mlp.gelu
+    assert type(act).__name__ == "QuickGELU"

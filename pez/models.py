@@ -485,6 +485,28 @@ def _check_cached(spec: ClipSpec) -> None:
         raise WeightsNotFoundError(
             _missing_message(spec, "the files are not cached and the Hugging Face Hub is unreachable")
         )
+    _download(spec, repo, names)
+
+
+def _download(spec: ClipSpec, repo: str, names: list[str]) -> str:
+    """Download the first of `names` the repo has, with huggingface_hub's progress bar (which
+    resumes within the run after transient errors). A failure is one WeightsNotFoundError line."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    for name in names:
+        try:
+            return hf_hub_download(repo, name)
+        except EntryNotFoundError:
+            continue  # e.g. no .safetensors: open_clip's fallback name is next
+        except Exception as e:  # noqa: BLE001 - network, disk, gated repo...: one clear line
+            reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            raise WeightsNotFoundError(
+                f"Could not download the CLIP weights for {spec.label!r}: {name} of the Hugging Face repo "
+                f"{repo!r} failed ({reason}). Run the same command again to retry; files already complete "
+                f"in the hub cache ({_hub_cache_dir()}) are kept."
+            ) from e
+    raise WeightsNotFoundError(_missing_message(spec, f"the Hugging Face repo {repo!r} has none of these files"))
 
 
 @dataclass(frozen=True)

@@ -132,7 +132,7 @@ def run_replica(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     root = build_replica(args.dir, args.pairs, args.dtype, args.seed, progress=lambda m: sys.stderr.write(m + "\n"))
-    sys.stderr.write(f"replica of {', '.join(args.pairs)} written in {time.perf_counter() - t0:.0f}s\n")
+    sys.stderr.write(f"replica of {', '.join(args.pairs)} ready in {time.perf_counter() - t0:.0f}s\n")
     sys.stdout.write(f"HF_HOME={root.resolve()} HF_HUB_OFFLINE=1\n")
     return 0
 

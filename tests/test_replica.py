@@ -267,3 +267,15 @@ def test_openai_clip_loads_with_quick_gelu(tmp_path, monkeypatch):
     model, _, _ = _load_open_clip(parse_clip_spec("ViT-L-14/openai"), torch.device("cpu"), "fp32")
     act = model.transformer.resblocks[0].mlp.gelu
     assert type(act).__name__ == "QuickGELU"
+
+
+def test_cli_replica_rejects_bad_pairs_and_dtypes(tmp_path, capsys):
+    from pez import cli
+
+    assert cli.run(["replica", str(tmp_path), "--pairs", "toy"]) == 2
+    assert "loads nothing from the hub" in capsys.readouterr().err
+    assert cli.run(["replica", str(tmp_path), "--pairs", "nope"]) == 2
+    assert "expected one of" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.run(["replica", str(tmp_path), "--dtype", "int8"])
+    assert not list(tmp_path.iterdir())  # nothing written

@@ -279,3 +279,26 @@ def test_cli_replica_rejects_bad_pairs_and_dtypes(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.run(["replica", str(tmp_path), "--dtype", "int8"])
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_generator_loader_tries_the_cached_variant_first(tmp_path, monkeypatch):
+    """Only fp16 files on a CPU (fp32 first by default): no failed full-precision load first."""
+    import diffusers
+
+    from pez import generate as G
+
+    (tmp_path / "unet").mkdir()
+    (tmp_path / "unet" / "diffusion_pytorch_model.fp16.safetensors").write_bytes(b"")
+    tried = []
+
+    class FakeAuto:
+        @staticmethod
+        def from_pretrained(source, dtype, variant, local_files_only):
+            tried.append(variant)
+            return "pipeline"
+
+    monkeypatch.setattr(diffusers, "AutoPipelineForText2Image", FakeAuto)
+    assert G._try_variants(str(tmp_path), torch.float32, local_only=True) == "pipeline" and tried == ["fp16"]
+    tried.clear()
+    (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"")
+    assert G._try_variants(str(tmp_path), torch.float32, local_only=True) == "pipeline" and tried == [None]

@@ -1,4 +1,4 @@
-"""Command line: `python -m pez {invert,distill,concatenate,style,batch,models} ...`.
+"""Command line: `python -m pez {invert,distill,concatenate,style,batch,models,generate,replica} ...`.
 
 Flags for the PEZ settings are built from `pez.config.InvertConfig` and its bounds, so defaults
 live in one place. Progress is a tqdm bar on stderr showing the current best; the result goes
@@ -15,6 +15,7 @@ import math
 import sys
 from collections.abc import Iterator
 
+from . import commands
 from . import config as C
 from .config import InvertConfig
 from .errors import USER_ERRORS, describe_error
@@ -122,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_invert_flags(p)
 
     sub.add_parser("models", help="list the CLIP <-> generator pairs")
+    commands.add_parsers(sub)  # generate, replica
     return ap
 
 
@@ -186,6 +188,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             p = PAIRS[name]
             _out(f"{name:<12} CLIP {p.clip:<34} generator {p.generator or '-'}")
         return 0
+    if args.command in ("generate", "replica"):
+        return commands.run(args)
     cfg = config_from_args(args)
     if args.command == "batch":
         from .batch import run_cli

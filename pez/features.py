@@ -26,9 +26,10 @@ def image_features(clip: LoadedClip, images: Sequence[Any]) -> torch.Tensor:
         raise ConfigError("images: expected at least one image, received none")
     pixels = torch.stack([clip.preprocess(load_image(im)) for im in images])  # (K, 3, H, W)
     out = []
-    for chunk in pixels.split(IMAGE_BATCH):
-        chunk = chunk.to(clip.device, clip.dtype)
-        out.append(clip.model.encode_image(chunk).float())
+    with clip.vision() as model:  # an offloaded vision tower visits the accelerator only here
+        for chunk in pixels.split(IMAGE_BATCH):
+            chunk = chunk.to(clip.device, clip.dtype)
+            out.append(model.encode_image(chunk).float())
     return F.normalize(torch.cat(out), dim=-1)
 
 

@@ -242,6 +242,8 @@ def _try_variants(source: str, dtype: torch.dtype, local_only: bool):
     from diffusers import AutoPipelineForText2Image
 
     variants = ("fp16", None) if dtype == torch.float16 else (None, "fp16")
+    if local_only and _unet_file_present(source, variants[1]) and not _unet_file_present(source, variants[0]):
+        variants = variants[::-1]  # only the other variant is here (e.g. fp16 files on a CPU): no failed try first
     reasons = []
     for variant in variants:
         try:
@@ -251,6 +253,19 @@ def _try_variants(source: str, dtype: torch.dtype, local_only: bool):
         except Exception as e:  # noqa: BLE001 - any loader failure becomes one clear message
             reasons.append(f"{variant or 'default'} weights: {str(e).strip().splitlines()[0][:300]}")
     raise WeightsNotFoundError(_missing_message(source, reasons, local_only))
+
+
+def _unet_file_present(source: str, variant: str | None) -> bool:
+    """Whether the UNet weights of `variant` are in the local folder or the hub cache."""
+    name = "unet/diffusion_pytorch_model" + (f".{variant}" if variant else "") + ".safetensors"
+    if _is_local_path(source):
+        return (Path(source).expanduser() / name).is_file()
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(source, name), str)
+    except Exception:  # noqa: BLE001 - a malformed repo id is simply "not cached"
+        return False
 
 
 def _is_local_path(source: str) -> bool:

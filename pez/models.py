@@ -19,7 +19,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -261,7 +262,24 @@ class LoadedClip:
     spec: ClipSpec
     device: torch.device
     precision: str
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    vision_offloaded: bool = False  # the vision tower waits on the CPU, see VISION_OFFLOAD_BYTES
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # guards the tower's moves
+
+    @contextmanager
+    def vision(self) -> Iterator[Any]:
+        """The model with its vision tower on `device` for the duration (encode_image inside).
+
+        An offloaded tower comes to the accelerator only while images are encoded (once per
+        search, for the targets) and goes back to the CPU after, so the search never holds it."""
+        if not self.vision_offloaded:
+            yield self.model
+            return
+        with self._lock:
+            self.model.visual.to(self.device)
+            try:
+                yield self.model
+            finally:
+                self.model.visual.to("cpu")
 
     @property
     def name(self) -> str:
@@ -324,6 +342,11 @@ def clear_cache() -> None:
         _CACHE.clear()
 
 
+# On CUDA, a vision tower whose weights exceed this stays on the CPU between image encodings
+# (ViT-bigG-14: 3.7 GB in fp16), so that PEZ's search, which needs only the text tower, fits 24 GB.
+VISION_OFFLOAD_BYTES = 2 * 2**30
+
+
 TINY_CONFIG = {  # a CLIP small enough for unit tests, with the real 49,408-token vocabulary
     "embed_dim": 32,
     "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
@@ -347,7 +370,8 @@ def _load_uncached(spec: ClipSpec, device: torch.device, precision: str) -> Load
         tokenizer = open_clip.get_tokenizer("ViT-B-32")
     else:
         model, preprocess, tokenizer = _load_open_clip(spec, device, precision)
-    model = model.to(device)
+    offload_vision = device.type == "cuda" and _vision_bytes(model, precision) > VISION_OFFLOAD_BYTES
+    _to_device(model, device, keep_vision_on_cpu=offload_vision)
     if precision != "fp32" and next(model.parameters()).dtype == torch.float32:
         model = model.to(torch.float16 if precision == "fp16" else torch.bfloat16)
     model.eval().requires_grad_(False)
@@ -356,7 +380,25 @@ def _load_uncached(spec: ClipSpec, device: torch.device, precision: str) -> Load
             f"model: {spec.label} has a text tower pez cannot drive (expected open_clip's CLIP "
             "with token_embedding/transformer, e.g. ViT-*/RN* models, not HF-text or CoCa models)"
         )
-    return LoadedClip(model, tokenizer, preprocess, spec, device, precision)
+    return LoadedClip(model, tokenizer, preprocess, spec, device, precision, vision_offloaded=offload_vision)
+
+
+def _vision_bytes(model: Any, precision: str) -> int:
+    visual = getattr(model, "visual", None)
+    if visual is None:
+        return 0
+    per = 4 if precision == "fp32" else 2
+    return per * sum(p.numel() for p in visual.parameters())
+
+
+def _to_device(model: Any, device: torch.device, keep_vision_on_cpu: bool) -> None:
+    """model.to(device), optionally leaving the vision tower on the CPU (never on the GPU at all)."""
+    visual = model._modules.pop("visual") if keep_vision_on_cpu else None
+    try:
+        model.to(device)
+    finally:
+        if visual is not None:
+            model._modules["visual"] = visual
 
 
 def _load_open_clip(spec: ClipSpec, device: torch.device, precision: str):
@@ -367,10 +409,15 @@ def _load_open_clip(spec: ClipSpec, device: torch.device, precision: str):
         return model, preprocess, open_clip.get_tokenizer(spec.arch)
     name = {"tag": spec.arch, "file": spec.arch, "dir": f"local-dir:{spec.location}", "hub": f"hf-hub:{spec.location}"}
     pretrained = spec.location if spec.source in ("tag", "file") else None
+    extra = {}
     if spec.source == "tag":
         _check_cached(spec)
+        # Tags trained with QuickGELU (e.g. ViT-L-14/openai, SD 1.x's CLIP) need it forced: open_clip
+        # would otherwise build the plain-GELU architecture, only warn, and give wrong features.
+        if open_clip.get_pretrained_cfg(spec.arch, spec.location).get("quick_gelu"):
+            extra["force_quick_gelu"] = True
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(name[spec.source], pretrained=pretrained)
+        model, _, preprocess = open_clip.create_model_and_transforms(name[spec.source], pretrained=pretrained, **extra)
         tokenizer = open_clip.get_tokenizer(name[spec.source])
     except (RuntimeError, FileNotFoundError, OSError) as e:
         raise WeightsNotFoundError(_missing_message(spec, str(e))) from e
@@ -434,6 +481,28 @@ def _check_cached(spec: ClipSpec) -> None:
         raise WeightsNotFoundError(
             _missing_message(spec, "the files are not cached and the Hugging Face Hub is unreachable")
         )
+    _download(spec, repo, names)
+
+
+def _download(spec: ClipSpec, repo: str, names: list[str]) -> str:
+    """Download the first of `names` the repo has, with huggingface_hub's progress bar (which
+    resumes within the run after transient errors). A failure is one WeightsNotFoundError line."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    for name in names:
+        try:
+            return hf_hub_download(repo, name)
+        except EntryNotFoundError:
+            continue  # e.g. no .safetensors: open_clip's fallback name is next
+        except Exception as e:  # noqa: BLE001 - network, disk, gated repo...: one clear line
+            reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            raise WeightsNotFoundError(
+                f"Could not download the CLIP weights for {spec.label!r}: {name} of the Hugging Face repo "
+                f"{repo!r} failed ({reason}). Run the same command again to retry; files already complete "
+                f"in the hub cache ({_hub_cache_dir()}) are kept."
+            ) from e
+    raise WeightsNotFoundError(_missing_message(spec, f"the Hugging Face repo {repo!r} has none of these files"))
 
 
 @dataclass(frozen=True)

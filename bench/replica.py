@@ -1,0 +1,156 @@
+"""Full-size figures per pair, on random-weight replicas: load time, memory, search and image speed.
+
+    python bench/replica.py [--pairs sd-turbo sdxl ...] [--home DIR] [--steps 5] [--device auto]
+
+Builds the replicas (fp16 files, pez.replica) under --home if they are not there, then for each
+pair runs a fresh child process with HF_HOME=home HF_HUB_OFFLINE=1 that, through the product's
+own API: loads the CLIP, runs a PEZ search at the reference settings (prompt length 16, the
+config's candidates) for --steps steps, frees the CLIP, loads the generator and draws one image at
+the pair's default size (at most --max-gen-steps denoising steps; the remaining steps of the pair's
+default are added at the measured seconds per step, marked "estimated"). Prints, per pair: CLIP load time, seconds per search step (steps after
+the first), peak RSS (and peak VRAM on CUDA) during the search, generator load time, seconds per
+image, peak RSS/VRAM during generation. Random weights: speed and memory are real, images are noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+class PeakRss:
+    """Samples this process's RSS every 20 ms; `peak` since the last reset (GiB)."""
+
+    def __init__(self):
+        import psutil
+
+        self.proc, self.peak, self._stop = psutil.Process(), 0, False
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while not self._stop:
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            time.sleep(0.02)
+
+    def reset(self) -> None:
+        self.peak = self.proc.memory_info().rss
+
+    def gib(self) -> float:
+        return round(self.peak / 2**30, 2)
+
+
+def child(pair_name: str, steps: int, device: str, max_gen_steps: int) -> dict:
+    import gc
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    import pez
+    from pez.models import get_pair
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    pair = get_pair(pair_name)
+    rss, cuda = PeakRss(), torch.cuda.is_available() and device != "cpu"
+    vram = (lambda: round(torch.cuda.max_memory_allocated() / 2**30, 2)) if cuda else (lambda: None)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8))
+    out = {"pair": pair_name, "clip": pair.clip, "generator": pair.generator}
+
+    t0 = time.perf_counter()
+    clip = pez.load_clip(pair_name, device=device)
+    out["clip_load_s"] = round(time.perf_counter() - t0, 1)
+    times = []
+    config = pez.InvertConfig(steps=steps, report_every=1, seed=0)
+    t = time.perf_counter()
+    for _ in pez.invert_stream([image], clip, config):
+        times.append(time.perf_counter() - t)
+        t = time.perf_counter()
+    out["search_s_per_step"] = round(sum(times[1:]) / max(len(times) - 1, 1), 2)
+    out["search_first_step_s"] = round(times[0], 1)
+    out["search_peak_rss_gib"], out["search_peak_vram_gib"] = rss.gib(), vram()
+
+    dev = str(clip.device)
+    del clip  # generation is measured alone: CLIP freed first, images not scored
+    pez.models.clear_cache()
+    gc.collect()
+    rss.reset()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    gen = pez.load_generator(pair_name, device=device)
+    out["generator_load_s"] = round(time.perf_counter() - t0, 1)
+    steps = min(pair.steps, max_gen_steps)
+    stamps = []
+    config = pez.GenerateConfig(seed=0, steps=steps)
+    res = pez.regenerate(
+        pair_name, "a lighthouse at dusk", config, score=False, pipeline=gen, callback=lambda st: stamps.append(st)
+    )
+    s = res.settings
+    per_step = (stamps[-1].seconds - stamps[0].seconds) / (len(stamps) - 1) if len(stamps) > 1 else stamps[0].seconds
+    out["image"] = f"{s.width}x{s.height}, {pair.steps} steps, guidance {s.guidance:g}"
+    out["s_per_denoise_step"] = round(per_step, 1)
+    out["s_per_image"] = round(res.seconds + (pair.steps - steps) * per_step, 1)
+    out["s_per_image_estimated"] = steps < pair.steps  # ran `steps` steps, added the rest at s_per_denoise_step
+    out["generation_peak_rss_gib"], out["generation_peak_vram_gib"] = rss.gib(), vram()
+    out["device"] = dev
+    return out
+
+
+def _vram(r: dict, key: str) -> str:
+    return "" if r[key] is None else f", VRAM {r[key]} GiB"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pairs", nargs="+", default=["sd-turbo"])
+    ap.add_argument("--home", default="/tmp/pez-replica", help="replica folder (HF_HOME), built if missing")
+    ap.add_argument("--steps", type=int, default=5, help="search steps to time")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument(
+        "--max-gen-steps",
+        type=int,
+        default=2,
+        help="denoising steps run; the rest of the pair's are added at the measured rate",
+    )
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        sys.stdout.write("BENCH " + json.dumps(child(args.child, args.steps, args.device, args.max_gen_steps)) + "\n")
+        return
+
+    from pez.replica import build_replica
+
+    for pair in args.pairs:
+        t0 = time.perf_counter()
+        build_replica(args.home, [pair], dtype="fp16")
+        print(f"# replica of {pair} ready in {time.perf_counter() - t0:.0f}s under {args.home}", flush=True)
+        env = {**os.environ, "HF_HOME": str(Path(args.home).resolve()), "HF_HUB_OFFLINE": "1"}
+        cmd = [sys.executable, __file__, "--child", pair, "--steps", str(args.steps), "--device", args.device]
+        cmd += ["--max-gen-steps", str(args.max_gen_steps)]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        lines = [x for x in done.stdout.splitlines() if x.startswith("BENCH ")]
+        if done.returncode or not lines:
+            print(f"{pair}: failed (exit {done.returncode}): {done.stderr.strip().splitlines()[-1:]}", flush=True)
+            continue
+        r = json.loads(lines[0][6:])
+        print(json.dumps(r), flush=True)
+        print(
+            f"{pair} on {r['device']}: CLIP {r['clip']} load {r['clip_load_s']}s; search {r['search_s_per_step']} s/step "
+            f"(first {r['search_first_step_s']}s), peak RSS {r['search_peak_rss_gib']} GiB{_vram(r, 'search_peak_vram_gib')}; "
+            f"generator load {r['generator_load_s']}s, {r['s_per_image']} s/image{' (estimated)' if r['s_per_image_estimated'] else ''} ({r['image']}), "
+            f"peak RSS {r['generation_peak_rss_gib']} GiB{_vram(r, 'generation_peak_vram_gib')}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

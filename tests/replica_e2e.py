@@ -24,7 +24,9 @@ def api(pair: str, image: str) -> dict:
 
     avail = pair_availability(pair, timeout=1.0)
     t0 = time.perf_counter()
-    res = pez.invert([image], model=pair, config=pez.InvertConfig(steps=2, prompt_len=4, candidates=1, seed=0))
+    res = pez.invert(
+        [image], model=pair, config=pez.InvertConfig(steps=2, prompt_len=4, candidates=1, seed=0, refine_steps=3)
+    )
     t1 = time.perf_counter()
     gen = pez.regenerate(pair, res.prompt, pez.GenerateConfig(seed=0, steps=1, width=256, height=256), targets=[image])
     t2 = time.perf_counter()
@@ -50,7 +52,9 @@ def app_calls(pair: str, image: str) -> dict:
         client = Client(url, verbose=False)
         img = handle_file(image)
         t0 = time.perf_counter()
-        found = client.predict(img, model=pair, prompt_len=4, steps=2, candidates=1, seed=0, api_name="/invert")
+        found = client.predict(
+            img, model=pair, prompt_len=4, steps=2, candidates=1, seed=0, refine_steps=3, api_name="/invert"
+        )
         prompt = found[0] if isinstance(found, (list, tuple)) else found
         t1 = time.perf_counter()
         out = client.predict(prompt, img, model=pair, seed=0, steps=1, num_images=1, api_name="/regenerate")

@@ -148,7 +148,8 @@ def _run(home: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProc
     return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-FAST = ["--steps", "2", "--prompt-len", "4", "--candidates", "1", "--device", "cpu", "-q"]
+# A few search steps and refinement rounds: every phase runs at full size, in CI-sized time.
+FAST = ["--steps", "2", "--prompt-len", "4", "--candidates", "1", "--refine-steps", "3", "--device", "cpu", "-q"]
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -96,6 +96,8 @@ def run_search(clip, precision: str, candidates: int, steps: int, compile: bool,
         seed=seed,
         precision=precision,
         report_every=max(steps // 4, 1),
+        refine_steps=0,  # seconds per 1,000 *search* steps: no refinement or pruning after them
+        prune_tolerance=0.0,
     )
     _sync(clip.device)
     start = time.perf_counter()

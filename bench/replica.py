@@ -69,7 +69,9 @@ def child(pair_name: str, steps: int, device: str, max_gen_steps: int) -> dict:
     clip = pez.load_clip(pair_name, device=device)
     out["clip_load_s"] = round(time.perf_counter() - t0, 1)
     times = []
-    config = pez.InvertConfig(steps=steps, report_every=1, seed=0)
+    config = pez.InvertConfig(
+        steps=steps, report_every=1, seed=0, refine_steps=0, prune_tolerance=0.0
+    )  # search steps only
     t = time.perf_counter()
     for _ in pez.invert_stream([image], clip, config):
         times.append(time.perf_counter() - t)

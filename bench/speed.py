@@ -58,6 +58,8 @@ def make_run(clip, precision: str, candidates: int, prompt_len: int, steps: int,
         seed=0,
         candidates=candidates,
         precision=precision,
+        refine_steps=0,  # time the PEZ search steps only: refinement rounds are not search steps
+        prune_tolerance=0.0,
     )
     return pez.optimize(clip, targets, cfg)
 

@@ -40,7 +40,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from .config import PRECISIONS, ConfigError
+from .config import ConfigError
+from .models import resolve_precision
 from .vocab import Projector
 
 log = logging.getLogger(__name__)
@@ -117,16 +118,9 @@ def cpu_auto_precision() -> str:
 def search_precision(requested: str | None, device: torch.device, width: int = 1024) -> str:
     """'auto' | 'fp32' | 'bf16' | 'fp16' -> the precision the gradient pass computes in, for a
     text tower of `width` on `device`."""
-    requested = requested or "auto"
-    if requested not in PRECISIONS:
-        raise ConfigError(f"precision: expected one of {list(PRECISIONS)}, received {requested!r}")
-    if requested != "auto":
-        return requested
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if device.type == "cpu" and width >= BF16_MIN_WIDTH:
+    if (requested or "auto") == "auto" and device.type == "cpu" and width >= BF16_MIN_WIDTH:
         return cpu_auto_precision()
-    return "fp32"
+    return resolve_precision(requested, device)
 
 
 def compile_enabled(device: torch.device) -> bool:

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from .config import ConfigError, WeightsNotFoundError
+from .config import PRECISIONS, ConfigError, WeightsNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -157,9 +157,6 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if dev.type not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"device: expected one of 'auto', 'cpu', 'cuda', 'mps', received {device!r}")
     return dev
-
-
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 
 def resolve_precision(precision: str | None, device: torch.device) -> str:

@@ -229,18 +229,18 @@ class _BestTracker:
             self.window[n] = (ids[n].tolist(), float(id_scores[n]))
         self.cand_best = torch.maximum(self.cand_best, id_scores)
 
-    def flush(self, current: list[int] | None = None) -> None:
-        """Decode the remembered prompts (and `current`, the ids of the prompt a report shows) and
-        score the exact texts (one batched forward for the texts that do not re-tokenise to the same
-        ids or whose pass score is not fp32); update the per-candidate and overall bests."""
+    def flush(self, current: tuple[list[int], float] | None = None) -> None:
+        """Decode the remembered prompts (and `current`, the ids and pass score of the prompt a
+        report shows) and score the exact texts (one batched forward for the texts that do not
+        re-tokenise to the same ids or whose pass score is not fp32); update the bests."""
         pending: dict[str, list[int]] = {}  # text -> its re-tokenised body, when not yet scored
-        extra = [] if current is None else [(current, math.nan)]
+        extra = [] if current is None else [current]
         for body, id_score in [*self.window.values(), *extra]:
             text = self.decode(body)
             if text in self.scores or not text or self.reject(text):
                 continue
             retok = self._retokenize(text)
-            if retok == body and self.pass_is_fp32 and not math.isnan(id_score):  # pass scored this text
+            if retok == body and self.pass_is_fp32:  # the pass already scored this exact text
                 self.scores[text] = id_score
             else:
                 pending[text] = retok
@@ -323,7 +323,7 @@ def optimize(
             tracker.observe(ids, full)
             step, last = step + 1, (ids, full)
             if step <= config.report_every or step % config.report_every == 0 or step == config.steps:
-                tracker.flush(_current_ids(last))  # decode, honestly re-score: every step at first, then per report
+                tracker.flush(_current_entry(last))  # decode, honestly re-score: every step at first, then per report
             history.append((step, float(loss.detach()) / n, tracker.best.score))
             if plateau.update(step, full):
                 break
@@ -331,7 +331,7 @@ def optimize(
                 yield _report(step, config, history, _current(tracker, last), tracker, start, plateau.hint(tracker))
     except KeyboardInterrupt:  # Ctrl-C in a CLI: stop and keep the best
         interrupted = True
-    tracker.flush(_current_ids(last))
+    tracker.flush(_current_entry(last))
     stopped = interrupted or (step < config.steps and not plateau.done)
     hint = plateau.hint(tracker)
 
@@ -442,9 +442,14 @@ def _current(tracker: _BestTracker, last) -> ScoredPrompt:
     return ScoredPrompt(text, tracker.scores.get(text, float(scores[n])))
 
 
-def _current_ids(last) -> list[int] | None:
-    """Ids of the latest step's best candidate (the prompt a report shows)."""
-    return None if last is None else last[0][int(last[1].argmax())].tolist()
+def _current_entry(last) -> tuple[list[int], float] | None:
+    """(ids, pass score) of the latest step's best candidate, the prompt a report shows; in an fp32
+    search a text that round-trips keeps that score (no extra forward), as the window's do."""
+    if last is None:
+        return None
+    ids, scores = last
+    n = int(scores.argmax())
+    return ids[n].tolist(), float(scores[n])
 
 
 def _sample_batch(k: int, batch_size: int, gen: torch.Generator, device) -> torch.Tensor | None:

@@ -239,7 +239,7 @@ class _BestTracker:
             text = self.decode(body)
             if text in self.scores or not text or self.reject(text):
                 continue
-            retok = self._retokenize(text)
+            retok = _refine.text_ids(self.clip, text)
             if retok == body and self.pass_is_fp32:  # the pass already scored this exact text
                 self.scores[text] = id_score
             else:
@@ -257,11 +257,6 @@ class _BestTracker:
             if self.scores[text] > self.best.score:
                 self.best = ScoredPrompt(text, self.scores[text])
         self.window.clear()
-
-    def _retokenize(self, text: str) -> list[int]:
-        row = self.clip.tokenizer([text])[0].tolist()  # [SOT, body..., EOT, pad...]
-        end = row.index(self.clip.eot_id) if self.clip.eot_id in row else len(row)
-        return row[1:end]
 
     def top_k(self, k: int) -> list[ScoredPrompt]:
         ranked = sorted(self.scores.items(), key=lambda kv: kv[1], reverse=True)[:k]

@@ -30,7 +30,7 @@ import torch
 
 from .config import GENERATE_BOUNDS, MAX_IMAGES, MAX_TEXT_CHARS, ConfigError, GenerateConfig
 from .features import check_texts, image_features, text_features
-from .models import LoadedClip, ModelPair, WeightsNotFoundError, get_pair, load_clip, resolve_device
+from .models import LoadedClip, ModelPair, WeightsNotFoundError, get_pair, hub_cached, load_clip, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -260,12 +260,7 @@ def _unet_file_present(source: str, variant: str | None) -> bool:
     name = "unet/diffusion_pytorch_model" + (f".{variant}" if variant else "") + ".safetensors"
     if _is_local_path(source):
         return (Path(source).expanduser() / name).is_file()
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        return isinstance(try_to_load_from_cache(source, name), str)
-    except Exception:  # noqa: BLE001 - a malformed repo id is simply "not cached"
-        return False
+    return hub_cached(source, name)
 
 
 def _is_local_path(source: str) -> bool:
@@ -292,12 +287,7 @@ def _hub_offline() -> bool:
 
 
 def _is_cached(repo: str) -> bool:
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        return isinstance(try_to_load_from_cache(repo, "model_index.json"), str)
-    except Exception:  # noqa: BLE001 - a malformed repo id is simply "not cached"
-        return False
+    return hub_cached(repo, "model_index.json")
 
 
 def _missing_message(source: str, reasons: list[str], local_only: bool) -> str:

@@ -463,14 +463,22 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def _check_cached(spec: ClipSpec) -> None:
-    """Fail fast when the weights are not in the local hub cache and cannot be downloaded."""
+def hub_cached(repo: str, *names: str) -> bool:
+    """Whether any of the files `names` of hub repo `repo` is in the local hub cache (no network)."""
     from huggingface_hub import try_to_load_from_cache
 
+    try:
+        return any(isinstance(try_to_load_from_cache(repo, n), str) for n in names)
+    except Exception:  # noqa: BLE001 - a malformed repo id is simply "not cached"
+        return False
+
+
+def _check_cached(spec: ClipSpec) -> None:
+    """Fail fast when the weights are not in the local hub cache and cannot be downloaded."""
     repo, names = _hub_files(spec)
     if not repo:
         return  # URL-only weights: let open_clip try its own cache
-    if any(isinstance(try_to_load_from_cache(repo, n), str) for n in names):
+    if hub_cached(repo, *names):
         return
     if hub_offline():
         raise WeightsNotFoundError(_missing_message(spec, "HF_HUB_OFFLINE is set and the files are not cached"))
@@ -519,8 +527,6 @@ def pair_availability(name: str = DEFAULT_PAIR, timeout: float = 3.0) -> Availab
 
     The app calls this at start-up to decide whether to fall back to the toy world; the CLI never
     falls back and keeps its clear WeightsNotFoundError."""
-    from huggingface_hub import try_to_load_from_cache
-
     pair = get_pair(name)
     if pair.kind == "toy":
         return Availability(pair.name, ok=True, cached=True)
@@ -528,10 +534,10 @@ def pair_availability(name: str = DEFAULT_PAIR, timeout: float = 3.0) -> Availab
     spec = parse_clip_spec(pair.clip)
     if spec.source == "tag":
         repo, names = _hub_files(spec)
-        if repo and not any(isinstance(try_to_load_from_cache(repo, n), str) for n in names):
+        if repo and not hub_cached(repo, *names):
             missing.append(repo)
     if pair.generator and not Path(pair.generator).is_dir():
-        if not isinstance(try_to_load_from_cache(pair.generator, "model_index.json"), str):
+        if not hub_cached(pair.generator, "model_index.json"):
             missing.append(pair.generator)
     if not missing:
         return Availability(pair.name, ok=True, cached=True)
@@ -582,6 +588,7 @@ __all__ = [
     "WeightsNotFoundError",
     "clear_cache",
     "get_pair",
+    "hub_cached",
     "hub_offline",
     "hub_reachable",
     "list_pairs",

@@ -87,6 +87,21 @@ def check_gallery_upload(images) -> None:
         check_upload(item[0] if isinstance(item, (tuple, list)) else item)
 
 
+def image_gallery(label: str, elem_id: str, columns: int = 3, height: int = 280) -> gr.Gallery:
+    """A drop zone for several target images (file paths), each checked as soon as it is uploaded."""
+    gallery = gr.Gallery(
+        type="filepath",
+        interactive=True,
+        label=label,
+        columns=columns,
+        height=height,
+        file_types=["image"],
+        elem_id=elem_id,
+    )
+    gallery.upload(check_gallery_upload, gallery, None, **UPLOAD_CHECK)
+    return gallery
+
+
 # ---------------------------------------------------------------------------------------------
 # Search tabs: run/stop, status/prompt/plot, candidates
 

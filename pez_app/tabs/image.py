@@ -103,15 +103,7 @@ def build(ctx) -> None:
                 )
                 run, stop = ui.run_controls("▶ Find prompt", "image")
                 with gr.Accordion("More targets: images to move away from, text to also match", open=False):
-                    negatives = gr.Gallery(
-                        type="filepath",
-                        interactive=True,
-                        label="Images to move away from (optional)",
-                        columns=4,
-                        height=140,
-                        file_types=["image"],
-                        elem_id="image-negatives",
-                    )
+                    negatives = ui.image_gallery("Images to move away from (optional)", "image-negatives", 4, 140)
                     with gr.Row():
                         text = gr.Textbox("", label="Also match this text (optional)", scale=3, elem_id="image-text")
                         b = BOUNDS["negative_weight"]
@@ -141,7 +133,6 @@ def build(ctx) -> None:
         ctx.share_button()
 
         image.upload(ui.check_upload, image, None, **ui.UPLOAD_CHECK)
-        negatives.upload(ui.check_gallery_upload, negatives, None, **ui.UPLOAD_CHECK)
         events = ui.wire_search(
             [run],
             [invert_image],

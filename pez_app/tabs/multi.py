@@ -130,15 +130,7 @@ def build(ctx) -> None:
     with gr.Tab("Multi-image", id="multi", elem_id="tab-multi"):
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=300):
-                images = gr.Gallery(
-                    type="filepath",
-                    interactive=True,
-                    label="Images (drag several in)",
-                    columns=3,
-                    height=280,
-                    file_types=["image"],
-                    elem_id="multi-input",
-                )
+                images = ui.image_gallery("Images (drag several in)", "multi-input")
                 mode = gr.Radio(
                     [("One prompt for all images", "all"), ("Concatenate: one prompt per image, joined", "concat")],
                     value="all",
@@ -167,7 +159,6 @@ def build(ctx) -> None:
         ctx.panels.append(panel)
         ctx.share_button()
 
-        images.upload(ui.check_gallery_upload, images, None, **ui.UPLOAD_CHECK)
         ui.wire_search(
             [run_all, run_concat],
             [invert_multi, concatenate],

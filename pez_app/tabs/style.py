@@ -44,15 +44,7 @@ def build(ctx) -> None:
     with gr.Tab("Style transfer", id="style", elem_id="tab-style"):
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=300):
-                images = gr.Gallery(
-                    type="filepath",
-                    interactive=True,
-                    columns=3,
-                    height=260,
-                    label="Style images (several images of one style)",
-                    file_types=["image"],
-                    elem_id="style-input",
-                )
+                images = ui.image_gallery("Style images (several images of one style)", "style-input", height=260)
                 run, stop = ui.run_controls("▶ Find style prompt", "style")
                 with gr.Row():
                     if ctx.styles and not ctx.offline:
@@ -95,7 +87,6 @@ def build(ctx) -> None:
         ctx.panels.append(panel)
         ctx.share_button()
 
-        images.upload(ui.check_gallery_upload, images, None, **ui.UPLOAD_CHECK)
         ui.wire_search(
             [run], [find_style], [images, *s.inputs()], [prompt, status, plot, cands], ["style"], stop, ctx.history
         )

@@ -8,18 +8,11 @@ CLIP's vocabulary, so the result is real text any diffusion model accepts. The p
     result.prompt, result.score  # the best text and its mean CLIP cosine to the images
 """
 
-from .config import (
-    BOUNDS,
-    STYLE_TEMPLATE,
-    ConfigError,
-    GenerateConfig,
-    InvertConfig,
-)
+from .config import BOUNDS, STYLE_TEMPLATE, GenerateConfig, InvertConfig
+from .errors import ConfigError, InvalidImageError, WeightsNotFoundError
 from .features import image_features, image_similarity, score_texts, text_features
-from .images import InvalidImageError, load_image, load_images
+from .images import load_image, load_images
 from .inversion import (
-    ConcatReport,
-    ConcatResult,
     apply_style,
     concatenate,
     concatenate_stream,
@@ -37,13 +30,13 @@ from .models import (
     PAIRS,
     LoadedClip,
     ModelPair,
-    WeightsNotFoundError,
     get_pair,
     list_pairs,
     load_clip,
     resolve_device,
 )
-from .optim import InversionResult, PromptEncoder, ScoredPrompt, StepReport, Targets, optimize
+from .optim import PromptEncoder, Targets, optimize
+from .results import ConcatReport, ConcatResult, InversionResult, ScoredPrompt, StepReport
 
 __version__ = "0.1.0"
 

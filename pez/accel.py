@@ -40,15 +40,15 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from .config import ConfigError
+from .config import BF16_MIN_GAIN, BF16_MIN_WIDTH
+from .errors import ConfigError
 from .models import resolve_precision
 from .vocab import Projector
 
 log = logging.getLogger(__name__)
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-BF16_MIN_GAIN = 1.25  # bf16 must be at least this much faster than fp32 in the probe to be chosen
-BF16_MIN_WIDTH = 256  # narrower text towers are overhead-bound on a CPU: bf16 buys nothing there
+# Facts, not settings: the /proc/cpuinfo flags of CPUs with native bf16 dot products.
 CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})  # x86 (AVX512-BF16, AMX), Arm (BF16)
 
 # ---------------------------------------------------------------------------------------------

@@ -35,10 +35,10 @@ from typing import Any
 
 import torch
 
-from .config import ConfigError, InvertConfig
-from .errors import OOM_HINT, describe_error, is_oom  # noqa: F401  (re-exported for callers)
-from .images import IMAGE_SUFFIXES, InvalidImageError
-from .models import DEFAULT_PAIR, LoadedClip, WeightsNotFoundError
+from .config import InvertConfig
+from .errors import ConfigError, Interrupted, InvalidImageError, WeightsNotFoundError, describe_error, is_oom
+from .images import IMAGE_SUFFIXES
+from .models import DEFAULT_PAIR, LoadedClip
 
 try:  # POSIX advisory locks; elsewhere O_APPEND writes of one line are still whole
     import fcntl
@@ -189,10 +189,6 @@ def _finite(x: Any) -> Any:
 # One image
 
 
-class Interrupted(Exception):
-    """The run was stopped (Ctrl-C or should_stop) in the middle of an image."""
-
-
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -282,14 +278,14 @@ def run_batch(
     from .inversion import get_clip
 
     start = time.perf_counter()
-    config = (config or InvertConfig()).validate()
+    config = config or InvertConfig()
     results = ResultsFile(out)
     images = find_images(paths)
     state = _state(device)
 
     # 1. Load the model (each process its own copy, on its own device) and check the settings.
     clip = get_clip(model, _device_for(state, device))
-    config.validate(clip.context_length)
+    config.fits(clip.context_length)
     settings = settings_of(config)
 
     # 2. The main process repairs the file; then everyone reads the same to-do list; the barrier
@@ -391,7 +387,6 @@ def run_cli(args, config: InvertConfig) -> int:
 __all__ = [
     "BatchSummary",
     "ResultsFile",
-    "describe_error",
     "find_images",
     "invert_file",
     "run_batch",

@@ -75,7 +75,7 @@ def add_invert_flags(p: argparse.ArgumentParser) -> None:
         elif f.name == "blocklist":
             p.add_argument(flag, nargs="*", default=[], metavar="WORD", help=HELP[f.name])
         else:
-            kind = float if f.name in C.FLOAT_FIELDS else int
+            kind = float if f.type == "float" else int
             bound = C.BOUNDS[f.name]
             p.add_argument(
                 flag,

@@ -13,7 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from .config import GENERATE_BOUNDS, ConfigError, GenerateConfig
+from .config import GENERATE_BOUNDS, GenerateConfig
+from .errors import ConfigError
 from .models import DEFAULT_PAIR, list_pairs
 
 

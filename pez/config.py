@@ -1,23 +1,24 @@
-"""The one place for pez's defaults and bounds.
+"""The one place for pez's defaults, bounds and the words that describe each setting.
 
-Everything that has a default value or a valid range lives here: the engine validates against
-it, the CLI builds its flags from it and the app reads its sliders from it. Numbers come from
-the PEZ paper and its reference code (see shared docs) unless a comment says otherwise.
+Every setting of a search (`InvertConfig`) and of a regeneration (`GenerateConfig`) is declared
+once, here: its default, its valid range, its label in the app and its one-line help. The
+configs check themselves when they are built (frozen dataclasses: a config that exists is
+valid), the CLI builds its flags from the same fields (pez.cli) and the app its settings panel
+and error labels (pez_app.settings). Numbers follow the PEZ paper (Wen et al., "Hard Prompts
+Made Easy", NeurIPS 2023, arXiv 2302.03668, Algorithm 1 and section 4) and its reference code
+(github.com/YuxinWenRick/hard-prompts-made-easy) unless a comment says otherwise.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
+from .errors import ConfigError
 
-class ConfigError(ValueError):
-    """A setting is out of range or of the wrong kind. The message says expected vs received."""
-
-
-class WeightsNotFoundError(RuntimeError):
-    """Model weights are neither in the local cache nor downloadable; says what was looked for.
-    (Defined here, beside ConfigError, so pez.toy_clip raises it without importing pez.models.)"""
+# ---------------------------------------------------------------------------------------------
+# How a setting is declared: default, bound, label, help
 
 
 @dataclass(frozen=True)
@@ -35,96 +36,131 @@ class Bound:
             raise ConfigError(f"{name}: expected a value in [{self.lo}, {self.hi}], received {value!r}")
 
 
-# Bounds for every numeric setting. `prompt_len`'s upper bound is further limited by the model's
-# context length (context - 2: SOT and EOT take two positions); the engine checks that.
-BOUNDS: dict[str, Bound] = {
-    "prompt_len": Bound(1, 75),
-    "steps": Bound(1, 10_000),
-    "lr": Bound(1e-4, 10.0, 0.01),
-    "weight_decay": Bound(0.0, 10.0, 0.01),
-    "batch_size": Bound(1, 64),
-    "candidates": Bound(1, 32),
-    "top_k": Bound(1, 32),
-    "report_every": Bound(1, 10_000),
-    "seed": Bound(0, 2**31 - 1),
-    "negative_weight": Bound(0.0, 10.0, 0.1),
-    "refine_steps": Bound(0, 1_000),
-    "prune_tolerance": Bound(0.0, 0.2, 0.005),
-    "patience": Bound(0, 10_000),
-}
+@dataclass(frozen=True)
+class About:
+    """How one setting is described to users; kept in the dataclass field's metadata."""
 
-FLOAT_FIELDS = ("lr", "weight_decay", "negative_weight", "prune_tolerance")  # the other bounded fields are ints
+    help: str  # one line: CLI -h, API and MCP parameter docs
+    label: str = ""  # the app's name for it ("Learning rate"); error messages use it too
+    bound: Bound | None = None  # valid range of a number
+    note: str = ""  # appended to the label in the app's panel: "Prompt length (tokens)"
+    info: str = ""  # the app's hint under the control
 
-# The app's recommended early stop (the library default `patience=0` runs every step): the
-# planted and toy benchmarks gain almost nothing after 150 steps without a new best.
-APP_PATIENCE = 150
 
-# A search "looks stuck" when, after STUCK_MIN_STEPS steps, its best score is less than
-# STUCK_MIN_GAIN above the mean score of its random start: a working search gains far more
-# (toy world ~0.8, planted prompts ~0.7, real CLIPs ~0.2; the stuck toy run of issue 9 gained
-# almost nothing). What is reachable is unknown for images, but a random prompt is a floor
-# that costs nothing to measure (step 1 scores it). See pez.refine.stuck_hint.
-# A second sign, after refinement: when a few token swaps raise the search's best by more than
-# STUCK_REFINE_GAIN, the search sat in a poor basin (the toy green triangle of issue 9, prompt
-# length 8, seed 0: search 0.06, refined 0.58, caption 0.96); elsewhere refinement gains 0.01-0.05.
-# Unless pruning then lifts it by as much again (seed 1: refined 0.59, pruned to "green triangle" 0.96).
-STUCK_MIN_STEPS = 100
-STUCK_MIN_GAIN = 0.05
-STUCK_REFINE_GAIN = 0.1
-STUCK_HINT = "the search looks stuck: try another seed or more restarts (candidates)"
+def setting(default: Any, help: str, label: str = "", bound: Bound | None = None, *, note: str = "", info: str = ""):
+    """A dataclass field with its description: `x: int = setting(16, "tokens in the prompt", ...)`."""
+    return dataclasses.field(default=default, metadata={"about": About(help, label, bound, note, info)})
 
-# Input limits shared by the engine, the CLI and the app.
+
+def about(cls: type, name: str) -> About:
+    """The description of field `name` of a config class."""
+    return next(f for f in dataclasses.fields(cls) if f.name == name).metadata["about"]
+
+
+def check_fields(config: Any) -> None:
+    """Check every bounded field of a config: integers where the type says int, values in range.
+    None passes where the type allows it (e.g. `seed: int | None`)."""
+    for f in dataclasses.fields(config):
+        bound, value = f.metadata["about"].bound, getattr(config, f.name)
+        types = str(f.type).replace(" ", "").split("|")
+        if bound is None or (value is None and "None" in types):
+            continue
+        if "int" in types and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(f"{f.name}: expected an integer, received {value!r}")
+        bound.check(f.name, value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Input limits shared by the engine, the CLI and the app
+
 MAX_IMAGES = 32  # target images per run
 MAX_IMAGE_PIXELS = 40_000_000  # larger images are refused as possible decompression bombs
 MIN_IMAGE_SIDE = 2  # pixels; smaller images carry no usable content
 MAX_ASPECT_RATIO = 20.0  # longest side / shortest side
 MAX_TEXT_CHARS = 2_000  # prompts and distillation targets
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # of a search's gradient pass; "auto": see pez.accel
-
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # of a search's gradient pass; "auto": see pez.engine.accel
 STYLE_TEMPLATE = "{subject} in the style of {style}"
 CONCAT_SEPARATOR = ", "
+TEXT_WEIGHT = 1.0  # default weight of an optional text target beside the images (pez.image_targets)
 
 
-@dataclass
+# ---------------------------------------------------------------------------------------------
+# A search
+
+
+@dataclass(frozen=True)
 class InvertConfig:
-    """Settings of one PEZ run. Defaults follow the reference code unless noted."""
+    """Settings of one PEZ run, checked when built. Defaults follow the reference code unless noted."""
 
-    prompt_len: int = 16  # M, tokens in the hard prompt; the authors found 16 generalises best
-    steps: int = 1000  # reference: 3000; users report little gain after a few hundred
-    lr: float = 0.1  # AdamW learning rate (reference)
-    weight_decay: float = 0.1  # AdamW weight decay (reference)
-    batch_size: int = 1  # target images per step (reference: 1); all of them if fewer
-    candidates: int = 1  # prompts optimised in parallel as one batch ("prompt_bs"); best wins
-    top_k: int = 5  # distinct prompts returned, best first
-    seed: int | None = 0  # None draws a fresh seed; the seed used is reported
-    report_every: int = 10  # steps between progress reports
-    negative_weight: float = 1.0  # weight of the similarity to negative targets in the loss
-    blocklist: tuple[str, ...] = ()  # words: every vocabulary entry containing one is never chosen
-    ascii_only: bool = False  # keep only tokens whose text is plain printable ASCII
-    words_only: bool = False  # keep only tokens made of letters (more readable prompts)
-    precision: str = "auto"  # of the gradient pass (scores stay fp32): auto, fp32, bf16, fp16 (pez.accel)
-    # Beyond plain PEZ (pez.refine; defaults chosen from bench/quality.py, see BENCHMARKS.md).
-    whole_words: bool = True  # only tokens that end a word in CLIP's BPE: separate words, no glued pieces
-    safe: bool = True  # exclude the default offensive/sexual word list; `blocklist` adds to it
-    refine_steps: int = 50  # rounds of gradient-guided token swaps after the search (0: off)
-    prune_tolerance: float = 0.01  # drop tokens whose removal costs less than this score (0: off)
-    patience: int = 0  # stop the search when the best score has not improved for this many steps (0: off)
-    init_prompt: str = ""  # start from this text instead of random tokens
+    # M, tokens in the hard prompt; the authors found 16 generalises best. The upper bound is
+    # further limited by the model's context length (context - 2: SOT and EOT), see fits().
+    prompt_len: int = setting(16, "tokens in the prompt", "Prompt length", Bound(1, 75), note="tokens")
+    # Reference: 3000; users report little gain after a few hundred.
+    steps: int = setting(1000, "optimisation steps", "Steps", Bound(1, 10_000), info="little gain after a few hundred")
+    lr: float = setting(0.1, "AdamW learning rate", "Learning rate", Bound(1e-4, 10.0, 0.01))  # reference
+    weight_decay: float = setting(0.1, "AdamW weight decay", "Weight decay", Bound(0.0, 10.0, 0.01))  # reference
+    # Target images per step (reference: 1); all of them when there are fewer.
+    batch_size: int = setting(1, "target images per step", "Batch size", Bound(1, 64))
+    # Prompts optimised in parallel as one batch (the reference's "prompt_bs"); the best wins.
+    candidates: int = setting(
+        1, "prompts optimised in parallel; the best wins", "Candidates", Bound(1, 32), note="restarts in parallel"
+    )
+    top_k: int = setting(5, "distinct prompts to return", "Top k", Bound(1, 32))
+    # None draws a fresh seed; the seed used is reported, so every run can be repeated.
+    seed: int | None = setting(0, "random seed", "Seed", Bound(0, 2**31 - 1), note="empty: random")
+    report_every: int = setting(10, "steps between progress updates", "Report every", Bound(1, 10_000))
+    negative_weight: float = setting(
+        1.0, "weight of negative targets in the loss", "Negative weight", Bound(0.0, 10.0, 0.1)
+    )
+    blocklist: tuple[str, ...] = setting(
+        (), "words never to use (every token containing one is excluded)", "Blocklist"
+    )
+    ascii_only: bool = setting(False, "only plain ASCII tokens", "ASCII only")
+    words_only: bool = setting(
+        False, "only tokens made of letters (most readable)", "Readable words only", note="no sub-word fragments"
+    )
+    precision: str = setting("auto", "precision of the gradient pass (scores stay fp32)", "Precision")
+    # Beyond plain PEZ (pez.engine.polish); defaults chosen with bench/quality.py, see BENCHMARKS.md.
+    whole_words: bool = setting(
+        True,
+        "only tokens that end a word: the prompt is separate words, no glued pieces",
+        "Whole words only",
+        note="no glued pieces",
+    )
+    safe: bool = setting(
+        True, "exclude the default offensive/sexual word list (the blocklist adds to it)", "Block offensive words"
+    )
+    refine_steps: int = setting(
+        50, "rounds of gradient-guided token swaps after the search (0: off)", "Refine steps", Bound(0, 1_000),
+        note="0 = off",
+    )  # fmt: skip
+    prune_tolerance: float = setting(
+        0.01,
+        "drop tokens whose removal costs less than this score (0: off)",
+        "Prune tolerance",
+        Bound(0.0, 0.2, 0.005),
+        note="0 = off",
+    )
+    # The library runs every step by default; the app turns early stop on (APP_PATIENCE).
+    patience: int = setting(
+        0,
+        "stop the search after this many steps without a better score (0: off)",
+        "Early stop: patience",
+        Bound(0, 10_000),
+        note="steps, 0 = off",
+    )
+    init_prompt: str = setting(
+        "", "start from this text instead of random tokens", "Start from this prompt", note="optional"
+    )
+
+    def __post_init__(self):
+        self.validate()
 
     def validate(self, context_length: int | None = None) -> InvertConfig:
-        """Check every field; return self so calls can chain. Raises ConfigError."""
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name in BOUNDS and not (f.name == "seed" and value is None):
-                if f.name not in FLOAT_FIELDS and not _is_int(value):
-                    raise ConfigError(f"{f.name}: expected an integer, received {value!r}")
-                BOUNDS[f.name].check(f.name, value)
-        if context_length is not None and self.prompt_len > context_length - 2:
-            raise ConfigError(
-                f"prompt_len: expected at most {context_length - 2} (the model's context length "
-                f"{context_length} minus SOT and EOT), received {self.prompt_len}"
-            )
+        """Check every field (and, given a model's context length, that the prompt fits it);
+        return self. Raises ConfigError saying expected vs received. Runs when a config is built."""
+        check_fields(self)
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision: expected one of {list(PRECISIONS)}, received {self.precision!r}")
         if not isinstance(self.init_prompt, str) or len(self.init_prompt) > MAX_TEXT_CHARS:
@@ -133,47 +169,106 @@ class InvertConfig:
             )
         if isinstance(self.blocklist, str):
             raise ConfigError("blocklist: expected a sequence of words, received a single string")
+        if context_length is not None:
+            self.fits(context_length)
         return self
+
+    def fits(self, context_length: int) -> None:
+        """The prompt, SOT and EOT must fit the model's context. Raises ConfigError."""
+        if self.prompt_len > context_length - 2:
+            raise ConfigError(
+                f"prompt_len: expected at most {context_length - 2} (the model's context length "
+                f"{context_length} minus SOT and EOT), received {self.prompt_len}"
+            )
 
     def replace(self, **changes) -> InvertConfig:
         return dataclasses.replace(self, **changes)
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+# The app's early stop (the library default patience=0 runs every step): the planted and toy
+# benchmarks gain almost nothing after 150 steps without a new best (BENCHMARKS.md).
+APP_PATIENCE = 150
+PLATEAU_MIN_GAIN = 1e-4  # for patience: a rise of the best projected score smaller than this is no rise
+
+# A search "looks stuck" when, after STUCK_MIN_STEPS steps, its best score is less than
+# STUCK_MIN_GAIN above the mean score of its random start: a working search gains far more
+# (toy world ~0.8, planted prompts ~0.7, real CLIPs ~0.2; a stuck toy run gained almost nothing).
+# What is reachable is unknown for images, but a random prompt is a floor that costs nothing to
+# measure (step 1 scores it). See pez.engine.optim.stuck_hint.
+# A second sign, after refinement: when a few token swaps raise the search's best by more than
+# STUCK_REFINE_GAIN, the search sat in a poor basin (the toy green triangle, prompt length 8,
+# seed 0: search 0.06, refined 0.58, caption 0.96); elsewhere refinement gains 0.01-0.05.
+# Unless pruning then lifts it by as much again (seed 1: refined 0.59, pruned to "green triangle"
+# 0.96). See pez.engine.polish.polish_hint.
+STUCK_MIN_STEPS = 100
+STUCK_MIN_GAIN = 0.05
+STUCK_REFINE_GAIN = 0.1
+STUCK_HINT = "the search looks stuck: try another seed or more restarts (candidates)"
+
+# Refinement (pez.engine.polish), tuned with bench/quality.py --refine-topk/--refine-batch.
+REFINE_TOPK = 8  # candidate tokens per position, by linearised gain
+REFINE_BATCH = 64  # candidate swaps evaluated per round (one batched forward)
+REFINE_VERIFY = 4  # best candidates per round decoded and honestly re-scored
+REFINE_COMBOS = 6  # at most this many gaining swaps (at distinct positions) tried together
+
+# Search precision "auto" on a CPU (pez.engine.accel), measured with bench/speed.py.
+BF16_MIN_GAIN = 1.25  # bf16 must be at least this much faster than fp32 in the probe to be chosen
+BF16_MIN_WIDTH = 256  # narrower text towers are overhead-bound on a CPU: bf16 buys nothing there
+
+# On CUDA, a vision tower whose weights exceed this stays on the CPU between image encodings
+# (ViT-bigG-14: 3.7 GB in fp16), so that PEZ's search, which needs only the text tower, fits 24 GB.
+VISION_OFFLOAD_BYTES = 2 * 2**30
 
 
-@dataclass
+# ---------------------------------------------------------------------------------------------
+# A regeneration
+
+SIZE_MULTIPLE = 8  # the SD VAEs downsample by 8, so image sides must be multiples of 8
+CFG_THRESHOLD = 1.0  # diffusers runs classifier-free guidance (and reads negative prompts) only above this
+
+
+@dataclass(frozen=True)
 class GenerateConfig:
-    """Settings of one regeneration; None means "the model pair's default"."""
+    """Settings of one regeneration, checked when built; None means "the model pair's default"."""
 
-    negative_prompt: str = ""
-    seed: int = 0
-    num_images: int = 1
-    steps: int | None = None
-    guidance: float | None = None
-    width: int | None = None
-    height: int | None = None
+    negative_prompt: str = setting("", "what to avoid (no effect at guidance 0)", "Negative prompt")
+    seed: int = setting(0, "seed of the first image; image k uses seed+k", "Seed", Bound(0, 2**31 - 1))
+    num_images: int = setting(1, "how many images", "Images", Bound(1, 8))
+    steps: int | None = setting(None, "sampling steps (default: the pair's)", "Sampling steps", Bound(1, 100))
+    guidance: float | None = setting(
+        None, "classifier-free guidance scale (default: the pair's)", "Guidance", Bound(0.0, 30.0, 0.5)
+    )
+    width: int | None = setting(None, "width in pixels (default: the pair's)", "Width", Bound(64, 2048, 8))
+    height: int | None = setting(None, "height in pixels (default: the pair's)", "Height", Bound(64, 2048, 8))
+
+    def __post_init__(self):
+        if not isinstance(self.negative_prompt, str):
+            raise ConfigError(f"negative_prompt: expected text, received {self.negative_prompt!r}")
+        if len(self.negative_prompt) > MAX_TEXT_CHARS:
+            raise ConfigError(
+                f"negative_prompt: expected at most {MAX_TEXT_CHARS} characters, received {len(self.negative_prompt)}"
+            )
+        check_fields(self)
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if value is not None and value % SIZE_MULTIPLE:
+                raise ConfigError(f"{name}: expected a multiple of {SIZE_MULTIPLE}, received {value}")
 
 
-GENERATE_BOUNDS: dict[str, Bound] = {
-    "seed": Bound(0, 2**31 - 1),
-    "num_images": Bound(1, 8),
-    "steps": Bound(1, 100),
-    "guidance": Bound(0.0, 30.0, 0.5),
-    "width": Bound(64, 2048, 8),
-    "height": Bound(64, 2048, 8),
-}
+def bounds(cls: type) -> dict[str, Bound]:
+    """{field: Bound} of a config class's numeric settings."""
+    return {f.name: f.metadata["about"].bound for f in dataclasses.fields(cls) if f.metadata["about"].bound}
 
-DEBUG_CONFIG = InvertConfig(prompt_len=4, steps=20, report_every=5)  # tiny preset for tests
+
+BOUNDS: dict[str, Bound] = bounds(InvertConfig)
+GENERATE_BOUNDS: dict[str, Bound] = bounds(GenerateConfig)
 
 __all__ = [
     "APP_PATIENCE",
     "BOUNDS",
+    "About",
     "Bound",
     "CONCAT_SEPARATOR",
-    "ConfigError",
-    "DEBUG_CONFIG",
     "GENERATE_BOUNDS",
     "GenerateConfig",
     "InvertConfig",
@@ -182,5 +277,9 @@ __all__ = [
     "MAX_IMAGE_PIXELS",
     "MAX_TEXT_CHARS",
     "MIN_IMAGE_SIDE",
+    "PRECISIONS",
     "STYLE_TEMPLATE",
+    "about",
+    "bounds",
+    "setting",
 ]

@@ -12,7 +12,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .config import MAX_TEXT_CHARS, ConfigError
+from .config import MAX_TEXT_CHARS
+from .errors import ConfigError
 from .images import load_image
 from .models import LoadedClip
 

@@ -28,15 +28,12 @@ from typing import Any
 
 import torch
 
-from .config import GENERATE_BOUNDS, MAX_IMAGES, MAX_TEXT_CHARS, ConfigError, GenerateConfig
+from .config import CFG_THRESHOLD, MAX_IMAGES, GenerateConfig
+from .errors import ConfigError
 from .features import check_texts, image_features, text_features
 from .models import LoadedClip, ModelPair, WeightsNotFoundError, get_pair, hub_cached, load_clip, resolve_device
 
 log = logging.getLogger(__name__)
-
-SIZE_MULTIPLE = 8  # the SD VAEs downsample by 8, so image sides must be multiples of 8
-CFG_THRESHOLD = 1.0  # diffusers runs classifier-free guidance only when guidance > 1
-
 
 @dataclass(frozen=True)
 class GenerationStep:
@@ -120,33 +117,12 @@ def resolve_settings(pair: ModelPair, config: GenerateConfig | None = None) -> G
     config = GenerateConfig() if config is None else config
     if not isinstance(config, GenerateConfig):
         raise ConfigError(f"config: expected a GenerateConfig, received {type(config).__name__}")
-    values = dataclasses.asdict(config)
     defaults = {"steps": pair.steps, "guidance": pair.guidance, "width": pair.size, "height": pair.size}
-    values.update({k: v for k, v in defaults.items() if values[k] is None})
-    _check_negative_prompt(values["negative_prompt"])
-    for name in ("seed", "num_images", "steps", "width", "height"):
-        _check_int(name, values[name])
-    GENERATE_BOUNDS["guidance"].check("guidance", values["guidance"])
-    for name in ("width", "height"):
-        if values[name] % SIZE_MULTIPLE:
-            raise ConfigError(f"{name}: expected a multiple of {SIZE_MULTIPLE}, received {values[name]}")
-    if pair.kind == "toy" and values["width"] != values["height"]:
-        raise ConfigError(f"size: the toy generator draws square images, received {values['width']}x{values['height']}")
-    values["guidance"] = float(values["guidance"])
-    return GenerationSettings(**values)
-
-
-def _check_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name}: expected an integer, received {value!r}")
-    GENERATE_BOUNDS[name].check(name, value)
-
-
-def _check_negative_prompt(text: Any) -> None:
-    if not isinstance(text, str):
-        raise ConfigError(f"negative_prompt: expected text, received {text!r}")
-    if len(text) > MAX_TEXT_CHARS:
-        raise ConfigError(f"negative_prompt: expected at most {MAX_TEXT_CHARS} characters, received {len(text)}")
+    # GenerateConfig checks itself when built: the pair's defaults go through the same check.
+    filled = dataclasses.replace(config, **{k: v for k, v in defaults.items() if getattr(config, k) is None})
+    if pair.kind == "toy" and filled.width != filled.height:
+        raise ConfigError(f"size: the toy generator draws square images, received {filled.width}x{filled.height}")
+    return GenerationSettings(**{**dataclasses.asdict(filled), "guidance": float(filled.guidance)})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Turning whatever a user hands us into RGB PIL images, or a clear InvalidImageError.
+"""Turning whatever a user hands us into RGB PIL images, or a clear InvalidImageError (pez.errors).
 
 Accepts paths, bytes, file objects, numpy arrays and PIL images. Respects EXIF orientation,
 takes the first frame of animations, flattens alpha onto white, converts every mode (P, LA,
@@ -19,12 +19,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .config import MAX_ASPECT_RATIO, MAX_IMAGE_PIXELS, MAX_IMAGES, MIN_IMAGE_SIDE, ConfigError
-
-
-class InvalidImageError(ValueError):
-    """An input is not a usable image; the message names the input and the reason."""
-
+from .config import MAX_ASPECT_RATIO, MAX_IMAGE_PIXELS, MAX_IMAGES, MIN_IMAGE_SIDE
+from .errors import ConfigError, InvalidImageError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
@@ -180,4 +176,4 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-__all__ = ["IMAGE_SUFFIXES", "InvalidImageError", "load_image", "load_images"]
+__all__ = ["IMAGE_SUFFIXES", "load_image", "load_images"]

@@ -9,16 +9,17 @@ registry pair name, any CLIP spec accepted by `pez.models.load_clip`, or a Loade
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from .config import CONCAT_SEPARATOR, MAX_IMAGES, STYLE_TEMPLATE, ConfigError, InvertConfig
+from .config import BOUNDS, CONCAT_SEPARATOR, MAX_IMAGES, STYLE_TEMPLATE, TEXT_WEIGHT, InvertConfig
+from .errors import ConfigError
 from .features import check_texts, image_features, text_features
 from .images import load_images
 from .models import DEFAULT_PAIR, LoadedClip, load_clip
-from .optim import InversionResult, StepReport, Targets, clean_text, optimize
+from .optim import Targets, clean_text, optimize
+from .results import ConcatReport, ConcatResult, InversionResult, StepReport
 
 Model = str | LoadedClip
 
@@ -33,7 +34,7 @@ def image_targets(
     negative_images: Sequence[Any] | None = None,
     negative_weight: float = 1.0,
     texts: Sequence[str] | None = None,
-    text_weight: float = 1.0,
+    text_weight: float = TEXT_WEIGHT,
 ) -> Targets:
     """Targets from images (positives), optional images to move away from (negatives) and optional
     texts the prompt should also match. With texts the positive target is one combined row,
@@ -57,8 +58,6 @@ def image_targets(
 
 
 def _check_weight(name: str, value) -> None:
-    from .config import BOUNDS
-
     BOUNDS["negative_weight"].check(name, value)  # the same [0, 10] range as the negative weight
 
 
@@ -96,13 +95,13 @@ def invert_stream(
     *,
     negative_images: Sequence[Any] | None = None,
     texts: Sequence[str] | None = None,
-    text_weight: float = 1.0,
+    text_weight: float = TEXT_WEIGHT,
     device: str | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> Iterator[StepReport]:
     """Stream a PEZ run that finds one prompt for all `images` (and away from negatives), also
     matching `texts` with `text_weight` when given (see image_targets)."""
-    config = (config or InvertConfig()).validate()
+    config = config or InvertConfig()
     clip = get_clip(model, device)
     targets = image_targets(clip, images, negative_images, config.negative_weight, texts, text_weight)
     return optimize(clip, targets, config, should_stop)
@@ -126,7 +125,7 @@ def distill_stream(
     should_stop: Callable[[], bool] | None = None,
 ) -> Iterator[StepReport]:
     """Stream a PEZ run whose target is the CLIP text features of `text`."""
-    config = (config or InvertConfig()).validate()
+    config = config or InvertConfig()
     clip = get_clip(model, device)
     return optimize(clip, text_targets(clip, [text]), config, should_stop)
 
@@ -137,26 +136,6 @@ def distill(text: str, model: Model = DEFAULT_PAIR, config: InvertConfig | None 
 
 # ---------------------------------------------------------------------------------------------
 # Prompt concatenation
-
-
-@dataclass
-class ConcatResult:
-    prompt: str  # the joined prompt
-    score: float  # its mean cosine against all images
-    parts: list[InversionResult]  # one per image, in order
-    stopped: bool = False
-
-
-@dataclass
-class ConcatReport:
-    """Progress of a concatenation: which image is being inverted and how that run goes."""
-
-    index: int  # image being inverted (0-based)
-    total: int
-    report: StepReport
-    prompts: list[str] = field(default_factory=list)  # best prompt of each finished image
-    done: bool = False
-    result: ConcatResult | None = None
 
 
 def join_prompts(prompts: Sequence[str], separator: str = CONCAT_SEPARATOR) -> str:
@@ -173,7 +152,7 @@ def concatenate_stream(
     should_stop: Callable[[], bool] | None = None,
 ) -> Iterator[ConcatReport]:
     """Invert each image on its own, then join the prompts (the paper's prompt concatenation)."""
-    config = (config or InvertConfig()).validate()
+    config = config or InvertConfig()
     clip = get_clip(model, device)
     pil = load_images(images)
     feats = image_features(clip, pil)  # (K, D)

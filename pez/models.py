@@ -28,7 +28,8 @@ from typing import Any
 
 import torch
 
-from .config import PRECISIONS, ConfigError, WeightsNotFoundError
+from .config import PRECISIONS, VISION_OFFLOAD_BYTES
+from .errors import ConfigError, WeightsNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -337,11 +338,6 @@ def load_clip(spec: str = DEFAULT_PAIR, device: str | None = None, precision: st
 def clear_cache() -> None:
     with _CACHE_LOCK:
         _CACHE.clear()
-
-
-# On CUDA, a vision tower whose weights exceed this stays on the CPU between image encodings
-# (ViT-bigG-14: 3.7 GB in fp16), so that PEZ's search, which needs only the text tower, fits 24 GB.
-VISION_OFFLOAD_BYTES = 2 * 2**30
 
 
 TINY_CONFIG = {  # a CLIP small enough for unit tests, with the real 49,408-token vocabulary

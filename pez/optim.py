@@ -23,15 +23,17 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from . import accel
 from . import refine as _refine
-from .config import ConfigError, InvertConfig
+from .config import PLATEAU_MIN_GAIN, InvertConfig
+from .errors import ConfigError
 from .models import LoadedClip
+from .results import InversionResult, ScoredPrompt, StepReport
 from .vocab import VocabFilter
 
 # ---------------------------------------------------------------------------------------------
@@ -125,69 +127,6 @@ class Targets:
 
 
 # ---------------------------------------------------------------------------------------------
-# Reports and results
-
-
-@dataclass
-class ScoredPrompt:
-    prompt: str
-    score: float
-
-
-@dataclass
-class InversionResult:
-    """Outcome of a PEZ run. `prompt`/`score` are the best decoded text and its honest score."""
-
-    prompt: str
-    score: float
-    top_k: list[ScoredPrompt]  # distinct prompts, best first
-    steps_run: int
-    elapsed: float  # seconds
-    stopped: bool  # True when stopped before the last step
-    seed: int
-    model: str
-    config: InvertConfig
-    history: list[tuple[int, float, float]] = field(default_factory=list)  # (step, loss, best score)
-    stats: dict[str, float] = field(default_factory=dict)  # diagnostics: scan fraction, per-phase scores
-    hint: str = ""  # advice when the run went badly, e.g. pez.config.STUCK_HINT
-
-    def to_dict(self) -> dict:
-        cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(self.config).items()}
-        return {
-            "prompt": self.prompt,
-            "score": self.score,
-            "top_k": [vars(p) for p in self.top_k],
-            "steps_run": self.steps_run,
-            "elapsed": self.elapsed,
-            "stopped": self.stopped,
-            "seed": self.seed,
-            "model": self.model,
-            "config": cfg,
-            "hint": self.hint,
-            "stats": dict(self.stats),
-        }
-
-
-@dataclass
-class StepReport:
-    """Progress of a running optimisation, yielded every `report_every` steps and at the end."""
-
-    step: int  # steps completed
-    steps: int  # steps planned
-    loss: float  # mean loss over candidates on this step's batch
-    current_prompt: str  # the best candidate's projected prompt this step
-    current_score: float  # its score against all targets
-    best_prompt: str  # best decoded text so far
-    best_score: float  # its honest score
-    elapsed: float  # seconds since the start
-    steps_per_sec: float
-    done: bool = False
-    result: InversionResult | None = None  # set on the final report
-    phase: str = "search"  # "search" (PEZ), "refine" (token swaps) or "prune" (dropping tokens)
-    hint: str = ""  # advice for the user, e.g. "the search looks stuck: ..." (pez.config.STUCK_HINT)
-
-
-# ---------------------------------------------------------------------------------------------
 # The loop
 
 
@@ -272,7 +211,8 @@ def optimize(
     """Run PEZ, yielding a StepReport every `config.report_every` steps and a final one with
     `done=True` and the InversionResult. Stopping (should_stop() true, or closing the generator
     after any report) keeps the best prompt found so far."""
-    config = (config or InvertConfig()).validate(clip.context_length)
+    config = config or InvertConfig()
+    config.fits(clip.context_length)
     seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
     gen = torch.Generator().manual_seed(seed)
     vocab = clip.vocab
@@ -387,8 +327,6 @@ class _Plateau:
     """Early stop when the best projected score has not risen for `patience` steps (0: never),
     and the random start's mean score for the stuck hint (pez.refine.stuck_hint)."""
 
-    MIN_GAIN = 1e-4  # a rise smaller than this is not an improvement
-
     def __init__(self, patience: int):
         self.patience, self.best, self.best_step, self.step = patience, -math.inf, 0, 0
         self.start, self.done = math.nan, False
@@ -398,7 +336,7 @@ class _Plateau:
         top = float(scores.max())
         if step == 1:
             self.start = float(scores.mean())
-        if top > self.best + self.MIN_GAIN:
+        if top > self.best + PLATEAU_MIN_GAIN:
             self.best, self.best_step = top, step
         self.step = step
         self.done = bool(self.patience) and step - self.best_step >= self.patience

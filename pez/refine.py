@@ -28,15 +28,20 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .config import STUCK_HINT, STUCK_MIN_GAIN, STUCK_MIN_STEPS, STUCK_REFINE_GAIN, InvertConfig
+from .config import (
+    REFINE_BATCH,
+    REFINE_COMBOS,
+    REFINE_TOPK,
+    REFINE_VERIFY,
+    STUCK_HINT,
+    STUCK_MIN_GAIN,
+    STUCK_MIN_STEPS,
+    STUCK_REFINE_GAIN,
+    InvertConfig,
+)
 from .vocab import SafetyList, VocabFilter
 
 log = logging.getLogger(__name__)
-
-REFINE_TOPK = 8  # candidate tokens per position, by linearised gain
-REFINE_BATCH = 64  # candidate swaps evaluated per round (one batched forward)
-REFINE_VERIFY = 4  # best candidates per round decoded and honestly re-scored
-REFINE_COMBOS = 6  # at most this many gaining swaps (at distinct positions) tried together
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from .config import ConfigError
+from .errors import ConfigError
 from .models import PAIRS, get_pair, list_pairs, parse_clip_spec
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .config import WeightsNotFoundError
+from .errors import WeightsNotFoundError
 from .toy_world import COLOURS, EVAL_SEED_BASE, SHAPES, _tokenizer, caption, render, word_ids
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets" / "toy_clip"

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .config import ConfigError
+from .errors import ConfigError
 from .toy_clip import ASSETS_DIR
 from .toy_world import COLOURS, DEFAULT_SIZE, EVAL_SEED_BASE, SHAPES, find_words, render
 

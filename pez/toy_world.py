@@ -14,7 +14,7 @@ from functools import cache, lru_cache
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .config import ConfigError
+from .errors import ConfigError
 
 COLOURS: tuple[str, ...] = ("red", "green", "blue", "yellow", "purple", "orange", "white", "black")
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross", "heart")

@@ -139,7 +139,7 @@ def make_config(values: dict) -> pez.InvertConfig:
     if "candidates" in kw and isinstance(kw["candidates"], int):
         kw["top_k"] = max(pez.InvertConfig().top_k, kw["candidates"])
     try:
-        return pez.InvertConfig(**kw).validate()
+        return pez.InvertConfig(**kw)
     except TypeError as e:  # a value of the wrong kind (e.g. a list for a number)
         raise user_error(f"Settings: {e}") from e
 

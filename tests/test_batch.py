@@ -19,6 +19,7 @@ import torch
 import pez
 from pez import batch
 from pez.cli import run as cli_run
+from pez.errors import OOM_HINT
 
 from .conftest import noise_image
 
@@ -271,7 +272,7 @@ def test_cli_batch_out_of_memory_before_any_image_is_one_line(tmp_path, capsys, 
     monkeypatch.setattr("pez.inversion.get_clip", oom)
     rc = cli_run(["batch", str(folder), "--out", str(tmp_path / "r.jsonl"), "-m", MODEL, "-q"])
     err = capsys.readouterr().err.strip()
-    assert rc == 1 and err == f"error: {batch.OOM_HINT}"
+    assert rc == 1 and err == f"error: {OOM_HINT}"
     monkeypatch.undo()  # the real loader again: missing weights are a user error (exit 2)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert cli_run(["batch", str(folder), "--out", str(tmp_path / "r.jsonl"), "-m", "sd-1.5", "-q"]) == 2

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import pez
-from pez.batch import OOM_HINT, describe_error
+from pez.errors import OOM_HINT, describe_error
 from pez.optim import PromptEncoder
 
 from .conftest import noise_image

@@ -9,7 +9,7 @@ import inspect
 import gradio as gr
 
 import pez
-from pez.config import BOUNDS
+from pez.config import BOUNDS, TEXT_WEIGHT
 
 from .. import components as ui
 from ..progress import stopper, stream_inversion
@@ -18,7 +18,6 @@ from ..server import gpu_handler, load_model, user_error
 from ..settings import make_config
 
 P = inspect.Parameter
-TEXT_WEIGHT = 1.0  # pez.invert_stream's default weight of the optional text
 
 
 def _invert_image(image, negative_images, text, text_weight, settings, control):

@@ -24,8 +24,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pez.config import GenerateConfig  # noqa: E402
+from pez.errors import WeightsNotFoundError  # noqa: E402
 from pez.generate import generate, load_generator  # noqa: E402
-from pez.models import WeightsNotFoundError, get_pair  # noqa: E402
+from pez.models import get_pair  # noqa: E402
 
 TURBO_TARGET = 0.3  # s/image, SD-Turbo 512x512 1 step on an H100
 

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pez  # noqa: E402
 from pez import accel, tiny_sd  # noqa: E402
+from pez.vocab import vocabulary  # noqa: E402
 
 # SD-Turbo = SD 2.1-base architecture (stabilityai/sd-turbo unet/vae/text_encoder configs)
 SD_TURBO_UNET = dict(
@@ -112,7 +113,7 @@ def check_pez(args, device: torch.device) -> None:
     _reset_peak(device)
     t = time.perf_counter()
     clip = pez.load_clip(spec, device=str(device), precision="fp32")  # fp32 weights: honest scores
-    _ = clip.vocab
+    _ = vocabulary(clip)
     print(f"[pez] {spec} built in {time.perf_counter() - t:.1f} s; peak VRAM {_peak(device)}", flush=True)
     steps, warm = (args.steps, args.warmup) if not args.smoke else (10, 3)
     # compiling costs ~1 min per (precision, candidates) shape: only the first precision is compiled

@@ -158,9 +158,9 @@ def run_method(clip, targets, method: str, base: pez.InvertConfig, seconds: floa
 
 def planted_cases(clip: pez.LoadedClip, n: int, words: int, seed: int) -> list[tuple[str, list[str]]]:
     """n prompts of `words` random safe whole words (letters, >= 3 of them) each."""
-    from pez.vocab import VocabFilter
+    from pez.vocab import VocabFilter, vocabulary
 
-    vocab = clip.vocab
+    vocab = vocabulary(clip)
     ids = vocab.allowed_ids(VocabFilter(whole_words=True, safe=True, words_only=True)).tolist()
     pool = [i for i in ids if len(vocab.texts[i].strip()) >= 3]
     gen = torch.Generator().manual_seed(seed)

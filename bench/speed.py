@@ -31,13 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pez  # noqa: E402
 from pez import accel  # noqa: E402
+from pez.vocab import vocabulary  # noqa: E402
 
 
 def floor_once(clip, precision: str, prompt_len: int) -> float:
     """One forward + input-gradient backward of the search tower over M + 2 positions."""
     enc = pez.PromptEncoder(clip, accel.search_tower(clip, precision))
-    ids = clip.vocab.allowed_ids()[:prompt_len]
-    x = clip.vocab.embeddings[ids].unsqueeze(0).detach().float().requires_grad_(True)  # (1, M, d)
+    ids = vocabulary(clip).allowed_ids()[:prompt_len]
+    x = vocabulary(clip).embeddings[ids].unsqueeze(0).detach().float().requires_grad_(True)  # (1, M, d)
     _sync(clip.device)
     t = time.perf_counter()
     with torch.enable_grad():
@@ -71,7 +72,7 @@ def _sync(device) -> None:
 
 def bench_arch(arch: str, args) -> None:
     clip = pez.load_clip(f"random:{arch}", device=args.device)
-    _ = clip.vocab  # build the projection index outside the timings
+    _ = vocabulary(clip)  # build the projection index outside the timings
     window = pez.InvertConfig().report_every
     variants = [(p, n) for p in args.precisions for n in (1, args.candidates)]
     runs = {v: make_run(clip, v[0], v[1], args.prompt_len, args.steps, window) for v in variants}

@@ -29,9 +29,10 @@ from typing import Any
 import torch
 
 from .config import CFG_THRESHOLD, MAX_IMAGES, GenerateConfig
-from .errors import ConfigError
+from .errors import ConfigError, WeightsNotFoundError
 from .features import check_texts, image_features, text_features
-from .models import LoadedClip, ModelPair, WeightsNotFoundError, get_pair, hub_cached, load_clip, resolve_device
+from .models import LoadedClip, ModelPair, get_pair, load_clip, resolve_device
+from .models.hub import can_download, hub_cache_dir, hub_cached
 
 log = logging.getLogger(__name__)
 
@@ -203,8 +204,8 @@ def _from_pretrained(source: str, dtype: torch.dtype):
     local = _is_local_path(source)
     if local:
         _check_folder(source)
-    offline = _hub_offline()
-    if local or offline or _is_cached(source):
+    offline = not can_download()
+    if local or offline or hub_cached(source, "model_index.json"):
         try:
             return _try_variants(source, dtype, local_only=True)
         except WeightsNotFoundError:
@@ -255,29 +256,16 @@ def _check_folder(path: str) -> None:
         )
 
 
-def _hub_offline() -> bool:
-    """Nothing can be downloaded: HF_HUB_OFFLINE is set, or the hub is unreachable."""
-    from .models import hub_offline, hub_reachable
-
-    return hub_offline() or not hub_reachable()
-
-
-def _is_cached(repo: str) -> bool:
-    return hub_cached(repo, "model_index.json")
-
-
 def _missing_message(source: str, reasons: list[str], local_only: bool) -> str:
-    from huggingface_hub.constants import HF_HUB_CACHE
-
     if _is_local_path(source):
         where = f"the local folder {source!r}"
     else:
         mode = (
             "offline: HF_HUB_OFFLINE is set or the hub is unreachable"
-            if _hub_offline()
+            if not can_download()
             else ("cache only" if local_only else "download")
         )
-        where = f"the Hugging Face repo {source!r} ({mode}; hub cache {HF_HUB_CACHE})"
+        where = f"the Hugging Face repo {source!r} ({mode}; hub cache {hub_cache_dir()})"
     return (
         f"Could not load the diffusion generator from {where}. Tried: {'; '.join(reasons)}. "
         f"To provide it: run once with network access so it is cached (e.g. `hf download {source}`), "

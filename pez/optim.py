@@ -34,7 +34,7 @@ from .config import PLATEAU_MIN_GAIN, InvertConfig
 from .errors import ConfigError
 from .models import LoadedClip
 from .results import InversionResult, ScoredPrompt, StepReport
-from .vocab import VocabFilter
+from .vocab import VocabFilter, vocabulary
 
 # ---------------------------------------------------------------------------------------------
 # Embedding-level text encoder
@@ -54,7 +54,7 @@ class PromptEncoder:
         self.model = m
         self.cast_dtype = m.transformer.get_cast_dtype()
         self.batch_first = getattr(m.transformer, "batch_first", True)
-        emb = clip.vocab.embeddings
+        emb = vocabulary(clip).embeddings
         self.sot = emb[clip.sot_id]  # (d,)
         self.eot = emb[clip.eot_id]  # (d,)
         self.tower = tower  # (N, L, d), (N,) -> (N, D) in place of the model's modules (pez.accel)
@@ -215,7 +215,7 @@ def optimize(
     config.fits(clip.context_length)
     seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
     gen = torch.Generator().manual_seed(seed)
-    vocab = clip.vocab
+    vocab = vocabulary(clip)
     precision = accel.search_precision(config.precision, clip.device, vocab.embeddings.shape[1])
     encoder = PromptEncoder(clip, accel.search_tower(clip, precision))  # the gradient pass
     scorer = PromptEncoder(clip, accel.scoring_tower(clip))  # fp32, for every reported score

@@ -39,7 +39,7 @@ from .config import (
     STUCK_REFINE_GAIN,
     InvertConfig,
 )
-from .vocab import SafetyList, VocabFilter
+from .vocab import SafetyList, VocabFilter, vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 def initial_ids(clip, vf: VocabFilter, mask: torch.Tensor, config: InvertConfig, gen: torch.Generator) -> torch.Tensor:
     """(N, M) start ids: random allowed tokens, or `config.init_prompt` tokenised, truncated to M,
     padded with random allowed tokens; its disallowed tokens are re-projected onto allowed ones."""
-    vocab, n, m = clip.vocab, config.candidates, config.prompt_len
+    vocab, n, m = vocabulary(clip), config.candidates, config.prompt_len
     allowed = vocab.allowed_ids(vf).cpu()
     init = allowed[torch.randint(len(allowed), (n, m), generator=gen)]  # (N, M)
     body = text_ids(clip, config.init_prompt)[:m] if config.init_prompt.strip() else []
@@ -169,7 +169,7 @@ class Polisher:
 
     def _gains(self, ids: list[int]) -> torch.Tensor:
         """(L, V) linearised objective gain of swapping each position to each allowed token."""
-        emb = self.clip.vocab.embeddings  # (V, d)
+        emb = vocabulary(self.clip).embeddings  # (V, d)
         x = emb[torch.tensor(ids, device=emb.device)].unsqueeze(0).detach().requires_grad_(True)  # (1, L, d)
         with torch.enable_grad():
             feats = F.normalize(self.encoder.encode_prompt_embeddings(x).float(), dim=-1)

@@ -32,6 +32,7 @@ import torch
 
 from .errors import ConfigError
 from .models import PAIRS, get_pair, list_pairs, parse_clip_spec
+from .models.hub import open_clip_files
 
 log = logging.getLogger(__name__)
 
@@ -391,10 +392,8 @@ def write_clip_repo(hub: Path, clip_spec: str, dtype: str, values: ValueSource) 
     """The open_clip hub repo of a CLIP spec ("ARCH/TAG"): weights + open_clip_config.json."""
     import open_clip
 
-    from .models import _hub_files
-
     spec = parse_clip_spec(clip_spec)
-    repo, names = _hub_files(spec)
+    repo, names = open_clip_files(spec.arch, spec.location)
     if not repo:
         raise ConfigError(f"replica: {clip_spec!r} is not loaded from the Hugging Face Hub")
     snap = repo_dir(hub, repo, fake_revision(repo, dtype, values.seed))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import threading
+import weakref
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -156,6 +157,19 @@ class Vocabulary:
         return torch.addmm(mask.unsqueeze(0), flat, self.unit.T)
 
 
+_VOCABS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # LoadedClip -> Vocabulary
+_VOCABS_LOCK = threading.Lock()
+
+
+def vocabulary(clip) -> Vocabulary:
+    """The vocabulary of a loaded CLIP (pez.models.LoadedClip), built on first use and kept as long
+    as the CLIP lives; the embedding matrix never changes, so it is normalised once."""
+    with _VOCABS_LOCK:
+        if clip not in _VOCABS:
+            _VOCABS[clip] = Vocabulary.from_clip(clip)
+        return _VOCABS[clip]
+
+
 class Projector:
     """Exact nearest-token projection that avoids most full vocabulary scans during a run.
 
@@ -208,4 +222,4 @@ class Projector:
         return sims.argmax(dim=-1)  # exact, lowest id among ties
 
 
-__all__ = ["Projector", "SafetyList", "VocabFilter", "Vocabulary"]
+__all__ = ["Projector", "SafetyList", "VocabFilter", "Vocabulary", "vocabulary"]

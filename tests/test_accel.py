@@ -13,7 +13,8 @@ import torch.nn.functional as F
 
 import pez
 from pez import accel, toy
-from pez.config import ConfigError
+from pez.errors import ConfigError
+from pez.vocab import vocabulary
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -84,7 +85,7 @@ def test_compile_is_off_on_cpu_unless_asked(monkeypatch):
 def _inputs(clip, n: int, m: int = 5, seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(1000, 40000, (n, m), generator=gen)
-    return clip.vocab.embeddings[ids].float()  # (N, M, d)
+    return vocabulary(clip).embeddings[ids].float()  # (N, M, d)
 
 
 @pytest.mark.parametrize("spec", ["random:tiny", "toy"])

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 import pez
 from pez.optim import PromptEncoder, clean_text
-from pez.vocab import VocabFilter
+from pez.vocab import VocabFilter, vocabulary
 
 from .conftest import noise_image
 
@@ -26,7 +26,7 @@ FAST = pez.InvertConfig(prompt_len=4, steps=12, report_every=4, candidates=2, se
 
 
 def test_projection_is_exact_nearest_cosine(tiny_clip):
-    vocab = tiny_clip.vocab
+    vocab = vocabulary(tiny_clip)
     soft = torch.randn(3, 5, vocab.embeddings.shape[1], generator=torch.Generator().manual_seed(1))
     ids = vocab.project(soft, vocab.mask())
     sims = F.normalize(soft.reshape(-1, soft.shape[-1]), dim=-1) @ F.normalize(vocab.embeddings.float(), dim=-1).T
@@ -36,13 +36,13 @@ def test_projection_is_exact_nearest_cosine(tiny_clip):
 
 
 def test_projection_of_a_token_embedding_is_itself(tiny_clip):
-    vocab = tiny_clip.vocab
+    vocab = vocabulary(tiny_clip)
     ids = torch.tensor([[320, 1929, 2368, 49405]])
     assert torch.equal(vocab.project(vocab.embeddings[ids] * 3.0, vocab.mask()), ids)  # scale-free
 
 
 def test_projection_never_picks_special_tokens(tiny_clip):
-    vocab = tiny_clip.vocab
+    vocab = vocabulary(tiny_clip)
     specials = vocab.embeddings[[tiny_clip.sot_id, tiny_clip.eot_id]].unsqueeze(0)  # aim right at them
     ids = vocab.project(specials, vocab.mask())
     assert not set(ids.flatten().tolist()) & {tiny_clip.sot_id, tiny_clip.eot_id}
@@ -52,7 +52,7 @@ def test_incremental_projector_matches_full_scan(tiny_clip):
     """The projector that skips scans must give exactly the full scan's ids, step after step."""
     from pez.vocab import Projector
 
-    vocab = tiny_clip.vocab
+    vocab = vocabulary(tiny_clip)
     for vf in (VocabFilter(), VocabFilter(words_only=True, blocklist=("a",))):
         mask = vocab.mask(vf)
         project = Projector(vocab, mask, keep=32)
@@ -75,13 +75,13 @@ def test_parity_with_encode_text(tiny_clip):
     assert torch.allclose(enc.encode_ids(bodies), ref, atol=1e-5)
     # the slot path: embeddings of the same bodies, one at a time (no padding at all)
     for body, r in zip(bodies, ref):
-        emb = tiny_clip.vocab.embeddings[torch.tensor([body])]
+        emb = vocabulary(tiny_clip).embeddings[torch.tensor([body])]
         assert torch.allclose(enc.encode_prompt_embeddings(emb)[0], r, atol=1e-5)
 
 
 def test_gradient_flows_to_prompt_slots(tiny_clip):
     enc = PromptEncoder(tiny_clip)
-    x = tiny_clip.vocab.embeddings[torch.tensor([[320, 1929, 2368]])].clone().requires_grad_(True)
+    x = vocabulary(tiny_clip).embeddings[torch.tensor([[320, 1929, 2368]])].clone().requires_grad_(True)
     enc.encode_prompt_embeddings(x).sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
     assert all(p.grad is None for p in tiny_clip.model.parameters())  # the model stays frozen
@@ -203,7 +203,7 @@ def test_no_seed_draws_and_reports_one(tiny_clip, images):
 
 
 def test_blocklist_excludes_every_containing_token(tiny_clip):
-    vocab = tiny_clip.vocab
+    vocab = vocabulary(tiny_clip)
     vf = VocabFilter(blocklist=("cat",))
     allowed = set(vocab.allowed_ids(vf).tolist())
     blocked = [i for i, t in enumerate(vocab.texts) if "cat" in t.lower()]
@@ -215,7 +215,7 @@ def test_blocklist_excludes_every_containing_token(tiny_clip):
 
 
 def test_ascii_and_words_only(tiny_clip, images):
-    vocab = tiny_clip.vocab
+    vocab = vocabulary(tiny_clip)
     ascii_ids = vocab.allowed_ids(VocabFilter(ascii_only=True)).tolist()
     words_ids = vocab.allowed_ids(VocabFilter(words_only=True)).tolist()
     assert all(vocab.texts[i].strip().isascii() for i in ascii_ids)
@@ -379,11 +379,11 @@ def test_core_never_imports_gradio_or_prints():
 
 def test_unreachable_hub_fails_fast_without_offline_flag(monkeypatch):
     """No HF_HUB_OFFLINE, no cache, no network: a clear error at once, not a minute of retries."""
-    from pez import models
+    from pez.models import hub
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(models, "hub_offline", lambda: False)
-    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(hub, "hub_offline", lambda: False)
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: False)
     monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lambda *a, **k: None)
     with pytest.raises(pez.WeightsNotFoundError, match="Hugging Face Hub is unreachable"):
         pez.load_clip("ViT-B-32/openai", device="cpu")

@@ -17,8 +17,9 @@ import torch
 
 import pez
 from pez.config import MAX_IMAGES, MAX_TEXT_CHARS, ConfigError, GenerateConfig
+from pez.errors import WeightsNotFoundError
 from pez.generate import GenerationStep, generate, load_generator, score_images
-from pez.models import WeightsNotFoundError, get_pair
+from pez.models import get_pair
 
 SLOW = pytest.mark.skipif(os.environ.get("RUN_SLOW") != "1", reason="slow: set RUN_SLOW=1 to run")
 PAIR = "sd-2.1-base"  # any SD pair: the injected tiny pipeline replaces its generator

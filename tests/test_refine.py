@@ -13,7 +13,7 @@ import torch
 import pez
 from pez import refine
 from pez.cli import build_parser, config_from_args
-from pez.vocab import SafetyList, VocabFilter
+from pez.vocab import SafetyList, VocabFilter, vocabulary
 
 PLAIN = pez.InvertConfig(
     prompt_len=4, steps=12, report_every=4, candidates=2, seed=0, refine_steps=0, prune_tolerance=0
@@ -33,7 +33,7 @@ def _run(clip, images, config, should_stop=None):
     "vf", [VocabFilter(), VocabFilter(whole_words=True), VocabFilter(safe=True), VocabFilter(ascii_only=True)]
 )
 def test_no_token_with_broken_text_is_ever_allowed(tiny_clip, vf):
-    vocab = tiny_clip.vocab
+    vocab = vocabulary(tiny_clip)
     broken = [i for i, t in enumerate(vocab.texts) if "\ufffd" in t]
     assert len(broken) > 100  # partial UTF-8 bytes of the BPE
     assert not set(broken) & set(vocab.allowed_ids(vf).tolist())
@@ -46,7 +46,7 @@ def test_runs_never_return_broken_text(tiny_clip, images):
 
 
 def test_whole_words_only_when_on(tiny_clip, images):
-    vocab = tiny_clip.vocab
+    vocab = vocabulary(tiny_clip)
     whole = vocab.allowed_ids(VocabFilter(whole_words=True)).tolist()
     every = vocab.allowed_ids(VocabFilter()).tolist()
     assert all(vocab.texts[i].endswith(" ") for i in whole)  # "cat</w>" decodes to "cat "
@@ -68,7 +68,7 @@ def test_safety_list_matches_whole_words_and_word_starts_not_substrings():
 
 
 def test_safe_vocabulary_keeps_class_and_user_blocklist_adds(tiny_clip):
-    vocab, tok = tiny_clip.vocab, tiny_clip.tokenizer
+    vocab, tok = vocabulary(tiny_clip), tiny_clip.tokenizer
     cls, ass, rapist = (tok.encode(w)[0] for w in ("class", "ass", "rapist"))
     safe = set(vocab.allowed_ids(VocabFilter(safe=True)).tolist())
     assert cls in safe and ass not in safe and rapist not in safe
@@ -203,10 +203,10 @@ def test_toy_split_has_no_import_cycle_and_keeps_names():
 
     assert toy.render is toy_world.render and toy.create_toy_clip is toy_clip.create_toy_clip
     assert toy.toy_generate is toy_generator.toy_generate and toy.TrainConfig is toy_clip.TrainConfig
-    assert pez.models.WeightsNotFoundError is pez.errors.WeightsNotFoundError
+    assert pez.WeightsNotFoundError is pez.errors.WeightsNotFoundError
 
 
 def test_result_score_is_finite_with_defaults(tiny_clip, images):
     _, res = _run(tiny_clip, images[:1], pez.InvertConfig(prompt_len=4, steps=10, refine_steps=2, seed=1))
     assert math.isfinite(res.score) and res.prompt and isinstance(res.stats["search_steps"], int)
-    assert torch.is_tensor(tiny_clip.vocab.mask(VocabFilter(safe=True, whole_words=True)))
+    assert torch.is_tensor(vocabulary(tiny_clip).mask(VocabFilter(safe=True, whole_words=True)))

@@ -237,8 +237,10 @@ def test_a_large_vision_tower_stays_on_the_cpu_during_the_search(images):
     encode images (checked here with the meta device standing in for the accelerator)."""
     import open_clip
 
+    from pez.config import VISION_OFFLOAD_BYTES
     from pez.features import image_features
-    from pez.models import TINY_CONFIG, VISION_OFFLOAD_BYTES, LoadedClip, _to_device, _vision_bytes, parse_clip_spec
+    from pez.models.clip import LoadedClip, _to_device, _vision_bytes, parse_clip_spec
+    from pez.testing.tiny_clip import TINY_CONFIG
 
     assert _vision_bytes(replica.meta_clip("ViT-bigG-14"), "fp16") > VISION_OFFLOAD_BYTES
     assert _vision_bytes(replica.meta_clip("ViT-L-14"), "fp16") < VISION_OFFLOAD_BYTES
@@ -261,7 +263,7 @@ def test_openai_clip_loads_with_quick_gelu(tmp_path, monkeypatch):
     """ViT-L-14/openai (SD 1.x's CLIP) was trained with QuickGELU; open_clip only warns unless told."""
     from huggingface_hub import constants
 
-    from pez.models import _load_open_clip, parse_clip_spec
+    from pez.models.clip import _load_open_clip, parse_clip_spec
 
     replica.write_clip_repo(tmp_path / "hub", "ViT-L-14/openai", "fp16", replica.ValueSource(0))
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))

@@ -15,7 +15,7 @@ import torch
 
 from pez import toy
 from pez.config import ConfigError
-from pez.models import WeightsNotFoundError
+from pez.errors import WeightsNotFoundError
 
 needs_weights = pytest.mark.skipif(
     not (toy.ASSETS_DIR / toy.WEIGHTS_FILE).is_file(), reason="toy CLIP not built (python -m pez.toy train)"

@@ -1,8 +1,8 @@
-"""Model plumbing: the registry of CLIP <-> generator pairs, CLIP loading and caching, devices.
+"""Loading CLIPs: spec strings, the LoadedClip PEZ runs on, one cached load per spec, devices.
 
-The registry (`PAIRS`, `list_pairs()`) is the single source of truth the CLI, the app and the
-generator read. CLIP models are loaded once per (spec, device, precision) and cached; callers
-get them from `load_clip()` and never mutate them.
+CLIP models are loaded once per (spec, device, precision) and cached; callers get them from
+`load_clip()` and never mutate them (the engine keeps what it derives from a CLIP, such as its
+vocabulary and towers, in its own caches keyed by the LoadedClip).
 
 A CLIP spec is a string:
   - a pair name from the registry, e.g. "sd-2.1-base" (uses that pair's CLIP);
@@ -22,117 +22,17 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .config import PRECISIONS, VISION_OFFLOAD_BYTES
-from .errors import ConfigError, WeightsNotFoundError
+from ..config import PRECISIONS, VISION_OFFLOAD_BYTES
+from ..errors import ConfigError, WeightsNotFoundError
+from . import hub
+from .registry import DEFAULT_PAIR, PAIRS, list_pairs
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ModelPair:
-    """A diffusion generator and the CLIP text encoder PEZ should optimise against for it."""
-
-    name: str  # registry key, e.g. "sd-turbo"
-    label: str  # human-readable, for dropdowns
-    clip: str  # CLIP spec ("ARCH/TAG" or "toy")
-    generator: str | None  # diffusers hub id; None: no diffusion generator
-    kind: str = "sd"  # pipeline family: "sd", "sdxl" or "toy"
-    steps: int = 25  # default sampling steps
-    guidance: float = 7.5  # default classifier-free guidance
-    size: int = 512  # default width and height
-    scheduler: str | None = None  # "dpm-multistep" or None (the pipeline's own)
-    note: str = ""
-
-    @property
-    def clip_arch(self) -> str:
-        return self.clip.split("/")[0]
-
-
-PAIRS: dict[str, ModelPair] = {
-    p.name: p
-    for p in [
-        ModelPair(
-            "sd-turbo",
-            "SD-Turbo (fast, 1-4 steps)",
-            "ViT-H-14/laion2b_s32b_b79k",
-            "stabilityai/sd-turbo",
-            steps=1,
-            guidance=0.0,
-            size=512,
-            note="Fast default for interactive use on a GPU; guidance 0 ignores negative prompts.",
-        ),
-        ModelPair(
-            "sd-2.1-base",
-            "Stable Diffusion 2.1-base (paper setting)",
-            "ViT-H-14/laion2b_s32b_b79k",
-            "stabilityai/stable-diffusion-2-1-base",
-            steps=25,
-            guidance=9.0,
-            size=512,
-            scheduler="dpm-multistep",
-            note="The PEZ paper's generation setting.",
-        ),
-        ModelPair(
-            "sd-1.5",
-            "Stable Diffusion 1.5",
-            "ViT-L-14/openai",
-            "stable-diffusion-v1-5/stable-diffusion-v1-5",
-            steps=25,
-            guidance=7.5,
-            size=512,
-        ),
-        ModelPair(
-            "sdxl",
-            "SDXL base 1.0",
-            "ViT-bigG-14/laion2b_s39b_b160k",
-            "stabilityai/stable-diffusion-xl-base-1.0",
-            kind="sdxl",
-            steps=30,
-            guidance=7.0,
-            size=1024,
-            note="PEZ optimises for the bigG encoder only; SDXL also has a ViT-L encoder.",
-        ),
-        ModelPair(
-            "sdxl-turbo",
-            "SDXL-Turbo (fast, 1-4 steps)",
-            "ViT-bigG-14/laion2b_s39b_b160k",
-            "stabilityai/sdxl-turbo",
-            kind="sdxl",
-            steps=1,
-            guidance=0.0,
-            size=512,
-        ),
-        ModelPair(
-            "toy",
-            "Toy world (offline demo, no download)",
-            "toy",
-            None,
-            kind="toy",
-            steps=1,
-            guidance=0.0,
-            size=64,
-            note="A small CLIP trained on coloured shapes; its 'generator' draws the shapes named.",
-        ),
-    ]
-}
-DEFAULT_PAIR = "sd-turbo"
-
-
-def list_pairs() -> list[str]:
-    """Names of the registered model pairs, default first."""
-    return [DEFAULT_PAIR] + [name for name in PAIRS if name != DEFAULT_PAIR]
-
-
-def get_pair(name: str) -> ModelPair:
-    if name not in PAIRS:
-        raise ConfigError(f"model pair: expected one of {list_pairs()}, received {name!r}")
-    return PAIRS[name]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,13 +207,6 @@ class LoadedClip:
     def dtype(self) -> torch.dtype:
         return self.model.token_embedding.weight.dtype
 
-    @cached_property
-    def vocab(self):
-        """The projection index over this model's vocabulary (built once, on first use)."""
-        from .vocab import Vocabulary
-
-        return Vocabulary.from_clip(self)
-
 
 _CACHE: dict[tuple, LoadedClip] = {}
 _CACHE_LOCK = threading.Lock()
@@ -340,26 +233,19 @@ def clear_cache() -> None:
         _CACHE.clear()
 
 
-TINY_CONFIG = {  # a CLIP small enough for unit tests, with the real 49,408-token vocabulary
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
-}
-
-
 def _load_uncached(spec: ClipSpec, device: torch.device, precision: str) -> LoadedClip:
     import open_clip
 
     log.info("loading CLIP %s on %s (%s)", spec.label, device, precision)
     if spec.source == "toy":
-        from . import toy_clip
+        from ..toy_clip import create_toy_clip
 
-        model, preprocess = toy_clip.create_toy_clip()
+        model, preprocess = create_toy_clip()
         tokenizer = open_clip.get_tokenizer("ViT-B-32")
     elif spec.source == "random" and spec.arch == "tiny":
-        torch.manual_seed(0)
-        model = open_clip.model.CLIP(**TINY_CONFIG)
-        preprocess = open_clip.image_transform(TINY_CONFIG["vision_cfg"]["image_size"], is_train=False)
+        from ..testing.tiny_clip import tiny_clip_model
+
+        model, preprocess = tiny_clip_model()
         tokenizer = open_clip.get_tokenizer("ViT-B-32")
     else:
         model, preprocess, tokenizer = _load_open_clip(spec, device, precision)
@@ -417,147 +303,19 @@ def _load_open_clip(spec: ClipSpec, device: torch.device, precision: str):
     return model, preprocess, tokenizer
 
 
-def _hub_files(spec: ClipSpec) -> tuple[str, list[str]]:
-    """(hub repo id, candidate filenames) open_clip would download for an ARCH/TAG spec."""
-    import open_clip
-
-    cfg = open_clip.get_pretrained_cfg(spec.arch, spec.location)
-    repo, filename = os.path.split(cfg.get("hf_hub", ""))  # "org/repo/" -> default filename
-    filename = filename or "open_clip_pytorch_model.bin"
-    names = [filename]
-    if filename.endswith((".bin", ".pth")):
-        names.insert(
-            0,
-            "open_clip_model.safetensors"
-            if filename == "open_clip_pytorch_model.bin"
-            else filename[:-4] + ".safetensors",
-        )
-    return repo, names
-
-
-def hub_offline() -> bool:
-    """True when HF_HUB_OFFLINE is set: nothing may be downloaded."""
-    from huggingface_hub import constants
-
-    env = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "TRUE", "ON", "YES")
-    return bool(constants.HF_HUB_OFFLINE) or env
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face Hub's host accepts a connection (a quick probe, so that a machine
-    without network gets a clear error at once instead of a minute of download retries)."""
-    import socket
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants
-
-    url = urlparse(constants.ENDPOINT)
-    try:
-        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def hub_cached(repo: str, *names: str) -> bool:
-    """Whether any of the files `names` of hub repo `repo` is in the local hub cache (no network)."""
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        return any(isinstance(try_to_load_from_cache(repo, n), str) for n in names)
-    except Exception:  # noqa: BLE001 - a malformed repo id is simply "not cached"
-        return False
-
-
 def _check_cached(spec: ClipSpec) -> None:
     """Fail fast when the weights are not in the local hub cache and cannot be downloaded."""
-    repo, names = _hub_files(spec)
-    if not repo:
-        return  # URL-only weights: let open_clip try its own cache
-    if hub_cached(repo, *names):
-        return
-    if hub_offline():
-        raise WeightsNotFoundError(_missing_message(spec, "HF_HUB_OFFLINE is set and the files are not cached"))
-    if not hub_reachable():
-        raise WeightsNotFoundError(
-            _missing_message(spec, "the files are not cached and the Hugging Face Hub is unreachable")
-        )
-    _download(spec, repo, names)
-
-
-def _download(spec: ClipSpec, repo: str, names: list[str]) -> str:
-    """Download the first of `names` the repo has, with huggingface_hub's progress bar (which
-    resumes within the run after transient errors). A failure is one WeightsNotFoundError line."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
-
-    for name in names:
-        try:
-            return hf_hub_download(repo, name)
-        except EntryNotFoundError:
-            continue  # e.g. no .safetensors: open_clip's fallback name is next
-        except Exception as e:  # noqa: BLE001 - network, disk, gated repo...: one clear line
-            reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-            raise WeightsNotFoundError(
-                f"Could not download the CLIP weights for {spec.label!r}: {name} of the Hugging Face repo "
-                f"{repo!r} failed ({reason}). Run the same command again to retry; files already complete "
-                f"in the hub cache ({_hub_cache_dir()}) are kept."
-            ) from e
-    raise WeightsNotFoundError(_missing_message(spec, f"the Hugging Face repo {repo!r} has none of these files"))
-
-
-@dataclass(frozen=True)
-class Availability:
-    """Whether a pair's weights can be used now: cached locally, or downloadable on first use."""
-
-    pair: str
-    ok: bool  # usable now (everything cached, or the hub is reachable to download the rest)
-    cached: bool  # every repo the pair needs is in the local hub cache
-    missing: tuple[str, ...] = ()  # hub repos (or files) not in the local cache
-    reason: str = ""  # why not usable, when not ok
-    how_to: str = ""  # how to make it usable, when not ok
-
-
-def pair_availability(name: str = DEFAULT_PAIR, timeout: float = 3.0) -> Availability:
-    """Quickly learn (no download, one connection probe at most) whether pair `name` can run.
-
-    The app calls this at start-up to decide whether to fall back to the toy world; the CLI never
-    falls back and keeps its clear WeightsNotFoundError."""
-    pair = get_pair(name)
-    if pair.kind == "toy":
-        return Availability(pair.name, ok=True, cached=True)
-    missing = []
-    spec = parse_clip_spec(pair.clip)
-    if spec.source == "tag":
-        repo, names = _hub_files(spec)
-        if repo and not hub_cached(repo, *names):
-            missing.append(repo)
-    if pair.generator and not Path(pair.generator).is_dir():
-        if not hub_cached(pair.generator, "model_index.json"):
-            missing.append(pair.generator)
-    if not missing:
-        return Availability(pair.name, ok=True, cached=True)
-    how_to = (
-        "Run once with network access so the weights are cached, point HF_HOME at a folder that holds "
-        "them, or pass local folders/files (see README, 'Models')."
-    )
-    if hub_offline():
-        reason = f"HF_HUB_OFFLINE is set and {', '.join(missing)} not in the hub cache ({_hub_cache_dir()})"
-        return Availability(pair.name, False, False, tuple(missing), reason, how_to)
-    if not hub_reachable(timeout):
-        reason = (
-            f"{', '.join(missing)} not in the hub cache ({_hub_cache_dir()}) and the Hugging Face Hub is unreachable"
-        )
-        return Availability(pair.name, False, False, tuple(missing), reason, how_to)
-    return Availability(pair.name, ok=True, cached=False, missing=tuple(missing))
+    repo, names = hub.open_clip_files(spec.arch, spec.location)
+    if repo:  # URL-only weights: let open_clip try its own cache
+        hub.ensure_cached(repo, names, f"the CLIP weights for {spec.label!r}", lambda why: _missing_message(spec, why))
 
 
 def _missing_message(spec: ClipSpec, reason: str) -> str:
     where = ""
     if spec.source == "tag":
-        repo, names = _hub_files(spec)
+        repo, names = hub.open_clip_files(spec.arch, spec.location)
         where = (
-            f" Looked for {' or '.join(names)} of the Hugging Face repo {repo!r} in the hub cache ({_hub_cache_dir()})."
+            f" Looked for {' or '.join(names)} of the Hugging Face repo {repo!r} in the hub cache ({hub.hub_cache_dir()})."
         )
     return (
         f"Could not load the CLIP weights for {spec.label!r}: {reason.strip()}.{where} "
@@ -567,29 +325,11 @@ def _missing_message(spec: ClipSpec, reason: str) -> str:
     )
 
 
-def _hub_cache_dir() -> str:
-    from huggingface_hub.constants import HF_HUB_CACHE
-
-    return str(HF_HUB_CACHE)
-
-
 __all__ = [
-    "Availability",
     "ClipSpec",
-    "DEFAULT_PAIR",
     "LoadedClip",
-    "ModelPair",
-    "PAIRS",
-    "PRECISIONS",
-    "WeightsNotFoundError",
     "clear_cache",
-    "get_pair",
-    "hub_cached",
-    "hub_offline",
-    "hub_reachable",
-    "list_pairs",
     "load_clip",
-    "pair_availability",
     "parse_clip_spec",
     "resolve_device",
     "resolve_precision",

@@ -121,8 +121,8 @@ def _dictionary() -> set[str] | None:
 
 
 def prompt_stats(clip: pez.LoadedClip, prompt: str, dictionary: set[str] | None) -> dict:
-    """Words per prompt, share of dictionary words, offensive hits (pez.vocab.SafetyList)."""
-    from pez.vocab import SafetyList
+    """Words per prompt, share of dictionary words, offensive hits (pez.engine.vocab.SafetyList)."""
+    from pez.engine.vocab import SafetyList
 
     words = prompt.split()
     if dictionary is not None:
@@ -158,7 +158,7 @@ def run_method(clip, targets, method: str, base: pez.InvertConfig, seconds: floa
 
 def planted_cases(clip: pez.LoadedClip, n: int, words: int, seed: int) -> list[tuple[str, list[str]]]:
     """n prompts of `words` random safe whole words (letters, >= 3 of them) each."""
-    from pez.vocab import VocabFilter, vocabulary
+    from pez.engine.vocab import VocabFilter, vocabulary
 
     vocab = vocabulary(clip)
     ids = vocab.allowed_ids(VocabFilter(whole_words=True, safe=True, words_only=True)).tolist()
@@ -270,14 +270,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--methods", nargs="*", choices=list(METHODS), help="subset of methods to compare")
     ap.add_argument("--seconds", type=float, default=None, help="budget per method and case (default: calibrated)")
     ap.add_argument("--weights-seed", type=int, default=0, help="torch seed of the planted benchmark's ViT-B-32")
-    ap.add_argument("--refine-topk", type=int, default=None, help="override pez.refine.REFINE_TOPK (tuning)")
-    ap.add_argument("--refine-batch", type=int, default=None, help="override pez.refine.REFINE_BATCH (tuning)")
+    ap.add_argument("--refine-topk", type=int, default=None, help="override pez.config.REFINE_TOPK (tuning)")
+    ap.add_argument("--refine-batch", type=int, default=None, help="override pez.config.REFINE_BATCH (tuning)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from pez import refine
+    from pez.engine import polish  # the refine phase reads these names from its module
 
-    refine.REFINE_TOPK = args.refine_topk or refine.REFINE_TOPK
-    refine.REFINE_BATCH = args.refine_batch or refine.REFINE_BATCH
+    polish.REFINE_TOPK = args.refine_topk or polish.REFINE_TOPK
+    polish.REFINE_BATCH = args.refine_batch or polish.REFINE_BATCH
     if args.compare:
         if args.compare == "plain-toy" and args.model_dir is None:
             args.model_dir = str(Path.home() / ".cache" / "pez" / "toy_clip_plain")

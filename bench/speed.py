@@ -30,8 +30,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pez  # noqa: E402
-from pez import accel  # noqa: E402
-from pez.vocab import vocabulary  # noqa: E402
+from pez.engine import accel  # noqa: E402
+from pez.engine.vocab import vocabulary  # noqa: E402
 
 
 def floor_once(clip, precision: str, prompt_len: int) -> float:

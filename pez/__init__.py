@@ -9,8 +9,10 @@ CLIP's vocabulary, so the result is real text any diffusion model accepts. The p
 """
 
 from .config import BOUNDS, STYLE_TEMPLATE, GenerateConfig, InvertConfig
+from .engine.features import image_features, image_similarity, score_texts, text_features
+from .engine.optim import Targets, optimize
+from .engine.tower import PromptEncoder
 from .errors import ConfigError, InvalidImageError, WeightsNotFoundError
-from .features import image_features, image_similarity, score_texts, text_features
 from .images import load_image, load_images
 from .inversion import (
     apply_style,
@@ -35,7 +37,6 @@ from .models import (
     load_clip,
     resolve_device,
 )
-from .optim import PromptEncoder, Targets, optimize
 from .results import ConcatReport, ConcatResult, InversionResult, ScoredPrompt, StepReport
 
 __version__ = "0.1.0"

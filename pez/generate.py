@@ -29,8 +29,8 @@ from typing import Any
 import torch
 
 from .config import CFG_THRESHOLD, MAX_IMAGES, GenerateConfig
+from .engine.features import check_texts, image_features, text_features
 from .errors import ConfigError, WeightsNotFoundError
-from .features import check_texts, image_features, text_features
 from .models import LoadedClip, ModelPair, get_pair, load_clip, resolve_device
 from .models.hub import can_download, hub_cache_dir, hub_cached
 

@@ -14,11 +14,12 @@ from typing import Any
 import torch
 
 from .config import BOUNDS, CONCAT_SEPARATOR, MAX_IMAGES, STYLE_TEMPLATE, TEXT_WEIGHT, InvertConfig
+from .engine.features import check_texts, image_features, text_features
+from .engine.optim import Targets, optimize
+from .engine.vocab import clean_text
 from .errors import ConfigError
-from .features import check_texts, image_features, text_features
 from .images import load_images
 from .models import DEFAULT_PAIR, LoadedClip, load_clip
-from .optim import Targets, clean_text, optimize
 from .results import ConcatReport, ConcatResult, InversionResult, StepReport
 
 Model = str | LoadedClip

@@ -1,4 +1,4 @@
-"""pez.accel: the search precision choice, the search tower and fp32-honest scores."""
+"""pez.engine.accel and tower: the search precision choice, the text tower and fp32-honest scores."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ import torch
 import torch.nn.functional as F
 
 import pez
-from pez import accel, toy
+from pez import toy
+from pez.engine import accel
+from pez.engine.tower import TextTower
+from pez.engine.vocab import vocabulary
 from pez.errors import ConfigError
-from pez.vocab import vocabulary
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,7 +96,8 @@ def test_fp32_tower_equals_the_models_own_modules(spec):
     x = _inputs(clip, 3)
     tower = accel.search_tower(clip, "fp32")
     assert tower.plain  # the model's blocks are the standard ones the tower reimplements
-    reference, fast = pez.PromptEncoder(clip), pez.PromptEncoder(clip, tower)
+    modules = TextTower(clip.model, torch.float32, reimplement=False)  # the model's own modules
+    reference, fast = pez.PromptEncoder(clip, modules), pez.PromptEncoder(clip, tower)
     torch.testing.assert_close(
         fast.encode_prompt_embeddings(x), reference.encode_prompt_embeddings(x), rtol=1e-5, atol=1e-5
     )
@@ -120,7 +123,7 @@ def test_bf16_tower_is_a_copy_close_to_fp32():
 
 def test_both_candidate_layouts_agree_and_one_is_chosen():
     clip = pez.load_clip("random:tiny", device="cpu")
-    tower = accel.SearchTower(clip.model, torch.float32)
+    tower = TextTower(clip.model, torch.float32, time_layouts=True)
     x = _inputs(clip, 3)  # (3, 5, d)
     eot = torch.full((3,), 4)
     outs = {}
@@ -178,8 +181,8 @@ def test_reported_scores_are_fp32_scores_of_the_returned_text(toy_runs, precisio
 @pytest.mark.slow
 def test_compiled_tower_equals_eager_on_cpu():
     clip = pez.load_clip("random:tiny", device="cpu")
-    eager = accel.SearchTower(clip.model, torch.float32)
-    compiled = accel.SearchTower(clip.model, torch.float32, compile_mode="default")
+    eager = TextTower(clip.model, torch.float32)
+    compiled = TextTower(clip.model, torch.float32, compile_mode="default")
     x = _inputs(clip, 2).requires_grad_(True)
     eot = torch.full((2,), 4)
     a = eager(x, eot)
@@ -211,7 +214,7 @@ def test_gpu_check_smoke_runs_on_cpu():
 
 
 def _random_vocab(v: int = 6000, d: int = 96, seed: int = 0, copies: int = 0):
-    from pez.vocab import Vocabulary
+    from pez.engine.vocab import Vocabulary
 
     emb = torch.randn(v, d, generator=torch.Generator().manual_seed(seed)) * 0.02
     emb[100 : 100 + copies] = emb[100]  # `copies` identical rows: exact ties across the coarse top-k

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 import pez
+from pez.engine.tower import PromptEncoder
 from pez.errors import OOM_HINT, describe_error
-from pez.optim import PromptEncoder
 
 from .conftest import noise_image
 

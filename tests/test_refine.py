@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import pez
-from pez import refine
 from pez.cli import build_parser, config_from_args
-from pez.vocab import SafetyList, VocabFilter, vocabulary
+from pez.engine import optim, polish
+from pez.engine.vocab import SafetyList, VocabFilter, text_ids, text_rejector, vocabulary
 
 PLAIN = pez.InvertConfig(
     prompt_len=4, steps=12, report_every=4, candidates=2, seed=0, refine_steps=0, prune_tolerance=0
@@ -30,7 +30,13 @@ def _run(clip, images, config, should_stop=None):
 
 
 @pytest.mark.parametrize(
-    "vf", [VocabFilter(), VocabFilter(whole_words=True), VocabFilter(safe=True), VocabFilter(ascii_only=True)]
+    "vf",
+    [
+        VocabFilter(whole_words=False, safe=False),
+        VocabFilter(whole_words=True, safe=False),
+        VocabFilter(safe=True, whole_words=False),
+        VocabFilter(ascii_only=True, whole_words=False, safe=False),
+    ],
 )
 def test_no_token_with_broken_text_is_ever_allowed(tiny_clip, vf):
     vocab = vocabulary(tiny_clip)
@@ -47,13 +53,13 @@ def test_runs_never_return_broken_text(tiny_clip, images):
 
 def test_whole_words_only_when_on(tiny_clip, images):
     vocab = vocabulary(tiny_clip)
-    whole = vocab.allowed_ids(VocabFilter(whole_words=True)).tolist()
-    every = vocab.allowed_ids(VocabFilter()).tolist()
+    whole = vocab.allowed_ids(VocabFilter(whole_words=True, safe=False)).tolist()
+    every = vocab.allowed_ids(VocabFilter(whole_words=False, safe=False)).tolist()
     assert all(vocab.texts[i].endswith(" ") for i in whole)  # "cat</w>" decodes to "cat "
     assert any(not vocab.texts[i].endswith(" ") for i in every)  # pieces are allowed when off
     assert 20_000 < len(whole) < len(every)
     _, res = _run(tiny_clip, images[:1], PLAIN.replace(whole_words=True, prompt_len=6))
-    ids = refine.text_ids(tiny_clip, res.prompt)
+    ids = text_ids(tiny_clip, res.prompt)
     assert all(vocab.texts[i].endswith(" ") for i in ids), res.prompt
 
 
@@ -70,18 +76,23 @@ def test_safety_list_matches_whole_words_and_word_starts_not_substrings():
 def test_safe_vocabulary_keeps_class_and_user_blocklist_adds(tiny_clip):
     vocab, tok = vocabulary(tiny_clip), tiny_clip.tokenizer
     cls, ass, rapist = (tok.encode(w)[0] for w in ("class", "ass", "rapist"))
-    safe = set(vocab.allowed_ids(VocabFilter(safe=True)).tolist())
+    safe = set(vocab.allowed_ids(VocabFilter(safe=True, whole_words=False)).tolist())
     assert cls in safe and ass not in safe and rapist not in safe
-    unsafe = set(vocab.allowed_ids(VocabFilter(safe=False)).tolist())
+    unsafe = set(vocab.allowed_ids(VocabFilter(safe=False, whole_words=False)).tolist())
     assert {ass, rapist} <= unsafe  # safe=False turns the list off
     both = set(vocab.allowed_ids(VocabFilter.from_config(pez.InvertConfig(blocklist=("cat",)))).tolist())
     assert rapist not in both and tok.encode("cat")[0] not in both  # defaults are safe; user words add
 
 
+def test_vocabulary_filter_defaults_are_the_configs():
+    assert VocabFilter.from_config(pez.InvertConfig()) == VocabFilter()  # one source of defaults
+    assert (VocabFilter().whole_words, VocabFilter().safe) == (pez.InvertConfig().whole_words, pez.InvertConfig().safe)
+
+
 def test_glued_pieces_forming_a_blocked_word_are_never_returned(tiny_clip):
-    reject = refine.text_rejector(pez.InvertConfig(blocklist=("zebra",)))
+    reject = text_rejector(pez.InvertConfig(blocklist=("zebra",)))
     assert reject("a zebras run") and reject("rapist") and not reject("a classy class")
-    assert not refine.text_rejector(pez.InvertConfig(safe=False))("rapist")
+    assert not text_rejector(pez.InvertConfig(safe=False))("rapist")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,7 +119,7 @@ def test_pruning_stays_within_tolerance_and_shortens(tiny_clip, images):
     assert any(r.phase == "prune" for r in reports)
     assert res.stats["pruned_tokens"] >= 1
     assert res.score >= res.stats["search_score"] - 0.2
-    assert len(refine.text_ids(tiny_clip, res.prompt)) <= 8 - res.stats["pruned_tokens"]
+    assert len(text_ids(tiny_clip, res.prompt)) <= 8 - res.stats["pruned_tokens"]
     assert res.score == pytest.approx(pez.score_texts(tiny_clip, [res.prompt], images[:1])[0], abs=1e-4)
 
 
@@ -145,16 +156,16 @@ def test_early_stop_on_a_plateau(tiny_clip, images):
 
 
 def test_stuck_hint_criterion(monkeypatch, tiny_clip, images):
-    assert refine.stuck_hint(200, 0.10, 0.12) == pez.config.STUCK_HINT
-    assert refine.stuck_hint(200, 0.10, 0.40) == ""
-    assert refine.stuck_hint(10, 0.10, 0.10) == ""  # too early to say
+    assert optim.stuck_hint(200, 0.10, 0.12) == pez.config.STUCK_HINT
+    assert optim.stuck_hint(200, 0.10, 0.40) == ""
+    assert optim.stuck_hint(10, 0.10, 0.10) == ""  # too early to say
     stats = {"search_score": 0.06, "refine_score": 0.58}  # swaps lifted it far: the search was stuck
-    assert refine.polish_hint("", stats) == pez.config.STUCK_HINT
-    assert refine.polish_hint("", {"search_score": 0.30, "refine_score": 0.32}) == ""
+    assert polish.polish_hint("", stats) == pez.config.STUCK_HINT
+    assert polish.polish_hint("", {"search_score": 0.30, "refine_score": 0.32}) == ""
     rescued = {"search_score": 0.08, "refine_score": 0.59, "prune_score": 0.96}  # pruning found it
-    assert refine.polish_hint(pez.config.STUCK_HINT, rescued) == ""
-    monkeypatch.setattr(refine, "STUCK_MIN_STEPS", 4)
-    monkeypatch.setattr(refine, "STUCK_MIN_GAIN", 10.0)  # nothing can gain this much: always stuck
+    assert polish.polish_hint(pez.config.STUCK_HINT, rescued) == ""
+    monkeypatch.setattr(optim, "STUCK_MIN_STEPS", 4)
+    monkeypatch.setattr(optim, "STUCK_MIN_GAIN", 10.0)  # nothing can gain this much: always stuck
     reports, res = _run(tiny_clip, images[:1], PLAIN.replace(steps=12))
     assert reports[1].hint == pez.config.STUCK_HINT and res.hint == pez.config.STUCK_HINT
     assert "hint" in res.to_dict()

@@ -238,7 +238,7 @@ def test_a_large_vision_tower_stays_on_the_cpu_during_the_search(images):
     import open_clip
 
     from pez.config import VISION_OFFLOAD_BYTES
-    from pez.features import image_features
+    from pez.engine.features import image_features
     from pez.models.clip import LoadedClip, _to_device, _vision_bytes, parse_clip_spec
     from pez.testing.tiny_clip import TINY_CONFIG
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import pez
-from pez.features import image_features, text_features
+from pez.engine.features import image_features, text_features
 from pez.images import load_images
 
 from .conftest import noise_image

@@ -1,4 +1,4 @@
-"""Speed: the precision a search computes in, and the text tower its gradient pass runs through.
+"""Speed: the precision a search computes in, compiling its text tower, and exact vocabulary scans.
 
 Precision. `search_precision("auto", clip)` picks bf16 on CUDA (fp16 where bf16 is missing) and,
 on a CPU, bf16 only where the CPU has native bf16 dot products (AVX512-BF16 / AMX / Arm BF16)
@@ -11,13 +11,8 @@ CLIP; the alternative, an fp32 copy of the text tower beside a bf16 CLIP, would 
 change the image features. On CUDA the CLIP is loaded in bf16 and `scoring_tower` keeps an fp32
 copy of its text tower for the scores). The bf16 copy is built once per loaded CLIP.
 
-Layout. `SearchTower` runs the text transformer on (N * L, d) rows with its own attention
-call. Going through `nn.MultiheadAttention` with batch-first input hands every projection a
-transposed (L, N, d) view; matmul then falls back to a batched matmul over an expanded copy of
-the weight (L copies), which oneDNN's bf16 path materialises: 4 prompts in bf16 cost 5-10x one
-prompt. Contiguous 2-D rows keep every projection a single matmul in any precision. Several
-candidates run as one batch or one after the other; on a CPU the first steps of a run time
-both (they compute the same thing) and the faster is kept for that batch size.
+The towers (pez.engine.tower.TextTower) are built once per loaded CLIP and precision and cached
+here: `search_tower` for the gradient pass, `scoring_tower` (fp32) for the honest scores.
 
 Compilation. On CUDA the tower is compiled with `torch.compile(mode="reduce-overhead")`
 (CUDA graphs: a step is ~1,500 small kernels, launch-bound otherwise); on a CPU only when asked
@@ -26,24 +21,22 @@ Compilation. On CUDA the tower is compiled with `torch.compile(mode="reduce-over
 
 from __future__ import annotations
 
-import copy
 import functools
 import logging
 import os
 import platform
-import statistics
 import threading
 import time
 import weakref
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
-from .config import BF16_MIN_GAIN, BF16_MIN_WIDTH
-from .errors import ConfigError
-from .models import resolve_precision
-from .vocab import Projector
+from ..config import BF16_MIN_GAIN, BF16_MIN_WIDTH
+from ..errors import ConfigError
+from ..models.clip import LoadedClip, resolve_precision
+from .tower import TextTower
+from .vocab import Projector, Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -134,141 +127,6 @@ def compile_enabled(device: torch.device) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# The text tower of the gradient pass
-
-
-class _TextParts(torch.nn.Module):
-    """The pieces of an open_clip text tower that run after the token embedding."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.transformer = model.transformer
-        self.ln_final = model.ln_final
-        self.positional_embedding = model.positional_embedding
-        self.text_projection = model.text_projection
-        self.register_buffer("attn_mask", model.attn_mask, persistent=False)
-
-
-def _plain_block(blk) -> bool:
-    """A standard pre-norm block with nn.MultiheadAttention that _block() reproduces exactly."""
-    attn = getattr(blk, "attn", None)
-    return (
-        type(blk).__name__ == "ResidualAttentionBlock"
-        and isinstance(attn, torch.nn.MultiheadAttention)
-        and attn._qkv_same_embed_dim
-        and attn.bias_k is None
-        and not attn.add_zero_attn
-        and not hasattr(blk, "ln_1_kv")
-    )
-
-
-def _block(blk, x: torch.Tensor, n: int, length: int, mask: torch.Tensor) -> torch.Tensor:
-    """One residual attention block on (N * L, d) rows, the same maths as the module's forward."""
-    attn = blk.attn
-    d, heads = x.shape[-1], attn.num_heads
-    qkv = F.linear(blk.ln_1(x), attn.in_proj_weight, attn.in_proj_bias)  # (N*L, 3d)
-    q, k, v = qkv.view(n, length, 3, heads, d // heads).permute(2, 0, 3, 1, 4)  # (N, H, L, d/H) each
-    o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (N, H, L, d/H)
-    o = o.transpose(1, 2).reshape(n * length, d)
-    x = x + blk.ls_1(F.linear(o, attn.out_proj.weight, attn.out_proj.bias))
-    return x + blk.ls_2(blk.mlp(blk.ln_2(x)))
-
-
-class SearchTower:
-    """Text features from input embeddings, in the search precision: (N, L, d), (N,) -> (N, D).
-
-    Shared between runs on one loaded CLIP (cached by `search_tower`); holds no per-run state
-    except which candidate layout is faster, a property of the machine."""
-
-    TRIALS = 3  # timed calls per layout before choosing (after one warm-up call)
-
-    def __init__(self, model, dtype: torch.dtype, compile_mode: str | None = None):
-        parts = _TextParts(model)
-        if parts.transformer.get_cast_dtype() != dtype:
-            parts = copy.deepcopy(parts).to(dtype)  # the search's own copy; the CLIP keeps its weights
-        self.parts, self.dtype = parts.eval().requires_grad_(False), dtype
-        self.plain = all(_plain_block(b) for b in parts.transformer.resblocks)
-        self.batch_first = getattr(parts.transformer, "batch_first", True)
-        self._eager = self._forward
-        self._run = self._eager
-        self.compile_mode = compile_mode
-        if compile_mode is not None:
-            self._run = torch.compile(self._forward, mode=compile_mode, dynamic=False)
-        self._layout: dict[int, str] = {}  # batch size -> "batched" | "sequential"
-        self._trials: dict[int, dict[str, list[float]]] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, x: torch.Tensor, eot_pos: torch.Tensor) -> torch.Tensor:
-        n = x.shape[0]
-        layout = self._choose_layout(n, x.device)
-        start = time.perf_counter()
-        if layout == "batched":
-            out = self._call(x, eot_pos)
-        else:
-            out = torch.cat([self._call(x[i : i + 1], eot_pos[i : i + 1]) for i in range(n)])
-        self._record(n, layout, time.perf_counter() - start)
-        return out
-
-    def layout(self, n: int) -> str | None:
-        """The layout chosen for batch size n, None while still timing."""
-        return "batched" if n == 1 else self._layout.get(n)
-
-    def _choose_layout(self, n: int, device: torch.device) -> str:
-        if n == 1 or device.type != "cpu":
-            return "batched"  # on a GPU one batch is always cheaper; timing would need a sync
-        with self._lock:
-            if n in self._layout:
-                return self._layout[n]
-            trials = self._trials.setdefault(n, {"batched": [], "sequential": []})
-            done = len(trials["batched"]) + len(trials["sequential"])
-            return "batched" if done % 2 == 0 else "sequential"
-
-    def _record(self, n: int, layout: str, seconds: float) -> None:
-        if n == 1 or n in self._layout or n not in self._trials:
-            return
-        with self._lock:
-            trials = self._trials[n]
-            trials[layout].append(seconds)
-            if min(len(t) for t in trials.values()) > self.TRIALS:  # first of each is warm-up
-                med = {k: statistics.median(v[1:]) for k, v in trials.items()}
-                self._layout[n] = min(med, key=med.get)
-                log.info("candidates=%d: %s layout (forward %s s)", n, self._layout[n], med)
-
-    def _call(self, x: torch.Tensor, eot_pos: torch.Tensor) -> torch.Tensor:
-        if self._run is self._eager:
-            return self._eager(x, eot_pos)
-        try:
-            if x.device.type == "cuda":
-                torch.compiler.cudagraph_mark_step_begin()
-            return self._run(x, eot_pos).clone()  # clone: graph outputs are overwritten next step
-        except Exception as e:  # noqa: BLE001 - any compiler failure: fall back to eager, once
-            log.warning("torch.compile failed (%s: %s); running eagerly", type(e).__name__, e)
-            self._run = self._eager
-            return self._eager(x, eot_pos)
-
-    def _forward(self, x: torch.Tensor, eot_pos: torch.Tensor) -> torch.Tensor:
-        p = self.parts
-        n, length, d = x.shape
-        x = x.to(self.dtype) + p.positional_embedding[:length].to(self.dtype)
-        mask = p.attn_mask[:length, :length].to(self.dtype)
-        if self.plain:
-            h = x.reshape(n * length, d)  # contiguous rows: every projection is one matmul
-            for blk in p.transformer.resblocks:
-                h = _block(blk, h, n, length, mask)
-            x = h.view(n, length, d)
-        elif self.batch_first:
-            x = p.transformer(x, attn_mask=mask)
-        else:
-            x = p.transformer(x.permute(1, 0, 2), attn_mask=mask).permute(1, 0, 2)
-        x = p.ln_final(x)
-        pooled = x[torch.arange(n, device=x.device), eot_pos]  # (N, d)
-        proj = p.text_projection
-        if proj is None:
-            return pooled
-        return proj(pooled) if isinstance(proj, torch.nn.Linear) else pooled @ proj
-
-
-# ---------------------------------------------------------------------------------------------
 # Vocabulary scans in bf16, exact
 
 
@@ -309,7 +167,7 @@ class CoarseScanProjector(Projector):
 _COARSE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Vocabulary -> {dtype: (V, d)}
 
 
-def coarse_unit(vocab, dtype: torch.dtype) -> torch.Tensor:
+def coarse_unit(vocab: Vocabulary, dtype: torch.dtype) -> torch.Tensor:
     """The unit vocabulary in `dtype`, built once per vocabulary."""
     with _TOWERS_LOCK:
         per_dtype = _COARSE.setdefault(vocab, {})
@@ -340,37 +198,40 @@ def projector(vocab, mask: torch.Tensor) -> Projector:
     return Projector(vocab, mask)
 
 
-_TOWERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # LoadedClip -> {key: SearchTower}
+_TOWERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # LoadedClip -> {key: TextTower}
 _TOWERS_LOCK = threading.Lock()
 
 
-def search_tower(clip, precision: str, compile: bool | None = None) -> SearchTower:
-    """The cached gradient-pass tower of `clip` in `precision` ('fp32' | 'bf16' | 'fp16')."""
+def search_tower(clip: LoadedClip, precision: str, compile: bool | None = None) -> TextTower:
+    """The cached gradient-pass tower of `clip` in `precision` ('fp32' | 'bf16' | 'fp16'); on a CPU
+    it times the batched and sequential candidate layouts and keeps the faster."""
     if precision not in DTYPES:
         raise ConfigError(f"precision: expected one of {list(DTYPES)}, received {precision!r}")
     compile = compile_enabled(clip.device) if compile is None else compile
     mode = None
     if compile:
         mode = "reduce-overhead" if clip.device.type == "cuda" else "default"
-    key = (precision, mode)
+    return _tower(clip, DTYPES[precision], mode, time_layouts=True)
+
+
+def scoring_tower(clip: LoadedClip) -> TextTower:
+    """The fp32 tower of every reported score (the CLIP's own weights when it is fp32, else an fp32
+    copy of its text tower), so a score means the same at any search precision."""
+    return _tower(clip, torch.float32, None, time_layouts=False)
+
+
+def _tower(clip: LoadedClip, dtype: torch.dtype, mode: str | None, time_layouts: bool) -> TextTower:
+    key = (dtype, mode, time_layouts)
     with _TOWERS_LOCK:
         towers = _TOWERS.setdefault(clip, {})
         if key not in towers:
-            towers[key] = SearchTower(clip.model, DTYPES[precision], mode)
+            towers[key] = TextTower(clip.model, dtype, mode, time_layouts)
         return towers[key]
-
-
-def scoring_tower(clip) -> SearchTower | None:
-    """fp32 tower for honest scores when the CLIP itself is not fp32 (None: use the CLIP as is)."""
-    if clip.model.transformer.get_cast_dtype() == torch.float32:
-        return None
-    return search_tower(clip, "fp32", compile=False)
 
 
 __all__ = [
     "CoarseScanProjector",
     "FullScanProjector",
-    "SearchTower",
     "coarse_unit",
     "compile_enabled",
     "cpu_auto_precision",

@@ -1,10 +1,15 @@
-"""The vocabulary PEZ projects onto: unit-normalised token embeddings and which ids are allowed.
+"""The vocabulary PEZ projects onto, and the texts it decodes to.
 
-Built once per loaded CLIP (the embedding matrix never changes, so it is normalised once, not
-per step). Vocabulary control (special tokens, blocklists, ASCII-only, words-only, whole words,
-the default safety list) is a mask of allowed ids, cached per setting; projection adds -inf at
-disallowed ids before the argmax. Tokens whose text is not valid on its own (partial UTF-8 bytes,
-which decode to U+FFFD) are never allowed, in any mode.
+`vocabulary(clip)` builds a CLIP's Vocabulary once (the embedding matrix never changes, so it is
+normalised once, not per step) and keeps it while the CLIP lives. Vocabulary control (special
+tokens, blocklists, ASCII-only, words-only, whole words, the default safety list) is a mask of
+allowed ids, cached per `VocabFilter`; projection adds -inf at disallowed ids before the argmax.
+Tokens whose text is not valid on its own (partial UTF-8 bytes, which decode to U+FFFD) are
+never allowed, in any mode. `Projector` is the exact projection that skips most scans.
+
+Texts: `text_ids` reads a text as the tokenizer does (the body between SOT and EOT),
+`clean_text` tidies a decoded prompt, `text_rejector` refuses decoded texts that glue pieces into
+a blocked word.
 """
 
 from __future__ import annotations
@@ -12,33 +17,36 @@ from __future__ import annotations
 import re
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 
 import torch
 import torch.nn.functional as F
 
+from ..config import InvertConfig
+from ..errors import ConfigError
+from ..models.clip import LoadedClip
+
 
 @dataclass(frozen=True)
 class VocabFilter:
-    """Which tokens the projection may choose. Special tokens are always excluded."""
+    """Which tokens the projection may choose. Special tokens are always excluded. The defaults
+    are InvertConfig's (one source); `Vocabulary.mask()` without a filter allows every token."""
 
     blocklist: tuple[str, ...] = ()  # words; every token whose text contains one is excluded
-    ascii_only: bool = False  # only tokens made of printable ASCII
-    words_only: bool = False  # only tokens made of ASCII letters
-    whole_words: bool = False  # only tokens that end a word in the BPE ("cat</w>"), no glued pieces
-    safe: bool = False  # exclude the default offensive/sexual list (pez.vocab.SafetyList)
+    ascii_only: bool = InvertConfig.ascii_only  # only tokens made of printable ASCII
+    words_only: bool = InvertConfig.words_only  # only tokens made of ASCII letters
+    whole_words: bool = InvertConfig.whole_words  # only tokens that end a word in the BPE ("cat</w>")
+    safe: bool = InvertConfig.safe  # exclude the default offensive/sexual list (SafetyList)
 
     @classmethod
-    def from_config(cls, config) -> VocabFilter:
+    def from_config(cls, config: InvertConfig) -> VocabFilter:
         words = tuple(sorted({w.strip().lower() for w in config.blocklist if w and w.strip()}))
-        return cls(
-            words,
-            bool(config.ascii_only),
-            bool(config.words_only),
-            bool(getattr(config, "whole_words", False)),
-            bool(getattr(config, "safe", False)),
-        )
+        return cls(words, config.ascii_only, config.words_only, config.whole_words, config.safe)
+
+
+EVERY_TOKEN = VocabFilter(ascii_only=False, words_only=False, whole_words=False, safe=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -102,7 +110,7 @@ class Vocabulary:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def from_clip(cls, clip) -> Vocabulary:
+    def from_clip(cls, clip: LoadedClip) -> Vocabulary:
         emb = clip.model.token_embedding.weight.detach()
         unit = F.normalize(emb.float(), dim=-1)
         tok = clip.tokenizer
@@ -114,21 +122,19 @@ class Vocabulary:
     def size(self) -> int:
         return self.unit.shape[0]
 
-    def mask(self, vf: VocabFilter = VocabFilter()) -> torch.Tensor:
+    def mask(self, vf: VocabFilter = EVERY_TOKEN) -> torch.Tensor:
         """(V,) float32 additive mask: 0 where allowed, -inf where not. Cached per filter."""
         with self._lock:
             if vf not in self._masks:
                 allowed = torch.tensor([self._allowed(i, vf) for i in range(self.size)], dtype=torch.bool)
                 if not allowed.any():
-                    from .config import ConfigError
-
                     raise ConfigError(f"vocabulary: the filter {vf} leaves no token to choose from")
                 mask = torch.zeros(self.size, dtype=torch.float32)
                 mask[~allowed] = float("-inf")
                 self._masks[vf] = mask.to(self.unit.device)
             return self._masks[vf]
 
-    def allowed_ids(self, vf: VocabFilter = VocabFilter()) -> torch.Tensor:
+    def allowed_ids(self, vf: VocabFilter = EVERY_TOKEN) -> torch.Tensor:
         return torch.nonzero(self.mask(vf) == 0).flatten()
 
     def _allowed(self, i: int, vf: VocabFilter) -> bool:
@@ -161,13 +167,48 @@ _VOCABS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # LoadedClip -
 _VOCABS_LOCK = threading.Lock()
 
 
-def vocabulary(clip) -> Vocabulary:
-    """The vocabulary of a loaded CLIP (pez.models.LoadedClip), built on first use and kept as long
-    as the CLIP lives; the embedding matrix never changes, so it is normalised once."""
+def vocabulary(clip: LoadedClip) -> Vocabulary:
+    """The vocabulary of a loaded CLIP, built on first use and kept as long as the CLIP lives."""
     with _VOCABS_LOCK:
         if clip not in _VOCABS:
             _VOCABS[clip] = Vocabulary.from_clip(clip)
         return _VOCABS[clip]
+
+
+# ---------------------------------------------------------------------------------------------
+# Texts
+
+
+_SPACES = re.compile(r"\s+")
+
+
+def clean_text(text: str) -> str:
+    """A decoded prompt as it is shown and returned: single spaces, no space at either end."""
+    return _SPACES.sub(" ", text).strip()
+
+
+def text_ids(clip: LoadedClip, text: str) -> list[int]:
+    """The prompt body of `text` as the tokenizer reads it (no SOT/EOT, truncated to context)."""
+    row = clip.tokenizer([text])[0].tolist()  # [SOT, body..., EOT, pad...]
+    end = row.index(clip.eot_id) if clip.eot_id in row else len(row)
+    return row[1:end]
+
+
+def text_rejector(config: InvertConfig) -> Callable[[str], bool]:
+    """True for decoded texts that must never be returned: a safety-list word (with `safe`) or a
+    user blocklist word inside them, e.g. formed by sub-word pieces glued together."""
+    words = tuple(w.strip().lower() for w in config.blocklist if w and w.strip())
+    safety = SafetyList.default() if config.safe else None
+
+    def reject(text: str) -> bool:
+        low = text.lower()
+        return any(w in low for w in words) or (safety is not None and safety.blocks_text(text))
+
+    return reject
+
+
+# ---------------------------------------------------------------------------------------------
+# Projection
 
 
 class Projector:
@@ -222,4 +263,14 @@ class Projector:
         return sims.argmax(dim=-1)  # exact, lowest id among ties
 
 
-__all__ = ["Projector", "SafetyList", "VocabFilter", "Vocabulary", "vocabulary"]
+__all__ = [
+    "EVERY_TOKEN",
+    "Projector",
+    "SafetyList",
+    "VocabFilter",
+    "Vocabulary",
+    "clean_text",
+    "text_ids",
+    "text_rejector",
+    "vocabulary",
+]

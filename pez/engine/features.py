@@ -12,12 +12,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .config import MAX_TEXT_CHARS
-from .errors import ConfigError
-from .images import load_image
-from .models import LoadedClip
+from ..config import MAX_TEXT_CHARS
+from ..errors import ConfigError
+from ..images import load_image
+from ..models.clip import LoadedClip
 
-IMAGE_BATCH = 16  # images per encode_image call
+IMAGE_BATCH = 16  # images per encode_image call (bounds memory; a private detail, not a setting)
 
 
 @torch.no_grad()

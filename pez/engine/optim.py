@@ -1,26 +1,25 @@
-"""PEZ itself: the embedding-level text encoder, the objective and the optimisation loop.
+"""PEZ itself: the targets and the loss, the optimisation loop, best tracking and early stop.
 
 One step (paper, Algorithm 1), for N candidate prompts of M tokens each:
   ids  = Proj(P)                        nearest allowed vocabulary rows by cosine    (N, M)
   P'   = E[ids]                         their raw embeddings, a fresh leaf           (N, M, d)
   f    = encode([SOT, P', EOT])         text features of the projected prompts       (N, D)
-  loss = sum_n (1 - objective(f_n, batch of targets))
+  loss = sum_n (1 - objective(f_n, batch of targets))          Targets.objective, below
   P   <- AdamW(P, dL/dP')               the gradient at P' is applied to the soft P
 
-Only SOT, the M slots and EOT are run through the transformer: attention is causal and pooling
-is at EOT, so padding after EOT cannot change the features (a parity test checks this against
-the model's own `encode_text`). The features of the projected prompt are already computed by
-the gradient pass, so scoring a candidate against *all* targets costs one small matmul, not a
-second forward pass. The reported best is the score of the decoded text as the user will copy
-it (re-tokenised and re-encoded when decoding does not round-trip); that check runs for each
-candidate's best prompt once per report, in one batched forward, not on every step.
+The text features come from the one text-tower forward (pez.engine.tower; the search precision
+and compilation from pez.engine.accel). The features of the projected prompt are already
+computed by the gradient pass, so scoring a candidate against *all* targets costs one small
+matmul, not a second forward pass. The reported best is the score of the decoded text as the user
+will copy it (pez.engine.scorer); that check runs for each candidate's best prompt once per
+report, in one batched forward, not on every step. After the search, pez.engine.polish refines
+and prunes the best prompt.
 """
 
 from __future__ import annotations
 
 import math
 import random
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,78 +27,18 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..config import PLATEAU_MIN_GAIN, STUCK_HINT, STUCK_MIN_GAIN, STUCK_MIN_STEPS, InvertConfig
+from ..errors import ConfigError
+from ..models.clip import LoadedClip
+from ..results import InversionResult, ScoredPrompt, StepReport
 from . import accel
-from . import refine as _refine
-from .config import PLATEAU_MIN_GAIN, InvertConfig
-from .errors import ConfigError
-from .models import LoadedClip
-from .results import InversionResult, ScoredPrompt, StepReport
-from .vocab import VocabFilter, vocabulary
+from .polish import Polish, Polisher, polish, polish_hint
+from .scorer import TextScorer
+from .tower import PromptEncoder
+from .vocab import VocabFilter, text_ids, text_rejector, vocabulary
 
 # ---------------------------------------------------------------------------------------------
-# Embedding-level text encoder
-
-
-class PromptEncoder:
-    """Runs a CLIP text tower from token embeddings, over just the positions that matter."""
-
-    def __init__(self, clip: LoadedClip, tower: Callable | None = None):
-        m = clip.model
-        if getattr(m, "text_pool_type", "argmax") not in ("argmax", "eos") or getattr(m, "attn_mask", None) is None:
-            raise ConfigError(
-                f"model: {clip.name} needs a causal text encoder pooled at EOT (open_clip CLIP "
-                f"with text_pool_type 'argmax'), received pool type {getattr(m, 'text_pool_type', None)!r}"
-            )
-        self.clip = clip
-        self.model = m
-        self.cast_dtype = m.transformer.get_cast_dtype()
-        self.batch_first = getattr(m.transformer, "batch_first", True)
-        emb = vocabulary(clip).embeddings
-        self.sot = emb[clip.sot_id]  # (d,)
-        self.eot = emb[clip.eot_id]  # (d,)
-        self.tower = tower  # (N, L, d), (N,) -> (N, D) in place of the model's modules (pez.accel)
-
-    def encode_prompt_embeddings(self, prompt: torch.Tensor) -> torch.Tensor:
-        """(N, M, d) prompt slot embeddings -> (N, D) unnormalised features of [SOT, slots, EOT]."""
-        n, m, d = prompt.shape
-        x = torch.cat(
-            [self.sot.expand(n, 1, d).to(prompt.dtype), prompt, self.eot.expand(n, 1, d).to(prompt.dtype)], dim=1
-        )  # (N, M + 2, d)
-        eot_pos = torch.full((n,), m + 1, device=prompt.device)
-        return self._forward(x, eot_pos)
-
-    def encode_ids(self, ids: list[list[int]]) -> torch.Tensor:
-        """Token ids of prompt bodies (no SOT/EOT, any lengths) -> (n, D) unnormalised features."""
-        ctx = self.clip.context_length
-        bodies = [list(b)[: ctx - 2] for b in ids]
-        length = max(len(b) for b in bodies) + 2
-        rows = [[self.clip.sot_id, *b, self.clip.eot_id] + [0] * (length - len(b) - 2) for b in bodies]
-        tokens = torch.tensor(rows, device=self.clip.device)  # (n, L)
-        eot_pos = torch.tensor([len(b) + 1 for b in bodies], device=self.clip.device)
-        return self._forward(self.model.token_embedding(tokens), eot_pos)
-
-    def _forward(self, x: torch.Tensor, eot_pos: torch.Tensor) -> torch.Tensor:
-        """(N, L, d) input embeddings, (N,) EOT positions -> (N, D) pooled, projected features."""
-        if self.tower is not None:
-            return self.tower(x, eot_pos)
-        m = self.model
-        length = x.shape[1]
-        x = x.to(self.cast_dtype) + m.positional_embedding[:length].to(self.cast_dtype)
-        mask = m.attn_mask[:length, :length]
-        if self.batch_first:
-            x = m.transformer(x, attn_mask=mask)
-        else:
-            x = m.transformer(x.permute(1, 0, 2), attn_mask=mask).permute(1, 0, 2)
-        x = m.ln_final(x)
-        pooled = x[torch.arange(x.shape[0], device=x.device), eot_pos]  # (N, d)
-        proj = m.text_projection
-        if proj is None:
-            return pooled
-        return proj(pooled) if isinstance(proj, torch.nn.Linear) else pooled @ proj
-
-
-# ---------------------------------------------------------------------------------------------
-# Targets and objective
+# Targets and the objective (the loss is 1 - objective)
 
 
 @dataclass
@@ -130,78 +69,6 @@ class Targets:
 # The loop
 
 
-_SPACES = re.compile(r"\s+")
-
-
-def clean_text(text: str) -> str:
-    return _SPACES.sub(" ", text).strip()
-
-
-class _BestTracker:
-    """Honest scores of decoded texts, cached by text; per-candidate and overall bests.
-
-    `encoder` scores texts in fp32. `pass_is_fp32` says the gradient pass is fp32 too, so a prompt
-    that round-trips through decoding keeps the score the pass gave it; otherwise (bf16/fp16
-    search) every reported text is re-scored in fp32 once, so a score means the same at any
-    precision."""
-
-    def __init__(self, clip: LoadedClip, encoder: PromptEncoder, targets: Targets, n: int, pass_is_fp32: bool = True):
-        self.clip, self.encoder, self.targets = clip, encoder, targets
-        self.pass_is_fp32 = pass_is_fp32
-        self.scores: dict[str, float] = {}  # decoded text -> honest score
-        self.by_ids: dict[tuple[int, ...], str] = {}  # projected ids -> decoded text
-        self.cand_best = torch.full((n,), -math.inf, device=clip.device)  # best score seen per candidate
-        self.window: dict[int, tuple[list[int], float]] = {}  # candidate -> (ids, score) to decode
-        self.best = ScoredPrompt("", -math.inf)
-        self.reject: Callable[[str], bool] = lambda text: False  # texts never to return
-
-    def decode(self, ids: list[int]) -> str:
-        key = tuple(ids)
-        if key not in self.by_ids:
-            self.by_ids[key] = clean_text(self.clip.tokenizer.decode(ids))
-        return self.by_ids[key]
-
-    def observe(self, ids: torch.Tensor, id_scores: torch.Tensor) -> None:
-        """ids (N, M), id_scores (N,): each projected prompt's score. Remembers each candidate's
-        best since the last flush; decoding and honest re-scoring wait for `flush()`."""
-        for n in torch.nonzero(id_scores > self.cand_best).flatten().tolist():
-            self.window[n] = (ids[n].tolist(), float(id_scores[n]))
-        self.cand_best = torch.maximum(self.cand_best, id_scores)
-
-    def flush(self, current: tuple[list[int], float] | None = None) -> None:
-        """Decode the remembered prompts (and `current`, the ids and pass score of the prompt a
-        report shows) and score the exact texts (one batched forward for the texts that do not
-        re-tokenise to the same ids or whose pass score is not fp32); update the bests."""
-        pending: dict[str, list[int]] = {}  # text -> its re-tokenised body, when not yet scored
-        extra = [] if current is None else [current]
-        for body, id_score in [*self.window.values(), *extra]:
-            text = self.decode(body)
-            if text in self.scores or not text or self.reject(text):
-                continue
-            retok = _refine.text_ids(self.clip, text)
-            if retok == body and self.pass_is_fp32:  # the pass already scored this exact text
-                self.scores[text] = id_score
-            else:
-                pending[text] = retok
-        if pending:
-            with torch.no_grad():
-                feats = F.normalize(self.encoder.encode_ids(list(pending.values())).float(), dim=-1)
-                for text, s in zip(pending, self.targets.objective(feats).tolist()):
-                    self.scores[text] = s
-        for n, (body, _) in self.window.items():
-            text = self.decode(body)
-            if text not in self.scores:  # empty or rejected
-                continue
-            self.cand_best[n] = max(float(self.cand_best[n]), self.scores[text])
-            if self.scores[text] > self.best.score:
-                self.best = ScoredPrompt(text, self.scores[text])
-        self.window.clear()
-
-    def top_k(self, k: int) -> list[ScoredPrompt]:
-        ranked = sorted(self.scores.items(), key=lambda kv: kv[1], reverse=True)[:k]
-        return [ScoredPrompt(t, s) for t, s in ranked]
-
-
 def optimize(
     clip: LoadedClip,
     targets: Targets,
@@ -211,22 +78,21 @@ def optimize(
     """Run PEZ, yielding a StepReport every `config.report_every` steps and a final one with
     `done=True` and the InversionResult. Stopping (should_stop() true, or closing the generator
     after any report) keeps the best prompt found so far."""
-    config = config or InvertConfig()
+    config = config or InvertConfig()  # checked when built; here only whether the prompt fits
     config.fits(clip.context_length)
     seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
     gen = torch.Generator().manual_seed(seed)
     vocab = vocabulary(clip)
     precision = accel.search_precision(config.precision, clip.device, vocab.embeddings.shape[1])
     encoder = PromptEncoder(clip, accel.search_tower(clip, precision))  # the gradient pass
-    scorer = PromptEncoder(clip, accel.scoring_tower(clip))  # fp32, for every reported score
+    scorer = TextScorer(clip, PromptEncoder(clip, accel.scoring_tower(clip)), targets, text_rejector(config))
     vf = VocabFilter.from_config(config)
     mask = vocab.mask(vf)  # (V,) 0 allowed, -inf not
     n, k = config.candidates, targets.positive.shape[0]
-    tracker = _BestTracker(clip, scorer, targets, n, pass_is_fp32=precision == "fp32")
-    tracker.reject = _refine.text_rejector(config)
+    tracker = _BestTracker(scorer, n, clip.device, pass_is_fp32=precision == "fp32")
 
     # 1. Initialise P from the embeddings of random allowed tokens (or the start prompt).
-    init = _refine.initial_ids(clip, vf, mask, config, gen)
+    init = initial_ids(clip, vf, mask, config, gen)
     soft = vocab.embeddings[init.to(clip.device)].float().clone().requires_grad_(True)  # (N, M, d)
     opt = torch.optim.AdamW([soft], lr=config.lr, weight_decay=config.weight_decay)
     project = accel.projector(vocab, mask)  # exact; skips most full vocabulary scans
@@ -270,22 +136,23 @@ def optimize(
     stopped = interrupted or (step < config.steps and not plateau.done)
     hint = plateau.hint(tracker)
 
-    # 4. Beyond PEZ: refine and prune the best prompt (pez.refine), unless the user stopped.
+    # 4. Beyond PEZ: refine and prune the best prompt (pez.engine.polish), unless the user stopped.
     polished, stats = None, {"search_steps": step, "search_score": tracker.best.score}
     if not stopped and (config.refine_steps or config.prune_tolerance > 0):
-        polisher = _refine.Polisher(clip, scorer, targets, tracker, mask, config, gen)
+        polisher = Polisher(scorer, mask, config, gen, tracker.scorer.scores)
         try:
-            for item in _refine.polish(polisher, should_stop):
-                if isinstance(item, _refine.Polish):
+            for item in polish(polisher, tracker.best, should_stop):
+                if isinstance(item, Polish):
                     polished = item
                 else:
-                    yield _phase_report(item, config, history, tracker, start, hint)
+                    tracker.offer(*item[4:])  # (text, score) of the round
+                    yield _phase_report(item, history, tracker, start, hint)
         except KeyboardInterrupt:
             stopped = True
         stopped = stopped or (should_stop is not None and should_stop())
     if polished is not None:
         stats.update(polished.stats)
-        hint = _refine.polish_hint(hint, polished.stats)
+        hint = polish_hint(hint, polished.stats)
     elapsed = time.perf_counter() - start
     prompt, score = (
         (polished.prompt, polished.score) if polished is not None else (tracker.best.prompt, tracker.best.score)
@@ -314,18 +181,96 @@ def optimize(
     yield final
 
 
-def _top_k(tracker: _BestTracker, k: int, polished) -> list[ScoredPrompt]:
+def initial_ids(
+    clip: LoadedClip, vf: VocabFilter, mask: torch.Tensor, config: InvertConfig, gen: torch.Generator
+) -> torch.Tensor:
+    """(N, M) start ids: random allowed tokens, or `config.init_prompt` tokenised, truncated to M,
+    padded with random allowed tokens; its disallowed tokens are re-projected onto allowed ones."""
+    vocab, n, m = vocabulary(clip), config.candidates, config.prompt_len
+    allowed = vocab.allowed_ids(vf).cpu()
+    init = allowed[torch.randint(len(allowed), (n, m), generator=gen)]  # (N, M)
+    body = text_ids(clip, config.init_prompt)[:m] if config.init_prompt.strip() else []
+    if body:
+        ids = torch.tensor(body)
+        bad = mask.cpu()[ids] != 0
+        if bool(bad.any()):  # nearest allowed token by cosine, as the projection would choose
+            ids[bad] = vocab.project(vocab.embeddings[ids[bad].to(vocab.embeddings.device)], mask).cpu()
+        init[:, : len(body)] = ids
+    return init
+
+
+def _sample_batch(k: int, batch_size: int, gen: torch.Generator, device) -> torch.Tensor | None:
+    """Indices of this step's positive targets; None means all of them."""
+    if k <= batch_size:
+        return None
+    return torch.randperm(k, generator=gen)[:batch_size].to(device)
+
+
+# ---------------------------------------------------------------------------------------------
+# The best prompts: honest scores per candidate and overall
+
+
+class _BestTracker:
+    """Per-candidate and overall bests of the search, by honest score (the scorer's cache is
+    also the table the result's top_k is drawn from).
+
+    `pass_is_fp32` says the gradient pass is fp32, so a prompt that round-trips through decoding
+    keeps the score the pass gave it; otherwise (bf16/fp16 search) every reported text is
+    re-scored in fp32 once, so a score means the same at any precision."""
+
+    def __init__(self, scorer: TextScorer, n: int, device, pass_is_fp32: bool = True):
+        self.scorer, self.pass_is_fp32 = scorer, pass_is_fp32
+        self.cand_best = torch.full((n,), -math.inf, device=device)  # best score seen per candidate
+        self.window: dict[int, tuple[list[int], float]] = {}  # candidate -> (ids, score) to decode
+        self.best = ScoredPrompt("", -math.inf)
+
+    def observe(self, ids: torch.Tensor, id_scores: torch.Tensor) -> None:
+        """ids (N, M), id_scores (N,): each projected prompt's score. Remembers each candidate's
+        best since the last flush; decoding and honest re-scoring wait for `flush()`."""
+        for n in torch.nonzero(id_scores > self.cand_best).flatten().tolist():
+            self.window[n] = (ids[n].tolist(), float(id_scores[n]))
+        self.cand_best = torch.maximum(self.cand_best, id_scores)
+
+    def flush(self, current: tuple[list[int], float] | None = None) -> None:
+        """Honestly score the remembered prompts (and `current`, the ids and pass score of the
+        prompt a report shows) in one batched forward; update the bests."""
+        entries = [*self.window.items(), *([] if current is None else [(None, current)])]
+        bodies = [body for _, (body, _) in entries]
+        trusted = [s for _, (_, s) in entries] if self.pass_is_fp32 else None
+        scored = self.scorer.score(bodies, trusted)
+        for (n, _), (text, s) in zip(entries, scored):
+            if n is None or s == -math.inf:  # the report's prompt, or an empty or rejected text
+                continue
+            self.cand_best[n] = max(float(self.cand_best[n]), s)
+            self.offer(text, s)
+        self.window.clear()
+
+    def offer(self, text: str, score: float) -> None:
+        if score > self.best.score:
+            self.best = ScoredPrompt(text, score)
+
+    def top_k(self, k: int) -> list[ScoredPrompt]:
+        ranked = sorted(self.scorer.scores.items(), key=lambda kv: kv[1], reverse=True)[:k]
+        return [ScoredPrompt(t, s) for t, s in ranked]
+
+
+def _top_k(tracker: _BestTracker, k: int, polished: Polish | None) -> list[ScoredPrompt]:
     """Distinct prompts, best first. After pruning, the returned (shortest) prompt leads and the
     longer ones it was pruned from (scoring less than prune_tolerance more) are left out."""
     if polished is None or not polished.prompt:
         return tracker.top_k(k)
-    rest = [p for p in tracker.top_k(len(tracker.scores)) if p.score <= polished.score and p.prompt != polished.prompt]
+    everything = tracker.top_k(len(tracker.scorer.scores))
+    rest = [p for p in everything if p.score <= polished.score and p.prompt != polished.prompt]
     return [ScoredPrompt(polished.prompt, polished.score), *rest[: k - 1]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Early stop and the stuck hint
 
 
 class _Plateau:
     """Early stop when the best projected score has not risen for `patience` steps (0: never),
-    and the random start's mean score for the stuck hint (pez.refine.stuck_hint)."""
+    and the random start's mean score for the stuck hint."""
 
     def __init__(self, patience: int):
         self.patience, self.best, self.best_step, self.step = patience, -math.inf, 0, 0
@@ -343,10 +288,22 @@ class _Plateau:
         return self.done
 
     def hint(self, tracker: _BestTracker) -> str:
-        return _refine.stuck_hint(self.step, self.start, tracker.best.score)
+        return stuck_hint(self.step, self.start, tracker.best.score)
 
 
-def _phase_report(item, config, history, tracker, start, hint) -> StepReport:
+def stuck_hint(step: int, start_score: float, best_score: float) -> str:
+    """STUCK_HINT when, after STUCK_MIN_STEPS, the best score gained less than STUCK_MIN_GAIN over
+    the mean score of the random start (config.py explains the criterion); "" otherwise."""
+    if step < STUCK_MIN_STEPS or not (math.isfinite(start_score) and math.isfinite(best_score)):
+        return ""
+    return STUCK_HINT if best_score - start_score < STUCK_MIN_GAIN else ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Reports
+
+
+def _phase_report(item, history, tracker: _BestTracker, start: float, hint: str) -> StepReport:
     """A StepReport for a refine/prune round: ("refine"|"prune", round, rounds, ids, text, score)."""
     phase, r, rounds, _, text, score = item
     elapsed = time.perf_counter() - start
@@ -371,8 +328,8 @@ def _current(tracker: _BestTracker, last) -> ScoredPrompt:
         return ScoredPrompt("", float("nan"))
     ids, scores = last
     n = int(scores.argmax())
-    text = tracker.decode(ids[n].tolist())
-    return ScoredPrompt(text, tracker.scores.get(text, float(scores[n])))
+    text = tracker.scorer.decode(ids[n].tolist())
+    return ScoredPrompt(text, tracker.scorer.scores.get(text, float(scores[n])))
 
 
 def _current_entry(last) -> tuple[list[int], float] | None:
@@ -383,13 +340,6 @@ def _current_entry(last) -> tuple[list[int], float] | None:
     ids, scores = last
     n = int(scores.argmax())
     return ids[n].tolist(), float(scores[n])
-
-
-def _sample_batch(k: int, batch_size: int, gen: torch.Generator, device) -> torch.Tensor | None:
-    """Indices of this step's positive targets; None means all of them."""
-    if k <= batch_size:
-        return None
-    return torch.randperm(k, generator=gen)[:batch_size].to(device)
 
 
 def _report(step, config, history, current, tracker, start, hint: str = "") -> StepReport:
@@ -408,12 +358,4 @@ def _report(step, config, history, current, tracker, start, hint: str = "") -> S
     )
 
 
-__all__ = [
-    "InversionResult",
-    "PromptEncoder",
-    "ScoredPrompt",
-    "StepReport",
-    "Targets",
-    "clean_text",
-    "optimize",
-]
+__all__ = ["Targets", "initial_ids", "optimize", "stuck_hint"]

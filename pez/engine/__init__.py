@@ -1,0 +1,13 @@
+"""The search engine: PEZ and what pez adds to it, on a loaded CLIP (pez.models).
+
+    optim.py      PEZ itself: Targets and the loss, the loop `optimize`, best tracking, early stop
+    vocab.py      the vocabulary: projection, which tokens are allowed, the safety list, texts
+    tower.py      the one text-tower forward (TextTower) and PromptEncoder ([SOT, prompt, EOT])
+    accel.py      speed: search precision, torch.compile, cached towers, cheaper exact scans
+    scorer.py     the one honest text scorer: the score of the text the user will copy
+    polish.py     after the search: refine (token swaps) and prune (dropping tokens)
+    features.py   CLIP features of images and texts, and scores built on them
+
+Data flows one way: features -> Targets -> optimize (vocab, tower, accel, scorer) -> polish ->
+pez.results. The tasks built on it (invert, distill, ...) are in pez.inversion.
+"""

@@ -42,14 +42,14 @@ from .results import ConcatReport, ConcatResult, InversionResult, ScoredPrompt, 
 __version__ = "0.1.0"
 
 # Regeneration lives in pez.generate, which imports diffusers (slow): exported lazily.
-_LAZY = {"regenerate": "generate", "load_generator": "load_generator", "GenerationResult": "GenerationResult"}
+_LAZY = ("regenerate", "load_generator", "GenerationResult")
 
 
 def __getattr__(name: str):
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module("pez.generate"), _LAZY[name])
+        return getattr(importlib.import_module("pez.generate"), name)
     raise AttributeError(f"module 'pez' has no attribute {name!r}")
 
 

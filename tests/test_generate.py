@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import pez
+from pez import toy
 from pez.config import MAX_IMAGES, MAX_TEXT_CHARS, ConfigError, GenerateConfig
 from pez.errors import WeightsNotFoundError
 from pez.generate import GenerationStep, generate, load_generator, score_images
@@ -312,15 +313,7 @@ def test_local_folder_loads_once_and_generates(pipe, tmp_path):
 # The toy pair
 
 
-def _toy():
-    toy = pytest.importorskip("pez.toy")
-    if not hasattr(toy, "toy_generate"):
-        pytest.skip("pez.toy.toy_generate is not written yet")
-    return toy
-
-
 def test_toy_pair_draws_without_diffusers(clip):
-    _toy()
     steps: list[GenerationStep] = []
     out = generate("toy", "a red circle", GenerateConfig(num_images=2, seed=3), clip=clip, callback=steps.append)
     assert len(out.images) == 2 and out.images[0].size == (64, 64) and out.seeds == [3, 4]
@@ -341,12 +334,8 @@ def test_toy_pair_draws_without_diffusers(clip):
 
 
 def test_toy_pair_scored_with_toy_clip():
-    _toy()
-    try:
-        toy_clip = pez.load_clip("toy", device="cpu")
-    except (WeightsNotFoundError, FileNotFoundError, OSError) as e:
-        pytest.skip(f"toy CLIP weights missing: {e}")
-    target = _toy().render("red", "circle", seed=99)
+    toy_clip = pez.load_clip("toy", device="cpu")  # ships in assets/
+    target = toy.render("red", "circle", seed=99)
     good = generate("toy", "a red circle", GenerateConfig(num_images=2), targets=[target], device="cpu")
     bad = generate("toy", "a blue star", GenerateConfig(num_images=2), clip=toy_clip, targets=[target])
     assert np.mean(good.image_scores) > np.mean(bad.image_scores)  # the toy CLIP sees shape and colour

@@ -288,7 +288,7 @@ def test_generator_loader_tries_the_cached_variant_first(tmp_path, monkeypatch):
     """Only fp16 files on a CPU (fp32 first by default): no failed full-precision load first."""
     import diffusers
 
-    from pez import generate as G
+    from pez.generate import pipeline as G
 
     (tmp_path / "unet").mkdir()
     (tmp_path / "unet" / "diffusion_pytorch_model.fp16.safetensors").write_bytes(b"")

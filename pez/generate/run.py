@@ -1,14 +1,17 @@
 """Regeneration: images from a (discovered) prompt with the pair's diffusion model, scored by CLIP.
 
+Checks first (pair, prompt, settings, targets: nothing runs on bad input), then the run, then
+the scores; the pipelines themselves are loaded by pez.generate.pipeline.
+
+
 `generate(pair, prompt, config)` draws `config.num_images` images with the pair's generator and
 scores each one with the pair's CLIP: cosine to the prompt's text features and, when targets are
 given, cosine to each target image (the paper's image metric). Image k uses its own
 `torch.Generator` seeded with `seed + k`, so it can be reproduced alone.
 
-Generators are diffusers pipelines, loaded once per (source, device, offload) by
-`load_generator()` and shared between users behind a lock (a pipeline's scheduler is stateful,
-so calls on one pipeline run one at a time). The "toy" pair draws with `pez.toy.toy_generate`
-and needs no diffusers. Tests inject a pipeline from `pez.tiny_sd` through `pipeline=`.
+Generators are diffusers pipelines shared between users (pez.generate.pipeline). The "toy" pair
+draws with `pez.toy.toy_generate` and needs no diffusers. Tests inject a pipeline from
+`pez.testing.tiny_sd` through `pipeline=`.
 
 Progress goes to `callback(GenerationStep)` after every denoising step; `should_stop()` is polled
 at the same point and stops the run through diffusers' interrupt flag, keeping what was drawn.
@@ -17,24 +20,19 @@ at the same point and stops the run through diffusers' interrupt flag, keeping w
 from __future__ import annotations
 
 import dataclasses
-import logging
-import threading
 import time
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from .config import CFG_THRESHOLD, MAX_IMAGES, GenerateConfig
-from .engine.features import check_texts, image_features, text_features
-from .errors import ConfigError, WeightsNotFoundError
-from .models import LoadedClip, ModelPair, get_pair, load_clip, resolve_device
-from .models.hub import can_download, hub_cache_dir, hub_cached
+from ..config import CFG_THRESHOLD, MAX_IMAGES, GenerateConfig
+from ..engine.features import check_texts, image_features, text_features
+from ..errors import ConfigError
+from ..models import LoadedClip, ModelPair, load_clip
+from .pipeline import LoadedGenerator, as_generator, load_generator, resolve_pair
 
-log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class GenerationStep:
@@ -104,15 +102,6 @@ class GenerationResult:
 # Validation
 
 
-def resolve_pair(pair: str | ModelPair) -> ModelPair:
-    """A registry name or a ModelPair -> ModelPair (ConfigError listing the choices otherwise)."""
-    if isinstance(pair, ModelPair):
-        return pair
-    if isinstance(pair, str):
-        return get_pair(pair)
-    raise ConfigError(f"model pair: expected a pair name or ModelPair, received {pair!r}")
-
-
 def resolve_settings(pair: ModelPair, config: GenerateConfig | None = None) -> GenerationSettings:
     """Fill the pair's defaults into `config` and check every value. Raises ConfigError."""
     config = GenerateConfig() if config is None else config
@@ -124,168 +113,6 @@ def resolve_settings(pair: ModelPair, config: GenerateConfig | None = None) -> G
     if pair.kind == "toy" and filled.width != filled.height:
         raise ConfigError(f"size: the toy generator draws square images, received {filled.width}x{filled.height}")
     return GenerationSettings(**{**dataclasses.asdict(filled), "guidance": float(filled.guidance)})
-
-
-# ---------------------------------------------------------------------------------------------
-# Generators: loading and caching
-
-
-@dataclass(eq=False)
-class LoadedGenerator:
-    """A diffusers text-to-image pipeline ready to run. Shared: call it only under `lock`."""
-
-    pipeline: Any
-    source: str  # hub id or local folder it came from ("<injected>" for a passed pipeline)
-    device: torch.device
-    offload: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-
-_GENERATORS: dict[tuple, LoadedGenerator] = {}
-_GENERATORS_LOCK = threading.Lock()
-_INJECTED_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # pipeline -> its lock
-_INJECTED_LOCKS_LOCK = threading.Lock()  # separate from the loader's lock: loads take minutes
-
-
-def load_generator(
-    pair: str | ModelPair,
-    device: str | torch.device | None = None,
-    *,
-    offload: bool = False,
-    source: str | None = None,
-) -> LoadedGenerator:
-    """Load (once) and return the pair's diffusion pipeline. Thread-safe; cached.
-
-    `source` overrides the pair's hub id, e.g. with a local diffusers folder (one holding
-    model_index.json). `offload` uses accelerate's model CPU offload (CUDA only): each model sits
-    on the GPU only while it runs, for GPUs too small for the whole pipeline.
-    Raises ConfigError (no generator, bad device) or WeightsNotFoundError (weights not found).
-    """
-    pair = resolve_pair(pair)
-    source = source or pair.generator
-    if not source:
-        raise ConfigError(f"model pair {pair.name!r} has no diffusion generator (generate() draws the toy pair itself)")
-    dev = resolve_device(device)
-    if offload and dev.type != "cuda":
-        log.info("model CPU offload needs a CUDA device; ignored on %s", dev)
-        offload = False
-    source = str(Path(source).expanduser().resolve()) if _is_local_path(source) else source
-    key = (source, pair.kind, pair.scheduler, str(dev), offload)
-    with _GENERATORS_LOCK:
-        if key not in _GENERATORS:
-            _GENERATORS[key] = _load_uncached(pair, source, dev, offload)
-        return _GENERATORS[key]
-
-
-def clear_generators() -> None:
-    """Forget every cached pipeline (frees memory once no caller holds one)."""
-    with _GENERATORS_LOCK:
-        _GENERATORS.clear()
-
-
-def _load_uncached(pair: ModelPair, source: str, device: torch.device, offload: bool) -> LoadedGenerator:
-    dtype = torch.float16 if device.type == "cuda" else torch.float32
-    log.info("loading generator %s on %s (%s%s)", source, device, dtype, ", offload" if offload else "")
-    pipe = _from_pretrained(source, dtype)
-    if pair.scheduler == "dpm-multistep":
-        from diffusers import DPMSolverMultistepScheduler
-
-        pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
-    if offload:
-        pipe.enable_model_cpu_offload(device=device)
-    else:
-        pipe = pipe.to(device)
-    pipe.set_progress_bar_config(disable=True)  # the core never prints; progress goes to callbacks
-    return LoadedGenerator(pipe, source, device, offload)
-
-
-def _from_pretrained(source: str, dtype: torch.dtype):
-    """Load from the local cache or folder first (fast, no network); download only when allowed."""
-    local = _is_local_path(source)
-    if local:
-        _check_folder(source)
-    offline = not can_download()
-    if local or offline or hub_cached(source, "model_index.json"):
-        try:
-            return _try_variants(source, dtype, local_only=True)
-        except WeightsNotFoundError:
-            if local or offline:
-                raise
-    return _try_variants(source, dtype, local_only=False)
-
-
-def _try_variants(source: str, dtype: torch.dtype, local_only: bool):
-    """fp16 weight files first on CUDA (half the download), full precision first elsewhere."""
-    from diffusers import AutoPipelineForText2Image
-
-    variants = ("fp16", None) if dtype == torch.float16 else (None, "fp16")
-    if local_only and _unet_file_present(source, variants[1]) and not _unet_file_present(source, variants[0]):
-        variants = variants[::-1]  # only the other variant is here (e.g. fp16 files on a CPU): no failed try first
-    reasons = []
-    for variant in variants:
-        try:
-            return AutoPipelineForText2Image.from_pretrained(
-                source, dtype=dtype, variant=variant, local_files_only=local_only
-            )
-        except Exception as e:  # noqa: BLE001 - any loader failure becomes one clear message
-            reasons.append(f"{variant or 'default'} weights: {str(e).strip().splitlines()[0][:300]}")
-    raise WeightsNotFoundError(_missing_message(source, reasons, local_only))
-
-
-def _unet_file_present(source: str, variant: str | None) -> bool:
-    """Whether the UNet weights of `variant` are in the local folder or the hub cache."""
-    name = "unet/diffusion_pytorch_model" + (f".{variant}" if variant else "") + ".safetensors"
-    if _is_local_path(source):
-        return (Path(source).expanduser() / name).is_file()
-    return hub_cached(source, name)
-
-
-def _is_local_path(source: str) -> bool:
-    return source.startswith(("/", "./", "../", "~")) or Path(source).expanduser().is_dir()
-
-
-def _check_folder(path: str) -> None:
-    if not Path(path).is_dir():
-        raise WeightsNotFoundError(
-            f"Generator folder not found: {path!r} (expected a diffusers folder with model_index.json)"
-        )
-    if not (Path(path) / "model_index.json").is_file():
-        raise WeightsNotFoundError(
-            f"{path!r} is not a diffusers pipeline folder: expected model_index.json in it "
-            "(save one with pipeline.save_pretrained(folder))"
-        )
-
-
-def _missing_message(source: str, reasons: list[str], local_only: bool) -> str:
-    if _is_local_path(source):
-        where = f"the local folder {source!r}"
-    else:
-        mode = (
-            "offline: HF_HUB_OFFLINE is set or the hub is unreachable"
-            if not can_download()
-            else ("cache only" if local_only else "download")
-        )
-        where = f"the Hugging Face repo {source!r} ({mode}; hub cache {hub_cache_dir()})"
-    return (
-        f"Could not load the diffusion generator from {where}. Tried: {'; '.join(reasons)}. "
-        f"To provide it: run once with network access so it is cached (e.g. `hf download {source}`), "
-        "or pass a local diffusers folder (with model_index.json) as the generator source. "
-        "For an offline demo use the model pair 'toy'."
-    )
-
-
-def _as_generator(pipeline: Any) -> LoadedGenerator:
-    """Wrap an injected pipeline, giving each pipeline object one lock for its lifetime."""
-    if isinstance(pipeline, LoadedGenerator):
-        return pipeline
-    if not callable(pipeline):
-        raise ConfigError(
-            f"pipeline: expected a diffusers pipeline or LoadedGenerator, received {type(pipeline).__name__}"
-        )
-    with _INJECTED_LOCKS_LOCK:
-        lock = _INJECTED_LOCKS.setdefault(pipeline, threading.Lock())
-    device = getattr(pipeline, "_execution_device", None) or torch.device("cpu")
-    return LoadedGenerator(pipeline, "<injected>", torch.device(device), lock=lock)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,10 +158,7 @@ def _run_diffusers(gen: LoadedGenerator, prompt: str, s: GenerationSettings, hoo
 
 def _run_toy(prompt: str, s: GenerationSettings, hook: _StepHook) -> list:
     """Toy pair: one toy_generate call per image (seed + k), so seeding matches the SD path."""
-    try:
-        from .toy import toy_generate
-    except ImportError as e:
-        raise ConfigError(f"model pair 'toy': pez.toy.toy_generate is not available ({e})") from e
+    from ..toy import toy_generate
     images = []
     hook.total = s.num_images
     for k, seed in enumerate(s.seeds):
@@ -485,7 +309,7 @@ def generate(
 
 
 def _generator_for(pair: ModelPair, pipeline: Any, device: Any, offload: bool) -> LoadedGenerator:
-    return _as_generator(pipeline) if pipeline is not None else load_generator(pair, device, offload=offload)
+    return as_generator(pipeline) if pipeline is not None else load_generator(pair, device, offload=offload)
 
 
 def _stop_warnings(hook: _StepHook, toy: bool) -> list[str]:
@@ -508,11 +332,7 @@ __all__ = [
     "GenerationSettings",
     "GenerationStep",
     "ImageScores",
-    "LoadedGenerator",
-    "clear_generators",
     "generate",
-    "load_generator",
-    "resolve_pair",
     "resolve_settings",
     "score_images",
     "target_features",

@@ -197,23 +197,25 @@ def test_cli_flags_for_the_new_settings():
 # The toy world's modules
 
 
-def _imports(module: str) -> set[str]:
-    tree = ast.parse((Path(pez.__file__).parent / f"{module}.py").read_text())
+def _imports(path: Path) -> set[str]:
+    """The modules `path` imports relatively, as written ("..errors", ".world")."""
     out = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            out.add(node.module or "")
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            out.add("." * node.level + (node.module or ""))
     return out
 
 
-def test_toy_split_has_no_import_cycle_and_keeps_names():
-    for module in ("toy_world", "toy_clip", "toy_generator", "toy"):
-        assert "models" not in _imports(module), module
-    assert _imports("toy_world") <= {"config", "errors"}  # the world needs no model
-    from pez import toy, toy_clip, toy_generator, toy_world
+def test_toy_package_has_no_import_cycle_and_keeps_names():
+    from pez import toy
+    from pez.toy import clip, generator, train, world
 
-    assert toy.render is toy_world.render and toy.create_toy_clip is toy_clip.create_toy_clip
-    assert toy.toy_generate is toy_generator.toy_generate and toy.TrainConfig is toy_clip.TrainConfig
+    folder = Path(toy.__file__).parent
+    for path in folder.glob("*.py"):
+        assert not any(m.lstrip(".").startswith("models") for m in _imports(path)), path
+    assert _imports(folder / "world.py") <= {"..config", "..errors"}  # the world needs no model
+    assert toy.render is world.render and toy.create_toy_clip is clip.create_toy_clip
+    assert toy.toy_generate is generator.toy_generate and toy.TrainConfig is train.TrainConfig
     assert pez.WeightsNotFoundError is pez.errors.WeightsNotFoundError
 
 

@@ -16,6 +16,8 @@ import torch
 from pez import toy
 from pez.config import ConfigError
 from pez.errors import WeightsNotFoundError
+from pez.toy.train import CaptionSampler
+from pez.toy.world import tokenizer
 
 needs_weights = pytest.mark.skipif(
     not (toy.ASSETS_DIR / toy.WEIGHTS_FILE).is_file(), reason="toy CLIP not built (python -m pez.toy train)"
@@ -55,13 +57,13 @@ def test_words_are_single_distinct_tokens():
     ids = toy.word_ids(toy.COLOURS + toy.SHAPES)  # raises when a word is not one BPE token
     assert len(set(ids)) == len(toy.COLOURS) + len(toy.SHAPES)
     assert toy.caption("red", "circle") == "a red circle"
-    tok = toy._tokenizer()
+    tok = tokenizer()
     assert tok.encode(toy.caption("yellow", "heart")) == toy.word_ids(["a", "yellow", "heart"])
 
 
 def test_caption_sampler_batches():
     cfg = toy.TrainConfig(batch_size=8, junk_captions=4, near_misses=6, text_len=12)
-    sampler = toy._CaptionSampler(cfg, torch.Generator().manual_seed(0))
+    sampler = CaptionSampler(cfg, torch.Generator().manual_seed(0))
     labels = torch.arange(8) * 5  # label = colour * len(SHAPES) + shape
     ids = sampler.batch(labels)  # (8 captions + 4 junk + 6 near misses, text_len)
     assert ids.shape == (18, 12)
@@ -77,7 +79,7 @@ def test_caption_sampler_batches():
 
 def test_encode_ids_matches_encode_text():
     model = toy.build_model(0).eval()
-    tokens = toy._tokenizer()(["a red circle", "star blue with some other words"])  # (2, 77)
+    tokens = tokenizer()(["a red circle", "star blue with some other words"])  # (2, 77)
     with torch.no_grad():
         full = model.encode_text(tokens)
         short = toy.encode_ids(model, tokens[:, :10])

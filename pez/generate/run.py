@@ -158,7 +158,7 @@ def _run_diffusers(gen: LoadedGenerator, prompt: str, s: GenerationSettings, hoo
 
 def _run_toy(prompt: str, s: GenerationSettings, hook: _StepHook) -> list:
     """Toy pair: one toy_generate call per image (seed + k), so seeding matches the SD path."""
-    from ..toy import toy_generate
+    from ..toy.generator import toy_generate
     images = []
     hook.total = s.num_images
     for k, seed in enumerate(s.seeds):

@@ -238,7 +238,7 @@ def _load_uncached(spec: ClipSpec, device: torch.device, precision: str) -> Load
 
     log.info("loading CLIP %s on %s (%s)", spec.label, device, precision)
     if spec.source == "toy":
-        from ..toy_clip import create_toy_clip
+        from ..toy.clip import create_toy_clip
 
         model, preprocess = create_toy_clip()
         tokenizer = open_clip.get_tokenizer("ViT-B-32")

@@ -1,4 +1,8 @@
-"""The toy world's CLIP: a tiny open_clip CLIP, its PEZ-friendly training and its assets.
+"""Training the toy world's CLIP: `python -m pez.toy train` writes assets/toy_clip and the examples.
+
+Real CLIP weights cannot always be downloaded, so pez ships a tiny CLIP (pez.toy.clip) trained in
+a couple of minutes on synthetic images whose right prompt is known ("a red circle").
+bench/quality.py measures how often PEZ finds the right words.
 
 PEZ-friendliness: PEZ projects onto the whole vocabulary, and any token that carries a little
 meaning by accident, or gives junk features, can win. So training (see `TrainConfig`):
@@ -15,6 +19,7 @@ scripts/train_plain_toy.py trains the same model without (b) and (c), as real CL
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -26,19 +31,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .errors import WeightsNotFoundError
-from .toy_world import COLOURS, EVAL_SEED_BASE, SHAPES, _tokenizer, caption, render, word_ids
+from .clip import ASSETS_DIR, MEAN, STD, TOY_CONFIG, build_model, save_assets
+from .generator import EXAMPLES_DIR, write_examples
+from .world import COLOURS, EVAL_SEED_BASE, SHAPES, caption, render, tokenizer, word_ids
 
-ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets" / "toy_clip"
-CONFIG_FILE = "open_clip_config.json"  # open_clip's hub layout, so "local-dir:" loading works too
-WEIGHTS_FILE = "open_clip_model.safetensors"
-MEAN = STD = (0.5, 0.5, 0.5)
-TOY_CONFIG = {  # open_clip.model.CLIP(**TOY_CONFIG); the real 49,408-token BPE vocabulary
-    "embed_dim": 64,
-    # A ModifiedResNet: on this data a tiny ViT needs far more steps to tell shapes apart.
-    "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 8, "head_width": 32},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 2},
-}
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -80,11 +77,11 @@ def encode_ids(model, ids: torch.Tensor) -> torch.Tensor:
     return proj(x) if isinstance(proj, torch.nn.Linear) else x @ proj  # (B, E)
 
 
-class _CaptionSampler:
+class CaptionSampler:
     """Builds token-id batches: true captions with scattered distractors, and junk strings."""
 
     def __init__(self, cfg: TrainConfig, gen: torch.Generator):
-        tok = _tokenizer()
+        tok = tokenizer()
         self.cfg, self.gen = cfg, gen
         self.sot, self.eot = int(tok.sot_token_id), int(tok.eot_token_id)
         self.colour_ids, self.shape_ids = word_ids(COLOURS), word_ids(SHAPES)
@@ -212,38 +209,22 @@ def _contrastive_loss(img: torch.Tensor, txt: torch.Tensor, labels: torch.Tensor
     return (i2t.mean() + t2i.mean()) / 2
 
 
-def build_model(seed: int = 0):
-    """A freshly initialised toy CLIP (fp32, CPU)."""
-    import open_clip
-
-    torch.manual_seed(seed)
-    return open_clip.model.CLIP(**TOY_CONFIG)
-
-
-def preprocess_for(image_size: int | None = None) -> Callable:
-    """The eval preprocess of the toy CLIP: PIL image -> (3, S, S) tensor."""
-    import open_clip
-
-    size = image_size or TOY_CONFIG["vision_cfg"]["image_size"]
-    return open_clip.image_transform(size, is_train=False, mean=MEAN, std=STD)
-
-
 @torch.no_grad()
 def zero_shot_accuracy(model, per_combo: int = 5, seed_base: int = EVAL_SEED_BASE) -> float:
     """Fraction of held-out renders whose best-scoring caption (of all combos) is the true one."""
     model.eval()
     images, labels = _render_set(per_combo, seed_base)
-    tok = _tokenizer()
+    tok = tokenizer()
     txt = F.normalize(model.encode_text(tok([caption(c, s) for c, s in _combos()])), dim=-1)  # (K, E)
     img = F.normalize(model.encode_image(_normalise(images)), dim=-1)  # (N, E)
     return float(((img @ txt.T).argmax(1) == labels).float().mean())
 
 
 @torch.no_grad()
-def junk_margin(model, sampler: _CaptionSampler, n: int = 256) -> float:
+def junk_margin(model, sampler: CaptionSampler, n: int = 256) -> float:
     """Mean over held-out images of (true-caption cosine - best cosine of n junk strings)."""
     images, labels = _render_set(2, EVAL_SEED_BASE)
-    tok = _tokenizer()
+    tok = tokenizer()
     img = F.normalize(model.encode_image(_normalise(images)), dim=-1)  # (N, E)
     true = F.normalize(model.encode_text(tok([caption(c, s) for c, s in _combos()])), dim=-1)[labels]
     junk_feat = F.normalize(encode_ids(model, sampler.junk(n)), dim=-1)  # (n, E)
@@ -318,7 +299,7 @@ def _train(cfg: TrainConfig, on_step, start: float):
     # 1. Data: pre-rendered training images (training seeds only) and a caption sampler.
     gen = torch.Generator().manual_seed(cfg.seed)
     images, labels = _render_set(cfg.images_per_combo, seed_base=cfg.seed * 10_000_000)
-    sampler = _CaptionSampler(cfg, gen)
+    sampler = CaptionSampler(cfg, gen)
     render_s = time.perf_counter() - start
     # 2. Model and optimiser.
     model = build_model(cfg.seed).train()
@@ -350,61 +331,56 @@ def _train(cfg: TrainConfig, on_step, start: float):
     return model, metrics
 
 
-# ---------------------------------------------------------------------------------------------
-# Assets: saving, loading
+
+def train(
+    out_dir: str | Path = ASSETS_DIR,
+    seed: int = 0,
+    steps: int | None = None,
+    seconds: float | None = None,
+    examples_dir: str | Path | None = EXAMPLES_DIR,
+    on_step: Callable[[int, float], None] | None = None,
+) -> dict:
+    """Train the toy CLIP, write its assets to out_dir (and the example images); return metrics."""
+    cfg = TrainConfig(seed=seed, seconds=seconds)
+    if steps is not None:
+        cfg.steps = steps
+    model, metrics = train_model(cfg, on_step)
+    save_assets(model, metrics, out_dir)
+    if examples_dir is not None:
+        write_examples(examples_dir)
+    return metrics
 
 
-def save_assets(model, metrics: dict, out_dir: str | Path = ASSETS_DIR) -> Path:
-    """Write the config (open_clip's hub layout) and fp16 safetensors weights to out_dir."""
-    from safetensors.torch import save_file
+def main(argv: list[str] | None = None) -> dict:
+    """Command line: `python -m pez.toy train [--out DIR] [--seed N] [--steps N] [--seconds S]`."""
+    import argparse
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    config = {
-        "model_cfg": TOY_CONFIG,
-        "preprocess_cfg": {"mean": list(MEAN), "std": list(STD), "interpolation": "bicubic", "resize_mode": "shortest"},
-        "toy_world": {"colours": list(COLOURS), "shapes": list(SHAPES), "metrics": metrics},
-    }
-    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-    state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(out / WEIGHTS_FILE), metadata={"format": "pt", "source": "pez toy world"})
-    return out
+    ap = argparse.ArgumentParser(prog="python -m pez.toy", description="Build the toy world's CLIP.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    tr = sub.add_parser("train", help="train the toy CLIP and write its assets")
+    tr.add_argument("--out", default=str(ASSETS_DIR), help="folder for config + weights")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--steps", type=int, default=None, help=f"optimiser steps (default {TrainConfig.steps})")
+    tr.add_argument("--seconds", type=float, default=None, help="stop early after this wall time")
+    tr.add_argument("--examples", default=str(EXAMPLES_DIR), help="folder for example PNGs ('' to skip)")
+    args = ap.parse_args(argv)
 
+    def progress(step: int, loss: float) -> None:
+        if step % 100 == 0:
+            log.info("step %5d  loss %.3f", step, loss)
 
-def create_toy_clip(path: str | Path | None = None) -> tuple:
-    """The trained toy CLIP (CPU, fp32, eval mode) from `path` (default: the shipped assets)
-    and its eval preprocess (PIL image -> (3, S, S) tensor)."""
-    import open_clip
-    from safetensors.torch import load_file
-
-    folder = Path(path) if path is not None else ASSETS_DIR
-    weights = folder / WEIGHTS_FILE
-    if not weights.is_file():
-        raise WeightsNotFoundError(
-            f"toy CLIP weights not found at {weights}. Build them (about two minutes on a CPU) with "
-            f"`python -m pez.toy train --out {folder}`."
-        )
-    cfg = (
-        json.loads((folder / CONFIG_FILE).read_text())["model_cfg"] if (folder / CONFIG_FILE).is_file() else TOY_CONFIG
-    )
-    model = open_clip.model.CLIP(**cfg)
-    state = {k: v.float() for k, v in load_file(str(weights)).items()}
-    model.load_state_dict(state)
-    model.eval().requires_grad_(False)
-    return model, preprocess_for(cfg["vision_cfg"]["image_size"])
+    metrics = train(args.out, args.seed, args.steps, args.seconds, args.examples or None, progress)
+    log.info("wrote %s: %s", args.out, json.dumps({k: v for k, v in metrics.items() if k != "config"}))
+    return metrics
 
 
 __all__ = [
-    "ASSETS_DIR",
-    "CONFIG_FILE",
-    "TOY_CONFIG",
-    "WEIGHTS_FILE",
+    "CaptionSampler",
     "TrainConfig",
-    "build_model",
-    "create_toy_clip",
     "encode_ids",
-    "preprocess_for",
-    "save_assets",
+    "junk_margin",
+    "main",
+    "train",
     "train_model",
     "zero_shot_accuracy",
 ]

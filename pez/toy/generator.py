@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import ConfigError
-from .toy_clip import ASSETS_DIR
-from .toy_world import COLOURS, DEFAULT_SIZE, EVAL_SEED_BASE, SHAPES, find_words, render
+from ..errors import ConfigError
+from .clip import ASSETS_DIR
+from .world import COLOURS, DEFAULT_SIZE, EVAL_SEED_BASE, SHAPES, find_words, render
 
 
 def toy_generate(prompt: str, seed: int = 0, num_images: int = 1, size: int = DEFAULT_SIZE) -> list[Image.Image]:

@@ -14,7 +14,7 @@ from functools import cache, lru_cache
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 COLOURS: tuple[str, ...] = ("red", "green", "blue", "yellow", "purple", "orange", "white", "black")
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross", "heart")
@@ -128,7 +128,8 @@ def render(colour: str, shape: str, seed: int, size: int = DEFAULT_SIZE) -> Imag
 
 
 @lru_cache(maxsize=1)
-def _tokenizer():
+def tokenizer():
+    """The toy CLIP's tokenizer: open_clip's ViT-B-32 BPE (the real 49,408-token vocabulary)."""
     import open_clip
 
     return open_clip.get_tokenizer("ViT-B-32")
@@ -137,7 +138,7 @@ def _tokenizer():
 @cache
 def _word_ids(words: tuple[str, ...]) -> tuple[int, ...]:
     """Token ids of single-token words; raises ConfigError for a word that is not one token."""
-    tok = _tokenizer()
+    tok = tokenizer()
     ids = []
     for w in words:
         enc = tok.encode(w)
@@ -155,7 +156,7 @@ def word_ids(words) -> list[int]:
 def words_in(prompt: str) -> tuple[list[str], list[str]]:
     """All colour words and all shape words of `prompt` in order, as the toy CLIP's tokenizer
     reads them (so "reds" is not "red", while a glued "vedsquare" still holds "square")."""
-    ids = _tokenizer().encode(prompt.lower())
+    ids = tokenizer().encode(prompt.lower())
     colour_of = dict(zip(word_ids(COLOURS), COLOURS))
     shape_of = dict(zip(word_ids(SHAPES), SHAPES))
     return [colour_of[i] for i in ids if i in colour_of], [shape_of[i] for i in ids if i in shape_of]
@@ -175,6 +176,7 @@ __all__ = [
     "caption",
     "find_words",
     "render",
+    "tokenizer",
     "word_ids",
     "words_in",
 ]

@@ -1,6 +1,6 @@
 """Seconds per generated image through `pez.generate` (median/min/max over repeats).
 
-1. The tiny random SD pipeline (pez.tiny_sd) on the CPU, 64x64: the fixed cost of the
+1. The tiny random SD pipeline (pez.testing.tiny_sd) on the CPU, 64x64: the fixed cost of the
    generation path (tokenizer, text encoder, UNet steps, VAE, PIL) without model compute.
 2. With CUDA: SD-Turbo 512x512, 1 step, guidance 0 (target on an H100: <= 0.3 s/image) and
    SD 2.1-base 512x512, 25 DPM-Solver steps, guidance 9, 4 images (the paper's setting), fp16.
@@ -48,7 +48,7 @@ def report(label: str, times: list[float], target: float | None = None) -> None:
 
 
 def bench_tiny(repeats: int, threads: int) -> None:
-    from pez.tiny_sd import tiny_pipeline
+    from pez.testing.tiny_sd import tiny_pipeline
 
     torch.set_num_threads(threads)
     pipe = tiny_pipeline()
@@ -96,7 +96,7 @@ def random_sd2_pipeline(scheduler: str):
     from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from pez.tiny_sd import make_scheduler, tiny_tokenizer
+    from pez.testing.tiny_sd import make_scheduler, tiny_tokenizer
 
     unet = UNet2DConditionModel(
         sample_size=64,

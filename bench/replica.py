@@ -2,7 +2,7 @@
 
     python bench/replica.py [--pairs sd-turbo sdxl ...] [--home DIR] [--steps 5] [--device auto]
 
-Builds the replicas (fp16 files, pez.replica) under --home if they are not there, then for each
+Builds the replicas (fp16 files, pez.testing.replica) under --home if they are not there, then for each
 pair runs a fresh child process with HF_HOME=home HF_HUB_OFFLINE=1 that, through the product's
 own API: loads the CLIP, runs a PEZ search at the reference settings (prompt length 16, the
 config's candidates) for --steps steps, frees the CLIP, loads the generator and draws one image at
@@ -129,7 +129,7 @@ def main() -> None:
         sys.stdout.write("BENCH " + json.dumps(child(args.child, args.steps, args.device, args.max_gen_steps)) + "\n")
         return
 
-    from pez.replica import build_replica
+    from pez.testing.replica import build_replica
 
     for pair in args.pairs:
         t0 = time.perf_counter()

@@ -115,7 +115,7 @@ def _report(result, paths: list[str], as_json: bool) -> None:
 
 
 def add_replica_parser(sub) -> None:
-    from .replica import DTYPES, REPLICA_PAIRS
+    from .testing.replica import DTYPES, REPLICA_PAIRS
 
     p = sub.add_parser("replica", help="write full-size models with random weights as a hub cache (tests, benchmarks)")
     p.add_argument("dir", metavar="DIR", help="folder to write; then run with HF_HOME=DIR HF_HUB_OFFLINE=1")
@@ -129,7 +129,7 @@ def add_replica_parser(sub) -> None:
 def run_replica(args: argparse.Namespace) -> int:
     import time
 
-    from .replica import build_replica
+    from .testing.replica import build_replica
 
     t0 = time.perf_counter()
     root = build_replica(args.dir, args.pairs, args.dtype, args.seed, progress=lambda m: sys.stderr.write(m + "\n"))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pez import replica
+from pez.testing import replica
 
 from .conftest import noise_image
 

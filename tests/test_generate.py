@@ -1,4 +1,4 @@
-"""Tests of regeneration (pez.generate) with the tiny random SD pipeline (pez.tiny_sd), on CPU.
+"""Tests of regeneration (pez.generate) with the tiny random SD pipeline (pez.testing.tiny_sd), on CPU.
 
 Fast and offline: a seeded tiny pipeline stands in for the real generators, `random:tiny` for
 the real CLIP. Tests that need real weights or a GPU are marked slow (RUN_SLOW=1).
@@ -29,7 +29,7 @@ SMALL = GenerateConfig(steps=3, guidance=5.0, width=64, height=64)
 
 @pytest.fixture(scope="module")
 def pipe():
-    from pez.tiny_sd import tiny_pipeline
+    from pez.testing.tiny_sd import tiny_pipeline
 
     return tiny_pipeline(seed=0)
 
@@ -59,7 +59,7 @@ def max_diff(a, b) -> int:
 def test_tiny_tokenizer_ids_match_open_clip():
     import open_clip
 
-    from pez.tiny_sd import tiny_tokenizer
+    from pez.testing.tiny_sd import tiny_tokenizer
 
     ours, theirs = tiny_tokenizer(), open_clip.get_tokenizer("ViT-B-32")
     prompts = ["a photo of a cat", "Hello, World! it's 3:45pm", "trending on artstation, 8k, café naïve", "🙂 emoji"]
@@ -74,14 +74,14 @@ def test_tiny_tokenizer_ids_match_open_clip():
 def test_tiny_pipeline_is_fast_and_seeded(pipe):
     out = run(pipe, num_images=1)
     assert out.seconds < 1.0, f"tiny pipeline took {out.seconds:.2f} s for one image"
-    from pez.tiny_sd import tiny_pipeline
+    from pez.testing.tiny_sd import tiny_pipeline
 
     other = generate(PAIR, "a red circle", dataclasses.replace(SMALL), pipeline=tiny_pipeline(seed=0), score=False)
     assert max_diff(out.images[0], other.images[0]) == 0  # same weight seed, same image
 
 
 def test_tiny_pipeline_euler_one_step_and_bad_scheduler():
-    from pez.tiny_sd import tiny_pipeline
+    from pez.testing.tiny_sd import tiny_pipeline
 
     out = generate(
         "sd-turbo", "a cat", GenerateConfig(width=64, height=64), pipeline=tiny_pipeline(scheduler="euler"), score=False

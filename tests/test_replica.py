@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pez import replica
 from pez.models import PAIRS
+from pez.testing import replica
 
 from .conftest import noise_image
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 # Sizes of the tiny components. The VAE has 4 levels like SD's, so images are 8x the latents
 # and sizes must be multiples of 8, as for the real models.

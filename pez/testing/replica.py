@@ -30,9 +30,9 @@ from typing import Any
 
 import torch
 
-from .errors import ConfigError
-from .models import PAIRS, get_pair, list_pairs, parse_clip_spec
-from .models.hub import open_clip_files
+from ..errors import ConfigError
+from ..models import PAIRS, get_pair, list_pairs, parse_clip_spec
+from ..models.hub import open_clip_files
 
 log = logging.getLogger(__name__)
 

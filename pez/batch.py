@@ -14,6 +14,7 @@ Nothing is lost and nothing is written twice:
   Failures that are not the image's fault (out of memory, a runtime error) are reported and
   counted but not recorded, so the next run retries them.
 
+The command `python -m pez batch` (pez.cli) prints the summary; this module writes no output.
 Sharding uses Hugging Face accelerate: the main process repairs the file, every process reads
 the same to-do list, `PartialState.split_between_processes` gives each its share, and all of
 them append to the one file.
@@ -36,7 +37,7 @@ from typing import Any
 import torch
 
 from .config import InvertConfig
-from .errors import ConfigError, Interrupted, InvalidImageError, WeightsNotFoundError, describe_error, is_oom
+from .errors import ConfigError, Interrupted, InvalidImageError, describe_error, is_oom
 from .images import IMAGE_SUFFIXES
 from .models import DEFAULT_PAIR, LoadedClip
 
@@ -349,47 +350,11 @@ def _invert_all(mine, clip, config, results, summary, process, progress, should_
             bar.set_postfix(done=summary.written, errors=summary.errors, failed=len(summary.failed), refresh=False)
 
 
-# ---------------------------------------------------------------------------------------------
-# Command line (`python -m pez batch`, wired in pez/cli.py)
-
-
-def run_cli(args, config: InvertConfig) -> int:
-    """Run the `batch` subcommand; prints a summary to stdout. Returns the exit status."""
-    try:
-        summary = run_batch(args.paths, args.out, args.model, config, device=args.device, progress=not args.quiet)
-    except KeyboardInterrupt:  # between images
-        sys.stderr.write("stopped; re-run the same command to resume\n")
-        return 130
-    except (InvalidImageError, ConfigError, WeightsNotFoundError):
-        raise  # the CLI reports these as one line, exit status 2
-    except Exception as e:  # e.g. out of memory while loading the model: one line, not a traceback
-        if not is_oom(e):
-            log.debug("batch failed", exc_info=True)
-        sys.stderr.write(f"error: {describe_error(e)}\n")
-        return 1
-    for line in summary.failed:
-        sys.stderr.write(f"failed (will be retried): {line}\n")
-    if summary.complete is None:  # not the main process: the main one reports
-        return summary.exit_code
-    if args.json:
-        sys.stdout.write(json.dumps(summary.to_dict(), indent=2) + "\n")
-    else:
-        sys.stdout.write(
-            f"{summary.complete}/{summary.total} images in {summary.out} "
-            f"({summary.skipped} already done, {summary.written} new, {summary.errors} bad images; "
-            f"{summary.processes} process(es), {summary.elapsed:.1f}s)\n"
-        )
-    if summary.stopped:
-        sys.stderr.write("stopped; re-run the same command to resume\n")
-    return summary.exit_code
-
-
 __all__ = [
     "BatchSummary",
     "ResultsFile",
     "find_images",
     "invert_file",
     "run_batch",
-    "run_cli",
     "settings_of",
 ]

@@ -1,8 +1,10 @@
-"""Command line: `python -m pez {invert,distill,concatenate,style,batch,models,generate,replica} ...`.
+"""The command line, all of it: `python -m pez {invert,distill,concatenate,style,batch,models,generate,replica}`.
 
-Flags for the PEZ settings are built from `pez.config.InvertConfig` and its bounds, so defaults
-live in one place. Progress is a tqdm bar on stderr showing the current best; the result goes
-to stdout as text, or as JSON with --json. Errors are one clear line and exit status 2.
+Every PEZ setting is a flag built from `pez.config.InvertConfig`'s fields (default, bound and help
+come from there), so defaults live in one place. Progress is a tqdm bar on stderr showing the
+current best; the result goes to stdout as text, or as JSON with --json. Errors are one clear
+line: exit status 2 for the user's mistakes (pez.errors.USER_ERRORS), 1 for a failed run, 130
+when interrupted (Ctrl-C still prints the best prompt of a search).
 """
 
 from __future__ import annotations
@@ -13,43 +15,84 @@ import json
 import logging
 import math
 import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
-from . import commands
-from . import config as C
-from .config import InvertConfig
-from .errors import USER_ERRORS, describe_error
+from .config import CONCAT_SEPARATOR, GENERATE_BOUNDS, PRECISIONS, STYLE_TEMPLATE, GenerateConfig, InvertConfig, about
+from .errors import USER_ERRORS, ConfigError, describe_error
 from .models import DEFAULT_PAIR, PAIRS, list_pairs
 
-HELP = {
-    "prompt_len": "tokens in the prompt",
-    "steps": "optimisation steps",
-    "lr": "AdamW learning rate",
-    "weight_decay": "AdamW weight decay",
-    "batch_size": "target images per step",
-    "candidates": "prompts optimised in parallel; the best wins",
-    "top_k": "distinct prompts to return",
-    "seed": "random seed (-1: draw one)",
-    "report_every": "steps between progress updates",
-    "negative_weight": "weight of negative targets in the loss",
-    "blocklist": "words never to use (every token containing one is excluded)",
-    "ascii_only": "only plain ASCII tokens",
-    "words_only": "only tokens made of letters (most readable)",
-    "precision": "precision of the gradient pass (scores stay fp32)",
-    "whole_words": "only tokens that end a word: the prompt is separate words, no glued pieces",
-    "safe": "exclude the default offensive/sexual word list (--blocklist adds to it)",
-    "refine_steps": "rounds of gradient-guided token swaps after the search (0: off)",
-    "prune_tolerance": "drop tokens whose removal costs less than this score (0: off)",
-    "patience": "stop the search after this many steps without a better score (0: off)",
-    "init_prompt": "start from this text instead of random tokens",
-}
+log = logging.getLogger(__name__)
+
+
+def main() -> None:
+    sys.exit(run())
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Parse `argv`, run the command, return the exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.run(args)
+    except USER_ERRORS as e:
+        sys.stderr.write(f"error: {e}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    except Exception as e:  # a runtime failure (e.g. out of memory): one line, no traceback
+        log.debug("run failed", exc_info=True)
+        sys.stderr.write(f"error: {describe_error(e)}\n")
+        return 1
 
 
 def _out(text: str) -> None:
     sys.stdout.write(text + "\n")
 
 
-def add_invert_flags(p: argparse.ArgumentParser) -> None:
+# ---------------------------------------------------------------------------------------------
+# The parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m pez", description="Hard prompts for images with PEZ.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("invert", help="one prompt for one or several images")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--negative", nargs="*", default=[], metavar="IMG", help="images the prompt should move away from")
+    add_invert_flags(p, _invert)
+
+    p = sub.add_parser("distill", help="a shorter prompt for a long one")
+    p.add_argument("text", help="the long prompt")
+    add_invert_flags(p, _distill)
+
+    p = sub.add_parser("concatenate", help="invert each image separately and join the prompts")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--separator", default=CONCAT_SEPARATOR)
+    add_invert_flags(p, _concatenate)
+
+    p = sub.add_parser("style", help="a style prompt from images, applied to subjects")
+    p.add_argument("images", nargs="+", help="images of one style")
+    p.add_argument("--subject", action="append", default=[], help="subject(s) to restyle (repeatable)")
+    p.add_argument("--template", default=STYLE_TEMPLATE)
+    add_invert_flags(p, _style)
+
+    p = sub.add_parser("batch", help="invert every image in folders, one JSON line each (resumable; accelerate)")
+    p.add_argument("paths", nargs="+", metavar="DIR", help="folders (searched recursively) or image files")
+    p.add_argument("--out", "-o", required=True, help="JSONL file the results are appended to")
+    add_invert_flags(p, _batch)
+
+    sub.add_parser("models", help="list the CLIP <-> generator pairs").set_defaults(run=_models)
+    _add_generate(sub)
+    _add_replica(sub)
+    return ap
+
+
+def add_invert_flags(p: argparse.ArgumentParser, command=None) -> None:
+    """--model, --device, --json, --quiet and one flag per InvertConfig field."""
     p.add_argument(
         "--model",
         "-m",
@@ -60,32 +103,31 @@ def add_invert_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     for f in dataclasses.fields(InvertConfig):
-        flag = "--" + f.name.replace("_", "-")
+        flag, info = "--" + f.name.replace("_", "-"), about(InvertConfig, f.name)
         if isinstance(f.default, bool):  # --whole-words / --no-whole-words
             p.add_argument(
-                flag,
-                action=argparse.BooleanOptionalAction,
-                default=f.default,
-                help=f"{HELP[f.name]} (default %(default)s)",
+                flag, action=argparse.BooleanOptionalAction, default=f.default, help=f"{info.help} (default %(default)s)"
             )
         elif f.name == "precision":
-            p.add_argument(flag, choices=C.PRECISIONS, default=f.default, help=f"{HELP[f.name]} (default {f.default})")
-        elif isinstance(f.default, str):
-            p.add_argument(flag, default=f.default, metavar="TEXT", help=HELP[f.name])
+            p.add_argument(flag, choices=PRECISIONS, default=f.default, help=f"{info.help} (default {f.default})")
         elif f.name == "blocklist":
-            p.add_argument(flag, nargs="*", default=[], metavar="WORD", help=HELP[f.name])
+            p.add_argument(flag, nargs="*", default=[], metavar="WORD", help=info.help)
+        elif isinstance(f.default, str):
+            p.add_argument(flag, default=f.default, metavar="TEXT", help=info.help)
         else:
-            kind = float if f.type == "float" else int
-            bound = C.BOUNDS[f.name]
+            extra = " (-1: draw one)" if f.name == "seed" else ""
             p.add_argument(
                 flag,
-                type=kind,
+                type=float if f.type == "float" else int,
                 default=f.default,
-                help=f"{HELP[f.name]} [{bound.lo:g}..{bound.hi:g}] (default {f.default})",
+                help=f"{info.help}{extra} [{info.bound.lo:g}..{info.bound.hi:g}] (default {f.default})",
             )
+    if command is not None:
+        p.set_defaults(run=command)
 
 
 def config_from_args(args: argparse.Namespace) -> InvertConfig:
+    """The InvertConfig of parsed flags (checked when built: a bad value is a ConfigError)."""
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(InvertConfig)}
     values["blocklist"] = tuple(values["blocklist"])
     if values["seed"] == -1:
@@ -93,38 +135,84 @@ def config_from_args(args: argparse.Namespace) -> InvertConfig:
     return InvertConfig(**values)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m pez", description="Hard prompts for images with PEZ.")
-    sub = ap.add_subparsers(dest="command", required=True)
+# ---------------------------------------------------------------------------------------------
+# Searches: invert, distill, style, concatenate, batch
 
-    p = sub.add_parser("invert", help="one prompt for one or several images")
-    p.add_argument("images", nargs="+", help="image files")
-    p.add_argument("--negative", nargs="*", default=[], metavar="IMG", help="images the prompt should move away from")
-    add_invert_flags(p)
 
-    p = sub.add_parser("distill", help="a shorter prompt for a long one")
-    p.add_argument("text", help="the long prompt")
-    add_invert_flags(p)
+def _invert(args: argparse.Namespace) -> int:
+    from .inversion import get_clip, invert_stream
 
-    p = sub.add_parser("concatenate", help="invert each image separately and join the prompts")
-    p.add_argument("images", nargs="+")
-    p.add_argument("--separator", default=C.CONCAT_SEPARATOR)
-    add_invert_flags(p)
+    cfg = config_from_args(args)
+    clip = get_clip(args.model, args.device)
+    *_, last = _progress(invert_stream(args.images, clip, cfg, negative_images=args.negative), cfg.steps, args.quiet)
+    _print_result(last.result, args.json)
+    return 0
 
-    p = sub.add_parser("style", help="a style prompt from images, applied to subjects")
-    p.add_argument("images", nargs="+", help="images of one style")
-    p.add_argument("--subject", action="append", default=[], help="subject(s) to restyle (repeatable)")
-    p.add_argument("--template", default=C.STYLE_TEMPLATE)
-    add_invert_flags(p)
 
-    p = sub.add_parser("batch", help="invert every image in folders, one JSON line each (resumable; accelerate)")
-    p.add_argument("paths", nargs="+", metavar="DIR", help="folders (searched recursively) or image files")
-    p.add_argument("--out", "-o", required=True, help="JSONL file the results are appended to")
-    add_invert_flags(p)
+def _distill(args: argparse.Namespace) -> int:
+    from .inversion import distill_stream, get_clip
 
-    sub.add_parser("models", help="list the CLIP <-> generator pairs")
-    commands.add_parsers(sub)  # generate, replica
-    return ap
+    cfg = config_from_args(args)
+    clip = get_clip(args.model, args.device)
+    *_, last = _progress(distill_stream(args.text, clip, cfg), cfg.steps, args.quiet)
+    _print_result(last.result, args.json, {"target": args.text})
+    return 0
+
+
+def _style(args: argparse.Namespace) -> int:
+    from .inversion import get_clip, invert_stream, style_prompts
+
+    cfg = config_from_args(args)
+    clip = get_clip(args.model, args.device)
+    *_, last = _progress(invert_stream(args.images, clip, cfg), cfg.steps, args.quiet)
+    styled = style_prompts(args.subject, last.result.prompt, args.template)
+    _print_result(last.result, args.json, {"styled": styled})
+    return 0
+
+
+def _concatenate(args: argparse.Namespace) -> int:
+    from .inversion import concatenate_stream, get_clip
+
+    cfg = config_from_args(args)
+    clip = get_clip(args.model, args.device)
+    stream = concatenate_stream(args.images, clip, cfg, separator=args.separator)
+    *_, last = _progress(stream, cfg.steps, args.quiet)
+    res = last.result
+    if args.json:
+        parts = [p.to_dict() for p in res.parts]
+        record = {"prompt": res.prompt, "score": res.score, "stopped": res.stopped, "parts": parts}
+        _out(json.dumps(record, indent=2, ensure_ascii=False))
+    else:
+        _out(res.prompt)
+        _out(f"# score {res.score:.4f} over {len(res.parts)} images" + ("  (stopped early)" if res.stopped else ""))
+    return 0
+
+
+def _batch(args: argparse.Namespace) -> int:
+    """Every image under the folders, one JSON line each; prints a summary. Resumable."""
+    from .batch import run_batch
+
+    cfg = config_from_args(args)
+    try:
+        summary = run_batch(args.paths, args.out, args.model, cfg, device=args.device, progress=not args.quiet)
+    except KeyboardInterrupt:  # between images
+        sys.stderr.write("stopped; re-run the same command to resume\n")
+        return 130
+    for line in summary.failed:
+        sys.stderr.write(f"failed (will be retried): {line}\n")
+    if summary.complete is None:  # not the main process: the main one reports
+        return summary.exit_code
+    if args.json:
+        _out(json.dumps(summary.to_dict(), indent=2))
+    else:
+        _out(
+            f"{summary.complete}/{summary.total} images in {summary.out} "
+            f"({summary.skipped} already done, {summary.written} new, {summary.errors} bad images; "
+            f"{summary.processes} process(es), {summary.elapsed:.1f}s)"
+        )
+    if summary.stopped:
+        sys.stderr.write("stopped; re-run the same command to resume\n")
+    return summary.exit_code
 
 
 def _progress(reports: Iterator, total: int, quiet: bool, label: str = "") -> Iterator:
@@ -136,11 +224,10 @@ def _progress(reports: Iterator, total: int, quiet: bool, label: str = "") -> It
             step_rep = getattr(rep, "report", rep)
             if hasattr(rep, "index"):  # concatenation: one bar pass per image
                 bar.set_description(f"image {rep.index + 1}/{rep.total}", refresh=False)
-            phase = getattr(step_rep, "phase", "search")
-            if phase == "search":
+            if step_rep.phase == "search":
                 bar.n = step_rep.step
             else:  # refine/prune rounds after the search: the bar stays, the label counts rounds
-                bar.set_description(f"{phase} {step_rep.step}/{step_rep.steps}", refresh=False)
+                bar.set_description(f"{step_rep.phase} {step_rep.step}/{step_rep.steps}", refresh=False)
             if math.isfinite(step_rep.best_score):
                 bar.set_postfix_str(f"best {step_rep.best_score:.3f} {step_rep.best_prompt[:60]!r}", refresh=False)
             bar.refresh()
@@ -157,78 +244,144 @@ def _print_result(res, as_json: bool, extra: dict | None = None) -> None:
         f"# score {res.score:.4f}  steps {res.steps_run}  {res.elapsed:.1f}s  seed {res.seed}  model {res.model}"
         + ("  (stopped early)" if res.stopped else "")
     )
-    if getattr(res, "hint", ""):
+    if res.hint:
         _out(f"# hint: {res.hint}")
     for key, value in (extra or {}).items():
         _out(f"# {key}: {value}")
 
 
-def run(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return _dispatch(args)
-    except USER_ERRORS as e:
-        sys.stderr.write(f"error: {e}\n")
-        return 2
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        return 130
-    except Exception as e:  # a runtime failure (e.g. out of memory): one line, no traceback
-        logging.getLogger(__name__).debug("run failed", exc_info=True)
-        sys.stderr.write(f"error: {describe_error(e)}\n")
-        return 1
+# ---------------------------------------------------------------------------------------------
+# models, generate, replica
 
 
-def _dispatch(args: argparse.Namespace) -> int:
-    from . import inversion as inv
-
-    if args.command == "models":
-        for name in list_pairs():
-            p = PAIRS[name]
-            _out(f"{name:<12} CLIP {p.clip:<34} generator {p.generator or '-'}")
-        return 0
-    if args.command in ("generate", "replica"):
-        return commands.run(args)
-    cfg = config_from_args(args)
-    if args.command == "batch":
-        from .batch import run_cli
-
-        return run_cli(args, cfg)
-    clip = inv.get_clip(args.model, args.device)
-    if args.command == "invert":
-        stream = inv.invert_stream(args.images, clip, cfg, negative_images=args.negative)
-        *_, last = _progress(stream, cfg.steps, args.quiet)
-        _print_result(last.result, args.json)
-    elif args.command == "distill":
-        *_, last = _progress(inv.distill_stream(args.text, clip, cfg), cfg.steps, args.quiet)
-        _print_result(last.result, args.json, {"target": args.text})
-    elif args.command == "style":
-        *_, last = _progress(inv.invert_stream(args.images, clip, cfg), cfg.steps, args.quiet)
-        styled = inv.style_prompts(args.subject, last.result.prompt, args.template)
-        _print_result(last.result, args.json, {"styled": styled})
-    elif args.command == "concatenate":
-        stream = inv.concatenate_stream(args.images, clip, cfg, separator=args.separator)
-        *_, last = _progress(stream, cfg.steps, args.quiet)
-        res = last.result
-        if args.json:
-            _out(
-                json.dumps(
-                    {
-                        "prompt": res.prompt,
-                        "score": res.score,
-                        "stopped": res.stopped,
-                        "parts": [p.to_dict() for p in res.parts],
-                    },
-                    indent=2,
-                    ensure_ascii=False,
-                )
-            )
-        else:
-            _out(res.prompt)
-            _out(f"# score {res.score:.4f} over {len(res.parts)} images" + ("  (stopped early)" if res.stopped else ""))
+def _models(args: argparse.Namespace) -> int:
+    for name in list_pairs():
+        p = PAIRS[name]
+        _out(f"{name:<12} CLIP {p.clip:<34} generator {p.generator or '-'}")
     return 0
 
 
-def main() -> None:
-    sys.exit(run())
+def _add_generate(sub) -> None:
+    """`generate PROMPT`: images of a prompt with a pair's diffusion model, written as PAIR-seedN.png."""
+
+    def info(name: str) -> str:
+        return about(GenerateConfig, name).help
+
+    p = sub.add_parser("generate", help="draw images of a prompt with a pair's diffusion model")
+    p.add_argument("prompt", help="the prompt (e.g. one pez found)")
+    p.add_argument("--model", "-m", default=DEFAULT_PAIR, help=f"model pair {list_pairs()} (default {DEFAULT_PAIR})")
+    p.add_argument("--negative", default="", metavar="TEXT", help=f"negative prompt: {info('negative_prompt')}")
+    p.add_argument("--seed", type=int, default=GenerateConfig.seed, help=info("seed"))
+    bound = GENERATE_BOUNDS["num_images"]
+    p.add_argument("--num-images", "-n", type=int, default=GenerateConfig.num_images, help=f"{info('num_images')} [{bound.lo}..{bound.hi}]")  # fmt: skip
+    p.add_argument("--steps", type=int, default=None, help=info("steps"))
+    p.add_argument("--guidance", type=float, default=None, help=info("guidance"))
+    p.add_argument("--size", type=int, default=None, help="width and height in pixels (default: the pair's)")
+    p.add_argument("--out", "-o", default=".", metavar="DIR", help="folder the PNG files are written to")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--offload", action="store_true", help="accelerate's model CPU offload (small GPUs, CUDA only)")
+    p.add_argument("--no-score", action="store_true", help="skip CLIP scoring (saves loading the CLIP)")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(run=_generate)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    """Draw the images with a tqdm bar over the denoising steps (downloads show huggingface_hub's
+    own bars), write them, print one line per image with its CLIP score to the prompt."""
+    from tqdm import tqdm
+
+    from .generate import generate
+
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out: expected a folder, received the file {str(out)!r}")
+    config = GenerateConfig(
+        negative_prompt=args.negative,
+        seed=args.seed,
+        num_images=args.num_images,
+        steps=args.steps,
+        guidance=args.guidance,
+        width=args.size,
+        height=args.size,
+    )
+    bars = []  # the bar opens at the first denoising step, so loading time is not counted as a step
+
+    def on_step(step) -> None:
+        if not bars:
+            bars.append(
+                tqdm(total=step.total, disable=args.quiet, desc="generate", file=sys.stderr, dynamic_ncols=True)
+            )
+        bars[0].total, bars[0].n = step.total, step.step
+        bars[0].refresh()
+
+    try:
+        result = generate(
+            args.model,
+            args.prompt,
+            config,
+            score=not args.no_score,
+            device=args.device,
+            offload=args.offload,
+            callback=on_step,
+        )
+    finally:
+        for bar in bars:
+            bar.close()
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for image, seed in zip(result.images, result.seeds, strict=True):
+        path = out / f"{result.pair}-seed{seed}.png"
+        image.save(path)
+        paths.append(str(path))
+    for line in result.warnings:
+        sys.stderr.write(f"warning: {line}\n")
+    _print_images(result, paths, args.json)
+    return 0
+
+
+def _print_images(result, paths: list[str], as_json: bool) -> None:
+    scores = result.text_scores or [None] * len(paths)
+    if as_json:
+        s = result.settings
+        record = {
+            "prompt": result.prompt,
+            "pair": result.pair,
+            "images": [{"path": p, "seed": seed, "text_score": sc} for p, seed, sc in zip(paths, result.seeds, scores)],
+            "settings": {"steps": s.steps, "guidance": s.guidance, "width": s.width, "height": s.height},
+            "seconds": round(result.seconds, 3),
+            "stopped": result.stopped,
+            "warnings": result.warnings,
+        }
+        _out(json.dumps(record, indent=2, ensure_ascii=False))
+        return
+    for path, seed, score in zip(paths, result.seeds, scores, strict=True):
+        _out(f"{path}  seed {seed}" + ("" if score is None else f"  clip {score:.4f}"))
+    _out(f"# {len(paths)} image(s) in {result.seconds:.1f}s with {result.pair}")
+
+
+def _add_replica(sub) -> None:
+    """`replica DIR`: full-size models with random weights as a hub cache (pez.testing.replica)."""
+    from .testing.replica import DTYPES, REPLICA_PAIRS
+
+    p = sub.add_parser("replica", help="write full-size models with random weights as a hub cache (tests, benchmarks)")
+    p.add_argument("dir", metavar="DIR", help="folder to write; then run with HF_HOME=DIR HF_HUB_OFFLINE=1")
+    p.add_argument(
+        "--pairs", nargs="+", default=["sd-turbo"], metavar="PAIR", help=f"pairs to replicate {REPLICA_PAIRS}"
+    )
+    p.add_argument("--dtype", default="fp16", choices=list(DTYPES), help="fp16 (the fp16 variant files) or fp32")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    p.set_defaults(run=_replica)
+
+
+def _replica(args: argparse.Namespace) -> int:
+    from .testing.replica import build_replica
+
+    t0 = time.perf_counter()
+    root = build_replica(args.dir, args.pairs, args.dtype, args.seed, progress=lambda m: sys.stderr.write(m + "\n"))
+    sys.stderr.write(f"replica of {', '.join(args.pairs)} ready in {time.perf_counter() - t0:.0f}s\n")
+    _out(f"HF_HOME={root.resolve()} HF_HUB_OFFLINE=1")
+    return 0
+
+
+__all__ = ["add_invert_flags", "build_parser", "config_from_args", "main", "run"]

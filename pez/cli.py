@@ -274,8 +274,8 @@ def _add_generate(sub) -> None:
     p.add_argument("--seed", type=int, default=GenerateConfig.seed, help=info("seed"))
     bound = GENERATE_BOUNDS["num_images"]
     p.add_argument("--num-images", "-n", type=int, default=GenerateConfig.num_images, help=f"{info('num_images')} [{bound.lo}..{bound.hi}]")  # fmt: skip
-    p.add_argument("--steps", type=int, default=None, help=info("steps"))
-    p.add_argument("--guidance", type=float, default=None, help=info("guidance"))
+    p.add_argument("--steps", type=int, default=None, help=f"{info('steps')} (default: the pair's)")
+    p.add_argument("--guidance", type=float, default=None, help=f"{info('guidance')} (default: the pair's)")
     p.add_argument("--size", type=int, default=None, help="width and height in pixels (default: the pair's)")
     p.add_argument("--out", "-o", default=".", metavar="DIR", help="folder the PNG files are written to")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")

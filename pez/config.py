@@ -234,12 +234,10 @@ class GenerateConfig:
     negative_prompt: str = setting("", "what to avoid (no effect at guidance 0)", "Negative prompt")
     seed: int = setting(0, "seed of the first image; image k uses seed+k", "Seed", Bound(0, 2**31 - 1))
     num_images: int = setting(1, "how many images", "Images", Bound(1, 8))
-    steps: int | None = setting(None, "sampling steps (default: the pair's)", "Sampling steps", Bound(1, 100))
-    guidance: float | None = setting(
-        None, "classifier-free guidance scale (default: the pair's)", "Guidance", Bound(0.0, 30.0, 0.5)
-    )
-    width: int | None = setting(None, "width in pixels (default: the pair's)", "Width", Bound(64, 2048, 8))
-    height: int | None = setting(None, "height in pixels (default: the pair's)", "Height", Bound(64, 2048, 8))
+    steps: int | None = setting(None, "sampling steps", "Sampling steps", Bound(1, 100))
+    guidance: float | None = setting(None, "classifier-free guidance scale", "Guidance", Bound(0.0, 30.0, 0.5))
+    width: int | None = setting(None, "width in pixels", "Width", Bound(64, 2048, 8))
+    height: int | None = setting(None, "height in pixels", "Height", Bound(64, 2048, 8))
 
     def __post_init__(self):
         if not isinstance(self.negative_prompt, str):

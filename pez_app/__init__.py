@@ -1,12 +1,16 @@
 """pez's Gradio app as a small package (the core, `pez/`, never imports it).
 
     server.py      how this server runs: settings, ZeroGPU, friendly errors, the start-up model
-    settings.py    the shared search settings, built from pez.config (bounds, defaults, fields)
-    progress.py    a run's progress as UI values: status line, loss plot, candidates, run record
-    components.py  shared pieces: CSS/theme, target image, run/stop, search wiring, examples, banner
-    regenerate.py  the one regenerate panel every tab uses, and the generation handlers
+    settings.py    the shared search settings, generated from pez.config's field metadata
+    progress.py    a run's progress as UI values (status line, loss plot, candidates, run record)
+                   and RunControl, one tab's Run/Stop state
+    components.py  shared pieces: CSS/theme, target image, run/stop, the search handler factory and
+                   its wiring, examples, banner
+    regenerate.py  the one regenerate panel every tab uses, and the regenerate handler factory
+    downloads.py   weight downloads' bytes / total for the status line
     history.py     History in the browser (merged across tabs), its rows and export
-    tabs/          one module per tab: image, multi, style, distill, history
+    api_help.py    the in-app "Use it from Python" snippet
+    tabs/          one module per tab (layout and handlers): image, multi, style, distill, history
     layout.py      build_demo(): the header, settings and tabs as one gr.Blocks
 
 `app.py` at the repository root is the entry point (module-level `demo`, CLI flags, launch).

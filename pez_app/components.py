@@ -4,7 +4,8 @@ progress controls every search tab uses, examples, the banner, and the search ev
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import gradio as gr
@@ -13,8 +14,8 @@ import pez
 from pez.config import MAX_TEXT_CHARS
 
 from . import progress as prog
-from .server import HARD_STOP, SERVER, StartupModel, gpu_handler
-from .settings import NAMES, signature_params
+from .server import HARD_STOP, SERVER, StartupModel, as_gr_error, gpu_handler
+from .settings import make_config, setting_params, settings_doc
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "assets"
@@ -162,49 +163,45 @@ def pick_row(evt: gr.SelectData):
     return row[1] if len(row) > 1 and row[1] else gr.skip()
 
 
-def search_endpoint(
-    body: Callable,
-    name: str,
-    leading: list[inspect.Parameter],
-    description: str,
-    leading_doc: str,
-    trailing: list[inspect.Parameter] = (),
-    trailing_doc: str = "",
-) -> Callable:
-    """A streamed search handler whose signature (what the API and MCP show) is the tab's own
-    inputs, then every active setting, then optional extras. `body(*own, settings, control)`."""
-    from .settings import settings_doc
+def search_endpoint(body: Callable[..., Iterator], description: str, args_doc: str) -> Callable:
+    """The streamed handler of one search: gradio takes its name, signature and docstring for the
+    API and the MCP tool, so they are built here from the body's and the settings' own.
 
+    Parameters, in order: the body's own parameters without a default (the tab's inputs), one per
+    shared setting (settings.setting_params: typed, with the app's defaults, from pez.config's field
+    metadata), the body's own parameters with a default, then `control` (the tab's RunControl; API
+    callers have none). The handler builds the run's InvertConfig once (settings.make_config) and
+    streams `body(*own, model=..., config=..., control=...)`, which yields (prompt, status, plot,
+    candidates, record); the record goes to the control (History and Stop read it there), the rest
+    to the client. A failure is left in the control, for the tab's status line."""
     P = inspect.Parameter
-    params = [
-        *leading,
-        *signature_params(pez.DEFAULT_PAIR),
-        *trailing,
-        P("control", P.POSITIONAL_OR_KEYWORD, default=None),
-    ]
-    sig = inspect.Signature(params)
+    own = [p for p in inspect.signature(body).parameters.values() if p.kind == P.POSITIONAL_OR_KEYWORD]
+    leading, trailing = [p for p in own if p.default is P.empty], [p for p in own if p.default is not P.empty]
+    control = P("control", P.POSITIONAL_OR_KEYWORD, default=None, annotation=prog.RunControl | None)
+    sig = inspect.Signature([*leading, *setting_params(pez.DEFAULT_PAIR), *trailing, control])
 
     def handler(*args, **kwargs):
-        bound = sig.bind(*args, **kwargs)
-        bound.apply_defaults()
-        a = bound.arguments
-        own = [a[p.name] for p in [*leading, *trailing]]
-        control = a["control"]
-        if isinstance(control, dict):
-            control["started"] = True
+        a = sig.bind(*args, **kwargs)
+        a.apply_defaults()
+        run = a.arguments["control"] or prog.RunControl()
+        run.started = True
         try:
-            for *values, record in body(*own, settings={n: a[n] for n in NAMES}, control=control):
-                if isinstance(control, dict):
-                    control["record"] = record  # History and Stop read the run record here
+            config = make_config(a.arguments)
+            stream = body(*(a.arguments[p.name] for p in own), model=a.arguments["model"], config=config, control=run)
+            for *values, record in stream:
+                run.record = record
                 yield tuple(values)
+        except Exception as e:
+            err = as_gr_error(e)
+            run.error = err.message
+            raise err from e
         finally:
-            if isinstance(control, dict):
-                control["armed"] = control["started"] = False
+            run.armed = run.started = False
 
-    handler.__name__ = handler.__qualname__ = name
+    handler.__name__ = handler.__qualname__ = body.__name__.lstrip("_")
     handler.__signature__ = sig
     handler.__doc__ = (
-        f"{description}\n\nArgs:\n{leading_doc}\n{settings_doc()}\n{trailing_doc}\n"
+        f"{description}\n\nArgs:\n{args_doc}\n{settings_doc()}\n"
         "Returns:\n    the best prompt, a plain-text status line, the loss curve and the candidates table "
         "(streamed: each update improves on the last)"
     )
@@ -223,7 +220,7 @@ def wire_search(
     """Run button(s) -> 'waiting' status -> streamed search -> History; Stop ends the tab's run;
     a failure leaves the error in the status line. Call it inside the tab's `with gr.Tab` block:
     a gr.State directly under gr.Tabs makes the browser list tab buttons twice."""
-    control = gr.State(prog.new_control())  # per tab and session; also holds the run record
+    control = gr.State(prog.RunControl())  # per tab and session; also holds the run record
     status = outputs[1]
     events = []
     for button, fn, api_name in zip(buttons, fns, api_names, strict=True):
@@ -244,15 +241,11 @@ def wire_search(
     return events
 
 
-def stop_run(control):
+def stop_run(control: prog.RunControl):
     """Stop: ask the run to end (it keeps its best prompt); History gets the best so far at once."""
-    import time
-
-    if control is None:
-        return gr.skip()
-    record = control.get("record")
-    control["stop_at"] = time.monotonic()
-    if control.get("armed") and not control.get("started"):
+    record = control.record
+    control.stop_at = time.monotonic()
+    if control.armed and not control.started:
         return "Stopped before it started (it was waiting in the queue)."
     if HARD_STOP and record and record.get("prompt") and not record.get("done"):
         score = prog.fmt_score(record.get("score"))
@@ -278,23 +271,18 @@ def style_examples() -> list[str]:
 
 def toy_style_examples() -> list[str]:
     """A toy "style": one colour on several shapes, drawn by the toy world's renderer (held-out
-    seeds) into a temporary folder. Empty when the toy world is unavailable."""
-    import logging
+    seeds) into a temporary folder."""
     import tempfile
 
-    try:
-        from pez import toy
+    from pez import toy
 
-        folder = Path(tempfile.mkdtemp(prefix="pez-toy-style-"))
-        paths = []
-        for i, shape in enumerate(("circle", "square", "star")):
-            path = folder / f"green_{shape}.png"
-            toy.render("green", shape, seed=toy.EVAL_SEED_BASE + i).save(path)
-            paths.append(str(path))
-        return paths
-    except Exception:  # noqa: BLE001 - examples are optional
-        logging.getLogger("pez.app").warning("toy style examples unavailable", exc_info=True)
-        return []
+    folder = Path(tempfile.mkdtemp(prefix="pez-toy-style-"))
+    paths = []
+    for i, shape in enumerate(("circle", "square", "star")):
+        path = folder / f"green_{shape}.png"
+        toy.render("green", shape, seed=toy.EVAL_SEED_BASE + i).save(path)
+        paths.append(str(path))
+    return paths
 
 
 def image_examples(image, model: gr.Dropdown, toys: list[str], photos: list[str]) -> None:

@@ -15,7 +15,7 @@ import gradio as gr
 
 import pez
 
-from .progress import fmt_score
+from .progress import RunControl, fmt_score
 from .server import user_error
 
 HISTORY_LIMIT = 200  # prompts kept in the browser
@@ -82,8 +82,8 @@ def export_history(history) -> str:
     return str(path)
 
 
-def record_of(control: dict | None) -> dict | None:
-    return (control or {}).get("record")
+def record_of(control: RunControl) -> dict | None:
+    return control.record
 
 
 class HistoryStore:

@@ -11,6 +11,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import gradio as gr
 import pandas as pd
@@ -111,10 +112,9 @@ def history_plot_rows(history: list[tuple[int, float, float]]) -> list[tuple]:
     return rows
 
 
-def phase_of(rep) -> str:
-    """'' for a plain search; ' · refining' etc. when the core reports phases."""
-    phase = getattr(rep, "phase", "search") or "search"
-    return "" if phase == "search" else f" · {phase}"
+def phase_of(rep: pez.StepReport) -> str:
+    """'' for the search; ' · refine' or ' · prune' after it."""
+    return "" if rep.phase == "search" else f" · {rep.phase}"
 
 
 def progress_text(rep: pez.StepReport, prefix: str = "") -> str:
@@ -125,7 +125,7 @@ def progress_text(rep: pez.StepReport, prefix: str = "") -> str:
 
 
 def result_text(res: pez.InversionResult, extra: str = "") -> str:
-    hint = getattr(res, "hint", "") or ""
+    hint = res.hint
     if res.stopped and res.steps_run == 0:
         return "Stopped before the first step (Stop was pressed while the run waited)."
     how = "Stopped" if res.stopped else "Done"
@@ -170,34 +170,38 @@ def new_record(mode: str, model: str, cfg: pez.InvertConfig, **extra) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# Stop. A run polls its tab's control (a per-session dict in gr.State, shared by reference between
-# events) and ends gracefully, so its final update keeps the best prompt and all candidates.
+# Run and Stop. A run polls its tab's RunControl (per session, in gr.State, shared by reference
+# between the tab's events) and ends gracefully, so its final update keeps the best prompt.
 
 
-def new_control() -> dict:
-    return {"clicked_at": 0.0, "stop_at": 0.0, "error": ""}
+@dataclass
+class RunControl:
+    """One tab's runs in one browser session: when Run and Stop were pressed, where the run is,
+    its record (what History keeps; Stop reads it) and the message of its last failure."""
+
+    clicked_at: float = 0.0  # time.monotonic() of the latest Run click (0: never)
+    stop_at: float = 0.0  # time.monotonic() of the latest Stop click
+    armed: bool = False  # Run clicked and the run not finished yet (it may still wait in the queue)
+    started: bool = False  # the handler is running
+    record: dict | None = None  # the run record (progress.new_record), updated with every report
+    error: str = ""  # the last failure's message, for the status line
+
+    def should_stop(self) -> Callable[[], bool]:
+        """should_stop for a run that starts now: true once Stop is pressed after its Run click."""
+        clicked = self.clicked_at
+        return lambda: self.stop_at >= clicked > 0.0
 
 
-def arm_run(control: dict | None) -> str:
+def arm_run(control: RunControl) -> str:
     """Run clicked: remember when (a Stop after it, even while queued, stops that run) and say
     that the run waits for the queue until the handler's first update replaces this."""
-    if control is not None:
-        control.update(clicked_at=time.monotonic(), error="", armed=True, started=False, record=None)
+    control.clicked_at, control.error, control.armed, control.started, control.record = time.monotonic(), "", True, False, None
     return WAITING
 
 
-def stopper(control: dict | None) -> Callable[[], bool] | None:
-    """should_stop for a run that starts now: true once Stop is pressed after its Run click."""
-    if control is None:
-        return None
-    clicked = control.get("clicked_at", 0.0)
-    return lambda: control.get("stop_at", 0.0) >= clicked > 0.0
-
-
-def error_status(control: dict | None) -> str:
+def error_status(control: RunControl) -> str:
     """The status line after a failed run (the failure handler's output)."""
-    msg = (control or {}).get("error") or "the run failed (see the message)"
-    return f"⚠ Error: {msg}"
+    return f"⚠ Error: {control.error or 'the run failed (see the message)'}"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,21 +1,39 @@
-"""Regeneration: the one reusable panel every tab uses, and the generation handlers behind it."""
+"""Regeneration: the one panel every tab uses, and the one factory of the regenerate handlers.
+
+Each tab says what to draw from its inputs (`regenerate_endpoint(plan, ...)`: a plan maps the
+tab's own inputs to galleries of `Draw`s); the factory adds the model and the generation settings
+(names, types and help from pez.config's GenerateConfig metadata; defaults: the default pair's),
+runs the draws through pez.generate, and returns each gallery's captioned images and one summary.
+"""
 
 from __future__ import annotations
 
+import inspect
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
 import pez
-from pez.config import GENERATE_BOUNDS
+from pez.config import GENERATE_BOUNDS, GenerateConfig, about
 
 from .server import SERVER, user_error
 from .settings import as_int, slider
 
 
+@dataclass(frozen=True)
+class Draw:
+    """One prompt to draw: `targets` (images) score the results, `label` prefixes their captions."""
+
+    prompt: str
+    targets: Sequence | None = None
+    label: str = ""
+
+
 def gen_config(negative_prompt, seed, steps, guidance, num_images) -> pez.GenerateConfig:
+    """Regeneration settings as the controls send them -> a GenerateConfig (an empty seed draws one)."""
     return pez.GenerateConfig(
         negative_prompt=negative_prompt or "",
         seed=as_int(seed) if seed not in (None, "") else random.randrange(int(GENERATE_BOUNDS["seed"].hi)),
@@ -25,11 +43,11 @@ def gen_config(negative_prompt, seed, steps, guidance, num_images) -> pez.Genera
     )
 
 
-def run_generation(model: str, prompt: str, cfg: pez.GenerateConfig, targets: list | None, progress=None):
+def run_generation(model: str, draw: Draw, cfg: pez.GenerateConfig, progress=None):
     """One prompt -> GenerationResult, via pez.generate (cached pipeline per pair)."""
     from pez.generate import generate
 
-    if not prompt or not prompt.strip():
+    if not draw.prompt or not draw.prompt.strip():
         raise user_error("The prompt is empty: run a search first or type one.")
     callback = None
     if progress is not None:
@@ -37,7 +55,8 @@ def run_generation(model: str, prompt: str, cfg: pez.GenerateConfig, targets: li
         def callback(s):  # pez.generate.GenerationStep -> Gradio progress bar
             progress((s.step, s.total), desc="Generating", unit="steps")
 
-    return generate(model, prompt, cfg, device=SERVER.device, targets=targets or None, callback=callback)
+    targets = list(draw.targets) if draw.targets else None
+    return generate(model, draw.prompt, cfg, device=SERVER.device, targets=targets, callback=callback)
 
 
 def captioned(result, label: str = "") -> list[tuple[Any, str]]:
@@ -77,70 +96,6 @@ def image_paths(gallery) -> list:
     return [item[0] if isinstance(item, (tuple, list)) else item for item in gallery or []]
 
 
-# ---------------------------------------------------------------------------------------------
-# Handlers (their docstrings are the API and MCP tool descriptions)
-
-
-def regenerate(
-    prompt: str,
-    image: str | None,
-    model: str,
-    negative_prompt: str = "",
-    seed: int = 0,
-    steps: int = 1,
-    guidance: float = 0.0,
-    num_images: int = 1,
-    progress=gr.Progress(track_tqdm=True),
-):
-    """Generate images from a prompt with the model pair's diffusion model, scored against the target image.
-
-    Args:
-        prompt: the text to generate from (e.g. the prompt /invert found)
-        image: optional target image; each generated image is scored by CLIP similarity to it
-        model: model pair name, e.g. 'sd-turbo' or 'toy'
-        negative_prompt: what to avoid (no effect at guidance 0)
-        seed: seed of the first image (the others use seed+1, seed+2, ...)
-        steps: sampling steps
-        guidance: classifier-free guidance scale
-        num_images: how many images
-    Returns:
-        a gallery of (image, caption with similarity and seed) and a one-line summary
-    """
-    cfg = gen_config(negative_prompt, seed, steps, guidance, num_images)
-    targets = [image] if image is not None else None
-    res = run_generation(model, prompt, cfg, targets, progress)
-    return captioned(res), generation_summary([res], len(targets or []))
-
-
-def regenerate_multi(
-    prompt: str,
-    images: list,
-    model: str,
-    negative_prompt: str = "",
-    seed: int = 0,
-    steps: int = 1,
-    guidance: float = 0.0,
-    num_images: int = 1,
-    progress=gr.Progress(track_tqdm=True),
-):
-    """Generate the combined scene from a (joined) prompt, scored against all the target images.
-
-    Args:
-        prompt: the text to generate from
-        images: the target images (a gallery) the results are scored against
-        model: model pair name
-        negative_prompt: what to avoid (no effect at guidance 0)
-        seed: seed of the first image
-        steps: sampling steps
-        guidance: classifier-free guidance scale
-        num_images: how many images
-    """
-    cfg = gen_config(negative_prompt, seed, steps, guidance, num_images)
-    targets = image_paths(images) or None
-    res = run_generation(model, prompt, cfg, targets, progress)
-    return captioned(res), generation_summary([res], len(targets or []))
-
-
 def styled_prompts(style, subjects, template) -> str:
     """The prompts a style regeneration will use, one per line (cheap; no model)."""
     if not style or not style.strip():
@@ -152,73 +107,53 @@ def styled_prompts(style, subjects, template) -> str:
         return f"⚠️ {e}"
 
 
-def regenerate_style(
-    style: str,
-    subjects: str,
-    template: str,
-    model: str,
-    negative_prompt: str = "",
-    seed: int = 0,
-    steps: int = 1,
-    guidance: float = 0.0,
-    num_images: int = 1,
-    progress=gr.Progress(track_tqdm=True),
-):
-    """Generate one or more subjects in a learned style, e.g. "{subject} in the style of {style}".
+# ---------------------------------------------------------------------------------------------
+# The handler factory (handlers' docstrings are the API and MCP tool descriptions)
 
-    Args:
-        style: the style prompt (e.g. what /style found)
-        subjects: one subject per line
-        template: how subject and style combine; must contain {style} (and usually {subject})
-        model: model pair name
-        negative_prompt: what to avoid (no effect at guidance 0)
-        seed: seed of the first image
-        steps: sampling steps
-        guidance: classifier-free guidance scale
-        num_images: images per subject
-    """
-    if not style or not style.strip():
-        raise user_error("Find a style prompt first (or type one).")
-    lines = [s for s in (subjects or "").splitlines() if s.strip()]
-    if not lines:
-        raise user_error("Enter at least one subject, one per line.")
-    prompts = pez.style_prompts(lines, style, template or pez.STYLE_TEMPLATE)
-    cfg = gen_config(negative_prompt, seed, steps, guidance, num_images)
-    results, items = [], []
-    for subject, prompt in zip(lines, prompts, strict=False):
-        res = run_generation(model, prompt, cfg, None, progress)
-        results.append(res)
-        items += captioned(res, subject.strip())
-    return items, generation_summary(results, 0)
+GENERATION = ("negative_prompt", "seed", "steps", "guidance", "num_images")  # the panel's options, in order
 
 
-def regenerate_distill(
-    long_prompt: str,
-    short_prompt: str,
-    model: str,
-    negative_prompt: str = "",
-    seed: int = 0,
-    steps: int = 1,
-    guidance: float = 0.0,
-    num_images: int = 1,
-    progress=gr.Progress(track_tqdm=True),
-):
-    """Generate from a long and a short prompt with the same seeds, to compare them.
+def _generation_params() -> list[inspect.Parameter]:
+    """model, then the generation settings: typed, with the default pair's defaults."""
+    P, pair, g = inspect.Parameter, pez.get_pair(pez.DEFAULT_PAIR), GenerateConfig()
+    defaults = {"negative_prompt": g.negative_prompt, "seed": g.seed, "steps": pair.steps, "guidance": pair.guidance}
+    defaults["num_images"] = g.num_images
+    types = {"negative_prompt": str, "seed": int, "steps": int, "guidance": float, "num_images": int}
+    return [P("model", P.POSITIONAL_OR_KEYWORD, annotation=str)] + [
+        P(n, P.POSITIONAL_OR_KEYWORD, default=defaults[n], annotation=types[n]) for n in GENERATION
+    ]
 
-    Args:
-        long_prompt: the original long prompt
-        short_prompt: the distilled short prompt
-        model: model pair name
-        negative_prompt: what to avoid (no effect at guidance 0)
-        seed: seed of the first image
-        steps: sampling steps
-        guidance: classifier-free guidance scale
-        num_images: images per prompt
-    """
-    cfg = gen_config(negative_prompt, seed, steps, guidance, num_images)
-    long_res = run_generation(model, long_prompt, cfg, None, progress)
-    short_res = run_generation(model, short_prompt, cfg, None, progress)
-    return captioned(long_res, "long"), captioned(short_res, "short"), generation_summary([long_res, short_res], 0)
+
+def regenerate_endpoint(plan: Callable[..., list[list[Draw]]], description: str, args_doc: str) -> Callable:
+    """The handler of one tab's Regenerate: gradio takes its name, signature and docstring.
+
+    Parameters: `plan`'s own (the tab's inputs), `model`, the generation settings (GENERATION) and
+    gradio's progress. `plan(*own)` checks the tab's inputs and says what to draw, one list of
+    Draws per gallery; the handler returns each gallery's captioned images, then the summary."""
+    P = inspect.Parameter
+    own = list(inspect.signature(plan).parameters.values())
+    progress = P("progress", P.POSITIONAL_OR_KEYWORD, default=gr.Progress(track_tqdm=True))
+    sig = inspect.Signature([*own, *_generation_params(), progress])
+
+    def handler(*args, **kwargs):
+        a = sig.bind(*args, **kwargs)
+        a.apply_defaults()
+        galleries = plan(*(a.arguments[p.name] for p in own))
+        cfg = gen_config(*(a.arguments[n] for n in GENERATION))
+        model, progress = a.arguments["model"], a.arguments["progress"]
+        results = [[run_generation(model, d, cfg, progress) for d in draws] for draws in galleries]
+        items = [[item for d, r in zip(draws, rs) for item in captioned(r, d.label)] for draws, rs in zip(galleries, results)]  # fmt: skip
+        targets = max(len(d.targets or []) for draws in galleries for d in draws)
+        return (*items, generation_summary([r for rs in results for r in rs], targets))
+
+    docs = "\n".join(f"    {n}: {about(GenerateConfig, n).help}" for n in GENERATION)
+    handler.__name__ = handler.__qualname__ = plan.__name__.lstrip("_")
+    handler.__signature__ = sig
+    handler.__doc__ = (
+        f"{description}\n\nArgs:\n{args_doc}\n    model: model pair name, e.g. 'sd-turbo' or 'toy'\n{docs}\n"
+        "Returns:\n    the gallery (or galleries) of (image, caption with similarity and seed), and a summary"
+    )
+    return handler
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,8 +163,6 @@ def regenerate_distill(
 class RegeneratePanel:
     """Regenerate button, options (negative prompt, seed, steps, guidance, count), gallery(ies)
     and a summary right under them. `extra` adds a tab's own controls above the button."""
-
-    all: list[RegeneratePanel]  # set per build by the layout (pair defaults follow the model)
 
     def __init__(
         self,
@@ -242,6 +175,10 @@ class RegeneratePanel:
         columns: int = 4,
     ):
         g, pair = pez.GenerateConfig(), pez.get_pair(model_value)
+
+        def label(name: str) -> str:
+            return about(GenerateConfig, name).label
+
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=300):
                 gr.Markdown(f"### {title}")
@@ -252,33 +189,33 @@ class RegeneratePanel:
                     with gr.Row():
                         self.negative = gr.Textbox(
                             g.negative_prompt,
-                            label="Negative prompt",
+                            label=label("negative_prompt"),
                             scale=3,
-                            placeholder="what to avoid (no effect at guidance 0)",
+                            placeholder=about(GenerateConfig, "negative_prompt").help,
                             elem_id=f"{elem}-negative",
                         )
-                        self.seed = gr.Number(g.seed, label="Seed", precision=0)
+                        self.seed = gr.Number(g.seed, label=label("seed"), precision=0)
                     with gr.Row():
-                        self.steps = slider("steps", "Sampling steps", pair.steps, GENERATE_BOUNDS)
-                        self.guidance = slider("guidance", "Guidance", pair.guidance, GENERATE_BOUNDS)
-                        self.count = slider("num_images", "Images", g.num_images, GENERATE_BOUNDS)
+                        self.steps = slider(GENERATE_BOUNDS["steps"], label("steps"), pair.steps)
+                        self.guidance = slider(GENERATE_BOUNDS["guidance"], label("guidance"), pair.guidance)
+                        self.count = slider(GENERATE_BOUNDS["num_images"], label("num_images"), g.num_images)
             with gr.Column(scale=3, min_width=300):
                 with gr.Row():
                     self.galleries = [
                         gr.Gallery(
-                            label=label,
+                            label=name,
                             columns=columns if len(galleries) == 1 else 2,
                             height=280 if len(galleries) == 1 else 260,
                             object_fit="contain",
                             elem_id=gid,
                             fit_columns=False,
                         )
-                        for label, gid in galleries
+                        for name, gid in galleries
                     ]
                 self.summary = gr.Markdown(label="Summary", elem_id=f"{elem}-summary", elem_classes="pez-summary")
 
     def inputs(self) -> list:
-        return [self.negative, self.seed, self.steps, self.guidance, self.count]
+        return [self.negative, self.seed, self.steps, self.guidance, self.count]  # GENERATION's order
 
     def wire(self, fn: Callable, inputs: list, api_name: str, gpu: dict) -> Any:
         """Button -> fn(*inputs, *options) -> galleries and summary; a failure shows in the summary."""

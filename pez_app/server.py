@@ -6,6 +6,7 @@ in the browser (History). Models are loaded once and cached by pez.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import logging
@@ -22,6 +23,7 @@ except ImportError:  # pragma: no cover - depends on the host
 import gradio as gr
 
 import pez
+from pez.errors import USER_ERRORS, is_oom
 
 log = logging.getLogger("pez.app")
 
@@ -53,7 +55,7 @@ HARD_STOP = spaces is not None and env_flag("SPACES_ZERO_GPU")
 
 
 # ---------------------------------------------------------------------------------------------
-# The default model at start-up (issue 8 §2): never fail on the first click.
+# The default model at start-up: never fail on the first click.
 
 
 @dataclass
@@ -96,7 +98,6 @@ def on_gpu(fn: Callable) -> Callable:
     return spaces.GPU(duration=SERVER.gpu_seconds)(fn)
 
 
-USER_ERRORS = (pez.ConfigError, pez.InvalidImageError, pez.WeightsNotFoundError)
 TOAST_SECONDS = 12  # every toast closes by itself, so they never stack up
 
 
@@ -105,19 +106,12 @@ def user_error(message: str, title: str = "Please check the input") -> gr.Error:
     return gr.Error(message, title=title, duration=TOAST_SECONDS, print_exception=False)
 
 
-# Settings' field names (as pez reports them) -> what the UI calls them.
+# Settings' field names (as pez's messages name them) -> what the UI calls them (pez.config's labels;
+# a search setting's label wins over a regeneration setting of the same name).
 FIELD_LABELS = {
-    "prompt_len": "Prompt length",
-    "steps": "Steps",
-    "candidates": "Candidates",
-    "seed": "Seed",
-    "lr": "Learning rate",
-    "negative_weight": "Negative weight",
-    "refine_steps": "Refine steps",
-    "prune_tolerance": "Prune tolerance",
-    "patience": "Patience",
-    "num_images": "Images",
-    "guidance": "Guidance",
+    f.name: f.metadata["about"].label
+    for cls in (pez.GenerateConfig, pez.InvertConfig)
+    for f in dataclasses.fields(cls)
 }
 
 
@@ -154,10 +148,6 @@ def as_gr_error(e: BaseException) -> gr.Error:
     )
 
 
-def is_oom(e: BaseException) -> bool:
-    return type(e).__name__ == "OutOfMemoryError" or "out of memory" in str(e).lower()
-
-
 def free_gpu_memory() -> None:
     import torch
 
@@ -165,23 +155,8 @@ def free_gpu_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def remember_error(control: dict | None, err: gr.Error) -> None:
-    """Keep the message in the tab's control, for the status line the failure handler shows."""
-    if isinstance(control, dict):
-        control["error"] = err.message
-
-
-def find_control(args, kwargs) -> dict | None:
-    """A search handler's per-tab control dict among its arguments (see progress.new_control)."""
-    for v in [kwargs.get("control"), *reversed(args)]:
-        if isinstance(v, dict) and "clicked_at" in v:
-            return v
-    return None
-
-
 def friendly_errors(fn: Callable) -> Callable:
-    """Wrap a handler (plain or generator) so every exception reaches the user as one gr.Error,
-    and the tab's status can show it (see remember_error)."""
+    """Wrap a handler (plain or generator) so every exception reaches the user as one gr.Error."""
     if inspect.isgeneratorfunction(fn):
 
         @functools.wraps(fn)
@@ -189,9 +164,7 @@ def friendly_errors(fn: Callable) -> Callable:
             try:
                 yield from fn(*args, **kwargs)
             except Exception as e:
-                err = as_gr_error(e)
-                remember_error(find_control(args, kwargs), err)
-                raise err from e
+                raise as_gr_error(e) from e
 
         return stream
 

@@ -7,6 +7,7 @@ import inspect
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -70,13 +71,13 @@ def run(handler, *args, **kwargs):
     (the handler keeps it in the tab's control, where History and Stop read it)."""
     if not inspect.isgeneratorfunction(handler):
         return handler(*args, **kwargs)
-    control = kwargs.setdefault("control", progress.new_control())
-    return [(*update, control.get("record")) for update in handler(*args, **kwargs)]
+    control = kwargs.setdefault("control", progress.RunControl())
+    return [(*update, control.record) for update in handler(*args, **kwargs)]
 
 
 def with_records(stream, control):
     for update in stream:
-        yield (*update, control.get("record"))
+        yield (*update, control.record)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,11 +193,29 @@ def test_run_is_reproducible_with_a_seed_and_reports_a_drawn_one(image_files):
     assert isinstance(drawn[4]["settings"]["seed"], int) and f"seed {drawn[4]['settings']['seed']}" in drawn[1]
 
 
-def test_closing_the_stream_frees_the_run(image_files):
-    """What Gradio does on Stop or when the tab closes: close the generator after an update."""
-    stream = image.invert_image(image_files[0], MODEL, 4, 10_000, 1, 0, 0.1, "", False)
+def test_closing_the_stream_frees_the_run(image_files, monkeypatch):
+    """What Gradio does on Stop or when the tab closes: close the generator after an update. The
+    core's run must be closed with it (not left suspended, holding the model slot) after a few
+    steps of its 10,000, and the tab's control must say the run is over."""
+    import inspect as ins
+
+    runs, real = [], pez.invert_stream
+
+    def recorded(*args, **kwargs):
+        runs.append(real(*args, **kwargs))
+        return runs[-1]
+
+    monkeypatch.setattr(pez, "invert_stream", recorded)
+    control = progress.RunControl()
+    progress.arm_run(control)
+    stream = image.invert_image(image_files[0], MODEL, 4, 10_000, 1, 0, 0.1, "", False, control=control)
     next(stream), next(stream)  # loading, then a live update
-    stream.close()  # must return promptly, not run 10,000 steps
+    assert control.started and len(runs) == 1 and ins.getgeneratorstate(runs[0]) == ins.GEN_SUSPENDED
+    start = time.monotonic()
+    stream.close()
+    assert time.monotonic() - start < 5  # promptly, not 10,000 steps
+    assert ins.getgeneratorstate(runs[0]) == ins.GEN_CLOSED  # the core's run ended too
+    assert not control.started and not control.armed and control.record["steps_run"] < 10_000
 
 
 def test_multi_concatenate_style_and_distill(image_files):
@@ -285,26 +304,26 @@ def test_out_of_memory_says_what_to_change(image_files, monkeypatch):
 
 @needs_toy
 def test_regenerate_scores_images_against_the_target(image_files):
-    items, summary = regenerate.regenerate("a red circle", image_files[0], "toy", "", 3, 1, 0.0, 2)
+    items, summary = image.regenerate("a red circle", image_files[0], "toy", "", 3, 1, 0.0, 2)
     assert len(items) == 2 and "seed 3" in items[0][1] and "sim " in items[0][1]
     assert "image similarity to the target" in summary
     gallery = [(p, None) for p in image_files]
-    items, _ = regenerate.regenerate_multi("a red circle, a blue star", gallery, "toy", "", 0, 1, 0, 1)
+    items, _ = multi.regenerate_multi("a red circle, a blue star", gallery, "toy", "", 0, 1, 0, 1)
     assert len(items) == 1
 
 
 @needs_toy
 def test_regenerate_style_and_distill():
-    items, _ = regenerate.regenerate_style("green", "a circle\na star", pez.STYLE_TEMPLATE, "toy", "", 0, 1, 0, 1)
+    items, _ = style.regenerate_style("green", "a circle\na star", pez.STYLE_TEMPLATE, "toy", "", 0, 1, 0, 1)
     assert [c.split(" · ")[0] for _, c in items] == ["a circle", "a star"]
-    long_items, short_items, summary = regenerate.regenerate_distill(
+    long_items, short_items, summary = distill.regenerate_distill(
         "a big red star", "red star", "toy", "", 0, 1, 0, 2
     )
     assert len(long_items) == len(short_items) == 2 and "4 images" in summary
     with pytest.raises(gr.Error):
-        regenerate.regenerate_style("", "a circle", pez.STYLE_TEMPLATE, "toy", "", 0, 1, 0, 1)
+        style.regenerate_style("", "a circle", pez.STYLE_TEMPLATE, "toy", "", 0, 1, 0, 1)
     with pytest.raises(gr.Error):
-        regenerate.regenerate("", None, "toy", "", 0, 1, 0, 1)
+        image.regenerate("", None, "toy", "", 0, 1, 0, 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,7 +350,7 @@ def test_history_upserts_by_run_and_exports_json():
 
 
 def test_stop_ends_the_run_gracefully_keeping_the_best_prompt(image_files):
-    control = progress.new_control()
+    control = progress.RunControl()
     assert progress.arm_run(control) == progress.WAITING  # what the Run click shows first
     stream = with_records(
         image.invert_image(image_files[0], MODEL, 4, 10_000, 2, 0, 0.1, "", False, control=control), control
@@ -350,7 +369,7 @@ def test_stop_ends_the_run_gracefully_keeping_the_best_prompt(image_files):
 
 
 def test_stop_while_queued_says_so_and_the_run_never_starts(image_files):
-    control = progress.new_control()
+    control = progress.RunControl()
     progress.arm_run(control)
     assert "waiting in the queue" in components.stop_run(control)  # Stop while still queued
     final = run(image.invert_image, image_files[0], MODEL, 4, 10_000, 1, 0, 0.1, "", False, control=control)[-1]
@@ -361,7 +380,7 @@ def test_stop_while_queued_says_so_and_the_run_never_starts(image_files):
 
 
 def test_a_failed_run_leaves_its_error_in_the_status(image_files):
-    control = progress.new_control()
+    control = progress.RunControl()
     progress.arm_run(control)
     with pytest.raises(gr.Error):
         run(image.invert_image, image_files[0], "no-such-model", *FAST, control=control)
@@ -391,7 +410,7 @@ def test_distill_refuses_a_short_length_longer_than_the_input():
 def test_settings_follow_the_core_fields_and_integers_are_typed_int():
     fields = {f.name for f in __import__("dataclasses").fields(pez.InvertConfig)}
     names = [p for p in inspect.signature(image.invert_image).parameters]
-    assert set(settings.NAMES) - {"model"} <= fields  # only fields the core has are passed
+    assert set(settings.FIELDS) - {"model"} <= fields  # only fields the core has are passed
     assert names[:2] == ["image", "model"] and names[-4:] == [
         "negative_images",
         "text",

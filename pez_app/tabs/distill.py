@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import inspect
-
 import gradio as gr
 
 import pez
-from pez.config import MAX_TEXT_CHARS
+from pez.config import BOUNDS, MAX_TEXT_CHARS
+from pez.engine.vocab import text_ids
 
 from .. import components as ui
-from ..progress import fmt_score, plural, stopper, stream_inversion
-from ..regenerate import RegeneratePanel, regenerate_distill
+from ..progress import RunControl, fmt_score, plural, stream_inversion
+from ..regenerate import Draw, RegeneratePanel, regenerate_endpoint
 from ..server import load_model, user_error
-from ..settings import ACTIVE, app_defaults, make_config, slider
-
-P = inspect.Parameter
+from ..settings import app_defaults, label, slider
 
 TOY_LONG_PROMPT = (
     "a simple picture of a big bright red star drawn in the middle of a plain grey background, "
@@ -28,14 +25,13 @@ PHOTO_LONG_PROMPT = (
 
 
 def token_count(clip: pez.LoadedClip, text: str) -> int:
-    row = clip.tokenizer([text])[0].tolist()
-    return row.index(clip.eot_id) - 1 if clip.eot_id in row else len(row) - 1
+    return len(text_ids(clip, text))
 
 
-def _distill(text, settings, control):
+def _distill_prompt(text: str, *, model: str, config: pez.InvertConfig, control: RunControl):
     if not text or not text.strip():
         raise user_error("Enter a long prompt to distill.")
-    cfg = make_config(settings)
+    cfg = config
 
     def load(model):
         clip = load_model(model)
@@ -52,20 +48,29 @@ def _distill(text, settings, control):
 
     yield from stream_inversion(
         "distill",
-        settings["model"],
+        model,
         cfg,
         load,
-        lambda clip: pez.distill_stream(text, clip, cfg, should_stop=stopper(control)),
+        lambda clip: pez.distill_stream(text, clip, cfg, should_stop=control.should_stop()),
         extra,
     )
 
 
 distill_prompt = ui.search_endpoint(
-    _distill,
-    "distill_prompt",
-    [P("text", P.POSITIONAL_OR_KEYWORD, annotation=str)],
+    _distill_prompt,
     "Distill a long prompt into a shorter one of prompt_len tokens with the same meaning to CLIP.",
     "    text: the long prompt to shorten",
+)
+
+
+def _regenerate_distill(long_prompt: str, short_prompt: str) -> list[list[Draw]]:
+    return [[Draw(long_prompt, None, "long")], [Draw(short_prompt, None, "short")]]
+
+
+regenerate_distill = regenerate_endpoint(
+    _regenerate_distill,
+    "Generate from a long and a short prompt with the same seeds, to compare them.",
+    "    long_prompt: the original long prompt\n    short_prompt: the distilled short prompt",
 )
 
 
@@ -81,8 +86,8 @@ def build(ctx) -> None:
                     placeholder="paste a long prompt to shorten",
                     elem_id="distill-long",
                 )
-                label = next(x for x in ACTIVE if x.name == "prompt_len").label
-                short_len = slider("prompt_len", f"Short {label[0].lower()}{label[1:]}", app_defaults()["prompt_len"])
+                short = f"Short {label('prompt_len')[0].lower()}{label('prompt_len')[1:]}"
+                short_len = slider(BOUNDS["prompt_len"], short, app_defaults()["prompt_len"])
                 run, stop = ui.run_controls("▶ Distill", "distill")
                 ui.text_examples(long_prompt, s.model, [] if ctx.offline else [PHOTO_LONG_PROMPT], [TOY_LONG_PROMPT])
             with gr.Column(scale=3, min_width=300):

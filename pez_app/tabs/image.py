@@ -4,52 +4,54 @@ becomes the regeneration's negative prompt."""
 
 from __future__ import annotations
 
-import inspect
-
 import gradio as gr
 
 import pez
 from pez.config import BOUNDS, TEXT_WEIGHT
 
 from .. import components as ui
-from ..progress import stopper, stream_inversion
-from ..regenerate import RegeneratePanel, image_paths, regenerate
+from ..progress import RunControl, stream_inversion
+from ..regenerate import Draw, RegeneratePanel, image_paths, regenerate_endpoint
 from ..server import gpu_handler, load_model, user_error
-from ..settings import make_config
-
-P = inspect.Parameter
 
 
-def _invert_image(image, negative_images, text, text_weight, settings, control):
+def _invert_image(
+    image: str,
+    negative_images: list | None = None,
+    text: str = "",
+    text_weight: float = TEXT_WEIGHT,
+    *,
+    model: str,
+    config: pez.InvertConfig,
+    control: RunControl,
+):
     if image is None:
         raise user_error("Add an image first: drag one in, paste it, use the webcam or pick an example.")
-    cfg = make_config(settings)
     negatives = image_paths(negative_images) or None
     texts = [text.strip()] if isinstance(text, str) and text.strip() else None
     weight = float(text_weight) if isinstance(text_weight, (int, float)) else text_weight
     mode = "image" + (" − negatives" if negatives else "") + (" + text" if texts else "")
     yield from stream_inversion(
         mode,
-        settings["model"],
-        cfg,
+        model,
+        config,
         load_model,
         lambda clip: pez.invert_stream(
-            [image], clip, cfg, negative_images=negatives, texts=texts, text_weight=weight, should_stop=stopper(control)
+            [image],
+            clip,
+            config,
+            negative_images=negatives,
+            texts=texts,
+            text_weight=weight,
+            should_stop=control.should_stop(),
         ),
     )
 
 
 invert_image = ui.search_endpoint(
     _invert_image,
-    "invert_image",
-    [P("image", P.POSITIONAL_OR_KEYWORD, annotation=str)],
     "Find a readable text prompt that describes an image (image → prompt with PEZ, CLIP-guided).",
-    "    image: the target image (a file)",
-    [
-        P("negative_images", P.POSITIONAL_OR_KEYWORD, default=None, annotation=list),
-        P("text", P.POSITIONAL_OR_KEYWORD, default="", annotation=str),
-        P("text_weight", P.POSITIONAL_OR_KEYWORD, default=TEXT_WEIGHT, annotation=float),
-    ],
+    "    image: the target image (a file)\n"
     "    negative_images: optional images the prompt should move away from\n"
     "    text: optional text the prompt should also match\n"
     "    text_weight: weight of that text against the image (1 = equal)",
@@ -76,6 +78,18 @@ def score_prompt(prompt: str, image: str | None, model: str) -> str:
 
 
 score_prompt = gpu_handler(score_prompt)
+
+
+def _regenerate(prompt: str, image: str | None) -> list[list[Draw]]:
+    return [[Draw(prompt, [image] if image is not None else None)]]
+
+
+regenerate = regenerate_endpoint(
+    _regenerate,
+    "Generate images from a prompt with the model pair's diffusion model, scored against the target image.",
+    "    prompt: the text to generate from (e.g. the prompt /invert found)\n"
+    "    image: optional target image; each generated image is scored by CLIP similarity to it",
+)
 
 
 def build(ctx) -> None:

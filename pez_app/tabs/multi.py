@@ -3,7 +3,6 @@ own, the prompts joined), then the combined scene regenerated."""
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 
@@ -16,21 +15,18 @@ from .. import components as ui
 from ..downloads import load_with_progress
 from ..progress import (
     UI_INTERVAL,
+    RunControl,
     finite,
     fmt_score,
     new_record,
     plot_frame,
     plural,
     progress_text,
-    stopper,
     stream_inversion,
 )
-from ..regenerate import RegeneratePanel, image_paths, regenerate_multi
+from ..regenerate import Draw, RegeneratePanel, image_paths, regenerate_endpoint
 from ..server import load_model, user_error
-from ..settings import make_config
 
-P = inspect.Parameter
-IMAGES = [P("images", P.POSITIONAL_OR_KEYWORD, annotation=list)]
 IMAGES_DOC = "    images: the target images (a gallery of files)"
 
 
@@ -42,21 +38,18 @@ def require_images(images: list, what: str = "image", minimum: int = 1) -> list:
     return images
 
 
-def _invert_multi(images, settings, control):
+def _invert_multi(images: list, *, model: str, config: pez.InvertConfig, control: RunControl):
     paths = require_images(image_paths(images))
-    cfg = make_config(settings)
     yield from stream_inversion(
         "multi",
-        settings["model"],
-        cfg,
+        model,
+        config,
         load_model,
-        lambda clip: pez.invert_stream(paths, clip, cfg, should_stop=stopper(control)),
+        lambda clip: pez.invert_stream(paths, clip, config, should_stop=control.should_stop()),
     )
 
 
-invert_multi = ui.search_endpoint(
-    _invert_multi, "invert_multi", IMAGES, "Find one prompt that describes all of several images.", IMAGES_DOC
-)
+invert_multi = ui.search_endpoint(_invert_multi, "Find one prompt that describes all of several images.", IMAGES_DOC)
 
 JOIN_NOTE = (
     "each part is scored against its own image, the joined prompt against every image (it describes them "
@@ -64,10 +57,9 @@ JOIN_NOTE = (
 )
 
 
-def _concatenate(images, settings, control):
+def _concatenate(images: list, *, model: str, config: pez.InvertConfig, control: RunControl):
     paths = require_images(image_paths(images))
-    cfg = make_config(settings)
-    model = settings["model"]
+    cfg = config
     record = new_record("concatenate", model, cfg, images=len(paths))
     yield "", f"Loading {model}… (the first use of a model may download its weights)", None, [], record
     clip = None
@@ -76,7 +68,7 @@ def _concatenate(images, settings, control):
             yield "", item, None, [], record
         else:
             clip = item
-    stream = pez.concatenate_stream(paths, clip, cfg, should_stop=stopper(control))
+    stream = pez.concatenate_stream(paths, clip, cfg, should_stop=control.should_stop())
     # One empty point per image up front: the plot fixes its series on the first data it draws.
     rows, last, rep = [(0, math.nan, f"image {k + 1}") for k in range(len(paths))], 0.0, None
     try:
@@ -117,11 +109,18 @@ def _concatenate(images, settings, control):
 
 
 concatenate = ui.search_endpoint(
-    _concatenate,
-    "concatenate",
-    IMAGES,
-    "Invert each image on its own, then join the prompts into one (prompt concatenation).",
-    IMAGES_DOC,
+    _concatenate, "Invert each image on its own, then join the prompts into one (prompt concatenation).", IMAGES_DOC
+)
+
+
+def _regenerate_multi(prompt: str, images: list) -> list[list[Draw]]:
+    return [[Draw(prompt, image_paths(images) or None)]]
+
+
+regenerate_multi = regenerate_endpoint(
+    _regenerate_multi,
+    "Generate the combined scene from a (joined) prompt, scored against all the target images.",
+    "    prompt: the text to generate from\n    images: the target images (a gallery) the results are scored against",
 )
 
 

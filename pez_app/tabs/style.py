@@ -2,40 +2,51 @@
 
 from __future__ import annotations
 
-import inspect
-
 import gradio as gr
 
 import pez
 
 from .. import components as ui
-from ..progress import stopper, stream_inversion
-from ..regenerate import RegeneratePanel, image_paths, regenerate_style, styled_prompts
-from ..server import load_model
-from ..settings import make_config
+from ..progress import RunControl, stream_inversion
+from ..regenerate import Draw, RegeneratePanel, image_paths, regenerate_endpoint, styled_prompts
+from ..server import load_model, user_error
 from .multi import IMAGES_DOC, require_images
 
-P = inspect.Parameter
 
-
-def _find_style(images, settings, control):
+def _find_style(images: list, *, model: str, config: pez.InvertConfig, control: RunControl):
     paths = require_images(image_paths(images), "style image")
-    cfg = make_config(settings)
     yield from stream_inversion(
         "style",
-        settings["model"],
-        cfg,
+        model,
+        config,
         load_model,
-        lambda clip: pez.invert_stream(paths, clip, cfg, should_stop=stopper(control)),
+        lambda clip: pez.invert_stream(paths, clip, config, should_stop=control.should_stop()),
     )
 
 
 find_style = ui.search_endpoint(
     _find_style,
-    "find_style",
-    [P("images", P.POSITIONAL_OR_KEYWORD, annotation=list)],
     "Find a style prompt from several images of one style (to use as '... in the style of <prompt>').",
     IMAGES_DOC,
+)
+
+
+def _regenerate_style(style: str, subjects: str, template: str) -> list[list[Draw]]:
+    if not style or not style.strip():
+        raise user_error("Find a style prompt first (or type one).")
+    lines = [s for s in (subjects or "").splitlines() if s.strip()]
+    if not lines:
+        raise user_error("Enter at least one subject, one per line.")
+    prompts = pez.style_prompts(lines, style, template or pez.STYLE_TEMPLATE)
+    return [[Draw(prompt, None, subject.strip()) for subject, prompt in zip(lines, prompts, strict=False)]]
+
+
+regenerate_style = regenerate_endpoint(
+    _regenerate_style,
+    'Generate one or more subjects in a learned style, e.g. "{subject} in the style of {style}".',
+    "    style: the style prompt (e.g. what /style found)\n"
+    "    subjects: one subject per line\n"
+    "    template: how subject and style combine; must contain {style} (and usually {subject})",
 )
 
 

@@ -16,17 +16,13 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from pez.config import GenerateConfig  # noqa: E402
-from pez.errors import WeightsNotFoundError  # noqa: E402
-from pez.generate import generate, load_generator  # noqa: E402
-from pez.models import get_pair  # noqa: E402
+from pez.config import GenerateConfig
+from pez.errors import WeightsNotFoundError
+from pez.generate import generate, load_generator
+from pez.models import get_pair
 
 TURBO_TARGET = 0.3  # s/image, SD-Turbo 512x512 1 step on an H100
 

@@ -18,20 +18,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import pez  # noqa: E402
-from pez.engine import accel  # noqa: E402
-from pez.engine.vocab import vocabulary  # noqa: E402
-from pez.testing import tiny_sd  # noqa: E402
+import pez
+from pez.engine import accel
+from pez.engine.vocab import vocabulary
+from pez.testing import tiny_sd
 
 # SD-Turbo = SD 2.1-base architecture (stabilityai/sd-turbo unet/vae/text_encoder configs)
 SD_TURBO_UNET = dict(

@@ -27,17 +27,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
+import torch
 
-import pez  # noqa: E402
-from pez import toy  # noqa: E402
+import pez
+from pez import toy
 
 QUALITY_SEED_BASE = toy.EVAL_SEED_BASE + 500_000  # held out, and apart from the zero-shot seeds
 

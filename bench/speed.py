@@ -20,18 +20,14 @@ import argparse
 import platform
 import resource
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import pez  # noqa: E402
-from pez.engine import accel  # noqa: E402
-from pez.engine.vocab import vocabulary  # noqa: E402
+import pez
+from pez.engine import accel
+from pez.engine.vocab import vocabulary
 
 
 def floor_once(clip, precision: str, prompt_len: int) -> float:

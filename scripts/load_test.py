@@ -24,10 +24,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
 
 @dataclass
 class Session:
@@ -161,9 +157,9 @@ def run_load_test(
         expect(todo, model, steps, prompt_len)
         demo = None
         if url is None:
-            import app
+            from pez_app import build_demo
 
-            demo = app.build_demo()
+            demo = build_demo()
             _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1")
         try:
             settings = dict(model=model, prompt_len=prompt_len, steps=steps, candidates=1)

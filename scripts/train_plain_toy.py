@@ -15,13 +15,11 @@ import argparse
 import json
 import logging
 import os
-import sys
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from pez import toy
 
-from pez import toy  # noqa: E402
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 DEFAULT_OUT = Path.home() / ".cache" / "pez" / "toy_clip_plain"
 

@@ -1,4 +1,14 @@
-"""Shared fixtures: tiny random models with the real tokenizer, and synthetic images."""
+"""Shared fixtures of every tier: tiny random models with the real tokenizer, synthetic images.
+
+The tiers are folders, each marking its tests (unit, app, e2e; see their conftest.py):
+
+    tests/unit   fast: engine, config, vocabulary, CLI parsing... on tiny and toy models
+    tests/app    the Gradio app: handlers, gradio_client, MCP
+    tests/e2e    end to end: replicas, browser, load, downloads, real processes
+
+`python -m pytest` runs them all (CI); `python -m pytest tests/unit` the fast tier. Tests that need
+real weights, a GPU or minutes of CPU are marked `slow` and skipped unless RUN_SLOW=1.
+"""
 
 from __future__ import annotations
 
@@ -48,3 +58,19 @@ def noise_image(seed: int, size: int = 48) -> Image.Image:
 @pytest.fixture
 def images():
     return [noise_image(i) for i in range(3)]
+
+
+def fail_once(monkeypatch, exc: BaseException) -> list:
+    """The next text-encoder forward pass raises `exc`; later ones work. Returns the call log."""
+    from pez.engine.tower import PromptEncoder
+
+    real, calls = PromptEncoder.encode_prompt_embeddings, []
+
+    def flaky(self, prompt):
+        calls.append(1)
+        if len(calls) == 1:
+            raise exc
+        return real(self, prompt)
+
+    monkeypatch.setattr(PromptEncoder, "encode_prompt_embeddings", flaky)
+    return calls

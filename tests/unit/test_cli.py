@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from pez import cli
 
-from .conftest import noise_image
+from ..conftest import noise_image
 
 FAST = ["-m", "random:tiny", "--device", "cpu", "--steps", "6", "--prompt-len", "3", "--report-every", "2", "-q"]
 
@@ -71,17 +68,6 @@ def test_bad_settings_exit_2_with_one_line(image_files, capsys, args, match):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and match in err and "Traceback" not in err
 
-
-def test_python_dash_m(image_files):
-    out = subprocess.run(
-        [sys.executable, "-m", "pez", "invert", image_files[0], *FAST],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.splitlines()[1].startswith("# score")
 
 
 def test_runtime_failure_is_one_line_exit_1(image_files, capsys, monkeypatch):

@@ -18,9 +18,9 @@ import pytest
 
 from pez.testing import replica
 
-from .conftest import noise_image
+from ..conftest import noise_image
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REPO, FILE = "timm/resnet50_clip.openai", "open_clip_model.safetensors"  # open_clip's file for RN50/openai
 
 

@@ -1,4 +1,4 @@
-"""PEZ against the shipped toy CLIP, where the right prompt of every image is known.
+"""PEZ end to end against the shipped toy CLIP, where the right prompt of every image is known.
 
 A few held-out renders are inverted with a short run (prompt length 4, 300 steps, 4 candidate
 prompts). Most must reach at least the true caption's score, and most must name the right

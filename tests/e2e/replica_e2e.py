@@ -1,10 +1,11 @@
 """The Python API and the app on a full-size replica, as a user would run them.
 
-Run by tests/test_replica.py in a subprocess with HF_HOME pointing at a replica and
+Run by tests/e2e/test_replica.py in a subprocess with HF_HOME pointing at a replica and
 HF_HUB_OFFLINE=1 (huggingface_hub reads HF_HOME once, at import), so nothing here knows it is a
-replica. Prints one JSON object with what came back; the test checks it. Usage:
+replica. Prints one JSON object with what came back; the test checks it. Usage, from the
+repository root:
 
-    HF_HOME=DIR HF_HUB_OFFLINE=1 python tests/replica_e2e.py PAIR IMAGE [--no-app]
+    HF_HOME=DIR HF_HUB_OFFLINE=1 python -m tests.e2e.replica_e2e PAIR IMAGE [--no-app]
 """
 
 from __future__ import annotations
@@ -12,10 +13,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 
 def api(pair: str, image: str) -> dict:

@@ -21,9 +21,9 @@ import torch
 from pez.models import PAIRS
 from pez.testing import replica
 
-from .conftest import noise_image
+from ..conftest import noise_image
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SD2 = "stabilityai/sd-turbo"
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 SDXL = "stabilityai/stable-diffusion-xl-base-1.0"
@@ -210,7 +210,7 @@ def test_cli_generate_errors_are_one_line(tmp_path):
 
 def test_python_api_and_app_at_full_size(replica_home, image_file):
     """pez.invert / pez.regenerate, then the app's /invert and /regenerate (one 512x512 image)."""
-    done = _run(replica_home, sys.executable, "tests/replica_e2e.py", "sd-turbo", image_file)
+    done = _run(replica_home, sys.executable, "-m", "tests.e2e.replica_e2e", "sd-turbo", image_file)
     assert done.returncode == 0, done.stderr[-3000:]
     line = next(x for x in done.stdout.splitlines() if x.startswith("E2E "))
     out = json.loads(line[4:])
@@ -226,7 +226,7 @@ def test_python_api_and_app_at_full_size(replica_home, image_file):
 def test_other_pairs_end_to_end(pair, tmp_path_factory, image_file):
     home = Path(os.environ.get("PEZ_REPLICA_HOME") or tmp_path_factory.mktemp(f"replica-{pair}"))
     replica.build_replica(home, [pair], dtype="fp16")
-    done = _run(home, sys.executable, "tests/replica_e2e.py", pair, image_file, "--no-app", timeout=3000)
+    done = _run(home, sys.executable, "-m", "tests.e2e.replica_e2e", pair, image_file, "--no-app", timeout=3000)
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(next(x for x in done.stdout.splitlines() if x.startswith("E2E "))[4:])["api"]
     assert out["available"][:2] == [True, True] and out["prompt"].strip() and out["image_size"] == [256, 256]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ import pez
 from pez.engine.tower import PromptEncoder
 from pez.engine.vocab import VocabFilter, clean_text, vocabulary
 
-from .conftest import noise_image
+from ..conftest import noise_image
 
 # The plain PEZ search (refinement and pruning after it are tested in tests/test_refine.py).
 FAST = pez.InvertConfig(prompt_len=4, steps=12, report_every=4, candidates=2, seed=0, refine_steps=0, prune_tolerance=0)
@@ -317,32 +315,6 @@ def test_missing_local_file_and_folder(tmp_path):
         pez.load_clip(f"local-dir:{tmp_path / 'nope'}")
 
 
-def test_missing_weights_offline_is_fast_and_clear():
-    """Real loading code, up to the point of download: offline + not cached -> a clear error."""
-    code = (
-        "import time, pez, open_clip  # imported first: the timing is of the load itself\n"
-        "t = time.time()\n"
-        "try:\n"
-        "    pez.load_clip('sd-1.5', device='cpu')\n"
-        "except pez.WeightsNotFoundError as e:\n"
-        "    print('ERR', round(time.time() - t, 1), e)\n"
-    )
-    env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_HOME": "/nonexistent-pez-test-home"}
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
-    assert out.stdout.startswith("ERR"), out.stderr[-2000:]
-    seconds = float(out.stdout.split()[1])
-    assert seconds < 5, out.stdout
-    msg = out.stdout
-    assert "ViT-L-14/openai" in msg and "HF_HUB_OFFLINE" in msg and "local file" in msg
-    assert "Traceback" not in out.stderr
-
 
 def test_device_validation():
     with pytest.raises(pez.ConfigError, match="device"):
@@ -370,14 +342,12 @@ def test_result_serialises(tiny_clip, images):
 
 
 def test_core_never_imports_gradio_or_prints():
+    """The source of every module (a fresh interpreter importing pez: tests/e2e/test_processes.py)."""
     root = Path(pez.__file__).parent
     for path in root.rglob("*.py"):  # every module, subpackages included
         src = path.read_text()
         assert "import gradio" not in src and "from gradio" not in src, path
         assert not any(line.strip().startswith("print(") for line in src.splitlines()), path
-    code = "import sys, pez, pez.cli; print('gradio' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root.parent)
-    assert out.stdout.strip() == "False", out.stderr[-2000:]
 
 
 def test_unreachable_hub_fails_fast_without_offline_flag(monkeypatch):

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +15,7 @@ from pez.engine.tower import TextTower
 from pez.engine.vocab import vocabulary
 from pez.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,20 +190,6 @@ def test_compiled_tower_equals_eager_on_cpu():
     (gb,) = torch.autograd.grad(b.sum(), x)
     assert float((gb - ga).norm() / ga.norm()) < 1e-5  # float32 rounding only
 
-
-def test_gpu_check_smoke_runs_on_cpu():
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--smoke"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        cwd=ROOT,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    for line in ("steps", "agreement", "image"):
-        assert line in out.stdout, out.stdout
 
 
 # ---------------------------------------------------------------------------------------------

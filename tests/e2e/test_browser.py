@@ -41,8 +41,6 @@ from pez_app import LAUNCH_KWARGS  # noqa: E402
 from pez_app.components import toy_examples  # noqa: E402
 from pez_app.tabs.distill import TOY_LONG_PROMPT  # noqa: E402
 
-from .test_app import TOY  # noqa: E402
-
 TAB_NAMES = {"image": "Image → Prompt", "multi": "Multi-image", "style": "Style transfer", "distill": "Distill"}
 TAB_NAMES["history"] = "History"
 TIMEOUT = 120_000  # ms; the CPU may be shared
@@ -134,8 +132,6 @@ def wait_status(page, tab: str, pattern: str) -> None:
 
 
 def test_browser_flow(page, shots):
-    if not TOY:
-        pytest.skip("the browser flow needs the toy world model (offline demo)")
     toys = toy_examples()
     assert toys, "assets/examples/toy_*.png are missing"
     assert page.is_visible("#offline-banner")

@@ -10,7 +10,7 @@ import pez
 from pez.engine.features import image_features, text_features
 from pez.images import load_images
 
-from .conftest import noise_image
+from ..conftest import noise_image
 
 
 def test_text_target_is_the_weighted_mean_of_image_and_text_similarity(tiny_clip):

@@ -12,7 +12,7 @@ inverts each image alone with PEZ and prints:
     python bench/quality.py --n 48 --steps 500 --prompt-len 8
     python bench/quality.py --model-dir /tmp/toy  # a toy CLIP written by `python -m pez.toy train --out`
 
-Method comparison at equal wall-clock time (issue 9): plain PEZ against each addition (whole
+Method comparison at equal wall-clock time: plain PEZ against each addition (whole
 words, safety list, refinement, pruning) and the new defaults, on planted prompts (a random
 ViT-B-32, targets = text features of 16 random whole words), the shipped toy CLIP and the plain
 toy CLIP (scripts/train_plain_toy.py). Every method gets the same seconds per case, measured in

@@ -6,6 +6,10 @@ CLIP's vocabulary, so the result is real text any diffusion model accepts. The p
     import pez
     result = pez.invert(["cat.jpg"], model="sd-turbo", config=pez.InvertConfig(steps=500))
     result.prompt, result.score  # the best text and its mean CLIP cosine to the images
+
+Where things are (README, "Code layout"): the settings in config.py, the search in engine/ (the
+loop and the loss in engine/optim.py), models and the Hub in models/, regeneration in generate/,
+the tasks in inversion.py, the command line in cli.py, the toy world in toy/.
 """
 
 from .config import BOUNDS, STYLE_TEMPLATE, GenerateConfig, InvertConfig

@@ -13,12 +13,25 @@ real weights, a GPU or minutes of CPU are marked `slow` and skipped unless RUN_S
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # model hubs are unreachable in tests
+
+
+def mark_folder(conftest: str, marker: str):
+    """The collection hook of a tier's conftest: marks every test under its folder `marker`."""
+    folder = Path(conftest).parent
+
+    def pytest_collection_modifyitems(config, items):
+        for item in items:
+            if folder in Path(item.path).parents:
+                item.add_marker(getattr(pytest.mark, marker))
+
+    return pytest_collection_modifyitems
 
 
 def pytest_collection_modifyitems(config, items):

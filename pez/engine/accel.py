@@ -17,6 +17,10 @@ here: `search_tower` for the gradient pass, `scoring_tower` (fp32) for the hones
 Compilation. On CUDA the tower is compiled with `torch.compile(mode="reduce-overhead")`
 (CUDA graphs: a step is ~1,500 small kernels, launch-bound otherwise); on a CPU only when asked
 (`PEZ_COMPILE=1`). A compile that fails falls back to eager with a warning.
+
+Scans. `projector()` picks the exact projection for the hardware: a full fp32 scan every step on
+CUDA (no host sync), scans that read a bf16 copy of the vocabulary and re-rank in fp32 on a CPU
+where bf16 is fast, else the scan-skipping Projector of pez.engine.vocab.
 """
 
 from __future__ import annotations

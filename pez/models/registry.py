@@ -31,10 +31,6 @@ class ModelPair:
     scheduler: str | None = None  # "dpm-multistep" or None (the pipeline's own)
     note: str = ""
 
-    @property
-    def clip_arch(self) -> str:
-        return self.clip.split("/")[0]
-
 
 PAIRS: dict[str, ModelPair] = {
     p.name: p

@@ -96,7 +96,7 @@ def _concatenate(images: list, *, model: str, config: pez.InvertConfig, control:
     parts = [[i + 1, p.prompt, fmt_score(p.score)] for i, p in enumerate(res.parts)]
     how = "Stopped" if res.stopped else "Done"
     note = JOIN_NOTE
-    if getattr(clip, "name", "") == "toy" or model == "toy":
+    if clip.name == "toy" or model == "toy":
         note += "; the toy CLIP was trained on one shape per picture, so joins score very low there"
     text = (
         f"{how}: {len(res.parts)} of {plural(len(paths), 'image')} inverted · joined prompt score "

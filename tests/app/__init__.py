@@ -1,0 +1,1 @@
+"""The app tier (see conftest.py)."""

@@ -1,17 +1,9 @@
 """The app tier: the Gradio app's handlers, its named endpoints through gradio_client on an in-process
 server, and MCP. `python -m pytest tests/app` (or `-m app`).
 
-Marks every test collected under this folder `app` (markers are registered in pyproject.toml).
+Every test collected under this folder is marked `app` (markers are registered in pyproject.toml).
 """
 
-from pathlib import Path
+from ..conftest import mark_folder
 
-import pytest
-
-HERE = Path(__file__).parent
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if HERE in Path(item.path).parents:
-            item.add_marker(pytest.mark.app)
+pytest_collection_modifyitems = mark_folder(__file__, "app")

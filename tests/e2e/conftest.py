@@ -1,17 +1,9 @@
 """The end-to-end tier: full-size replicas, a real browser, load, downloads, the CLI and scripts in
 real processes. `python -m pytest tests/e2e` (or `-m e2e`).
 
-Marks every test collected under this folder `e2e` (markers are registered in pyproject.toml).
+Every test collected under this folder is marked `e2e` (markers are registered in pyproject.toml).
 """
 
-from pathlib import Path
+from ..conftest import mark_folder
 
-import pytest
-
-HERE = Path(__file__).parent
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if HERE in Path(item.path).parents:
-            item.add_marker(pytest.mark.e2e)
+pytest_collection_modifyitems = mark_folder(__file__, "e2e")

@@ -1,0 +1,1 @@
+"""The fast tier (see conftest.py)."""

@@ -1,4 +1,4 @@
-"""Beyond plain PEZ (issue 9): readable and safe vocabularies, refinement, pruning, early stop,
+"""Beyond plain PEZ (pez.engine.polish and vocab): readable and safe vocabularies, refinement, pruning, early stop,
 start prompts, the stuck hint, and the toy world's module split. Tiny random CLIP, fast."""
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ CLIP's vocabulary, so the result is real text any diffusion model accepts. The p
     result = pez.invert(["cat.jpg"], model="sd-turbo", config=pez.InvertConfig(steps=500))
     result.prompt, result.score  # the best text and its mean CLIP cosine to the images
 
+    # SDXL reads a prompt with two CLIPs: one prompt, scored in both (weights: a setting)
+    result = pez.invert(["cat.jpg"], model="sdxl", config=pez.InvertConfig(clip_weights=(0.5, 0.5)))
+    result.clip_scores  # {"ViT-L-14/openai": ..., "ViT-bigG-14/laion2b_s39b_b160k": ...}; score = weighted sum
+
 Where things are (README, "Code layout"): the settings in config.py, the search in engine/ (the
 loop and the loss in engine/optim.py), models and the Hub in models/, regeneration in generate/,
 the tasks in inversion.py, the command line in cli.py, the toy world in toy/.
@@ -34,6 +38,7 @@ from .inversion import (
 from .models import (
     DEFAULT_PAIR,
     PAIRS,
+    JointClip,
     LoadedClip,
     ModelPair,
     get_pair,
@@ -68,6 +73,7 @@ __all__ = [
     "InvalidImageError",
     "InvertConfig",
     "InversionResult",
+    "JointClip",
     "LoadedClip",
     "ModelPair",
     "PAIRS",

@@ -39,7 +39,7 @@ import torch
 from .config import InvertConfig
 from .errors import ConfigError, Interrupted, InvalidImageError, describe_error, is_oom
 from .images import IMAGE_SUFFIXES
-from .models import DEFAULT_PAIR, LoadedClip
+from .models import DEFAULT_PAIR, JointClip, LoadedClip
 
 try:  # POSIX advisory locks; elsewhere O_APPEND writes of one line are still whole
     import fcntl
@@ -195,7 +195,7 @@ def _now() -> str:
 
 
 def invert_file(
-    path: Path, clip: LoadedClip, config: InvertConfig, should_stop: Callable[[], bool] | None = None
+    path: Path, clip: LoadedClip | JointClip, config: InvertConfig, should_stop: Callable[[], bool] | None = None
 ) -> dict:
     """Invert one image file -> its result record. Raises InvalidImageError for a bad image and
     Interrupted when stopped (a partial result is never recorded)."""
@@ -208,6 +208,8 @@ def invert_file(
         "path": str(path),
         "prompt": res.prompt,
         "score": res.score,
+        "clip_scores": res.clip_scores,  # the prompt's score in each CLIP (several for SDXL's joint search)
+        "clip_weights": res.clip_weights,
         "top_k": [{"prompt": p.prompt, "score": p.score} for p in res.top_k],
         "settings": settings_of(config),
         "seed": res.seed,
@@ -266,7 +268,7 @@ def _device_for(state, device: str | None) -> str | None:
 def run_batch(
     paths: Sequence[str | os.PathLike],
     out: str | os.PathLike,
-    model: str | LoadedClip = DEFAULT_PAIR,
+    model: str | LoadedClip | JointClip = DEFAULT_PAIR,
     config: InvertConfig | None = None,
     *,
     device: str | None = None,
@@ -284,9 +286,12 @@ def run_batch(
     images = find_images(paths)
     state = _state(device)
 
-    # 1. Load the model (each process its own copy, on its own device) and check the settings.
-    clip = get_clip(model, _device_for(state, device))
+    # 1. Load the model (each process its own copy, on its own device) and check the settings. A
+    #    joint model's weights go into the settings, so a line says which weights it was found with.
+    clip = get_clip(model, _device_for(state, device), config.clip_weights)
     config.fits(clip.context_length)
+    if len(clip.clips) > 1:
+        config = config.replace(clip_weights=clip.weights)
     settings = settings_of(config)
 
     # 2. The main process repairs the file; then everyone reads the same to-do list; the barrier

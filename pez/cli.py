@@ -85,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", required=True, help="JSONL file the results are appended to")
     add_invert_flags(p, _batch)
 
-    sub.add_parser("models", help="list the CLIP <-> generator pairs").set_defaults(run=_models)
+    sub.add_parser("models", help="list the pairs: which CLIP(s) each search uses, which generator").set_defaults(
+        run=_models
+    )
     _add_generate(sub)
     _add_replica(sub)
     return ap
@@ -112,6 +114,8 @@ def add_invert_flags(p: argparse.ArgumentParser, command=None) -> None:
             p.add_argument(flag, choices=PRECISIONS, default=f.default, help=f"{info.help} (default {f.default})")
         elif f.name == "blocklist":
             p.add_argument(flag, nargs="*", default=[], metavar="WORD", help=info.help)
+        elif f.name == "clip_weights":
+            p.add_argument(flag, nargs="+", type=float, default=None, metavar="W", help=info.help)
         elif isinstance(f.default, str):
             p.add_argument(flag, default=f.default, metavar="TEXT", help=info.help)
         else:
@@ -130,6 +134,8 @@ def config_from_args(args: argparse.Namespace) -> InvertConfig:
     """The InvertConfig of parsed flags (checked when built: a bad value is a ConfigError)."""
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(InvertConfig)}
     values["blocklist"] = tuple(values["blocklist"])
+    if values["clip_weights"] is not None:
+        values["clip_weights"] = tuple(values["clip_weights"])
     if values["seed"] == -1:
         values["seed"] = None
     return InvertConfig(**values)
@@ -244,6 +250,9 @@ def _print_result(res, as_json: bool, extra: dict | None = None) -> None:
         f"# score {res.score:.4f}  steps {res.steps_run}  {res.elapsed:.1f}s  seed {res.seed}  model {res.model}"
         + ("  (stopped early)" if res.stopped else "")
     )
+    if len(res.clip_scores) > 1:  # a joint search: the score in each CLIP and its weight
+        weights = res.clip_weights
+        _out("# per CLIP: " + ", ".join(f"{n} {sc:.4f} x{weights.get(n, math.nan):g}" for n, sc in res.clip_scores.items()))
     if res.hint:
         _out(f"# hint: {res.hint}")
     for key, value in (extra or {}).items():
@@ -255,9 +264,14 @@ def _print_result(res, as_json: bool, extra: dict | None = None) -> None:
 
 
 def _models(args: argparse.Namespace) -> int:
-    for name in list_pairs():
-        p = PAIRS[name]
-        _out(f"{name:<12} CLIP {p.clip:<34} generator {p.generator or '-'}")
+    """One line per pair: the CLIP(s) PEZ searches (several: one prompt scored in each, with its
+    default weight) and the generator; then the pair's note."""
+    rows = [(name, PAIRS[name].describe_clips(), PAIRS[name].generator or "-") for name in list_pairs()]
+    width = max(len(c) for _, c, _ in rows)
+    for (name, clips, generator) in rows:
+        _out(f"{name:<13} CLIP {clips:<{width}}  generator {generator}")
+        if PAIRS[name].note:
+            _out(f"{'':<13} {PAIRS[name].note}")
     return 0
 
 
@@ -369,7 +383,15 @@ def _add_replica(sub) -> None:
     p.add_argument(
         "--pairs", nargs="+", default=["sd-turbo"], metavar="PAIR", help=f"pairs to replicate {REPLICA_PAIRS}"
     )
-    p.add_argument("--dtype", default="fp16", choices=list(DTYPES), help="fp16 (the fp16 variant files) or fp32")
+    p.add_argument(
+        "--dtype", default="fp16", choices=list(DTYPES), help="fp16 (the fp16 variant files; Flux: bf16) or fp32"
+    )
+    p.add_argument(
+        "--size",
+        default="full",
+        choices=["full", "small"],
+        help="flux-schnell only: full (33.7 GB in bf16) or small (same files and configs, reduced widths)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     p.set_defaults(run=_replica)
 
@@ -378,7 +400,9 @@ def _replica(args: argparse.Namespace) -> int:
     from .testing.replica import build_replica
 
     t0 = time.perf_counter()
-    root = build_replica(args.dir, args.pairs, args.dtype, args.seed, progress=lambda m: sys.stderr.write(m + "\n"))
+    root = build_replica(
+        args.dir, args.pairs, args.dtype, args.seed, progress=lambda m: sys.stderr.write(m + "\n"), size=args.size
+    )
     sys.stderr.write(f"replica of {', '.join(args.pairs)} ready in {time.perf_counter() - t0:.0f}s\n")
     _out(f"HF_HOME={root.resolve()} HF_HUB_OFFLINE=1")
     return 0

@@ -153,6 +153,15 @@ class InvertConfig:
     init_prompt: str = setting(
         "", "start from this text instead of random tokens", "Start from this prompt", note="optional"
     )
+    # Pairs whose generator reads several CLIP text encoders (SDXL) search one prompt scored in
+    # every CLIP space: objective = weighted sum of the cosines. None: the pair's weights.
+    clip_weights: tuple[float, ...] | None = setting(
+        None,
+        "weight of each of the model's CLIPs in the score (e.g. 0.5 0.5 for SDXL's ViT-L and bigG; 0 leaves one "
+        "out); empty: the pair's default",
+        "CLIP weights",
+        note="SDXL: ViT-L, bigG",
+    )
 
     def __post_init__(self):
         self.validate()
@@ -169,6 +178,8 @@ class InvertConfig:
             )
         if isinstance(self.blocklist, str):
             raise ConfigError("blocklist: expected a sequence of words, received a single string")
+        if self.clip_weights is not None:
+            check_clip_weights(self.clip_weights)
         if context_length is not None:
             self.fits(context_length)
         return self
@@ -184,6 +195,21 @@ class InvertConfig:
     def replace(self, **changes) -> InvertConfig:
         return dataclasses.replace(self, **changes)
 
+
+def check_clip_weights(weights) -> tuple[float, ...]:
+    """Weights of a model's CLIPs: numbers in [0, 1], at least one above 0. Returns them normalised
+    to sum 1. Raises ConfigError (their number is checked against the model when it loads)."""
+    if isinstance(weights, (str, bytes)) or not isinstance(weights, (tuple, list)) or not weights:
+        raise ConfigError(f"clip_weights: expected one number in [0, 1] per CLIP, received {weights!r}")
+    for w in weights:
+        CLIP_WEIGHT.check("clip_weights", w)
+    total = float(sum(weights))
+    if total <= 0:
+        raise ConfigError(f"clip_weights: expected at least one weight above 0, received {tuple(weights)}")
+    return tuple(float(w) / total for w in weights)
+
+
+CLIP_WEIGHT = Bound(0.0, 1.0, 0.05)  # each CLIP's weight; normalised to sum 1 when the model loads
 
 # The app's early stop (the library default patience=0 runs every step): the planted and toy
 # benchmarks gain almost nothing after 150 steps without a new best (BENCHMARKS.md).
@@ -279,5 +305,6 @@ __all__ = [
     "STYLE_TEMPLATE",
     "about",
     "bounds",
+    "check_clip_weights",
     "setting",
 ]

@@ -3,7 +3,8 @@ concatenation, style transfer, distillation and negative targets.
 
 Each has a streaming form (`*_stream`, a generator of reports a UI can plot and stop at any
 time) and a blocking form that runs to the end and returns a result dataclass. `model` is a
-registry pair name, any CLIP spec accepted by `pez.models.load_clip`, or a LoadedClip.
+registry pair name, any CLIP spec accepted by `pez.models.load_clip`, a LoadedClip or a JointClip
+(several CLIPs searched as one, e.g. the pair "sdxl"; `InvertConfig.clip_weights` weights them).
 """
 
 from __future__ import annotations
@@ -13,24 +14,44 @@ from typing import Any
 
 import torch
 
-from .config import BOUNDS, CONCAT_SEPARATOR, MAX_IMAGES, STYLE_TEMPLATE, TEXT_WEIGHT, InvertConfig
+from .config import (
+    BOUNDS,
+    CONCAT_SEPARATOR,
+    MAX_IMAGES,
+    STYLE_TEMPLATE,
+    TEXT_WEIGHT,
+    InvertConfig,
+    check_clip_weights,
+)
 from .engine.features import check_texts, image_features, text_features
 from .engine.optim import Targets, optimize
 from .engine.vocab import clean_text
 from .errors import ConfigError
 from .images import load_images
-from .models import DEFAULT_PAIR, LoadedClip, load_clip
+from .models import DEFAULT_PAIR, JointClip, LoadedClip, load_clip
 from .results import ConcatReport, ConcatResult, InversionResult, StepReport
 
-Model = str | LoadedClip
+Model = str | LoadedClip | JointClip
 
 
-def get_clip(model: Model = DEFAULT_PAIR, device: str | None = None) -> LoadedClip:
-    return model if isinstance(model, LoadedClip) else load_clip(model, device=device)
+def get_clip(model: Model = DEFAULT_PAIR, device: str | None = None, weights=None) -> LoadedClip | JointClip:
+    """The loaded CLIP(s) of `model`; `weights` (InvertConfig.clip_weights: one per CLIP, None for
+    the pair's) weight the CLIPs of a joint model, a CLIP of weight 0 is left out."""
+    if isinstance(model, JointClip):
+        return model if weights is None else model.reweighted(weights)
+    if isinstance(model, LoadedClip):
+        if weights is not None:
+            check_clip_weights(weights)
+            if len(weights) != 1:
+                raise ConfigError(
+                    f"clip_weights: expected 1 weight for the one CLIP {model.name}, received {len(weights)}"
+                )
+        return model
+    return load_clip(model, device=device, weights=weights)
 
 
 def image_targets(
-    clip: LoadedClip,
+    clip: LoadedClip | JointClip,
     images: Sequence[Any] | None,
     negative_images: Sequence[Any] | None = None,
     negative_weight: float = 1.0,
@@ -62,18 +83,18 @@ def _check_weight(name: str, value) -> None:
     BOUNDS["negative_weight"].check(name, value)  # the same [0, 10] range as the negative weight
 
 
-def text_targets(clip: LoadedClip, texts: Sequence[str], negative_texts: Sequence[str] = ()) -> Targets:
+def text_targets(clip: LoadedClip | JointClip, texts: Sequence[str], negative_texts: Sequence[str] = ()) -> Targets:
     """Targets from texts (prompt distillation)."""
     pos = text_features(clip, check_texts(texts, "text")) if texts else _empty(clip)
     neg = text_features(clip, check_texts(negative_texts, "negative text")) if negative_texts else _empty(clip)
     return Targets(pos, neg)
 
 
-def _features(clip: LoadedClip, images: list) -> torch.Tensor:
+def _features(clip: LoadedClip | JointClip, images: list) -> torch.Tensor:
     return image_features(clip, load_images(images)) if images else _empty(clip)
 
 
-def _empty(clip: LoadedClip) -> torch.Tensor:
+def _empty(clip: LoadedClip | JointClip) -> torch.Tensor:
     return torch.zeros(0, clip.feature_dim, device=clip.device)
 
 
@@ -103,7 +124,7 @@ def invert_stream(
     """Stream a PEZ run that finds one prompt for all `images` (and away from negatives), also
     matching `texts` with `text_weight` when given (see image_targets)."""
     config = config or InvertConfig()
-    clip = get_clip(model, device)
+    clip = get_clip(model, device, config.clip_weights)
     targets = image_targets(clip, images, negative_images, config.negative_weight, texts, text_weight)
     return optimize(clip, targets, config, should_stop)
 
@@ -127,7 +148,7 @@ def distill_stream(
 ) -> Iterator[StepReport]:
     """Stream a PEZ run whose target is the CLIP text features of `text`."""
     config = config or InvertConfig()
-    clip = get_clip(model, device)
+    clip = get_clip(model, device, config.clip_weights)
     return optimize(clip, text_targets(clip, [text]), config, should_stop)
 
 
@@ -154,7 +175,7 @@ def concatenate_stream(
 ) -> Iterator[ConcatReport]:
     """Invert each image on its own, then join the prompts (the paper's prompt concatenation)."""
     config = config or InvertConfig()
-    clip = get_clip(model, device)
+    clip = get_clip(model, device, config.clip_weights)
     pil = load_images(images)
     feats = image_features(clip, pil)  # (K, D)
     parts: list[InversionResult] = []
@@ -182,7 +203,7 @@ def concatenate(images, model: Model = DEFAULT_PAIR, config: InvertConfig | None
     return last.result
 
 
-def _score_text(clip: LoadedClip, text: str, feats: torch.Tensor) -> float:
+def _score_text(clip: LoadedClip | JointClip, text: str, feats: torch.Tensor) -> float:
     if not text.strip():
         return float("nan")
     return float((text_features(clip, [text]) @ feats.T).mean())

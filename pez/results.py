@@ -35,6 +35,10 @@ class InversionResult:
     history: list[tuple[int, float, float]] = field(default_factory=list)  # (step, loss, best score)
     stats: dict[str, float] = field(default_factory=dict)  # diagnostics: scan fraction, per-phase scores
     hint: str = ""  # advice when the run went badly, e.g. pez.config.STUCK_HINT
+    # The prompt's honest score in each CLIP alone, and each CLIP's weight in `score` (their weighted
+    # sum): one entry for a single CLIP, several for a joint search (SDXL's ViT-L and bigG).
+    clip_scores: dict[str, float] = field(default_factory=dict)
+    clip_weights: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(self.config).items()}
@@ -50,6 +54,8 @@ class InversionResult:
             "config": cfg,
             "hint": self.hint,
             "stats": dict(self.stats),
+            "clip_scores": dict(self.clip_scores),
+            "clip_weights": dict(self.clip_weights),
         }
 
 
@@ -70,6 +76,7 @@ class StepReport:
     result: InversionResult | None = None  # set on the final report
     phase: str = "search"  # "search" (PEZ), "refine" (token swaps) or "prune" (dropping tokens)
     hint: str = ""  # advice for the user, e.g. "the search looks stuck: ..." (pez.config.STUCK_HINT)
+    best_clip_scores: dict[str, float] | None = None  # best prompt's score in each CLIP (final report)
 
 
 @dataclass

@@ -133,10 +133,21 @@ def result_text(res: pez.InversionResult, extra: str = "") -> str:
     early = " (early stop: no better prompt for a while)" if not res.stopped and res.steps_run < planned else ""
     text = (
         f"{how} after {res.steps_run} steps{early} in {res.elapsed:.1f} s "
-        f"({res.steps_run / max(res.elapsed, 1e-9):.1f} steps/s) · best score {fmt_score(res.score)} · "
-        f"seed {res.seed}{extra}"
+        f"({res.steps_run / max(res.elapsed, 1e-9):.1f} steps/s) · best score {fmt_score(res.score)}"
+        f"{clip_scores_text(res)} · seed {res.seed}{extra}"
     )
     return text + (f" · hint: {hint}" if hint else "")
+
+
+def clip_scores_text(res: pez.InversionResult) -> str:
+    """' (ViT-L-14 0.301 ×0.5, ViT-bigG-14 0.322 ×0.5)' for a joint search, '' for one CLIP."""
+    if len(res.clip_scores) < 2:
+        return ""
+    parts = [
+        f"{name.split('/')[0]} {fmt_score(sc)} ×{res.clip_weights.get(name, math.nan):g}"
+        for name, sc in res.clip_scores.items()
+    ]
+    return " (" + ", ".join(parts) + ")"
 
 
 def candidate_rows(scored: list[tuple[str, float]]) -> list[list]:

@@ -40,18 +40,20 @@ FIELDS = (
     "refine_steps",
     "prune_tolerance",
     "init_prompt",
+    "clip_weights",
 )
 ROWS = (  # the panel's layout
     ("model", "prompt_len", "steps"),
     ("candidates", "seed", "lr", "patience"),
     ("blocklist", "words_only", "whole_words", "safe"),
-    ("refine_steps", "prune_tolerance", "init_prompt"),
+    ("refine_steps", "prune_tolerance", "init_prompt", "clip_weights"),
 )
 MODEL_HELP = "model pair name, e.g. 'sd-turbo' or 'toy', or any open_clip ARCH/TAG"
 API_NOTES = {  # what the API and MCP docs add to a field's help (how the app takes the value)
     "prompt_len": " (distill: the short length)",
     "seed": "; None draws one (reported in the status)",
     "blocklist": "; comma or space separated",
+    "clip_weights": "; comma or space separated numbers, one per CLIP of the model",
 }
 
 
@@ -67,8 +69,10 @@ def label(name: str) -> str:
 
 
 def _kind(name: str) -> str:
-    """int | float | bool | text | words, from the field's type."""
+    """int | float | bool | text | words | numbers, from the field's type."""
     ftype = next(f.type for f in dataclasses.fields(InvertConfig) if f.name == name)
+    if ftype.startswith("tuple[float"):
+        return "numbers"
     if ftype.startswith("tuple"):
         return "words"
     return {"str": "text"}.get(ftype.split(" | ")[0], ftype.split(" | ")[0])
@@ -81,8 +85,9 @@ def setting_params(model_value: str) -> list[inspect.Parameter]:
     out = [P("model", P.POSITIONAL_OR_KEYWORD, default=model_value, annotation=str)]
     for name in FIELDS[1:]:
         kind = _kind(name)
-        default = ", ".join(d[name]) if kind == "words" else d[name]
-        ann = int | None if name == "seed" else {"words": str, "text": str, "int": int, "float": float, "bool": bool}[kind]
+        default = ", ".join(d[name]) if kind == "words" else ("" if kind == "numbers" else d[name])
+        types = {"words": str, "numbers": str, "text": str, "int": int, "float": float, "bool": bool}
+        ann = int | None if name == "seed" else types[kind]
         out.append(P(name, P.POSITIONAL_OR_KEYWORD, default=default, annotation=ann))
     return out
 
@@ -99,6 +104,20 @@ def split_words(text) -> tuple[str, ...]:
     if isinstance(text, (list, tuple)):
         text = " ".join(map(str, text))
     return tuple(w for w in (text or "").replace(",", " ").split() if w)
+
+
+def split_numbers(name: str, text) -> tuple[float, ...] | None:
+    """'0.5, 0.5' -> (0.5, 0.5); empty -> None (the default). A word that is not a number is a
+    ConfigError naming the field (the config checks the numbers themselves)."""
+    if isinstance(text, (list, tuple)):
+        text = " ".join(map(str, text))
+    words = split_words(text)
+    if not words:
+        return None
+    try:
+        return tuple(float(w) for w in words)
+    except ValueError:
+        raise pez.ConfigError(f"{name}: expected numbers separated by commas or spaces, received {text!r}") from None
 
 
 def as_int(value):
@@ -125,6 +144,8 @@ def make_config(values: dict[str, Any]) -> InvertConfig:
             v = bool(v)
         elif kind == "words":
             v = split_words(v)
+        elif kind == "numbers":
+            v = split_numbers(name, v)
         elif kind == "text":
             v = (v or "").strip()
         kw[name] = v
@@ -162,7 +183,12 @@ def pair_choices() -> list[tuple[str, str]]:
     out = []
     for name in pez.list_pairs():
         p = pez.get_pair(name)
-        clip = "toy CLIP" if p.clip == "toy" else f"CLIP {p.clip}"
+        if p.clip == "toy":
+            clip = "toy CLIP"
+        elif len(p.clips) > 1:
+            clip = "joint CLIP " + " + ".join(c.split("/")[0] for c in p.clips)
+        else:
+            clip = f"CLIP {p.clip}"
         out.append((f"{p.label} · {clip}", name))
     return out
 
@@ -173,7 +199,12 @@ def pair_info(name: str) -> str:
     except pez.ConfigError:
         return f"Custom CLIP `{name}`: prompts are optimised for it; regeneration needs a model pair."
     gen = f"`{p.generator}`" if p.generator else "the toy shape renderer"
-    text = f"**{p.label}** — prompts are optimised for CLIP `{p.clip}`, images regenerated with {gen}."
+    if len(p.clips) > 1:
+        clips = " + ".join(f"`{c}` ×{w:g}" for c, w in zip(p.clips, p.weights))
+        text = f"**{p.label}** — one prompt is optimised for the CLIPs {clips} together (CLIP weights: a setting), "
+        text += f"images regenerated with {gen}."
+    else:
+        text = f"**{p.label}** — prompts are optimised for CLIP `{p.clip}`, images regenerated with {gen}."
     if p.note:
         text += f" {p.note}"
     if p.kind == "toy":
@@ -210,6 +241,8 @@ def control(name: str, default, model_value: str) -> gr.components.Component:
     info, kind, text = about(InvertConfig, name), _kind(name), label(name)
     if kind == "bool":
         return gr.Checkbox(bool(default), label=text)
+    if kind == "numbers":  # empty: the model's default
+        return gr.Textbox("", label=text, max_length=200, placeholder="e.g. 0.5, 0.5 (empty: the pair's weights)")
     if kind in ("text", "words"):
         value = ", ".join(default) if kind == "words" else default
         return gr.Textbox(value, label=text, max_length=MAX_TEXT_CHARS, placeholder=info.help)

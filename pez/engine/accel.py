@@ -20,7 +20,8 @@ Compilation. On CUDA the tower is compiled with `torch.compile(mode="reduce-over
 
 Scans. `projector()` picks the exact projection for the hardware: a full fp32 scan every step on
 CUDA (no host sync), scans that read a bf16 copy of the vocabulary and re-rank in fp32 on a CPU
-where bf16 is fast, else the scan-skipping Projector of pez.engine.vocab.
+where bf16 is fast, else the scan-skipping Projector of pez.engine.vocab. For a joint search
+(several CLIPs' tables, one token per slot) it is pez.engine.vocab.JointProjector, with fp32 scans.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from ..config import BF16_MIN_GAIN, BF16_MIN_WIDTH
 from ..errors import ConfigError
 from ..models.clip import LoadedClip, resolve_precision
 from .tower import TextTower
-from .vocab import Projector, Vocabulary
+from .vocab import JointProjector, Projector, Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -190,11 +191,14 @@ class FullScanProjector(Projector):
         return self.vocab.project(soft, self.mask)
 
 
-def projector(vocab, mask: torch.Tensor) -> Projector:
+def projector(vocab, mask: torch.Tensor, more: tuple = (), weights: tuple[float, ...] = (1.0,)) -> Projector:
     """The exact projector for this hardware: on CUDA a full scan each step (no sync); on a CPU
     scans that read bf16 where it is fast (the 'auto' precision is bf16) on vocabularies wide
-    enough to be bandwidth-bound, else the fp32 scans of `Projector`."""
+    enough to be bandwidth-bound, else the fp32 scans of `Projector`. With `more` vocabularies (a
+    joint search; `weights` one per vocabulary) a JointProjector, skipping scans except on CUDA."""
     device = vocab.unit.device
+    if more:
+        return JointProjector([vocab, *more], weights, mask, skip=device.type != "cuda")
     if device.type == "cuda":
         return FullScanProjector(vocab, mask)
     if device.type == "cpu" and vocab.unit.shape[1] >= BF16_MIN_WIDTH and cpu_auto_precision() == "bf16":

@@ -8,7 +8,14 @@ One step (paper, Algorithm 1), for N candidate prompts of M tokens each:
   P   <- AdamW(P, dL/dP')               the gradient at P' is applied to the soft P
 
 The text features come from the one text-tower forward (pez.engine.tower; the search precision
-and compilation from pez.engine.accel). The features of the projected prompt are already
+and compilation from pez.engine.accel).
+
+The text space is one CLIP or several (a JointClip: SDXL's ViT-L/14 and bigG/14 read every prompt).
+With several there is one soft prompt P_t per CLIP, one token per slot chosen for all at once
+(pez.engine.vocab.JointProjector: argmax_v sum_t w_t cos(P_t, E_t[v])), each CLIP encodes its own
+embeddings of those ids, and the features are joined (pez.models.clip.JointClip.join) so that the
+objective is the weighted sum of the per-CLIP objectives; each P_t gets the gradient at its E_t[ids].
+With one CLIP every step is exactly the single-tower PEZ above. The features of the projected prompt are already
 computed by the gradient pass, so scoring a candidate against *all* targets costs one small
 matmul, not a second forward pass. The reported best is the score of the decoded text as the user
 will copy it (pez.engine.scorer); that check runs for each candidate's best prompt once per
@@ -25,16 +32,22 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from ..config import PLATEAU_MIN_GAIN, STUCK_HINT, STUCK_MIN_GAIN, STUCK_MIN_STEPS, InvertConfig
+from ..config import (
+    PLATEAU_MIN_GAIN,
+    STUCK_HINT,
+    STUCK_MIN_GAIN,
+    STUCK_MIN_STEPS,
+    InvertConfig,
+    check_clip_weights,
+)
 from ..errors import ConfigError
-from ..models.clip import LoadedClip
+from ..models.clip import JointClip, LoadedClip
 from ..results import InversionResult, ScoredPrompt, StepReport
 from . import accel
 from .polish import Polish, Polisher, polish, polish_hint
 from .scorer import TextScorer
-from .tower import PromptEncoder
+from .tower import PromptEncoder, SpaceEncoder
 from .vocab import VocabFilter, text_ids, text_rejector, vocabulary
 
 # ---------------------------------------------------------------------------------------------
@@ -64,38 +77,50 @@ class Targets:
             score = score - self.negative_weight * (feats @ self.negative.T).mean(dim=1)
         return score
 
+    def split(self, clip: LoadedClip | JointClip) -> list[Targets]:
+        """The targets of each CLIP of a joint text space (features split by `clip.split`)."""
+        pairs = zip(clip.split(self.positive), clip.split(self.negative))
+        return [Targets(p, n, self.negative_weight) for p, n in pairs]
+
 
 # ---------------------------------------------------------------------------------------------
 # The loop
 
 
 def optimize(
-    clip: LoadedClip,
+    clip: LoadedClip | JointClip,
     targets: Targets,
     config: InvertConfig | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> Iterator[StepReport]:
     """Run PEZ, yielding a StepReport every `config.report_every` steps and a final one with
     `done=True` and the InversionResult. Stopping (should_stop() true, or closing the generator
-    after any report) keeps the best prompt found so far."""
+    after any report) keeps the best prompt found so far. `clip` is one CLIP or a JointClip;
+    `targets` are features in its text space (pez.engine.features)."""
     config = config or InvertConfig()  # checked when built; here only whether the prompt fits
     config.fits(clip.context_length)
+    _check_weights(clip, config)
     seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
     gen = torch.Generator().manual_seed(seed)
-    vocab = vocabulary(clip)
-    precision = accel.search_precision(config.precision, clip.device, vocab.embeddings.shape[1])
-    encoder = PromptEncoder(clip, accel.search_tower(clip, precision))  # the gradient pass
-    scorer = TextScorer(clip, PromptEncoder(clip, accel.scoring_tower(clip)), targets, text_rejector(config))
+    vocabs = [vocabulary(c) for c in clip.clips]  # one table per CLIP; masks and texts are shared
+    vocab = vocabs[0]
+    precisions = [
+        accel.search_precision(config.precision, c.device, v.embeddings.shape[1]) for c, v in zip(clip.clips, vocabs)
+    ]
+    encoder = SpaceEncoder(clip, [PromptEncoder(c, accel.search_tower(c, p)) for c, p in zip(clip.clips, precisions)])
+    scoring = SpaceEncoder(clip, [PromptEncoder(c, accel.scoring_tower(c)) for c in clip.clips])
+    scorer = TextScorer(clip, scoring, targets, text_rejector(config))
     vf = VocabFilter.from_config(config)
     mask = vocab.mask(vf)  # (V,) 0 allowed, -inf not
     n, k = config.candidates, targets.positive.shape[0]
-    tracker = _BestTracker(scorer, n, clip.device, pass_is_fp32=precision == "fp32")
+    fp32 = all(p == "fp32" for p in precisions)
+    tracker = _BestTracker(scorer, n, clip.device, pass_is_fp32=fp32)
 
-    # 1. Initialise P from the embeddings of random allowed tokens (or the start prompt).
-    init = initial_ids(clip, vf, mask, config, gen)
-    soft = vocab.embeddings[init.to(clip.device)].float().clone().requires_grad_(True)  # (N, M, d)
-    opt = torch.optim.AdamW([soft], lr=config.lr, weight_decay=config.weight_decay)
-    project = accel.projector(vocab, mask)  # exact; skips most full vocabulary scans
+    # 1. Initialise P (one per CLIP) from the embeddings of random allowed tokens (or the start prompt).
+    init = initial_ids(clip.clips[0], vf, mask, config, gen).to(clip.device)
+    softs = [v.embeddings[init].float().clone().requires_grad_(True) for v in vocabs]  # (N, M, d_t) each
+    opt = torch.optim.AdamW(softs, lr=config.lr, weight_decay=config.weight_decay)
+    project = accel.projector(vocab, mask, tuple(vocabs[1:]), clip.weights)  # exact; skips most scans
 
     history: list[tuple[int, float, float]] = []
     start, step = time.perf_counter(), 0
@@ -107,15 +132,16 @@ def optimize(
             if should_stop is not None and should_stop():
                 break
             # 2. Project, then take the gradient at the projection on a batch of targets.
-            ids = project(soft)  # (N, M)
-            projected = vocab.embeddings[ids].detach().requires_grad_(True)  # (N, M, d)
+            ids = project(*softs)  # (N, M): one token per slot, for every CLIP
+            projected = encoder.embed(ids)  # (N, M, d_t) per CLIP
             with torch.enable_grad():
-                feats = F.normalize(encoder.encode_prompt_embeddings(projected).float(), dim=-1)  # (N, D)
+                feats = encoder.features(projected)  # (N, D) unit (joined for several CLIPs)
                 batch = _sample_batch(k, config.batch_size, gen, clip.device)
                 objective = targets.objective(feats, batch)  # (N,)
                 loss = (1 - objective).sum()
-                (grad,) = torch.autograd.grad(loss, projected)
-            soft.grad = grad.to(soft.dtype)
+                grads = torch.autograd.grad(loss, projected)
+            for soft, grad in zip(softs, grads):
+                soft.grad = grad.to(soft.dtype)
             opt.step()
 
             # 3. Score the projected prompts against all targets (free: features are at hand).
@@ -170,14 +196,17 @@ def optimize(
         history=history,
         stats={
             "scan_fraction": project.scans / max(project.calls, 1),
-            "fp32_search": float(precision == "fp32"),
+            "fp32_search": float(fp32),
             **stats,
         },
         hint=hint,
+        clip_scores=scorer.clip_scores(prompt) if step else {},
+        clip_weights={c.name: w for c, w in zip(clip.clips, clip.weights)},
     )
     final = _report(step, config, history, _current(tracker, last), tracker, start, hint)
     final.done, final.result = True, result
     final.best_prompt, final.best_score = prompt, result.score
+    final.best_clip_scores = dict(result.clip_scores)
     yield final
 
 
@@ -197,6 +226,19 @@ def initial_ids(
             ids[bad] = vocab.project(vocab.embeddings[ids[bad].to(vocab.embeddings.device)], mask).cpu()
         init[:, : len(body)] = ids
     return init
+
+
+def _check_weights(clip: LoadedClip | JointClip, config: InvertConfig) -> None:
+    """The config's clip_weights, when set, must be the weights the text space (and so the
+    targets' features) was built with (pez.inversion.get_clip applies them when loading)."""
+    if config.clip_weights is None:
+        return
+    wanted = [w for w in check_clip_weights(config.clip_weights) if w > 0]
+    if len(wanted) != len(clip.weights) or any(abs(a - b) > 1e-9 for a, b in zip(wanted, clip.weights)):
+        raise ConfigError(
+            f"clip_weights: the model {clip.name} was loaded with weights {clip.weights}, the config asks for "
+            f"{tuple(config.clip_weights)}; load it with these weights (pez.load_clip(..., weights=...))"
+        )
 
 
 def _sample_batch(k: int, batch_size: int, gen: torch.Generator, device) -> torch.Tensor | None:

@@ -26,7 +26,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from ..config import (
     REFINE_BATCH,
@@ -39,7 +38,7 @@ from ..config import (
 )
 from ..results import ScoredPrompt
 from .scorer import TextScorer
-from .vocab import text_ids, vocabulary
+from .vocab import text_ids
 
 # ---------------------------------------------------------------------------------------------
 # Refinement and pruning
@@ -78,14 +77,18 @@ class Polisher:
     # -- refine --------------------------------------------------------------------------------
 
     def _gains(self, ids: list[int]) -> torch.Tensor:
-        """(L, V) linearised objective gain of swapping each position to each allowed token."""
-        emb = vocabulary(self.clip).embeddings  # (V, d)
-        x = emb[torch.tensor(ids, device=emb.device)].unsqueeze(0).detach().requires_grad_(True)  # (1, L, d)
+        """(L, V) linearised objective gain of swapping each position to each allowed token (in a
+        joint search the sum over the CLIPs: each CLIP's gradient at its own embeddings)."""
+        xs = self.encoder.embed(torch.tensor(ids, device=self.clip.device).unsqueeze(0))  # (1, L, d_t) each
         with torch.enable_grad():
-            feats = F.normalize(self.encoder.encode_prompt_embeddings(x).float(), dim=-1)
-            (grad,) = torch.autograd.grad(self.targets.objective(feats).sum(), x)
-        g = grad[0].to(emb.dtype)  # (L, d)
-        gains = (g @ emb.T).float() - (g * emb[ids]).sum(-1, keepdim=True).float()  # (L, V)
+            feats = self.encoder.features(xs)
+            grads = torch.autograd.grad(self.targets.objective(feats).sum(), xs)
+        gains = None
+        for vocab, grad in zip(self.encoder.vocabs, grads):
+            emb = vocab.embeddings  # (V, d_t)
+            g = grad[0].to(emb.dtype)  # (L, d_t)
+            part = (g @ emb.T).float() - (g * emb[ids]).sum(-1, keepdim=True).float()  # (L, V)
+            gains = part if gains is None else gains + part
         gains = gains + self.mask.unsqueeze(0)
         gains[torch.arange(len(ids)), torch.tensor(ids)] = -math.inf  # not a swap
         return gains

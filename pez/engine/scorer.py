@@ -7,6 +7,9 @@ does not re-tokenise to the same ids (sub-word pieces glue, spaces move), its sc
 holds the fp32 score of exactly those ids (an fp32 gradient pass, a refine batch) and the text
 round-trips, that score is kept instead of a second forward. Rejected texts (pez.engine.vocab.
 text_rejector) and empty ones are never scored: they score -inf and are never returned.
+
+In a joint search (several CLIPs) the score is the weighted sum of the per-CLIP scores (the
+encoder's features are joined, pez.models.clip.JointClip); `clip_scores` tells them apart.
 """
 
 from __future__ import annotations
@@ -15,15 +18,14 @@ import math
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 
-from ..models.clip import LoadedClip
-from .tower import PromptEncoder
+from ..models.clip import JointClip, LoadedClip
+from .tower import SpaceEncoder
 from .vocab import clean_text, text_ids
 
 
 class TextScorer:
-    """Honest scores of decoded texts against `targets`, through an fp32 `encoder`, cached by text.
+    """Honest scores of decoded texts against `targets`, through fp32 encoders, cached by text.
 
     `texts` (id body -> decoded text) may be shared between scorers: decoding never changes. The
     score cache is each scorer's own, so a caller that must decide the same way whatever another
@@ -31,8 +33,8 @@ class TextScorer:
 
     def __init__(
         self,
-        clip: LoadedClip,
-        encoder: PromptEncoder,
+        clip: LoadedClip | JointClip,
+        encoder: SpaceEncoder,
         targets,
         reject: Callable[[str], bool],
         texts: dict[tuple[int, ...], str] | None = None,
@@ -40,6 +42,7 @@ class TextScorer:
         self.clip, self.encoder, self.targets, self.reject = clip, encoder, targets, reject
         self.scores: dict[str, float] = {}  # decoded text -> honest score
         self.texts = {} if texts is None else texts  # id body -> decoded text
+        self._parts: dict[str, tuple[float, ...]] = {}  # decoded text -> its score in each CLIP
 
     def decode(self, ids: Sequence[int]) -> str:
         key = tuple(ids)
@@ -68,8 +71,21 @@ class TextScorer:
     @torch.no_grad()
     def objective(self, bodies: list[list[int]]) -> torch.Tensor:
         """(n,) fp32 objective of id bodies (no SOT/EOT) in one batched forward."""
-        feats = F.normalize(self.encoder.encode_ids(bodies).float(), dim=-1)
-        return self.targets.objective(feats)
+        return self.targets.objective(self.encoder.id_features(bodies))
+
+    @torch.no_grad()
+    def clip_scores(self, text: str) -> dict[str, float]:
+        """{CLIP name: the text's honest score in that CLIP alone}; with one CLIP, its score."""
+        clips = self.clip.clips
+        if not text:
+            return {}
+        if len(clips) == 1 and text in self.scores:
+            return {clips[0].name: self.scores[text]}
+        if text not in self._parts:
+            parts = self.clip.split(self.encoder.id_features([text_ids(self.clip, text)]))
+            per_clip = self.targets.split(self.clip)
+            self._parts[text] = tuple(float(t.objective(f)[0]) for t, f in zip(per_clip, parts))
+        return {c.name: s for c, s in zip(clips, self._parts[text])}
 
 
 __all__ = ["TextScorer"]

@@ -6,7 +6,9 @@ embedding (a parity test checks it). Every text forward of a search goes through
 gradient pass (in the search precision, see pez.engine.accel) and the fp32 honest scores.
 `PromptEncoder` frames what it runs: [SOT, prompt slots, EOT] for soft or projected prompts,
 [SOT, token ids, EOT] for decoded texts. Only those positions are run: attention is causal and
-pooling is at EOT, so the padding after EOT cannot change the features.
+pooling is at EOT, so the padding after EOT cannot change the features. `SpaceEncoder` gives the
+unit features of a search's text space: one CLIP's, or several CLIPs' joined (a JointClip: one
+PromptEncoder per CLIP, one prompt of token ids embedded in each CLIP's own table).
 
 Layout. On standard pre-norm blocks the tower runs the transformer on (N * L, d) rows with its own
 attention call. Going through `nn.MultiheadAttention` with batch-first input hands every
@@ -24,12 +26,13 @@ import logging
 import statistics
 import threading
 import time
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from ..models.clip import LoadedClip
+from ..models.clip import JointClip, LoadedClip
 from .vocab import vocabulary
 
 log = logging.getLogger(__name__)
@@ -215,4 +218,29 @@ class PromptEncoder:
         return self.tower(self.clip.model.token_embedding(tokens), eot_pos)
 
 
-__all__ = ["PromptEncoder", "TextTower"]
+class SpaceEncoder:
+    """Unit features of prompts in a search's text space (pez.models.clip): for one CLIP its unit
+    features, for a JointClip every CLIP's joined (`clip.join`), one PromptEncoder per CLIP.
+
+    `embed(ids)` gives each CLIP's raw embeddings of the ids as fresh leaves (where PEZ takes its
+    gradients); `features(leaves)` encodes them, `id_features(bodies)` encodes token id bodies."""
+
+    def __init__(self, clip: LoadedClip | JointClip, encoders: Sequence[PromptEncoder]):
+        self.clip, self.encoders = clip, list(encoders)
+        self.vocabs = [vocabulary(c) for c in clip.clips]
+
+    def embed(self, ids: torch.Tensor) -> list[torch.Tensor]:
+        """(..., M) ids -> one (..., M, d_t) leaf per CLIP, requiring grad."""
+        return [v.embeddings[ids].detach().requires_grad_(True) for v in self.vocabs]
+
+    def features(self, leaves: Sequence[torch.Tensor]) -> torch.Tensor:
+        """One (N, M, d_t) prompt per CLIP -> (N, D) unit features of [SOT, prompt, EOT]."""
+        parts = [F.normalize(e.encode_prompt_embeddings(x).float(), dim=-1) for e, x in zip(self.encoders, leaves)]
+        return self.clip.join(parts)
+
+    def id_features(self, bodies: list[list[int]]) -> torch.Tensor:
+        """Token id bodies (no SOT/EOT) -> (n, D) unit features."""
+        return self.clip.join([F.normalize(e.encode_ids(bodies).float(), dim=-1) for e in self.encoders])
+
+
+__all__ = ["PromptEncoder", "SpaceEncoder", "TextTower"]

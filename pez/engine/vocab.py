@@ -5,7 +5,8 @@ normalised once, not per step) and keeps it while the CLIP lives. Vocabulary con
 tokens, blocklists, ASCII-only, words-only, whole words, the default safety list) is a mask of
 allowed ids, cached per `VocabFilter`; projection adds -inf at disallowed ids before the argmax.
 Tokens whose text is not valid on its own (partial UTF-8 bytes, which decode to U+FFFD) are
-never allowed, in any mode. `Projector` is the exact projection that skips most scans.
+never allowed, in any mode. `Projector` is the exact projection that skips most scans;
+`JointProjector` the same onto one token for several CLIPs at once (a joint search, JointClip).
 
 Texts: `text_ids` reads a text as the tokenizer does (the body between SOT and EOT),
 `clean_text` tidies a decoded prompt, `text_rejector` refuses decoded texts that glue pieces into
@@ -263,8 +264,59 @@ class Projector:
         return sims.argmax(dim=-1)  # exact, lowest id among ties
 
 
+class JointProjector(Projector):
+    """Exact projection of several CLIPs' soft prompts onto ONE token per slot (a joint search):
+
+        id = argmax_v  sum_t w_t cos(p_t, e_t[v])       over the allowed ids, one table per CLIP
+
+    The tables share ids (one tokenizer), so the chosen token is the same word in every CLIP. The
+    skip test of `Projector` holds per table: since the last full scan at anchors a_t, no token's
+    joint score moved by more than delta = sum_t w_t |p_t - a_t|, so a kept top-k whose best beats
+    the k-th score + delta holds the exact argmax; else every row is scanned again. With
+    `skip=False` every call is a full scan (on a GPU: no host sync). Call it with one soft prompt
+    per CLIP: project(p_1, p_2, ...) -> ids."""
+
+    def __init__(self, vocabs: list[Vocabulary], weights, mask: torch.Tensor, keep: int = 256, skip: bool = True):
+        super().__init__(vocabs[0], mask, keep)
+        self.vocabs, self.weights, self.skip = list(vocabs), tuple(weights), skip
+
+    def scores(self, flats: list[torch.Tensor]) -> torch.Tensor:
+        """(R, d_t) unit rows per CLIP -> (R, V) joint scores, -inf where the mask disallows."""
+        out = self.mask.unsqueeze(0).expand(flats[0].shape[0], -1)
+        for flat, vocab, w in zip(flats, self.vocabs, self.weights):
+            out = torch.addmm(out, flat, vocab.unit.T, alpha=w)
+        return out
+
+    def __call__(self, *softs: torch.Tensor) -> torch.Tensor:
+        shape = softs[0].shape[:-1]
+        flats = [F.normalize(s.detach().float().reshape(-1, s.shape[-1]), dim=-1) for s in softs]  # (R, d_t)
+        self.calls += 1
+        if not self.skip or self.anchor is None or self.anchor[0].shape != flats[0].shape:
+            return self._scan(flats).reshape(shape)
+        delta = sum(w * (f - a).norm(dim=-1) for f, a, w in zip(flats, self.anchor, self.weights))  # (R,)
+        sims = sum(
+            w * torch.einsum("rd,rkd->rk", f, v.unit.index_select(0, self.kept.flatten()).view(*self.kept.shape, -1))
+            for f, v, w in zip(flats, self.vocabs, self.weights)
+        )  # (R, k)
+        best, pos = sims.max(dim=-1)
+        ids = self.kept.gather(1, pos.unsqueeze(1)).squeeze(1)
+        if bool((best <= self.floor + delta + self.EPS).any()):
+            ids = self._scan(flats)
+        return ids.reshape(shape)
+
+    def _scan(self, flats: list[torch.Tensor]) -> torch.Tensor:
+        self.scans += 1
+        sims = self.scores(flats)  # (R, V)
+        if self.skip:
+            top, top_ids = sims.topk(self.keep, dim=-1)
+            self.anchor = [f.clone() for f in flats]
+            self.kept, self.floor = top_ids.sort(dim=-1).values, top[:, -1].clone()
+        return sims.argmax(dim=-1)  # exact, lowest id among ties
+
+
 __all__ = [
     "EVERY_TOKEN",
+    "JointProjector",
     "Projector",
     "SafetyList",
     "VocabFilter",

@@ -4,7 +4,8 @@
 (source, device, offload) and caches it; users share it behind its lock, since a pipeline's
 scheduler is stateful and calls on one pipeline must run one at a time. Loading reads the local
 cache or folder first (fast, no network) and downloads only where allowed (pez.models.hub); fp16
-weight files first on CUDA, full precision first elsewhere. Missing weights are one clear
+weight files first on CUDA, full precision first elsewhere (Flux: bf16 on CUDA, its published
+dtype, with no variant files; fp32 elsewhere). Missing weights are one clear
 WeightsNotFoundError saying where it looked and how to provide them. Tests inject a pipeline of
 their own (pez.testing.tiny_sd) through `generate(..., pipeline=)`, wrapped here with its own lock.
 """
@@ -90,9 +91,13 @@ def clear_generators() -> None:
 
 
 def _load_uncached(pair: ModelPair, source: str, device: torch.device, offload: bool) -> LoadedGenerator:
-    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    dtype = torch.float32
+    if device.type == "cuda":  # T5 v1.1 (Flux's second encoder) overflows in fp16: Flux runs in bf16
+        dtype = torch.bfloat16 if pair.kind == "flux" else torch.float16
     log.info("loading generator %s on %s (%s%s)", source, device, dtype, ", offload" if offload else "")
     pipe = _from_pretrained(source, dtype)
+    if pair.kind == "flux" and "Flux" not in type(pipe).__name__:
+        raise ConfigError(f"generator: expected a Flux pipeline at {source!r}, received {type(pipe).__name__}")
     if pair.scheduler == "dpm-multistep":
         from diffusers import DPMSolverMultistepScheduler
 

@@ -1,12 +1,14 @@
 """Regeneration: images from a (discovered) prompt with the pair's diffusion model, scored by CLIP.
 
 Checks first (pair, prompt, settings, targets: nothing runs on bad input), then the run, then
-the scores; the pipelines themselves are loaded by pez.generate.pipeline.
+the scores; the pipelines themselves are loaded by pez.generate.pipeline, and what differs for
+FLUX.1 [schnell] (its settings, pipeline arguments and warnings) is in pez.generate.flux.
 
 
 `generate(pair, prompt, config)` draws `config.num_images` images with the pair's generator and
 scores each one with the pair's CLIP: cosine to the prompt's text features and, when targets are
-given, cosine to each target image (the paper's image metric). Image k uses its own
+given, cosine to each target image (the paper's image metric). A pair with several CLIPs (SDXL)
+scores with all of them: each score is the weighted sum of the per-CLIP cosines (JointClip). Image k uses its own
 `torch.Generator` seeded with `seed + k`, so it can be reproduced alone.
 
 Generators are diffusers pipelines shared between users (pez.generate.pipeline). The "toy" pair
@@ -30,7 +32,8 @@ import torch
 from ..config import CFG_THRESHOLD, MAX_IMAGES, GenerateConfig
 from ..engine.features import check_texts, image_features, text_features
 from ..errors import ConfigError
-from ..models import LoadedClip, ModelPair, load_clip
+from ..models import JointClip, LoadedClip, ModelPair, load_clip
+from . import flux
 from .pipeline import LoadedGenerator, as_generator, load_generator, resolve_pair
 
 
@@ -112,6 +115,8 @@ def resolve_settings(pair: ModelPair, config: GenerateConfig | None = None) -> G
     filled = dataclasses.replace(config, **{k: v for k, v in defaults.items() if getattr(config, k) is None})
     if pair.kind == "toy" and filled.width != filled.height:
         raise ConfigError(f"size: the toy generator draws square images, received {filled.width}x{filled.height}")
+    if pair.kind == "flux":
+        flux.check_sizes(filled.width, filled.height)
     return GenerationSettings(**{**dataclasses.asdict(filled), "guidance": float(filled.guidance)})
 
 
@@ -137,22 +142,26 @@ class _StepHook:
         return tensors
 
 
-def _run_diffusers(gen: LoadedGenerator, prompt: str, s: GenerationSettings, hook: _StepHook) -> tuple[list, list]:
+def _run_diffusers(
+    gen: LoadedGenerator, prompt: str, s: GenerationSettings, hook: _StepHook, kind: str = "sd"
+) -> tuple[list, list]:
     """(images, nsfw flags or []) from one batched pipeline call."""
     generators = [torch.Generator("cpu").manual_seed(seed) for seed in s.seeds]  # CPU: same noise on any device
-    cfg_on = s.guidance > CFG_THRESHOLD
+    if kind == "flux":
+        kwargs = flux.call_kwargs(prompt, s)
+    else:
+        cfg_on = s.guidance > CFG_THRESHOLD
+        kwargs = {
+            "prompt": prompt,
+            "negative_prompt": (s.negative_prompt or None) if cfg_on else None,
+            "num_inference_steps": s.steps,
+            "guidance_scale": s.guidance,
+            "width": s.width,
+            "height": s.height,
+            "num_images_per_prompt": s.num_images,
+        }
     with gen.lock:
-        out = gen.pipeline(
-            prompt=prompt,
-            negative_prompt=(s.negative_prompt or None) if cfg_on else None,
-            num_inference_steps=s.steps,
-            guidance_scale=s.guidance,
-            width=s.width,
-            height=s.height,
-            num_images_per_prompt=s.num_images,
-            generator=generators,
-            callback_on_step_end=hook,
-        )
+        out = gen.pipeline(**kwargs, generator=generators, callback_on_step_end=hook)
     return list(out.images), list(getattr(out, "nsfw_content_detected", None) or [])
 
 
@@ -172,8 +181,10 @@ def _run_toy(prompt: str, s: GenerationSettings, hook: _StepHook) -> list:
     return images
 
 
-def _warnings(gen: LoadedGenerator | None, prompt: str, s: GenerationSettings) -> list[str]:
+def _warnings(gen: LoadedGenerator | None, prompt: str, s: GenerationSettings, kind: str = "sd") -> list[str]:
     """What the user should know before looking at the images."""
+    if kind == "flux" and gen is not None:
+        return flux.warnings(gen.pipeline, prompt, s)
     out = []
     if s.negative_prompt.strip():
         if gen is None:
@@ -205,7 +216,7 @@ def _nsfw_warnings(flags: list) -> list[str]:
 
 @torch.inference_mode()
 def score_images(
-    clip: LoadedClip, images: Sequence[Any], prompt: str | None = None, targets: Any = None
+    clip: LoadedClip | JointClip, images: Sequence[Any], prompt: str | None = None, targets: Any = None
 ) -> ImageScores:
     """CLIP cosines of `images` to `prompt` and to `targets` (images, or (K, D) unit features)."""
     if len(images) == 0:
@@ -218,7 +229,7 @@ def score_images(
     return ImageScores(text, sims.mean(dim=1).tolist(), sims.tolist())
 
 
-def target_features(clip: LoadedClip, targets: Any) -> torch.Tensor:
+def target_features(clip: LoadedClip | JointClip, targets: Any) -> torch.Tensor:
     """(K, D) unit features of target images, or checked precomputed features. Raises ConfigError."""
     if isinstance(targets, torch.Tensor):
         if targets.ndim != 2 or targets.shape[0] == 0:
@@ -232,12 +243,12 @@ def target_features(clip: LoadedClip, targets: Any) -> torch.Tensor:
 
 
 def _prepare_scoring(
-    pair: ModelPair, prompt: str, clip: LoadedClip | None, targets: Any, device: Any
-) -> tuple[LoadedClip, torch.Tensor | None]:
-    """Load the CLIP and encode the targets before generating, so bad inputs fail fast."""
+    pair: ModelPair, prompt: str, clip: LoadedClip | JointClip | None, targets: Any, device: Any
+) -> tuple[LoadedClip | JointClip, torch.Tensor | None]:
+    """Load the CLIP(s) and encode the targets before generating, so bad inputs fail fast."""
     clip = clip if clip is not None else load_clip(pair.clip, device=device)
-    if not isinstance(clip, LoadedClip):
-        raise ConfigError(f"clip: expected a LoadedClip (pez.load_clip), received {type(clip).__name__}")
+    if not isinstance(clip, (LoadedClip, JointClip)):
+        raise ConfigError(f"clip: expected a LoadedClip or JointClip (pez.load_clip), received {type(clip).__name__}")
     if targets is None:
         return clip, None
     feats = target_features(clip, targets)
@@ -257,7 +268,7 @@ def generate(
     config: GenerateConfig | None = None,
     *,
     targets: Any = None,
-    clip: LoadedClip | None = None,
+    clip: LoadedClip | JointClip | None = None,
     score: bool = True,
     device: str | torch.device | None = None,
     offload: bool = False,
@@ -271,7 +282,7 @@ def generate(
     config: negative prompt, seed, count, steps, guidance, size; None fields take the pair's
         defaults. Image k is drawn from seed + k.
     targets: images (or (K, D) unit CLIP features) to score against; scored with `clip`
-        (default: the pair's CLIP) unless `score` is False.
+        (default: the pair's CLIP, or its CLIPs jointly) unless `score` is False.
     pipeline: a diffusers pipeline or LoadedGenerator to use instead of the pair's (tests).
     callback: receives a GenerationStep after every denoising step.
     should_stop: polled after every step; True stops early and returns the images as they are.
@@ -287,7 +298,7 @@ def generate(
     toy = pipeline is None and pair.kind == "toy"
     gen = None if toy else _generator_for(pair, pipeline, device, offload)
     result = GenerationResult(
-        [], settings.seeds, prompt, pair.name, settings, warnings=_warnings(gen, prompt, settings)
+        [], settings.seeds, prompt, pair.name, settings, warnings=_warnings(gen, prompt, settings, pair.kind)
     )
     if should_stop is not None and should_stop():
         result.stopped, result.seeds = True, []
@@ -297,7 +308,7 @@ def generate(
     if toy:
         images, flags = _run_toy(prompt, settings, hook), []
     else:
-        images, flags = _run_diffusers(gen, prompt, settings, hook)
+        images, flags = _run_diffusers(gen, prompt, settings, hook, pair.kind)
     result.seconds = time.perf_counter() - hook.t0
     result.images, result.seeds = images, settings.seeds[: len(images)]
     result.stopped, result.steps_done = hook.stopped, hook.steps_done
@@ -320,7 +331,7 @@ def _stop_warnings(hook: _StepHook, toy: bool) -> list[str]:
     return [f"stopped after {hook.steps_done} of {hook.total} steps; the images are only partly denoised"]
 
 
-def _score_into(result: GenerationResult, clip: LoadedClip, target_feats: torch.Tensor | None) -> None:
+def _score_into(result: GenerationResult, clip: LoadedClip | JointClip, target_feats: torch.Tensor | None) -> None:
     t0 = time.perf_counter()
     scores = score_images(clip, result.images, result.prompt, target_feats)
     result.text_scores, result.image_scores, result.image_score_matrix = scores.text, scores.image, scores.matrix

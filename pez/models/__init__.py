@@ -1,13 +1,24 @@
 """Models: which CLIP goes with which generator, loading CLIPs, and the Hugging Face Hub.
 
     registry.py   ModelPair, PAIRS, DEFAULT_PAIR, list_pairs, get_pair, pair_availability
-    clip.py       CLIP spec strings, LoadedClip, load_clip (cached), devices and precision
+    clip.py       CLIP spec strings, LoadedClip, JointClip (several CLIPs, one prompt), load_clip (cached),
+                  devices and precision
     hub.py        the Hub in one place: cached, offline, reachable, download, availability
 
 The generators' pipelines are loaded by pez.generate.pipeline (diffusers is slow to import).
 """
 
-from .clip import ClipSpec, LoadedClip, clear_cache, load_clip, parse_clip_spec, resolve_device, resolve_precision
+from .clip import (
+    ClipSpec,
+    JointClip,
+    LoadedClip,
+    clear_cache,
+    clip_specs,
+    load_clip,
+    parse_clip_spec,
+    resolve_device,
+    resolve_precision,
+)
 from .hub import Availability, hub_cached, hub_offline, hub_reachable
 from .registry import DEFAULT_PAIR, PAIRS, ModelPair, get_pair, list_pairs, pair_availability
 
@@ -16,9 +27,11 @@ __all__ = [
     "PAIRS",
     "Availability",
     "ClipSpec",
+    "JointClip",
     "LoadedClip",
     "ModelPair",
     "clear_cache",
+    "clip_specs",
     "get_pair",
     "hub_cached",
     "hub_offline",

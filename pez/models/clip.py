@@ -11,7 +11,17 @@ A CLIP spec is a string:
   - a local folder holding open_clip_config.json and the weights (open_clip's hub layout),
     also accepted as "local-dir:PATH"; or "hf-hub:ORG/REPO";
   - "toy", the small offline CLIP of the toy world (ships with pez, no download);
-  - "random:ARCH", an architecture with random weights (benchmarks), "random:tiny" for tests.
+  - "random:ARCH", an architecture with random weights (benchmarks), "random:tiny" (and a second
+    tower, "random:tiny-wide") for tests;
+  - several of these joined by "+", e.g. "ViT-L-14/openai+ViT-bigG-14/laion2b_s39b_b160k" (SDXL's
+    two encoders; a pair may name several): one prompt is searched for all of them (JointClip).
+
+`load_clip` returns a LoadedClip for one CLIP and a JointClip for several (with their weights).
+Both are a *text space* to the engine: `clips`, `weights`, and `join`/`split` of features. A
+JointClip's features are its CLIPs' unit features, each scaled by sqrt(weight), joined; the dot
+product of two such features is the weighted sum of the per-CLIP cosines. So every score built
+on features (targets, the objective, scores of texts and of images) is that weighted sum in the
+joint case with no code of its own.
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ from typing import Any
 
 import torch
 
-from ..config import PRECISIONS, VISION_OFFLOAD_BYTES
+from ..config import PRECISIONS, VISION_OFFLOAD_BYTES, check_clip_weights
 from ..errors import ConfigError, WeightsNotFoundError
 from . import hub
 from .registry import DEFAULT_PAIR, PAIRS, list_pairs
@@ -103,13 +113,15 @@ def parse_clip_spec(spec: str) -> ClipSpec:
     if not isinstance(spec, str) or not spec.strip():
         raise ConfigError(f"model: expected a pair name or CLIP spec, received {spec!r}")
     spec = spec.strip()
-    if spec in PAIRS:
-        spec = PAIRS[spec].clip
+    specs = clip_specs(spec)
+    if len(specs) > 1:
+        raise ConfigError(f"model: {spec!r} names several CLIPs {list(specs)}; load them with load_clip")
+    spec = specs[0]
     if spec == "toy":
         return ClipSpec("toy")
     if spec.startswith("random:"):
         arch = spec.split(":", 1)[1]
-        if arch != "tiny" and arch not in open_clip.list_models():
+        if arch not in ("tiny", "tiny-wide") and arch not in open_clip.list_models():
             raise ConfigError(f"model: unknown open_clip architecture {arch!r}; see open_clip.list_models()")
         return ClipSpec("random", arch)
     if spec.startswith("hf-hub:"):
@@ -136,6 +148,36 @@ def parse_clip_spec(spec: str) -> ClipSpec:
         f"model: expected a pair name {list_pairs()}, 'ARCH/TAG' (e.g. 'ViT-L-14/openai'), "
         f"'ARCH@/path/to/weights', a local folder, 'toy' or 'random:ARCH'; received {spec!r}"
     )
+
+
+def clip_specs(spec: str) -> tuple[str, ...]:
+    """The single CLIP specs a model spec names: a pair's CLIP(s), or specs joined by "+"."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(f"model: expected a pair name or CLIP spec, received {spec!r}")
+    spec = spec.strip()
+    if spec in PAIRS:
+        return PAIRS[spec].clips
+    if "+" in spec and not Path(spec).exists():
+        parts = tuple(p.strip() for p in spec.split("+"))
+        if not all(parts):
+            raise ConfigError(f"model: expected CLIP specs joined by '+', received {spec!r}")
+        return parts
+    return (spec,)
+
+
+def clip_weights(spec: str, weights=None) -> tuple[float, ...]:
+    """The normalised weight of each CLIP of `spec`: `weights` when given (one per CLIP), else the
+    pair's defaults, else equal. Raises ConfigError."""
+    specs = clip_specs(spec)
+    if weights is None:
+        weights = PAIRS[spec.strip()].weights if spec.strip() in PAIRS else (1.0,) * len(specs)
+    weights = check_clip_weights(weights)
+    if len(weights) != len(specs):
+        raise ConfigError(
+            f"clip_weights: expected {len(specs)} weight(s), one per CLIP of {spec.strip()!r} {list(specs)}, "
+            f"received {len(weights)}"
+        )
+    return weights
 
 
 def _check_arch(arch: str) -> None:
@@ -207,18 +249,146 @@ class LoadedClip:
     def dtype(self) -> torch.dtype:
         return self.model.token_embedding.weight.dtype
 
+    # A CLIP is a text space of one tower (JointClip has several): the engine reads these alike.
+    @property
+    def clips(self) -> tuple[LoadedClip, ...]:
+        return (self,)
+
+    @property
+    def weights(self) -> tuple[float, ...]:
+        return (1.0,)
+
+    def join(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        return parts[0]
+
+    def split(self, feats: torch.Tensor) -> list[torch.Tensor]:
+        return [feats]
+
+
+@dataclass(eq=False, repr=False)
+class JointClip:
+    """Several CLIPs with one tokenizer, searched as one text space: one prompt, scored in each.
+
+    The score of a prompt is sum_t weights[t] * (its score in CLIP t); weights are positive and sum
+    to 1. Features in this space are the CLIPs' unit features scaled by sqrt(weight) and joined
+    (`join`), so dot products of features are that weighted sum (see the module docstring). The
+    CLIPs must read text alike (same tokenizer and ids, checked), e.g. SDXL's ViT-L/14 and bigG/14."""
+
+    clips: tuple[LoadedClip, ...]
+    weights: tuple[float, ...]
+
+    def __post_init__(self):
+        self.clips, self.weights = tuple(self.clips), check_clip_weights(tuple(self.weights))
+        if len(self.clips) < 2 or len(self.weights) != len(self.clips) or min(self.weights) <= 0:
+            raise ConfigError(
+                f"model: a joint CLIP needs two or more CLIPs with weights above 0, received {len(self.clips)} "
+                f"CLIP(s) with weights {self.weights}"
+            )
+        first = self.clips[0]
+        for other in self.clips[1:]:
+            if other.device != first.device:
+                raise ConfigError(
+                    f"model: the CLIPs of a joint search must share a device, received {first.device} and {other.device}"
+                )
+            if not same_vocabulary(first, other):
+                raise ConfigError(
+                    f"model: {first.name} and {other.name} read text differently (tokenizer or vocabulary); "
+                    "a joint search needs CLIPs with one tokenizer"
+                )
+
+    def __repr__(self) -> str:
+        return f"JointClip({self.name!r}, weights={self.weights})"
+
+    @property
+    def name(self) -> str:
+        return "+".join(c.name for c in self.clips)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.clips)
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.clips[0].tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        return self.clips[0].device
+
+    @property
+    def precision(self) -> str:
+        return self.clips[0].precision
+
+    @property
+    def context_length(self) -> int:
+        return min(c.context_length for c in self.clips)
+
+    @property
+    def sot_id(self) -> int:
+        return self.clips[0].sot_id
+
+    @property
+    def eot_id(self) -> int:
+        return self.clips[0].eot_id
+
+    @property
+    def feature_dim(self) -> int:
+        return sum(c.feature_dim for c in self.clips)
+
+    def join(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """Per-CLIP unit features (..., D_t) -> this space's features (..., sum D_t)."""
+        return torch.cat([p * w**0.5 for p, w in zip(parts, self.weights)], dim=-1)
+
+    def split(self, feats: torch.Tensor) -> list[torch.Tensor]:
+        """This space's features -> the per-CLIP parts, unscaled (the inverse of `join`)."""
+        blocks = feats.split([c.feature_dim for c in self.clips], dim=-1)
+        return [b / w**0.5 for b, w in zip(blocks, self.weights)]
+
+    def reweighted(self, weights) -> LoadedClip | JointClip:
+        """The same CLIPs with other weights (one per CLIP); a CLIP of weight 0 is left out."""
+        weights = check_clip_weights(weights)
+        if len(weights) != len(self.clips):
+            raise ConfigError(
+                f"clip_weights: expected {len(self.clips)} weights, one per CLIP of {self.name}, received {len(weights)}"
+            )
+        kept = [(c, w) for c, w in zip(self.clips, weights) if w > 0]
+        return kept[0][0] if len(kept) == 1 else JointClip(tuple(c for c, _ in kept), tuple(w for _, w in kept))
+
+
+def same_vocabulary(a: LoadedClip, b: LoadedClip) -> bool:
+    """Whether two CLIPs read text alike: the same special ids, vocabulary size and token ids."""
+    if (a.sot_id, a.eot_id) != (b.sot_id, b.eot_id):
+        return False
+    if a.model.token_embedding.weight.shape[0] != b.model.token_embedding.weight.shape[0]:
+        return False
+    ea, eb = getattr(a.tokenizer, "encoder", None), getattr(b.tokenizer, "encoder", None)
+    if ea is not None and eb is not None and ea != eb:
+        return False
+    probe = ["a photo of a cat, trending on artstation", "Über 8K hdr!! (oil-painting)"]
+    return bool(torch.equal(a.tokenizer(probe), b.tokenizer(probe)))
+
 
 _CACHE: dict[tuple, LoadedClip] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def load_clip(spec: str = DEFAULT_PAIR, device: str | None = None, precision: str | None = None) -> LoadedClip:
+def load_clip(
+    spec: str = DEFAULT_PAIR, device: str | None = None, precision: str | None = None, weights=None
+) -> LoadedClip | JointClip:
     """Load (once) and return the CLIP for `spec` on `device`. Thread-safe; cached.
 
-    Raises ConfigError for an invalid spec or device and WeightsNotFoundError when the weights
-    cannot be found locally or downloaded.
+    A spec naming several CLIPs (a pair such as "sdxl", or specs joined by "+") gives a JointClip
+    with `weights` (one per CLIP; default: the pair's, else equal); a CLIP of weight 0 is not
+    loaded, and when one CLIP is left it is returned alone (a plain single-CLIP search).
+    Raises ConfigError for an invalid spec, device or weights and WeightsNotFoundError when the
+    weights cannot be found locally or downloaded.
     """
-    parsed = parse_clip_spec(spec)
+    specs, chosen = clip_specs(spec), clip_weights(spec, weights)
+    if len(specs) > 1 or weights is not None:
+        kept = [(s, w) for s, w in zip(specs, chosen) if w > 0]
+        clips = tuple(load_clip(s, device, precision) for s, _ in kept)
+        return clips[0] if len(clips) == 1 else JointClip(clips, tuple(w for _, w in kept))
+    parsed = parse_clip_spec(specs[0])
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     key = (parsed, str(dev), prec)
@@ -242,10 +412,10 @@ def _load_uncached(spec: ClipSpec, device: torch.device, precision: str) -> Load
 
         model, preprocess = create_toy_clip()
         tokenizer = open_clip.get_tokenizer("ViT-B-32")
-    elif spec.source == "random" and spec.arch == "tiny":
+    elif spec.source == "random" and spec.arch in ("tiny", "tiny-wide"):
         from ..testing.tiny_clip import tiny_clip_model
 
-        model, preprocess = tiny_clip_model()
+        model, preprocess = tiny_clip_model(name=spec.arch)
         tokenizer = open_clip.get_tokenizer("ViT-B-32")
     else:
         model, preprocess, tokenizer = _load_open_clip(spec, device, precision)
@@ -327,10 +497,14 @@ def _missing_message(spec: ClipSpec, reason: str) -> str:
 
 __all__ = [
     "ClipSpec",
+    "JointClip",
     "LoadedClip",
     "clear_cache",
+    "clip_specs",
+    "clip_weights",
     "load_clip",
     "parse_clip_spec",
     "resolve_device",
     "resolve_precision",
+    "same_vocabulary",
 ]

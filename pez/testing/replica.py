@@ -2,10 +2,11 @@
 
 `build_replica(root, pairs)` writes `root/hub/models--ORG--NAME/{refs/main, snapshots/REV/...}`,
 the layout huggingface_hub resolves offline, so that `HF_HOME=root HF_HUB_OFFLINE=1` runs the
-unchanged product on it. Per pair it holds the open_clip repo of the pair's CLIP (the weights file
-open_clip looks for with that pretrained tag, plus open_clip_config.json) and the diffusers repo
-(model_index.json, scheduler, text encoder(s), tokenizer(s), unet, vae; the fp16 variant files
-for dtype "fp16", the plain files for "fp32").
+unchanged product on it. Per pair it holds the open_clip repo of each of the pair's CLIPs (the
+weights file open_clip looks for with that pretrained tag, plus open_clip_config.json) and the
+diffusers repo (model_index.json, scheduler, text encoder(s), tokenizer(s), unet, vae; the fp16
+variant files for dtype "fp16", the plain files for "fp32"). FLUX.1-schnell's repo is written by
+pez.testing.flux_replica (full size, or a small same-layout version).
 
 Architectures and configs are the published ones (facts from the repos' config files and model
 cards), so parameter counts, file layouts, dtypes, memory and time are real; only the values are
@@ -472,13 +473,20 @@ def build_replica(
     dtype: str = "fp16",
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
+    size: str = "full",
 ) -> Path:
-    """Write the replica of `pairs` (default: every pair with a generator) under `root`.
+    """Write the replica of `pairs` (default: every pair with a generator) under `root`: every
+    CLIP of each pair (both of SDXL's) and its generator.
 
     Returns `root`; use it as HF_HOME (with HF_HUB_OFFLINE=1). Repos already written with the
-    same dtype and seed are kept (shared CLIPs, rebuilding), so calling it again is cheap."""
+    same dtype and seed are kept (shared CLIPs, rebuilding), so calling it again is cheap.
+    `size` applies to FLUX.1-schnell only (pez.testing.flux_replica): "full" (33.7 GB in bf16, the
+    published dtype, written for dtype "fp16") or "small" (same layout, a few MB); the SD pairs
+    are always full size."""
     if dtype not in DTYPES:
         raise ConfigError(f"dtype: expected one of {list(DTYPES)}, received {dtype!r}")
+    if size not in ("full", "small"):
+        raise ConfigError(f"size: expected 'full' or 'small', received {size!r}")
     names = list(pairs) if pairs is not None else REPLICA_PAIRS
     for name in names:
         if not get_pair(name).generator:
@@ -488,11 +496,16 @@ def build_replica(
     done = set()
     for name in names:
         pair = get_pair(name)
-        for repo, write in ((pair.clip, write_clip_repo), (pair.generator, write_generator_repo)):
+        jobs = [(clip, write_clip_repo, dtype) for clip in pair.clips]
+        if pair.kind == "flux":
+            jobs.append((pair.generator, _flux_writer(size), f"{dtype}-{size}"))
+        else:
+            jobs.append((pair.generator, write_generator_repo, dtype))
+        for repo, write, tag in jobs:
             if repo in done:
                 continue
             done.add(repo)
-            marker = hub / ".pez-replica" / (hashlib.sha1(f"{repo}:{dtype}:{seed}".encode()).hexdigest() + ".done")
+            marker = hub / ".pez-replica" / (hashlib.sha1(f"{repo}:{tag}:{seed}".encode()).hexdigest() + ".done")
             if marker.is_file():
                 continue
             if progress is not None:
@@ -502,6 +515,17 @@ def build_replica(
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.write_text(repo)
     return Path(root)
+
+
+def _flux_writer(size: str) -> Callable:
+    """write(hub, repo, dtype, values) of the FLUX.1-schnell repo at `size`; fp16 -> bf16 (the
+    published weights are bf16, with no fp16 files)."""
+    from . import flux_replica
+
+    def write(hub: Path, repo: str, dtype: str, values: ValueSource) -> Path:
+        return flux_replica.write_flux_repo(hub, flux_replica.SIZES[size], "bf16" if dtype == "fp16" else dtype, values)
+
+    return write
 
 
 __all__ = [

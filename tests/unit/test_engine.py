@@ -289,7 +289,11 @@ def test_registry_is_listable_and_consistent():
     assert names[0] == pez.DEFAULT_PAIR == "sd-turbo"
     assert pez.get_pair("sd-2.1-base").clip == pez.get_pair("sd-turbo").clip == "ViT-H-14/laion2b_s32b_b79k"
     assert pez.get_pair("sd-1.5").clip == "ViT-L-14/openai"
-    assert pez.get_pair("sdxl").clip == pez.get_pair("sdxl-turbo").clip == "ViT-bigG-14/laion2b_s39b_b160k"
+    # SDXL reads a prompt with two CLIPs: its pairs search both jointly; Flux's pooled CLIP is ViT-L/14
+    sdxl = ("ViT-L-14/openai", "ViT-bigG-14/laion2b_s39b_b160k")
+    assert pez.get_pair("sdxl").clips == pez.get_pair("sdxl-turbo").clips == sdxl
+    assert pez.get_pair("sdxl").weights == (0.5, 0.5)
+    assert pez.get_pair("flux-schnell").clips == ("ViT-L-14/openai",) and pez.get_pair("flux-schnell").kind == "flux"
     with pytest.raises(pez.ConfigError, match="expected one of"):
         pez.get_pair("sd-9")
 

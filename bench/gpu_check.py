@@ -1,9 +1,13 @@
-"""One GPU check, offline, random weights at real size: PEZ and SD-Turbo speed, VRAM, bf16 agreement.
+"""One GPU check, offline, random weights at real size: PEZ, SDXL's joint search, SD-Turbo and Flux.
 
 Prints, for ViT-H-14 (M = 16): seconds per 1,000 PEZ steps with 1 and 8 candidates, in bf16 eager
 and compiled (torch.compile "reduce-overhead", i.e. CUDA graphs) and fp32 eager; the score a bf16
-and an fp32 search reach from the same seed (scores are fp32 either way); SD-Turbo seconds per
-512x512 image (1 step, guidance 0, fp16); and the peak VRAM of each part. Goals on an H100/H200:
+and an fp32 search reach from the same seed (scores are fp32 either way); SDXL's joint search
+(ViT-L-14 + ViT-bigG-14, one prompt for both, the pair's weights) against bigG alone: seconds per
+1,000 steps and peak VRAM, with the vision towers on the GPU only while the target is encoded;
+SD-Turbo seconds per 512x512 image (1 step, guidance 0, fp16); FLUX.1-schnell seconds per
+1024x1024 image (4 steps, guidance 0, bf16; 16.9B random parameters built on the GPU from the
+published configs), also with model CPU offload; and the peak VRAM of each part. Goals on an H100/H200:
 1,000 steps <= 5 s, SD-Turbo <= 0.3 s per image. Takes ~3-6 minutes on one H100/H200 (compiling
 for each batch size is most of it). Nothing is downloaded: open_clip builds the CLIP from its
 config (pretrained=None), diffusers builds SD-Turbo's UNet/VAE and transformers its text encoder
@@ -12,6 +16,7 @@ from the published SD 2.x configs, and the tokenizer comes from open_clip's bund
     python bench/gpu_check.py                   # on a CUDA machine
     python bench/gpu_check.py --smoke           # tiny models, few steps, CPU: checks the script runs
     python bench/gpu_check.py --no-compile      # eager only
+    python bench/gpu_check.py --only joint flux # some parts only
 """
 
 from __future__ import annotations
@@ -211,6 +216,114 @@ def check_sd_turbo(args, device: torch.device) -> None:
     )
 
 
+def check_joint(args, device: torch.device) -> None:
+    """SDXL's joint search (ViT-L-14 + ViT-bigG-14, random weights, the pair's weights) and bigG
+    alone: seconds per 1,000 steps (1 and 8 candidates, eager, the 'auto' precision: bf16 on CUDA)
+    and peak VRAM; the vision towers (bigG's: 1.8B parameters) visit the GPU only for the target."""
+    import numpy as np
+    from PIL import Image
+
+    spec = "random:tiny+random:tiny-wide" if args.smoke else "random:ViT-L-14+random:ViT-bigG-14"
+    os.environ["PEZ_COMPILE"] = "0"
+    _reset_peak(device)
+    t = time.perf_counter()
+    joint = pez.load_clip(spec, device=str(device), weights=pez.get_pair("sdxl").weights)
+    print(f"[joint] {spec} built in {time.perf_counter() - t:.0f} s; peak VRAM {_peak(device)}", flush=True)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8))
+    steps, warm = (args.steps, args.warmup) if not args.smoke else (10, 3)
+    for label, clip in (("joint L+bigG", joint), ("bigG alone", joint.clips[1])):
+        _reset_peak(device)
+        targets = pez.image_targets(clip, [image])  # the vision tower(s) visit the GPU here only
+        encode_peak = _peak(device)
+        for n in (1, 8):
+            cfg = pez.InvertConfig(prompt_len=args.prompt_len, candidates=n, seed=0, refine_steps=0, prune_tolerance=0.0)
+            try:
+                _reset_peak(device)
+                for count in (warm, steps):
+                    _sync(device)
+                    t = time.perf_counter()
+                    *_, last = pez.optimize(clip, targets, cfg.replace(steps=count, report_every=max(count // 4, 1)))
+                    _sync(device)
+                    secs = time.perf_counter() - t
+            except Exception as e:  # noqa: BLE001 - report and go on
+                print(f"[joint] {label} candidates={n}: FAILED {type(e).__name__}: {e}", flush=True)
+                continue
+            res = last.result
+            scores = ", ".join(f"{k.split('/')[0].removeprefix('random:')} {v:.3f}" for k, v in res.clip_scores.items())
+            print(
+                f"[joint] {label} candidates={n}: {secs / steps * 1000:8.2f} s per 1,000 steps ({steps} timed; "
+                f"scans {res.stats['scan_fraction']:.0%}; score {res.score:.3f} = {scores}); peak VRAM {_peak(device)} "
+                f"(target encoding {encode_peak})",
+                flush=True,
+            )
+    del joint
+    pez.models.clear_cache()
+
+
+def flux_pipeline(device: torch.device, dtype: torch.dtype, smoke: bool):
+    """FLUX.1-schnell's architecture (pez.testing.flux_replica's published configs; its small sizes
+    for --smoke) with random weights built on `device`, and the replica's two tokenizers."""
+    import tempfile
+    from pathlib import Path
+
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
+    from transformers import CLIPTokenizer, T5TokenizerFast
+
+    from pez.testing import flux_replica as FR
+    from pez.testing.replica import EOT, write_tokenizer
+
+    folder = Path(tempfile.mkdtemp(prefix="pez-flux-tokenizers-"))
+    write_tokenizer(folder / "tokenizer", EOT)
+    FR.write_t5_tokenizer(folder / "tokenizer_2")
+    parts = {}
+    for comp in FR.components(FR.SMALL if smoke else FR.FULL):
+        parts[comp.folder] = FR.build_module(comp, device).to(dtype).eval()  # fp32 init, then the dtype
+        if device.type == "cuda":
+            torch.cuda.empty_cache()  # the fp32 copy (47.6 GB for the transformer) before the next part
+    pipe = FluxPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler.from_config(FR.SCHEDULER),
+        tokenizer=CLIPTokenizer.from_pretrained(folder / "tokenizer"),
+        tokenizer_2=T5TokenizerFast.from_pretrained(folder / "tokenizer_2"),
+        **parts,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def check_flux(args, device: torch.device) -> None:
+    """FLUX.1-schnell through pez.regenerate at its defaults (4 steps, guidance 0, 1024x1024, T5
+    length 256, bf16); then with model CPU offload (what a 24 GB GPU needs), peak VRAM of each."""
+    from pez.config import GenerateConfig
+    from pez.generate import generate
+
+    _reset_peak(device)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    t = time.perf_counter()
+    pipe = flux_pipeline(device, dtype, args.smoke)
+    print(f"[flux] built in {time.perf_counter() - t:.0f} s; peak VRAM {_peak(device)}", flush=True)
+    config = GenerateConfig(seed=0, steps=2, width=64, height=64) if args.smoke else GenerateConfig(seed=0)
+    label = "small replica 64x64, 2 steps" if args.smoke else "FLUX.1-schnell architecture 1024x1024, 4 steps"
+    for offload in (False, True) if device.type == "cuda" else (False,):
+        if offload:
+            pipe.enable_model_cpu_offload(device=device)
+        _reset_peak(device)
+        with torch.inference_mode():
+            generate("flux-schnell", "a lighthouse at dusk", config, pipeline=pipe, score=False)  # warm-up
+            times = []
+            for _ in range(1 if offload or args.smoke else 3):
+                _sync(device)
+                times.append(generate("flux-schnell", "a lighthouse at dusk", config, pipeline=pipe, score=False).seconds)
+        print(
+            f"[flux] {label}, guidance 0, T5 length 256, {str(dtype).removeprefix('torch.')}"
+            f"{', model CPU offload' if offload else ''}: {min(times):.2f} s per image (min of {len(times)}); "
+            f"peak VRAM {_peak(device)}",
+            flush=True,
+        )
+
+
+PARTS = ("pez", "joint", "sd", "flux")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="tiny models, few steps (runs on a CPU)")
@@ -222,19 +335,22 @@ def main() -> None:
     ap.add_argument("--precisions", nargs="+", default=["bf16", "fp32"], choices=["bf16", "fp16", "fp32"])
     ap.add_argument("--no-compile", dest="compile", action="store_false")
     ap.add_argument("--skip-sd", action="store_true")
+    ap.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="the parts to run")
     args = ap.parse_args()
+    if args.skip_sd:
+        args.only = [p for p in args.only if p != "sd"]
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if args.smoke:
         args.compile = args.compile and device.type == "cuda"  # compiling on a CPU takes minutes
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"device: {device} ({name}), torch {torch.__version__}, smoke={args.smoke}", flush=True)
     start = time.perf_counter()
-    check_pez(args, device)
-    if not args.skip_sd:
+    checks = {"pez": check_pez, "joint": check_joint, "sd": check_sd_turbo, "flux": check_flux}
+    for part in args.only:
         try:
-            check_sd_turbo(args, device)
-        except Exception as e:  # noqa: BLE001 - the PEZ figures above still count
-            print(f"[sd-turbo] FAILED {type(e).__name__}: {e}", flush=True)
+            checks[part](args, device)
+        except Exception as e:  # noqa: BLE001 - the other parts' figures still count
+            print(f"[{part}] FAILED {type(e).__name__}: {e}", flush=True)
     print(f"total {time.perf_counter() - start:.0f} s", flush=True)
 
 

@@ -355,7 +355,10 @@ def write_safetensors(
         f.write(struct.pack("<Q", len(blob)))
         f.write(blob)
         for name, shape in shapes.items():
-            f.write(values(name, shape).to(dtype).contiguous().numpy().tobytes())
+            tensor = values(name, shape).to(dtype).contiguous()
+            if dtype == torch.bfloat16:  # numpy has no bf16: write its bytes as int16
+                tensor = tensor.view(torch.int16)
+            f.write(tensor.numpy().tobytes())
     os.replace(tmp, path)
     return offset
 

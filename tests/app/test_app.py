@@ -125,6 +125,24 @@ def test_pair_choices_show_which_clip_goes_with_which_generator():
     assert "ViT-H-14/laion2b_s32b_b79k" in labels["sd-turbo"]
     assert "toy" in labels["toy"].lower()
     assert "stabilityai/sd-turbo" in settings.pair_info("sd-turbo")
+    assert "joint CLIP ViT-L-14 + ViT-bigG-14" in labels["sdxl"] and "FLUX.1 [schnell]" in labels["flux-schnell"]
+    assert "`ViT-L-14/openai` ×0.5 + `ViT-bigG-14/laion2b_s39b_b160k` ×0.5" in settings.pair_info("sdxl")
+    assert "T5-XXL" in settings.pair_info("flux-schnell")
+
+
+def test_a_joint_search_shows_each_clips_score(image_files):
+    """CLIP weights (a setting, text): the status line of a joint search gives each CLIP's score."""
+    params = list(inspect.signature(image.invert_image).parameters)
+    assert params.index("clip_weights") == params.index("init_prompt") + 1
+    kwargs = {"prompt_len": 3, "steps": 8, "candidates": 1, "seed": 0, "refine_steps": 1, "clip_weights": "0.4, 0.6"}
+    *_, (prompt, status, _, _, record) = run(image.invert_image, image_files[0], "random:tiny+random:tiny-wide", **kwargs)
+    assert prompt and record["settings"]["clip_weights"] == [0.4, 0.6]
+    assert "(random:tiny " in status and "×0.4" in status and "random:tiny-wide " in status and "×0.6" in status
+    assert settings.make_config({"clip_weights": ""}).clip_weights is None
+    with pytest.raises(pez.ConfigError, match="clip_weights: expected numbers"):
+        settings.make_config({"clip_weights": "half, half"})
+    with pytest.raises(gr.Error, match="expected 2 weight"):
+        run(image.invert_image, image_files[0], "random:tiny+random:tiny-wide", **{**kwargs, "clip_weights": "1"})
 
 
 def test_zero_gpu_decorator_is_a_no_op_without_spaces(monkeypatch):

@@ -57,6 +57,8 @@ def test_generator_parameter_counts_are_the_published_sizes():
 
 def test_every_pair_with_a_generator_has_a_layout():
     for name in replica.REPLICA_PAIRS:
+        if PAIRS[name].kind == "flux":  # its own module: pez.testing.flux_replica (tests/unit/test_flux.py)
+            continue
         plan = replica.repo_plan(PAIRS[name].generator)
         assert {"unet", "vae", "text_encoder"} <= {c.folder for c in plan.components}
 
@@ -197,6 +199,25 @@ def test_cli_generate_at_full_size(replica_home, tmp_path):
     assert img["seed"] == 3 and Path(img["path"]).name == "sd-turbo-seed3.png" and -1 <= img["text_score"] <= 1
     with Image.open(img["path"]) as im:
         assert im.size == (256, 256)
+
+
+def test_flux_small_replica_through_the_cli(tmp_path_factory, tmp_path):
+    """FLUX.1-schnell's small replica (the published files and configs, reduced widths) in a fresh
+    process with HF_HOME=replica HF_HUB_OFFLINE=1: the unchanged CLI loads it with the product's own
+    loader (hub cache, FluxPipeline) and draws a 64x64 image; a side Flux cannot draw is one line."""
+    from pez.testing.flux_replica import build_flux_replica
+
+    home = build_flux_replica(tmp_path_factory.mktemp("flux"), "small")
+    args = ["generate", "a lighthouse at dusk", "--model", "flux-schnell", "--steps", "1", "--no-score"]
+    args += ["--out", str(tmp_path), "--device", "cpu", "--json", "-q"]
+    done = _run(home, sys.executable, "-m", "pez", *args, "--size", "64")
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout)
+    assert out["pair"] == "flux-schnell" and out["settings"]["guidance"] == 0.0
+    [img] = out["images"]
+    assert Path(img["path"]).name == "flux-schnell-seed0.png"
+    done = _run(home, sys.executable, "-m", "pez", *args, "--size", "72")
+    assert done.returncode == 2 and "multiple of 16 for Flux" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_cli_generate_errors_are_one_line(tmp_path):

@@ -222,3 +222,23 @@ def test_stop_keeps_the_partial_image(pipe):
         FLUX, "a cat", four, pipeline=pipe, score=False, callback=calls.append, should_stop=lambda: len(calls) >= 2
     )
     assert out.stopped and out.steps_done == 2 and len(out.images) == 1 and "partly denoised" in out.warnings[-1]
+
+
+def test_the_replica_command_writes_every_clip_and_the_flux_repo(tmp_path, monkeypatch):
+    """`python -m pez replica DIR --pairs flux-schnell sdxl --size small`: Flux's repo at the small size
+    and every CLIP of each pair (both of SDXL's); the full-size CLIPs are only recorded here."""
+    from pez import cli
+    from pez.testing import replica
+
+    clips, generators = [], []
+    monkeypatch.setattr(replica, "write_clip_repo", lambda hub, spec, dtype, values: clips.append(spec))
+    monkeypatch.setattr(replica, "write_generator_repo", lambda hub, repo, dtype, values: generators.append(repo))
+    assert cli.run(["replica", str(tmp_path), "--pairs", "flux-schnell", "sdxl", "--size", "small"]) == 0
+    assert clips == ["ViT-L-14/openai", "ViT-bigG-14/laion2b_s39b_b160k"]  # ViT-L-14 once for both pairs
+    assert generators == ["stabilityai/stable-diffusion-xl-base-1.0"]
+    snap = F.snapshot_path(tmp_path)
+    config = json.loads((snap / "transformer" / "config.json").read_text())
+    assert config["num_layers"] == 1
+    assert json.loads((snap / "model_index.json").read_text())["_class_name"] == "FluxPipeline"
+    with pytest.raises(SystemExit):
+        cli.run(["replica", str(tmp_path), "--pairs", "flux-schnell", "--size", "tiny"])

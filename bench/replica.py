@@ -10,6 +10,10 @@ the pair's default size (at most --max-gen-steps denoising steps; the remaining 
 default are added at the measured seconds per step, marked "estimated"). Prints, per pair: CLIP load time, seconds per search step (steps after
 the first), peak RSS (and peak VRAM on CUDA) during the search, generator load time, seconds per
 image, peak RSS/VRAM during generation. Random weights: speed and memory are real, images are noise.
+A pair with several CLIPs (sdxl: ViT-L-14 + ViT-bigG-14, one prompt for both) is searched jointly
+at the pair's weights; then, in the same process, each CLIP alone, so their step times compare.
+
+    python bench/replica.py --pairs sdxl --threads 1 --max-gen-steps 1     # joint search + one 1024² step
 """
 
 from __future__ import annotations
@@ -47,7 +51,43 @@ class PeakRss:
         return round(self.peak / 2**30, 2)
 
 
-def child(pair_name: str, steps: int, device: str, max_gen_steps: int) -> dict:
+def search_seconds(clip, image, steps: int) -> list[float]:
+    """Seconds of each of `steps` search steps (one report per step; the search alone)."""
+    import pez
+
+    times = []
+    config = pez.InvertConfig(steps=steps, report_every=1, seed=0, refine_steps=0, prune_tolerance=0.0)
+    t = time.perf_counter()
+    for _ in pez.invert_stream([image], clip, config):
+        times.append(time.perf_counter() - t)
+        t = time.perf_counter()
+    return times
+
+
+def _search_part(pair_name: str, device: str, image, steps: int, rss: PeakRss, vram, out: dict) -> None:
+    """Load the pair's CLIP(s), time the search (and each CLIP alone for a joint pair), free them."""
+    import pez
+
+    t0 = time.perf_counter()
+    clip = pez.load_clip(pair_name, device=device)
+    out["clip_load_s"] = round(time.perf_counter() - t0, 1)
+    out["clip_load_peak_rss_gib"] = rss.gib()
+    rss.reset()
+    times = search_seconds(clip, image, steps)  # search steps only; the first also encodes the target
+    out["search_s_per_step"] = round(sum(times[1:]) / max(len(times) - 1, 1), 2)
+    out["search_first_step_s"] = round(times[0], 1)
+    out["search_peak_rss_gib"], out["search_peak_vram_gib"] = rss.gib(), vram()
+    out["search_precision"] = pez.engine.accel.search_precision("auto", clip.device, 1024)
+    out["device"] = str(clip.device)
+    if len(clip.clips) > 1:  # each CLIP alone, in the same process and load (weight 1 for it)
+        for k, single in enumerate(clip.clips):
+            alone = search_seconds(clip.reweighted([float(i == k) for i in range(len(clip.clips))]), image, steps)
+            out[f"search_s_per_step[{single.name} alone]"] = round(sum(alone[1:]) / max(len(alone) - 1, 1), 2)
+    del clip  # generation is measured alone: CLIP freed first, images not scored
+    pez.models.clear_cache()
+
+
+def child(pair_name: str, steps: int, device: str, max_gen_steps: int, threads: int, parts: list[str]) -> dict:
     import gc
 
     import numpy as np
@@ -57,31 +97,17 @@ def child(pair_name: str, steps: int, device: str, max_gen_steps: int) -> dict:
     import pez
     from pez.models import get_pair
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(threads)
     pair = get_pair(pair_name)
     rss, cuda = PeakRss(), torch.cuda.is_available() and device != "cpu"
     vram = (lambda: round(torch.cuda.max_memory_allocated() / 2**30, 2)) if cuda else (lambda: None)
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8))
-    out = {"pair": pair_name, "clip": pair.clip, "generator": pair.generator}
+    out = {"pair": pair_name, "clip": pair.describe_clips(), "generator": pair.generator, "threads": threads}
 
-    t0 = time.perf_counter()
-    clip = pez.load_clip(pair_name, device=device)
-    out["clip_load_s"] = round(time.perf_counter() - t0, 1)
-    times = []
-    config = pez.InvertConfig(
-        steps=steps, report_every=1, seed=0, refine_steps=0, prune_tolerance=0.0
-    )  # search steps only
-    t = time.perf_counter()
-    for _ in pez.invert_stream([image], clip, config):
-        times.append(time.perf_counter() - t)
-        t = time.perf_counter()
-    out["search_s_per_step"] = round(sum(times[1:]) / max(len(times) - 1, 1), 2)
-    out["search_first_step_s"] = round(times[0], 1)
-    out["search_peak_rss_gib"], out["search_peak_vram_gib"] = rss.gib(), vram()
-
-    dev = str(clip.device)
-    del clip  # generation is measured alone: CLIP freed first, images not scored
-    pez.models.clear_cache()
+    if "search" in parts:
+        _search_part(pair_name, device, image, steps, rss, vram, out)
+    if "generate" not in parts:
+        return out
     gc.collect()
     rss.reset()
     if cuda:
@@ -102,7 +128,7 @@ def child(pair_name: str, steps: int, device: str, max_gen_steps: int) -> dict:
     out["s_per_image"] = round(res.seconds + (pair.steps - steps) * per_step, 1)
     out["s_per_image_estimated"] = steps < pair.steps  # ran `steps` steps, added the rest at s_per_denoise_step
     out["generation_peak_rss_gib"], out["generation_peak_vram_gib"] = rss.gib(), vram()
-    out["device"] = dev
+    out["device"] = str(gen.device)
     return out
 
 
@@ -122,10 +148,15 @@ def main() -> None:
         default=2,
         help="denoising steps run; the rest of the pair's are added at the measured rate",
     )
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all cores)")
+    ap.add_argument(
+        "--parts", nargs="+", choices=["search", "generate"], default=["search", "generate"], help="what to measure"
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        sys.stdout.write("BENCH " + json.dumps(child(args.child, args.steps, args.device, args.max_gen_steps)) + "\n")
+        result = child(args.child, args.steps, args.device, args.max_gen_steps, args.threads, args.parts)
+        sys.stdout.write("BENCH " + json.dumps(result) + "\n")
         return
 
     from pez.testing.replica import build_replica
@@ -136,7 +167,8 @@ def main() -> None:
         print(f"# replica of {pair} ready in {time.perf_counter() - t0:.0f}s under {args.home}", flush=True)
         env = {**os.environ, "HF_HOME": str(Path(args.home).resolve()), "HF_HUB_OFFLINE": "1"}
         cmd = [sys.executable, __file__, "--child", pair, "--steps", str(args.steps), "--device", args.device]
-        cmd += ["--max-gen-steps", str(args.max_gen_steps)]
+        cmd += ["--max-gen-steps", str(args.max_gen_steps), "--threads", str(args.threads)]
+        cmd += ["--parts", *args.parts]
         done = subprocess.run(cmd, env=env, capture_output=True, text=True)
         lines = [x for x in done.stdout.splitlines() if x.startswith("BENCH ")]
         if done.returncode or not lines:
@@ -144,13 +176,20 @@ def main() -> None:
             continue
         r = json.loads(lines[0][6:])
         print(json.dumps(r), flush=True)
-        print(
-            f"{pair} on {r['device']}: CLIP {r['clip']} load {r['clip_load_s']}s; search {r['search_s_per_step']} s/step "
-            f"(first {r['search_first_step_s']}s), peak RSS {r['search_peak_rss_gib']} GiB{_vram(r, 'search_peak_vram_gib')}; "
-            f"generator load {r['generator_load_s']}s, {r['s_per_image']} s/image{' (estimated)' if r['s_per_image_estimated'] else ''} ({r['image']}), "
-            f"peak RSS {r['generation_peak_rss_gib']} GiB{_vram(r, 'generation_peak_vram_gib')}",
-            flush=True,
-        )
+        line = f"{pair} on {r['device']}: CLIP {r['clip']}"
+        if "search_s_per_step" in r:
+            line += (
+                f" load {r['clip_load_s']}s (peak RSS {r['clip_load_peak_rss_gib']} GiB); search "
+                f"{r['search_s_per_step']} s/step (first {r['search_first_step_s']}s), peak RSS "
+                f"{r['search_peak_rss_gib']} GiB{_vram(r, 'search_peak_vram_gib')}"
+            )
+        if "s_per_image" in r:
+            estimated = " (estimated)" if r["s_per_image_estimated"] else ""
+            line += (
+                f"; generator load {r['generator_load_s']}s, {r['s_per_image']} s/image{estimated} ({r['image']}), "
+                f"peak RSS {r['generation_peak_rss_gib']} GiB{_vram(r, 'generation_peak_vram_gib')}"
+            )
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

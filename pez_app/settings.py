@@ -212,6 +212,21 @@ def pair_info(name: str) -> str:
     return text
 
 
+def joint(model: str) -> bool:
+    """Whether a model (pair name or CLIP spec) searches several CLIPs jointly (SDXL)."""
+    from pez.models import clip_specs
+
+    try:
+        return len(clip_specs(model)) > 1
+    except pez.ConfigError:
+        return False
+
+
+def weights_box(model: str) -> gr.Textbox:
+    """The CLIP weights box after a model change: shown for joint models, else hidden and emptied."""
+    return gr.Textbox(visible=True) if joint(model) else gr.Textbox(value="", visible=False)
+
+
 @dataclass
 class SettingsPanel:
     """The shared settings components, by field name."""
@@ -241,8 +256,10 @@ def control(name: str, default, model_value: str) -> gr.components.Component:
     info, kind, text = about(InvertConfig, name), _kind(name), label(name)
     if kind == "bool":
         return gr.Checkbox(bool(default), label=text)
-    if kind == "numbers":  # empty: the model's default
-        return gr.Textbox("", label=text, max_length=200, placeholder="e.g. 0.5, 0.5 (empty: the pair's weights)")
+    if kind == "numbers":  # CLIP weights: empty is the model's default; shown for models of several CLIPs only
+        return gr.Textbox(
+            "", label=text, max_length=200, placeholder="e.g. 0.5, 0.5 (empty: the pair's)", visible=joint(model_value)
+        )
     if kind in ("text", "words"):
         value = ", ".join(default) if kind == "words" else default
         return gr.Textbox(value, label=text, max_length=MAX_TEXT_CHARS, placeholder=info.help)
@@ -266,6 +283,8 @@ def settings_panel(model_value: str) -> SettingsPanel:
             if row[0] == "model":
                 info = gr.Markdown(pair_info(model_value), elem_classes="pez-pair-info")
     comps["model"].change(pair_info, comps["model"], info, queue=False, api_visibility="private")
+    weights = comps["clip_weights"]
+    comps["model"].change(weights_box, comps["model"], weights, queue=False, api_visibility="private")
     return SettingsPanel(comps)
 
 

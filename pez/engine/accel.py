@@ -21,7 +21,9 @@ Compilation. On CUDA the tower is compiled with `torch.compile(mode="reduce-over
 Scans. `projector()` picks the exact projection for the hardware: a full fp32 scan every step on
 CUDA (no host sync), scans that read a bf16 copy of the vocabulary and re-rank in fp32 on a CPU
 where bf16 is fast, else the scan-skipping Projector of pez.engine.vocab. For a joint search
-(several CLIPs' tables, one token per slot) it is pez.engine.vocab.JointProjector, with fp32 scans.
+(several CLIPs' tables, one token per slot) the same three, for pez.engine.vocab.JointProjector:
+a full scan every step on CUDA, bf16 reads with an fp32 re-rank (CoarseJointProjector) on a CPU
+where bf16 is fast, else fp32 scans.
 """
 
 from __future__ import annotations
@@ -169,6 +171,40 @@ class CoarseScanProjector(Projector):
         return kept.gather(1, pos.unsqueeze(1)).squeeze(1)
 
 
+class CoarseJointProjector(JointProjector):
+    """`JointProjector` whose full scans read bf16 copies of the tables, exact as CoarseScanProjector
+    is: each table's bf16 cosines are within its SLACK of the fp32 ones, so the weighted sum is within
+    sum_t w_t SLACK_t; the coarse top-k is re-ranked in fp32 and kept only if its best clears the
+    k-th coarse score plus that slack (else this scan falls back to the fp32 scan)."""
+
+    def __init__(self, vocabs, weights, mask: torch.Tensor, keep: int = 256, dtype: torch.dtype = torch.bfloat16):
+        super().__init__(vocabs, weights, mask, keep)
+        self.dtype = dtype
+        u = torch.finfo(dtype).eps / 2  # unit roundoff, 2^-8 for bf16
+        self.slack = sum(w * (3 * u + u * u + v.unit.shape[1] * 2.0**-24) for v, w in zip(self.vocabs, self.weights))
+        self.low = [coarse_unit(v, dtype) for v in self.vocabs]  # (V, d_t) each
+        self.fallbacks = 0  # coarse scans that needed the fp32 scan (for benchmarks)
+
+    def _scan(self, flats: list[torch.Tensor]) -> torch.Tensor:
+        sims = self.mask.unsqueeze(0)  # (1, V), broadcast: the weighted sum of the coarse tables in fp32
+        for flat, low, w in zip(flats, self.low, self.weights):
+            sims = sims + w * (flat.to(self.dtype) @ low.T).float()  # (R, V)
+        top, top_ids = sims.topk(self.keep, dim=-1)  # coarse, descending
+        kept = top_ids.sort(dim=-1).values  # (R, k)
+        exact = sum(
+            w * torch.einsum("rd,rkd->rk", f, v.unit.index_select(0, kept.flatten()).view(*kept.shape, -1))
+            for f, v, w in zip(flats, self.vocabs, self.weights)
+        )  # (R, k) fp32
+        bound = top[:, -1] + self.slack  # (R,) no token outside `kept` beats this in fp32
+        best, pos = exact.max(dim=-1)  # first max: lowest id among ties, as in a full scan
+        if bool((best <= bound).any()):
+            self.fallbacks += 1
+            return super()._scan(flats)
+        self.scans += 1
+        self.anchor, self.kept, self.floor = [f.clone() for f in flats], kept, bound
+        return kept.gather(1, pos.unsqueeze(1)).squeeze(1)
+
+
 _COARSE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Vocabulary -> {dtype: (V, d)}
 
 
@@ -198,7 +234,12 @@ def projector(vocab, mask: torch.Tensor, more: tuple = (), weights: tuple[float,
     joint search; `weights` one per vocabulary) a JointProjector, skipping scans except on CUDA."""
     device = vocab.unit.device
     if more:
-        return JointProjector([vocab, *more], weights, mask, skip=device.type != "cuda")
+        vocabs = [vocab, *more]
+        if device.type == "cuda":
+            return JointProjector(vocabs, weights, mask, skip=False)
+        if min(v.unit.shape[1] for v in vocabs) >= BF16_MIN_WIDTH and cpu_auto_precision() == "bf16":
+            return CoarseJointProjector(vocabs, weights, mask)
+        return JointProjector(vocabs, weights, mask)
     if device.type == "cuda":
         return FullScanProjector(vocab, mask)
     if device.type == "cpu" and vocab.unit.shape[1] >= BF16_MIN_WIDTH and cpu_auto_precision() == "bf16":
@@ -238,6 +279,7 @@ def _tower(clip: LoadedClip, dtype: torch.dtype, mode: str | None, time_layouts:
 
 
 __all__ = [
+    "CoarseJointProjector",
     "CoarseScanProjector",
     "FullScanProjector",
     "coarse_unit",

@@ -15,8 +15,9 @@ With several there is one soft prompt P_t per CLIP, one token per slot chosen fo
 (pez.engine.vocab.JointProjector: argmax_v sum_t w_t cos(P_t, E_t[v])), each CLIP encodes its own
 embeddings of those ids, and the features are joined (pez.models.clip.JointClip.join) so that the
 objective is the weighted sum of the per-CLIP objectives; each P_t gets the gradient at its E_t[ids].
-With one CLIP every step is exactly the single-tower PEZ above. The features of the projected prompt are already
-computed by the gradient pass, so scoring a candidate against *all* targets costs one small
+With one CLIP every step is exactly the single-tower PEZ above.
+
+The features of the projected prompt are already computed by the gradient pass, so scoring a candidate against *all* targets costs one small
 matmul, not a second forward pass. The reported best is the score of the decoded text as the user
 will copy it (pez.engine.scorer); that check runs for each candidate's best prompt once per
 report, in one batched forward, not on every step. After the search, pez.engine.polish refines
@@ -102,25 +103,19 @@ def optimize(
     _check_weights(clip, config)
     seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
     gen = torch.Generator().manual_seed(seed)
-    vocabs = [vocabulary(c) for c in clip.clips]  # one table per CLIP; masks and texts are shared
-    vocab = vocabs[0]
-    precisions = [
-        accel.search_precision(config.precision, c.device, v.embeddings.shape[1]) for c, v in zip(clip.clips, vocabs)
-    ]
-    encoder = SpaceEncoder(clip, [PromptEncoder(c, accel.search_tower(c, p)) for c, p in zip(clip.clips, precisions)])
-    scoring = SpaceEncoder(clip, [PromptEncoder(c, accel.scoring_tower(c)) for c in clip.clips])
+    encoder, scoring, fp32 = _encoders(clip, config.precision)  # the gradient pass; the fp32 scores
+    vocabs = encoder.vocabs  # one table per CLIP; their ids, masks and texts are shared
     scorer = TextScorer(clip, scoring, targets, text_rejector(config))
     vf = VocabFilter.from_config(config)
-    mask = vocab.mask(vf)  # (V,) 0 allowed, -inf not
+    mask = vocabs[0].mask(vf)  # (V,) 0 allowed, -inf not
     n, k = config.candidates, targets.positive.shape[0]
-    fp32 = all(p == "fp32" for p in precisions)
     tracker = _BestTracker(scorer, n, clip.device, pass_is_fp32=fp32)
 
     # 1. Initialise P (one per CLIP) from the embeddings of random allowed tokens (or the start prompt).
     init = initial_ids(clip.clips[0], vf, mask, config, gen).to(clip.device)
     softs = [v.embeddings[init].float().clone().requires_grad_(True) for v in vocabs]  # (N, M, d_t) each
     opt = torch.optim.AdamW(softs, lr=config.lr, weight_decay=config.weight_decay)
-    project = accel.projector(vocab, mask, tuple(vocabs[1:]), clip.weights)  # exact; skips most scans
+    project = accel.projector(vocabs[0], mask, tuple(vocabs[1:]), clip.weights)  # exact; skips most scans
 
     history: list[tuple[int, float, float]] = []
     start, step = time.perf_counter(), 0
@@ -208,6 +203,15 @@ def optimize(
     final.best_prompt, final.best_score = prompt, result.score
     final.best_clip_scores = dict(result.clip_scores)
     yield final
+
+
+def _encoders(clip: LoadedClip | JointClip, precision: str) -> tuple[SpaceEncoder, SpaceEncoder, bool]:
+    """(the gradient pass's encoder in the search precision, the fp32 scoring encoder, whether the
+    pass is fp32 too), one tower of each per CLIP; the precision is chosen per CLIP (accel)."""
+    precisions = [accel.search_precision(precision, c.device, vocabulary(c).embeddings.shape[1]) for c in clip.clips]
+    search = SpaceEncoder(clip, [PromptEncoder(c, accel.search_tower(c, p)) for c, p in zip(clip.clips, precisions)])
+    scoring = SpaceEncoder(clip, [PromptEncoder(c, accel.scoring_tower(c)) for c in clip.clips])
+    return search, scoring, all(p == "fp32" for p in precisions)
 
 
 def initial_ids(

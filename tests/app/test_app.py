@@ -139,6 +139,9 @@ def test_a_joint_search_shows_each_clips_score(image_files):
     assert prompt and record["settings"]["clip_weights"] == [0.4, 0.6]
     assert "(random:tiny " in status and "×0.4" in status and "random:tiny-wide " in status and "×0.6" in status
     assert settings.make_config({"clip_weights": ""}).clip_weights is None
+    assert settings.joint("sdxl") and settings.joint("random:tiny+random:tiny-wide") and not settings.joint("sd-turbo")
+    assert settings.weights_box("sd-turbo").visible is False and settings.weights_box("sd-turbo").value == ""
+    assert settings.weights_box("sdxl").visible is True
     with pytest.raises(pez.ConfigError, match="clip_weights: expected numbers"):
         settings.make_config({"clip_weights": "half, half"})
     with pytest.raises(gr.Error, match="expected 2 weight"):

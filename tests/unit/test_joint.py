@@ -17,7 +17,7 @@ import torch
 
 import pez
 from pez import cli
-from pez.engine.accel import projector
+from pez.engine.accel import CoarseJointProjector, projector
 from pez.engine.polish import Polisher
 from pez.engine.scorer import TextScorer
 from pez.engine.tower import PromptEncoder, SpaceEncoder
@@ -59,13 +59,15 @@ def test_joint_features_score_the_weighted_sum_of_the_cosines(joint, towers, ima
         assert torch.allclose(part, pez.image_features(clip, images), atol=1e-6)
 
 
-def test_joint_projection_is_exact_and_skips_most_scans(towers):
+@pytest.mark.parametrize("cls", [JointProjector, CoarseJointProjector])
+def test_joint_projection_is_exact_and_skips_most_scans(towers, cls):
+    """fp32 scans, and scans that read bf16 copies of the tables (a CPU with fast bf16)."""
     vocabs = [vocabulary(c) for c in towers]
     mask = vocabs[0].mask(VocabFilter())
     gen = torch.Generator().manual_seed(0)
     softs = [v.embeddings[torch.randint(v.size, (3, 5), generator=gen)].clone() for v in vocabs]
-    project = JointProjector(vocabs, (0.4, 0.6), mask, keep=64)
-    assert type(projector(vocabs[0], mask, (vocabs[1],), (0.4, 0.6))) is JointProjector
+    project = cls(vocabs, (0.4, 0.6), mask, keep=64)
+    assert isinstance(projector(vocabs[0], mask, (vocabs[1],), (0.4, 0.6)), JointProjector)
     for step in range(60):
         big = step % 20 == 0  # now and then a jump that must force a rescan
         softs = [s + (0.5 if big else 0.003) * torch.randn(s.shape, generator=gen) for s in softs]
@@ -75,6 +77,7 @@ def test_joint_projection_is_exact_and_skips_most_scans(towers):
         assert torch.equal(ids, full), step
         assert bool((mask[ids] == 0).all())
     assert 3 <= project.scans < project.calls / 2  # exact, yet most steps re-rank the kept tokens only
+    assert getattr(project, "fallbacks", 0) < project.scans  # the bf16 reads mostly suffice
 
 
 def test_one_table_joint_projection_is_the_plain_one(towers):
@@ -215,6 +218,8 @@ def test_pairs_name_their_clips_and_models_lists_them(capsys):
     assert clip_specs("sdxl") == ("ViT-L-14/openai", "ViT-bigG-14/laion2b_s39b_b160k")
     assert clip_weights("sdxl") == (0.5, 0.5) and clip_weights("sdxl", (0, 1)) == (0.0, 1.0)
     assert clip_specs("flux-schnell") == ("ViT-L-14/openai",)
+    missing = pez.models.pair_availability("sdxl", timeout=0.1).missing  # offline: nothing cached
+    assert {"timm/vit_large_patch14_clip_224.openai", "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k"} <= set(missing)
     assert cli.run(["models"]) == 0
     out = capsys.readouterr().out
     sdxl = next(line for line in out.splitlines() if line.startswith("sdxl "))

@@ -158,7 +158,7 @@ class InvertConfig:
     clip_weights: tuple[float, ...] | None = setting(
         None,
         "weight of each of the model's CLIPs in the score (e.g. 0.5 0.5 for SDXL's ViT-L and bigG; 0 leaves one "
-        "out); empty: the pair's default",
+        "out); none given: the pair's",
         "CLIP weights",
         note="SDXL: ViT-L, bigG",
     )

@@ -14,6 +14,7 @@ A pair with several CLIPs (sdxl: ViT-L-14 + ViT-bigG-14, one prompt for both) is
 at the pair's weights; then, in the same process, each CLIP alone, so their step times compare.
 
     python bench/replica.py --pairs sdxl --threads 1 --max-gen-steps 1     # joint search + one 1024² step
+    python bench/replica.py --pairs sdxl --parts search --free-vision      # + the search with vision towers freed
 """
 
 from __future__ import annotations
@@ -64,7 +65,9 @@ def search_seconds(clip, image, steps: int) -> list[float]:
     return times
 
 
-def _search_part(pair_name: str, device: str, image, steps: int, rss: PeakRss, vram, out: dict) -> None:
+def _search_part(
+    pair_name: str, device: str, image, steps: int, rss: PeakRss, vram, out: dict, free_vision: bool = False
+) -> None:
     """Load the pair's CLIP(s), time the search (and each CLIP alone for a joint pair), free them."""
     import pez
 
@@ -83,11 +86,42 @@ def _search_part(pair_name: str, device: str, image, steps: int, rss: PeakRss, v
         for k, single in enumerate(clip.clips):
             alone = search_seconds(clip.reweighted([float(i == k) for i in range(len(clip.clips))]), image, steps)
             out[f"search_s_per_step[{single.name} alone]"] = round(sum(alone[1:]) / max(len(alone) - 1, 1), 2)
+    if free_vision:  # the search alone: targets encoded, then every vision tower dropped (a CPU keeps them)
+        _search_without_vision(clip, image, steps, rss, out)
     del clip  # generation is measured alone: CLIP freed first, images not scored
     pez.models.clear_cache()
 
 
-def child(pair_name: str, steps: int, device: str, max_gen_steps: int, threads: int, parts: list[str]) -> dict:
+def _search_without_vision(clip, image, steps: int, rss: PeakRss, out: dict) -> None:
+    """Seconds per step and peak RSS of the search once the targets are encoded and the vision
+    towers freed (what a memory-bound machine needs; the product keeps them loaded on a CPU, to
+    score generated images). The bench's child process owns the cached CLIP, so it may drop them."""
+    import gc
+
+    import torch
+
+    import pez
+    from pez.engine.features import image_features
+    from pez.engine.optim import Targets
+
+    goal = image_features(clip, [image])
+    for single in clip.clips:
+        single.model.visual = None
+    gc.collect()
+    rss.reset()
+    out["rss_after_vision_freed_gib"] = rss.gib()
+    config = pez.InvertConfig(steps=steps, report_every=1, seed=0, refine_steps=0, prune_tolerance=0.0)
+    times, t = [], time.perf_counter()
+    for _ in pez.optimize(clip, Targets(goal, torch.zeros(0, goal.shape[1])), config):
+        times.append(time.perf_counter() - t)
+        t = time.perf_counter()
+    out["search_s_per_step[vision freed]"] = round(sum(times[1:]) / max(len(times) - 1, 1), 2)
+    out["search_peak_rss_gib[vision freed]"] = rss.gib()
+
+
+def child(
+    pair_name: str, steps: int, device: str, max_gen_steps: int, threads: int, parts: list[str], free_vision: bool
+) -> dict:
     import gc
 
     import numpy as np
@@ -105,7 +139,7 @@ def child(pair_name: str, steps: int, device: str, max_gen_steps: int, threads: 
     out = {"pair": pair_name, "clip": pair.describe_clips(), "generator": pair.generator, "threads": threads}
 
     if "search" in parts:
-        _search_part(pair_name, device, image, steps, rss, vram, out)
+        _search_part(pair_name, device, image, steps, rss, vram, out, free_vision)
     if "generate" not in parts:
         return out
     gc.collect()
@@ -152,10 +186,17 @@ def main() -> None:
     ap.add_argument(
         "--parts", nargs="+", choices=["search", "generate"], default=["search", "generate"], help="what to measure"
     )
+    ap.add_argument(
+        "--free-vision",
+        action="store_true",
+        help="also time the search after the targets are encoded and the vision towers freed (memory)",
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        result = child(args.child, args.steps, args.device, args.max_gen_steps, args.threads, args.parts)
+        result = child(
+            args.child, args.steps, args.device, args.max_gen_steps, args.threads, args.parts, args.free_vision
+        )
         sys.stdout.write("BENCH " + json.dumps(result) + "\n")
         return
 
@@ -168,7 +209,7 @@ def main() -> None:
         env = {**os.environ, "HF_HOME": str(Path(args.home).resolve()), "HF_HUB_OFFLINE": "1"}
         cmd = [sys.executable, __file__, "--child", pair, "--steps", str(args.steps), "--device", args.device]
         cmd += ["--max-gen-steps", str(args.max_gen_steps), "--threads", str(args.threads)]
-        cmd += ["--parts", *args.parts]
+        cmd += ["--parts", *args.parts] + (["--free-vision"] if args.free_vision else [])
         done = subprocess.run(cmd, env=env, capture_output=True, text=True)
         lines = [x for x in done.stdout.splitlines() if x.startswith("BENCH ")]
         if done.returncode or not lines:
@@ -182,6 +223,11 @@ def main() -> None:
                 f" load {r['clip_load_s']}s (peak RSS {r['clip_load_peak_rss_gib']} GiB); search "
                 f"{r['search_s_per_step']} s/step (first {r['search_first_step_s']}s), peak RSS "
                 f"{r['search_peak_rss_gib']} GiB{_vram(r, 'search_peak_vram_gib')}"
+            )
+        if "search_s_per_step[vision freed]" in r:
+            line += (
+                f"; vision towers freed: {r['search_s_per_step[vision freed]']} s/step, peak RSS "
+                f"{r['search_peak_rss_gib[vision freed]']} GiB"
             )
         if "s_per_image" in r:
             estimated = " (estimated)" if r["s_per_image_estimated"] else ""

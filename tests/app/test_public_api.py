@@ -25,7 +25,7 @@ import httpx
 import pytest
 from gradio_client import Client, handle_file
 
-from .public_server import ROOT, assert_refused, call, finding, start_server
+from ..public_server import ROOT, assert_refused, call, finding, start_server
 
 TOYS = sorted(str(p) for p in (ROOT / "assets" / "examples").glob("toy_*.png"))
 EXTRA = "random:tiny"  # a CLIP the operator enables beyond the offered pairs

@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from .public_server import ROOT, finding, start_server
+from ..public_server import ROOT, finding, start_server
 
 pytest.importorskip("mcp", reason="the gradio[mcp] extra is not installed")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .public_server import ROOT, finding, start_server
+from ..public_server import ROOT, finding, start_server
 
 CHROMIUM = os.environ.get("PEZ_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"]

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from pez.cli import run as cli_run
 
-from .conftest import noise_image
-from .public_server import finding
+from ..conftest import noise_image
+from ..public_server import finding
 
 MODEL = "random:tiny"
 FAST = ["-m", MODEL, "--steps", "3", "--prompt-len", "2", "--refine-steps", "0", "--prune-tolerance", "0", "-q"]
@@ -49,7 +49,7 @@ def image(path: Path, seed: int = 0) -> Path:
     return path
 
 
-@finding(9, "an error line counts as done: a fixed file is never retried")
+
 def test_a_file_that_failed_is_retried_once_fixed(tmp_path, capsys):
     """Today: the re-run skips the fixed file and reports '0 new'."""
     folder, out = tmp_path / "in", tmp_path / "r.jsonl"
@@ -64,7 +64,7 @@ def test_a_file_that_failed_is_retried_once_fixed(tmp_path, capsys):
     assert "error" not in fixed and fixed["prompt"], fixed
 
 
-@finding(9, "no flag keeps error lines as done")
+
 def test_keep_errors_skips_files_that_failed_before(tmp_path, capsys):
     """Today: --keep-errors is not a flag (argparse refuses it)."""
     folder, out = tmp_path / "in", tmp_path / "r.jsonl"
@@ -75,7 +75,7 @@ def test_keep_errors_skips_files_that_failed_before(tmp_path, capsys):
     assert code == 0 and "0 new" in stdout and "2 already done" in stdout, f"{code}: {stdout}{stderr}"
 
 
-@finding(9, "one symlink loop anywhere aborts the batch before any work")
+
 def test_a_symlink_loop_is_reported_and_the_rest_is_done(tmp_path, capsys):
     """Today: 'error: Symlink loop from ...' and no image is inverted."""
     folder, out = tmp_path / "in", tmp_path / "r.jsonl"
@@ -86,7 +86,7 @@ def test_a_symlink_loop_is_reported_and_the_rest_is_done(tmp_path, capsys):
     assert "loop.png" in stdout + stderr + out.read_text(), "the symlink loop was not reported"
 
 
-@finding(9, "a symlinked file is recorded under its target's path")
+
 def test_a_symlinked_file_is_recorded_under_the_name_the_user_gave(tmp_path, capsys):
     """Today: the line's path is the link's target, so the user cannot find their file in the results."""
     target = image(tmp_path / "elsewhere" / "real.png")
@@ -98,7 +98,7 @@ def test_a_symlinked_file_is_recorded_under_the_name_the_user_gave(tmp_path, cap
     assert str(folder / "link.png") in records(out), f"recorded as {sorted(records(out))}"
 
 
-@finding(9, "a symlinked folder is skipped silently")
+
 def test_a_symlinked_folder_is_searched_too(tmp_path, capsys):
     """Today: os.walk does not follow it: its images are neither done nor mentioned."""
     image(tmp_path / "shared" / "a.png")
@@ -122,7 +122,7 @@ def unwritable_outputs(tmp_path: Path) -> list[tuple[str, Path]]:
     return cases
 
 
-@finding(9, "the output is first opened after the first image's search")
+
 def test_an_output_that_cannot_be_written_is_reported_before_any_search(tmp_path, capsys):
     """Today: the first image is searched, then 'error: FileExistsError: ... File exists' (exit 1)."""
     folder = tmp_path / "in"
@@ -139,3 +139,16 @@ def test_an_output_that_cannot_be_written_is_reported_before_any_search(tmp_path
         assert code == 2 and err.startswith("error: out"), f"{what}: exit {code}: {err}"
         assert "\n" not in err and "failed (will be retried)" not in err, f"{what}: {err}"
         assert seconds < 20, f"{what}: reported after {seconds:.0f} s (searched first?)"
+
+
+def test_a_folder_link_loop_ends_and_each_image_is_done_once(tmp_path, capsys):
+    """A link from a folder to its parent: searched once (each real folder once), no endless walk."""
+    folder, out = tmp_path / "in", tmp_path / "r.jsonl"
+    image(folder / "sub" / "a.png")
+    (folder / "sub" / "up").symlink_to(folder, target_is_directory=True)
+    (folder / "dangling.png").symlink_to(tmp_path / "gone.png")
+    code, stdout, stderr = batch(capsys, str(folder), "--out", str(out))
+    assert code == 0, stdout + stderr
+    recs = records(out)
+    assert set(recs) == {str(folder / "sub" / "a.png"), str(folder / "dangling.png")}, sorted(recs)
+    assert "error" in recs[str(folder / "dangling.png")] and recs[str(folder / "sub" / "a.png")]["prompt"]

@@ -111,7 +111,10 @@ def add_invert_flags(p: argparse.ArgumentParser, command=None) -> None:
         flag, info = "--" + f.name.replace("_", "-"), about(InvertConfig, f.name)
         if isinstance(f.default, bool):  # --whole-words / --no-whole-words
             p.add_argument(
-                flag, action=argparse.BooleanOptionalAction, default=f.default, help=f"{info.help} (default %(default)s)"
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=f.default,
+                help=f"{info.help} (default %(default)s)",
             )
         elif f.name == "precision":
             p.add_argument(flag, choices=PRECISIONS, default=f.default, help=f"{info.help} (default {f.default})")
@@ -200,7 +203,13 @@ def _batch(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     try:
         summary = run_batch(
-            args.paths, args.out, args.model, cfg, device=args.device, progress=not args.quiet, keep_errors=args.keep_errors
+            args.paths,
+            args.out,
+            args.model,
+            cfg,
+            device=args.device,
+            progress=not args.quiet,
+            keep_errors=args.keep_errors,
         )
     except KeyboardInterrupt:  # between images
         sys.stderr.write("stopped; re-run the same command to resume\n")

@@ -1,11 +1,9 @@
 """Issue 15, finding 9, black-box: `python -m pez batch` as a user runs it, through the CLI's own
 entry (`pez.cli.run(argv)`, what `python -m pez` calls) with the tiny random CLIP.
 
-A failed file is retried on the next run unless the user keeps errors (`--keep-errors`, proposed);
+A failed file is retried on the next run unless the user keeps errors (`--keep-errors`);
 symlinks do not abort or silently skip anything and are recorded under the path the user named;
 an output that cannot be written is reported before any image is searched.
-
-Strict xfails (`finding(...)`) mark what today's code does not meet; the fix removes the mark.
 """
 
 from __future__ import annotations
@@ -18,7 +16,6 @@ from pathlib import Path
 from pez.cli import run as cli_run
 
 from ..conftest import noise_image
-from ..public_server import finding
 
 MODEL = "random:tiny"
 FAST = ["-m", MODEL, "--steps", "3", "--prompt-len", "2", "--refine-steps", "0", "--prune-tolerance", "0", "-q"]
@@ -49,7 +46,6 @@ def image(path: Path, seed: int = 0) -> Path:
     return path
 
 
-
 def test_a_file_that_failed_is_retried_once_fixed(tmp_path, capsys):
     """Today: the re-run skips the fixed file and reports '0 new'."""
     folder, out = tmp_path / "in", tmp_path / "r.jsonl"
@@ -64,7 +60,6 @@ def test_a_file_that_failed_is_retried_once_fixed(tmp_path, capsys):
     assert "error" not in fixed and fixed["prompt"], fixed
 
 
-
 def test_keep_errors_skips_files_that_failed_before(tmp_path, capsys):
     """Today: --keep-errors is not a flag (argparse refuses it)."""
     folder, out = tmp_path / "in", tmp_path / "r.jsonl"
@@ -73,7 +68,6 @@ def test_keep_errors_skips_files_that_failed_before(tmp_path, capsys):
     assert batch(capsys, str(folder), "--out", str(out))[0] == 0
     code, stdout, stderr = batch(capsys, str(folder), "--out", str(out), "--keep-errors")
     assert code == 0 and "0 new" in stdout and "2 already done" in stdout, f"{code}: {stdout}{stderr}"
-
 
 
 def test_a_symlink_loop_is_reported_and_the_rest_is_done(tmp_path, capsys):
@@ -86,7 +80,6 @@ def test_a_symlink_loop_is_reported_and_the_rest_is_done(tmp_path, capsys):
     assert "loop.png" in stdout + stderr + out.read_text(), "the symlink loop was not reported"
 
 
-
 def test_a_symlinked_file_is_recorded_under_the_name_the_user_gave(tmp_path, capsys):
     """Today: the line's path is the link's target, so the user cannot find their file in the results."""
     target = image(tmp_path / "elsewhere" / "real.png")
@@ -96,7 +89,6 @@ def test_a_symlinked_file_is_recorded_under_the_name_the_user_gave(tmp_path, cap
     code, stdout, stderr = batch(capsys, str(folder), "--out", str(out))
     assert code == 0, stdout + stderr
     assert str(folder / "link.png") in records(out), f"recorded as {sorted(records(out))}"
-
 
 
 def test_a_symlinked_folder_is_searched_too(tmp_path, capsys):
@@ -120,7 +112,6 @@ def unwritable_outputs(tmp_path: Path) -> list[tuple[str, Path]]:
         locked.mkdir(mode=0o500)
         cases.append(("read-only folder", locked / "r.jsonl"))
     return cases
-
 
 
 def test_an_output_that_cannot_be_written_is_reported_before_any_search(tmp_path, capsys):

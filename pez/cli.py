@@ -111,10 +111,7 @@ def add_invert_flags(p: argparse.ArgumentParser, command=None) -> None:
         flag, info = "--" + f.name.replace("_", "-"), about(InvertConfig, f.name)
         if isinstance(f.default, bool):  # --whole-words / --no-whole-words
             p.add_argument(
-                flag,
-                action=argparse.BooleanOptionalAction,
-                default=f.default,
-                help=f"{info.help} (default %(default)s)",
+                flag, action=argparse.BooleanOptionalAction, default=f.default, help=f"{info.help} (default %(default)s)"
             )
         elif f.name == "precision":
             p.add_argument(flag, choices=PRECISIONS, default=f.default, help=f"{info.help} (default {f.default})")

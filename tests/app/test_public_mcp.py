@@ -3,10 +3,10 @@ and 5 through MCP).
 
 `python app.py --offline-demo` runs in a subprocess on loopback; the official MCP client lists
 the tools and calls every one that takes images, with images given as data: URLs (what an MCP
-client can send to a server it shares no files with; http(s) URLs work the same way but loopback
-ones are refused by gradio's SSRF guard). Lists of images are lists of such strings.
+client can send to a server it shares no files with; the server refuses http(s) URLs and paths).
+Lists of images are lists of such strings.
 
-Strict xfails (`finding(...)`) mark what today's code does not meet; the fix removes the mark.
+Each test's docstring says what an assistant met before issue 15 was fixed.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from ..public_server import ROOT, finding, start_server
+from ..public_server import ROOT, start_server
 
 pytest.importorskip("mcp", reason="the gradio[mcp] extra is not installed")
 
@@ -102,18 +102,16 @@ def test_every_image_tool_is_listed(tools):
     assert IMAGE_TOOLS <= set(tools), sorted(tools)
 
 
-@finding(6, "gradio's schema for Gallery/list-of-files inputs keeps $refs to $defs nested inside the property")
 def test_every_tool_input_schema_resolves(tools):
-    """Today: invert_image, invert_multi, concatenate, find_style, regenerate_multi point to '#/$defs/GalleryImage', which is not there."""
+    """Before issue 15: invert_image, invert_multi, concatenate, find_style, regenerate_multi point to '#/$defs/GalleryImage', which is not there."""
     dangling = {
         name: ref for name, t in tools.items() for ref in refs(t.inputSchema) if not resolves(t.inputSchema, ref)
     }
     assert not dangling, f"dangling $refs (an MCP client cannot validate the arguments): {dangling}"
 
 
-@finding(6, "tool descriptions tell the assistant to use a tool this server does not list")
 def test_tool_descriptions_name_only_tools_that_exist(tools):
-    """Today: 'use the upload_file_to_gradio tool, if present' in every tool that takes a file."""
+    """Before issue 15: 'use the upload_file_to_gradio tool, if present' in every tool that takes a file."""
     named = {
         name: set(re.findall(r"\b(\w+) tool\b", t.description or "")) - {"the", "this", "a"}
         for name, t in tools.items()
@@ -130,14 +128,12 @@ CALLS = [
         "invert_image",
         {"image": URLS[0], "negative_images": [URLS[1]], **FAST},
         id="invert_image-negative_images",
-        marks=finding(6, "list-of-images inputs: PointerToNowhere '/$defs/GalleryImage'"),
     ),
     *[
         pytest.param(
             tool,
             {"images": URLS[:2], **FAST},
             id=tool,
-            marks=finding(6, "list-of-images inputs: PointerToNowhere '/$defs/GalleryImage'"),
         )
         for tool in ("invert_multi", "concatenate", "find_style")
     ],
@@ -145,21 +141,19 @@ CALLS = [
         "regenerate_multi",
         {"prompt": "a red circle", "images": URLS[:2], **GEN},
         id="regenerate_multi",
-        marks=finding(6, "list-of-images inputs: PointerToNowhere '/$defs/GalleryImage'"),
     ),
 ]
 
 
 @pytest.mark.parametrize("tool, args", CALLS)
 def test_every_tool_that_takes_images_is_callable_through_mcp(server, tool, args):
-    """Today: every list-of-images input fails before the call (the argument schema has dangling refs)."""
+    """Before issue 15: every list-of-images input fails before the call (the argument schema has dangling refs)."""
     result = run(_call(server, tool, args))
     shown = " ".join(texts(result))[:400]
     assert not result.isError, f"{tool} failed: {shown}"
     assert texts(result) and texts(result)[0].strip(), f"{tool} returned no text: {result.content}"
 
 
-@finding(6, "the search tools return the whole loss plot data to the assistant")
 @pytest.mark.parametrize(
     "tool, args",
     [
@@ -168,7 +162,7 @@ def test_every_tool_that_takes_images_is_callable_through_mcp(server, tool, args
     ],
 )
 def test_search_tools_return_text_an_assistant_can_read(server, tool, args):
-    """Today: the plot's rows come back as text (kilobytes of '[step, loss, curve]' triples)."""
+    """Before issue 15: the plot's rows come back as text (kilobytes of '[step, loss, curve]' triples)."""
     result = run(_call(server, tool, args))
     assert not result.isError, texts(result)
     text = "\n".join(texts(result))
@@ -192,10 +186,9 @@ def mcp_refusal(server, tool: str, args: dict, needles: list[str]) -> None:
     server.assert_quiet(mark)
 
 
-@finding(5, "MCP callers get gradio's unnamed range error or the generic error, and a traceback is logged")
 @pytest.mark.parametrize("tool, args, needles", MISTAKES, ids=["steps=0", "candidates=0", "regenerate-seed=-1"])
 def test_mcp_mistakes_get_a_message_naming_the_field(server, tool, args, needles):
-    """Today: 'Value 0 is less than minimum value 1.' or the generic error, and a traceback in the log."""
+    """Before issue 15: 'Value 0 is less than minimum value 1.' or the generic error, and a traceback in the log."""
     mcp_refusal(server, tool, args, needles)
 
 
@@ -208,7 +201,7 @@ def test_mcp_mistakes_get_a_message_naming_the_field(server, tool, args, needles
     ids=["model-not-offered", "seed=2.5"],
 )
 def test_mcp_argument_validation_refuses_what_the_schema_excludes(server, tool, args, needles):
-    """Guard (passes today): the MCP library checks arguments against the tool's schema (the model
+    """Guard (it passed before issue 15): the MCP library checks arguments against the tool's schema (the model
     is an enum of the offered pairs, the seed an integer); the fix must keep the schema that tight
     (PEZ_EXTRA_MODELS joins the enum). The library's message names the value, not the field."""
     mcp_refusal(server, tool, args, needles)

@@ -79,7 +79,7 @@ def checked_uploads(component, status) -> None:
 
 def image_gallery(label: str, elem_id: str, columns: int = 3, height: int = 280, field: str = "images") -> ImageList:
     """A drop zone for several target images (file paths); `field` names it in messages."""
-    return ImageList(
+    gallery = ImageList(
         type="filepath",
         interactive=True,
         label=label,
@@ -87,8 +87,9 @@ def image_gallery(label: str, elem_id: str, columns: int = 3, height: int = 280,
         height=height,
         file_types=["image"],
         elem_id=elem_id,
-        field=field,
     )
+    gallery.field = field
+    return gallery
 
 
 # ---------------------------------------------------------------------------------------------

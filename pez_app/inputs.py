@@ -85,10 +85,7 @@ class TargetImage(gr.Image):
 
     is_template = True  # gradio: render with the parent's (gr.Image's) frontend
     data_model = AnyPayload
-
-    def __init__(self, *args, field: str = "image", **kwargs):
-        self.field = field
-        super().__init__(*args, **kwargs)
+    field = "image"  # its name in messages (no __init__ of its own: gradio sends __init__'s props)
 
     def api_info(self) -> dict:
         return {"type": "string", "description": IMAGE_DOC}
@@ -104,10 +101,7 @@ class ImageList(gr.Gallery):
 
     is_template = True  # gradio: render with the parent's (gr.Gallery's) frontend
     data_model = AnyPayload
-
-    def __init__(self, *args, field: str = "images", **kwargs):
-        self.field = field
-        super().__init__(*args, **kwargs)
+    field = "images"  # its name in messages; set per instance (see TargetImage.field)
 
     def api_info(self) -> dict:
         return {"type": "array", "items": {"type": "string", "description": IMAGE_DOC}}

@@ -1,10 +1,11 @@
 """The app as an anonymous caller meets it: `python app.py` in a subprocess on loopback.
 
-Server settings come from the environment, as an operator sets them (PEZ_QUEUE_SIZE, and the
-caps issue 15 proposes: PEZ_MAX_STEPS, PEZ_MAX_CANDIDATES, PEZ_MAX_RUN_SECONDS, PEZ_EXTRA_MODELS).
+Server settings come from the environment, as an operator sets them (PEZ_QUEUE_SIZE and the
+caps: PEZ_MAX_STEPS, PEZ_MAX_CANDIDATES, PEZ_MAX_RUN_SECONDS, PEZ_EXTRA_MODELS).
 The server's own output (log lines, gradio's tracebacks) goes to a file a test can read from a
 mark, and its memory can be read from /proc. Used by the black-box tests of issue 15
-(test_public_api, test_public_mcp, test_browser_states): one server per test module.
+(tests/app/test_public_api.py, tests/app/test_public_mcp.py, tests/e2e/test_browser_states.py):
+one server per test module.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 START_SECONDS = 120  # importing torch + gradio and building the demo, on a busy 2-core machine
@@ -99,13 +99,6 @@ def start_server(log_dir: Path, env: dict[str, str] | None = None, args: tuple[s
         time.sleep(0.3)
     server.stop()
     raise RuntimeError(f"app.py did not answer within {START_SECONDS} s:\n{log_path.read_text()[-3000:]}")
-
-
-def finding(number: int | str, why: str):
-    """Mark a test of an issue-15 finding that today's code does not meet yet: a strict xfail that
-    must fail by an assertion (any other exception is a real failure). The fix removes the mark;
-    `python -m pytest --runxfail tests/test_public_*.py` shows the failures as plain ones."""
-    return pytest.mark.xfail(strict=True, raises=AssertionError, reason=f"issue 15 finding {number}: {why}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ from ..regenerate import Draw, RegeneratePanel, image_paths, regenerate_endpoint
 from ..server import gpu_handler, load_model, user_error
 from ..settings import number_box
 
+NEGATIVE_NOTE = " · with images to avoid, the score is the similarity to the target minus theirs (so it can exceed 1)"
+
 
 def _invert_image(
     image: str,
@@ -33,7 +35,7 @@ def _invert_image(
     texts = [text.strip()] if isinstance(text, str) and text.strip() else None
     weight = float(text_weight) if isinstance(text_weight, (int, float)) else text_weight
     mode = "image" + (" − negatives" if negatives else "") + (" + text" if texts else "")
-    note = ui.toy_note(model, [image])
+    note = ui.toy_note(model, [image]) + (NEGATIVE_NOTE if negatives else "")
     yield from stream_inversion(
         mode,
         model,

@@ -567,3 +567,64 @@ def test_first_use_download_shows_bytes_and_total_in_the_status(image_files, mon
     shown = [u[1] for u in updates if u[1].startswith("Downloading")]
     assert shown and "/ 40.0 MB (open_clip_model.safetensors)" in shown[-1]
     assert "Done after" in updates[-1][1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Server settings and the gradio internals the app reads
+
+
+def test_server_limits_are_read_from_the_environment_when_the_demo_is_built(monkeypatch):
+    monkeypatch.setenv("PEZ_MAX_STEPS", "500")
+    monkeypatch.setenv("PEZ_EXTRA_MODELS", "random:tiny, ViT-B-32/openai")
+    demo = app.build_demo(offline_demo=True)
+    try:
+        assert server.SERVER.limits.max_steps == 500 and settings.server_caps()["steps"] == 500
+        assert server.offered_models()[-2:] == ["random:tiny", "ViT-B-32/openai"]
+        assert [v for _, v in _component(demo, inputs.ModelDropdown, "Model pair").choices][-2:] == server.offered_models()[-2:]
+        assert _component(demo, inputs.SettingNumber, "Steps").info.startswith("1 to 500")
+        assert components.LAUNCH_KWARGS["max_file_size"] == "20mb"
+        monkeypatch.setenv("PEZ_MAX_STEPS", "lots")
+        with pytest.raises(pez.ConfigError, match="PEZ_MAX_STEPS: expected a whole number above 0, received 'lots'"):
+            server.Limits.from_env()
+    finally:
+        monkeypatch.undo()
+        app.build_demo(offline_demo=True)  # the defaults again, for the tests after this one
+    assert server.SERVER.limits == server.Limits()
+
+
+def test_the_model_refusal_reads_the_same_for_any_value():
+    refused = []
+    for model in ["ViT-B-32@/etc/passwd", "local-dir:/root", "random:RN50", "", None, ["toy"]]:
+        with pytest.raises(gr.Error) as e:
+            server.check_model(model)
+        refused.append(e.value.message.replace(repr(model), "<model>"))
+    assert len(set(refused)) == 1 and "expected one of ['sd-turbo'" in refused[0]
+    assert server.check_model(" toy ") == "toy"
+
+
+def test_queue_full_reads_gradios_queue():
+    """inputs.queue_full reads gradio internals (Blocks._queue): a real full queue must read full."""
+    import threading
+
+    from gradio_client import Client
+
+    release = threading.Event()
+    with gr.Blocks() as demo:
+        box = gr.Textbox()
+        box.submit(lambda x: release.wait(30) and x, box, box, api_name="hold", concurrency_limit=1)
+    demo.queue(max_size=1)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True)
+    try:
+        assert not inputs.queue_full(demo)
+        client = Client(url, verbose=False)
+        jobs = [client.submit("a", api_name="/hold") for _ in range(2)]  # one runs, one waits
+        deadline = time.monotonic() + 20
+        while not inputs.queue_full(demo) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert inputs.queue_full(demo)
+        release.set()
+        assert [j.result(timeout=30) for j in jobs] == ["a", "a"]
+        assert not inputs.queue_full(demo)
+    finally:
+        release.set()
+        demo.close()

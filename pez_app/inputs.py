@@ -24,7 +24,9 @@ from typing import Any
 import gradio as gr
 from gradio import processing_utils
 from gradio.data_classes import GradioRootModel
+from gradio.utils import get_upload_folder
 from gradio_client.utils import is_file_obj_with_meta
+from pydantic import model_validator
 
 from pez.config import MAX_IMAGES
 
@@ -33,49 +35,81 @@ from .server import SERVER, check_model, user_error
 IMAGE_DOC = "an image: an uploaded file (gradio_client: handle_file(path)) or a data: URL (base64)"
 
 
-class AnyPayload(GradioRootModel):
-    """What the browser or a client sent, unchanged: the component's preprocess checks it (a
-    pydantic error here would reach the caller as gradio's generic error, with a traceback)."""
-
-    root: Any = None
+class Refused(str):
+    """Why a value sent as an image cannot be used (made only here: JSON cannot make one)."""
 
 
-# ---------------------------------------------------------------------------------------------
-# Images
-
-
-def image_path(item: Any, field: str, cache_dir: str) -> str:
-    """One image as a caller sent it -> a local file for pez to open. Accepted: a file gradio
-    received (a FileData dict with its meta: gradio has checked it was uploaded), a gallery item
-    `{"image": file}`, a data: URL (decoded here, size-checked first). Anything else, a plain
-    path or an http(s) URL included, is refused by name."""
+def image_item(item: Any) -> dict | Refused:
+    """One image as a caller sent it -> a file dict (`{"path", "meta"}`: a file gradio received
+    and checked was uploaded, or a data: URL decoded into gradio's cache now, its size checked
+    first), or a Refused. A plain string, a server path or an http(s) URL included, is refused."""
     if isinstance(item, dict) and "path" not in item:
         item = item.get("image", item.get("video", item))
     if is_file_obj_with_meta(item):
         url = item.get("url") or ""
-        if url.startswith("data:"):
-            return data_url_file(url, field, cache_dir)
+        if url.startswith("data:"):  # a pasted or webcam image the browser did not upload
+            return data_url_file(url)
         if not item["path"].startswith(("http://", "https://")):
-            return item["path"]
+            return {"path": item["path"], "meta": {"_type": "gradio.FileData"}}
     elif isinstance(item, str) and item.startswith("data:"):
-        return data_url_file(item, field, cache_dir)
+        return data_url_file(item)
     shown = item if isinstance(item, str) else type(item).__name__
-    raise user_error(f"{field}: expected {IMAGE_DOC}, received {shown!r:.80}")
+    return Refused(f"expected {IMAGE_DOC}, received {shown!r:.80}")
 
 
-def data_url_file(url: str, field: str, cache_dir: str) -> str:
-    """A data: URL -> a file in gradio's cache. Its size is checked before it is decoded."""
+def data_url_file(url: str) -> dict | Refused:
+    """A data: URL -> a file dict in gradio's cache, or a Refused (too large, not base64)."""
     limit = SERVER.limits.max_file_mb
     head, _, body = url.partition(",")
     if len(body) * 3 // 4 > limit << 20:
-        raise user_error(f"{field}: expected an image of at most {limit} MB, received {len(body) * 3 // 4 >> 20} MB")
+        return Refused(f"expected an image of at most {limit} MB, received {len(body) * 3 // 4 >> 20} MB")
     if not head.endswith(";base64"):
-        raise user_error(f"{field}: expected a base64 data: URL, received {head[:60]!r}")
+        return Refused(f"expected a base64 data: URL, received {head[:60]!r}")
     try:
         base64.b64decode(body, validate=True)
     except (binascii.Error, ValueError):
-        raise user_error(f"{field}: the data: URL is not valid base64") from None
-    return processing_utils.save_base64_to_cache(url, cache_dir)
+        return Refused("the data: URL is not valid base64")
+    return {"path": processing_utils.save_base64_to_cache(url, get_upload_folder()), "meta": {"_type": "gradio.FileData"}}
+
+
+def image_path(item: Any, field: str) -> str:
+    """A normalised image (image_item's result) -> its file, or a refusal naming `field`."""
+    item = item if isinstance(item, (dict, Refused)) else image_item(item)
+    if isinstance(item, Refused):
+        raise user_error(f"{field}: {item}")
+    return item["path"]
+
+
+class ImagePayload(GradioRootModel):
+    """One image as sent, normalised when gradio validates it (image_item), so that what gradio
+    keeps of each request in its session state is small (never a whole data: URL), and nothing
+    fails in pydantic (its error would reach the caller as gradio's generic one, with a traceback)."""
+
+    root: Any = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, value: Any) -> Any:
+        return None if value is None else image_item(value)
+
+
+class ImagesPayload(GradioRootModel):
+    """Several images as sent (a list), normalised item by item; a list that is not one, or is
+    too long, is refused whole (and not kept)."""
+
+    root: Any = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            return Refused(f"expected a list of images, received {type(value).__name__}")
+        if len(value) > MAX_IMAGES:
+            return Refused(f"expected at most {MAX_IMAGES} images, received {len(value)}")
+        items = [image_item(item) for item in value]
+        return [i if isinstance(i, Refused) else {"image": i, "caption": None} for i in items]
 
 
 class TargetImage(gr.Image):
@@ -84,15 +118,15 @@ class TargetImage(gr.Image):
     no file reference; gradio_client's handle_file(...) works as with gr.Image."""
 
     is_template = True  # gradio: render with the parent's (gr.Image's) frontend
-    data_model = AnyPayload
+    data_model = ImagePayload
     field = "image"  # its name in messages (no __init__ of its own: gradio sends __init__'s props)
 
     def api_info(self) -> dict:
         return {"type": "string", "description": IMAGE_DOC}
 
     def preprocess(self, payload):
-        item = payload.root if isinstance(payload, AnyPayload) else payload
-        return None if item is None else image_path(item, self.field, self.GRADIO_CACHE)
+        item = payload.root if isinstance(payload, ImagePayload) else payload
+        return None if item is None else image_path(item, self.field)
 
 
 class ImageList(gr.Gallery):
@@ -100,7 +134,7 @@ class ImageList(gr.Gallery):
     URLs) from an API or MCP caller. API type: an array of strings (no dangling $defs in MCP)."""
 
     is_template = True  # gradio: render with the parent's (gr.Gallery's) frontend
-    data_model = AnyPayload
+    data_model = ImagesPayload
     field = "images"  # its name in messages; set per instance (see TargetImage.field)
 
     def api_info(self) -> dict:
@@ -113,14 +147,12 @@ class ImageList(gr.Gallery):
         return []
 
     def preprocess(self, payload) -> list[str]:
-        items = payload.root if isinstance(payload, AnyPayload) else payload
+        items = payload.root if isinstance(payload, ImagesPayload) else ImagesPayload.model_validate(payload).root
         if items is None:
             return []
-        if not isinstance(items, list):
-            raise user_error(f"{self.field}: expected a list of images, received {type(items).__name__}")
-        if len(items) > MAX_IMAGES:
-            raise user_error(f"{self.field}: expected at most {MAX_IMAGES} images, received {len(items)}")
-        return [image_path(item, self.field, self.GRADIO_CACHE) for item in items]
+        if isinstance(items, Refused):
+            raise user_error(f"{self.field}: {items}")
+        return [image_path(i["image"] if isinstance(i, dict) else i, self.field) for i in items]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,6 +167,19 @@ class ModelDropdown(gr.Dropdown):
 
     def preprocess(self, payload):
         return check_model(payload)
+
+
+class Choice(gr.Radio):
+    """A radio whose refusal of a value outside its choices names the value without a traceback
+    (browser-only events are callable by anyone who posts to them)."""
+
+    is_template = True
+
+    def preprocess(self, payload):
+        values = [value for _, value in self.choices]
+        if payload not in values:
+            raise user_error(f"{self.label or 'choice'}: expected one of {values}, received {payload!r:.80}")
+        return payload
 
 
 class SettingNumber(gr.Number):
@@ -174,4 +219,14 @@ def queue_full(blocks: gr.Blocks | None) -> bool:
         return False
 
 
-__all__ = ["ImageList", "ModelDropdown", "SettingNumber", "TargetImage", "image_path", "is_mcp_call", "queue_full"]
+__all__ = [
+    "Choice",
+    "ImageList",
+    "ModelDropdown",
+    "SettingNumber",
+    "TargetImage",
+    "image_item",
+    "image_path",
+    "is_mcp_call",
+    "queue_full",
+]

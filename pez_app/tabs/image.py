@@ -10,7 +10,7 @@ import pez
 from pez.config import BOUNDS, TEXT_WEIGHT
 
 from .. import components as ui
-from ..inputs import TargetImage
+from ..inputs import Choice, TargetImage
 from ..progress import RunControl, stream_inversion
 from ..regenerate import Draw, RegeneratePanel, image_paths, regenerate_endpoint
 from ..server import gpu_handler, load_model, user_error
@@ -103,7 +103,7 @@ def build(ctx) -> None:
     with gr.Tab("Image → Prompt", id="image", elem_id="tab-image"):
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=300):
-                goal = gr.Radio(
+                goal = Choice(
                     [
                         ("a prompt for this image", "prompt"),
                         ("a negative prompt (the image shows what to avoid)", "negative"),

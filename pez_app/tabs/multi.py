@@ -13,6 +13,7 @@ from pez.config import MAX_IMAGES
 
 from .. import components as ui
 from ..downloads import load_with_progress
+from ..inputs import Choice
 from ..progress import (
     UI_INTERVAL,
     RunControl,
@@ -132,7 +133,7 @@ def build(ctx) -> None:
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=300):
                 images = ui.image_gallery("Images (drag several in)", "multi-input")
-                mode = gr.Radio(
+                mode = Choice(
                     [("One prompt for all images", "all"), ("Concatenate: one prompt per image, joined", "concat")],
                     value="all",
                     label="Mode",

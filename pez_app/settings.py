@@ -163,7 +163,8 @@ def number_box(bound: Bound, label: str, default, hi: float | None = None, hint:
     and a value outside it is sent as typed, for pez's check to name (SettingNumber)."""
     integer = float(bound.step).is_integer()
     top = bound.hi if hi is None else hi
-    info = f"{bound.lo:g} to {top:g}" + (f" · {hint}" if hint else "")
+    span = f"{int(bound.lo):,} to {int(top):,}" if integer else f"{bound.lo:g} to {top:g}"
+    info = span + (f" · {hint}" if hint else "")
     return SettingNumber(default, label=label, precision=0 if integer else None, step=bound.step, info=info, **kw)
 
 

@@ -107,12 +107,12 @@ def test_settings_defaults_and_bounds_come_from_the_core():
         s = _component(app.demo, inputs.SettingNumber, label)
         hi = caps.get(name, BOUNDS[name].hi)
         assert s.value == getattr(d, name) and (s.minimum, s.maximum) == (None, None)
-        assert s.info.startswith(f"{BOUNDS[name].lo:g} to {hi:g}"), s.info
+        assert s.info.startswith(f"{int(BOUNDS[name].lo):,} to {int(hi):,}"), s.info
     assert caps == {"steps": server.SERVER.limits.max_steps, "candidates": server.SERVER.limits.max_candidates}
     lr = _component(app.demo, gr.Number, "Learning rate")
     assert lr.value == d.lr and lr.minimum is None
     count = _component(app.demo, inputs.SettingNumber, "Images")
-    assert count.info.startswith(f"1 to {GENERATE_BOUNDS['num_images'].hi:g}")
+    assert count.info.startswith(f"1 to {int(GENERATE_BOUNDS['num_images'].hi)}")
     assert count.value == pez.GenerateConfig().num_images
     model = _component(app.demo, inputs.ModelDropdown, "Model pair")
     assert [v for _, v in model.choices] == server.offered_models() == pez.list_pairs()
@@ -628,3 +628,11 @@ def test_queue_full_reads_gradios_queue():
     finally:
         release.set()
         demo.close()
+
+
+def test_regeneration_stops_at_the_servers_time_limit(monkeypatch):
+    """The whole request shares one deadline, whose clock starts once the model is ready."""
+    monkeypatch.setattr(server.SERVER, "limits", server.Limits(max_run_seconds=1e-6))
+    items, summary = style.regenerate_style("green", "a circle\na star\na heart", pez.STYLE_TEMPLATE, "toy", "", 0, 1, 0, 2)
+    assert "Stopped at the server's time limit (1e-06 s)" in summary
+    assert len(items) < 6  # not every subject x image was drawn

@@ -155,7 +155,8 @@ def check_caps(values: dict[str, Any]) -> None:
         v = as_int(values.get(name))
         if isinstance(v, int) and not isinstance(v, bool) and v > cap:
             lo = BOUNDS[name].lo
-            raise user_error(f"{label(name)} ({name}): expected a value in [{lo:g}, {cap}] on this server, received {v}")
+            what = about(InvertConfig, name).label
+            raise user_error(f"{what} ({name}): expected a value in [{lo:g}, {cap}] on this server, received {v}")
 
 
 def number_box(bound: Bound, label: str, default, hi: float | None = None, hint: str = "", **kw) -> gr.Number:

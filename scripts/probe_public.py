@@ -23,10 +23,9 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from tests.public_server import start_server
 
-from tests.public_server import start_server  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 TOY = sorted((ROOT / "assets" / "examples").glob("toy_*.png"))[0]
 PHOTO = ROOT / "assets" / "photos" / "cat.jpg"

@@ -10,6 +10,7 @@ Needs `apt-get install chromium` and `pip install playwright`; skipped when eith
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -31,7 +32,8 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not ins
 
 TOYS = sorted(str(p) for p in (ROOT / "assets" / "examples").glob("toy_*.png"))
 PHOTO = str(ROOT / "assets" / "photos" / "cat.jpg")
-SERVER_ENV = {"PEZ_QUEUE_SIZE": "1", "PEZ_MAX_STEPS": "5000", "PEZ_MAX_RUN_SECONDS": "60"}
+RUN_SECONDS = 30  # the server's time limit: no run outlasts a test by more than this
+SERVER_ENV = {"PEZ_QUEUE_SIZE": "1", "PEZ_MAX_STEPS": "5000", "PEZ_MAX_RUN_SECONDS": str(RUN_SECONDS)}
 WAIT = 10_000  # ms: how long a state may take to show up (a fixed app shows it in ~1 s)
 
 
@@ -129,10 +131,13 @@ def full_queue(server):
             time.sleep(0.2)
         assert jobs[1].status().code == Status.IN_QUEUE, "could not fill the queue from the API"
         yield
-    finally:
+    finally:  # end both runs, and wait until they are over: the next test needs an idle server
         for job in reversed(jobs):
-            job.cancel()
-        time.sleep(1.0)
+            with contextlib.suppress(Exception):  # a busy machine may answer the cancel late
+                job.cancel()
+        deadline = time.monotonic() + RUN_SECONDS + 10  # a run the cancel missed ends at the time limit
+        while time.monotonic() < deadline and not all(job.done() for job in jobs):
+            time.sleep(0.2)
 
 
 def test_an_idle_server_never_says_another_run_is_using_it(page):

@@ -24,6 +24,18 @@ ROOT = Path(__file__).resolve().parent.parent
 START_SECONDS = 120  # importing torch + gradio and building the demo, on a busy 2-core machine
 
 
+# The server the API and MCP tests share (one per test package, tests/app/conftest.py): the caps an
+# operator would set, small enough to test, and a CLIP enabled beyond the offered pairs.
+EXTRA = "random:tiny"
+MAX_STEPS, MAX_CANDIDATES, MAX_RUN_SECONDS = 5000, 4, 4
+PUBLIC_ENV = {
+    "PEZ_EXTRA_MODELS": EXTRA,
+    "PEZ_MAX_STEPS": str(MAX_STEPS),
+    "PEZ_MAX_CANDIDATES": str(MAX_CANDIDATES),
+    "PEZ_MAX_RUN_SECONDS": str(MAX_RUN_SECONDS),
+}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

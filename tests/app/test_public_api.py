@@ -23,27 +23,18 @@ import httpx
 import pytest
 from gradio_client import Client, handle_file
 
-from ..public_server import ROOT, assert_refused, call, start_server
+from ..public_server import EXTRA, MAX_CANDIDATES, MAX_RUN_SECONDS, MAX_STEPS, ROOT, assert_refused, call
 
 TOYS = sorted(str(p) for p in (ROOT / "assets" / "examples").glob("toy_*.png"))
-EXTRA = "random:tiny"  # a CLIP the operator enables beyond the offered pairs
-MAX_STEPS, MAX_CANDIDATES, MAX_RUN_SECONDS = 5000, 4, 4
 DEFAULT_MAX_SUBJECTS, DEFAULT_MAX_FILE_MB = 8, 20  # the defaults (no setting given here)
-SERVER_ENV = {
-    "PEZ_EXTRA_MODELS": EXTRA,
-    "PEZ_MAX_STEPS": str(MAX_STEPS),
-    "PEZ_MAX_CANDIDATES": str(MAX_CANDIDATES),
-    "PEZ_MAX_RUN_SECONDS": str(MAX_RUN_SECONDS),
-}
 FAST = dict(model="toy", prompt_len=3, steps=3, candidates=1, seed=0, refine_steps=0, patience=0)
 GEN = dict(model="toy", negative_prompt="", seed=0, steps=1, guidance=0.0, num_images=1)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = start_server(tmp_path_factory.mktemp("public-api"), SERVER_ENV)
-    yield srv
-    srv.stop()
+def server(public_server):
+    """The server this folder's public tests share (conftest.public_server: PUBLIC_ENV)."""
+    return public_server
 
 
 @pytest.fixture(scope="module")

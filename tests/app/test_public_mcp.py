@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from ..public_server import ROOT, start_server
+from ..public_server import ROOT
 
 pytest.importorskip("mcp", reason="the gradio[mcp] extra is not installed")
 
@@ -31,10 +31,9 @@ IMAGE_TOOLS |= {"regenerate", "regenerate_multi"}
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = start_server(tmp_path_factory.mktemp("public-mcp"))
-    yield srv
-    srv.stop()
+def server(public_server):
+    """The server this folder's public tests share (conftest.public_server: PUBLIC_ENV)."""
+    return public_server
 
 
 @asynccontextmanager

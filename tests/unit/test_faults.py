@@ -74,6 +74,6 @@ def test_a_failed_load_keeps_nothing_it_built(tmp_path):
     bad.write_bytes(b"not weights")
     before = models()
     with pytest.raises(Exception) as failed:  # noqa: B017 - whatever torch.load raises
-        pez.load_clip(f"RN50@{bad}", device="cpu")
+        pez.load_clip(f"ViT-S-16@{bad}", device="cpu")
     assert failed.value is not None  # the error is kept, as a server keeps it
     assert models() == before, "the half-built CLIP is still alive"

@@ -304,8 +304,11 @@ def toy_note(model: str, paths: list) -> str:
 
     if model != "toy":
         return ""
+    sides = []
     try:
-        sides = [max(Image.open(p).size) for p in paths]  # the header only
+        for path in paths:
+            with Image.open(path) as img:  # the header only
+                sides.append(max(img.size))
     except Exception:  # noqa: BLE001 - a bad file is reported by the run itself
         return ""
     return f" · {TOY_NOTE}" if any(side > TOY_SIDE for side in sides) else ""

@@ -94,7 +94,7 @@ def _env_number(name: str, default, kind=int):
         value = kind(raw)
     except ValueError:
         value = None
-    if value is None or value <= 0:
+    if value is None or not value > 0:  # NaN too
         raise ConfigError(f"{name}: expected a {'whole ' if kind is int else ''}number above 0, received {raw!r}")
     return value
 

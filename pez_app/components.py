@@ -12,13 +12,13 @@ import gradio as gr
 
 import pez
 from pez.config import MAX_TEXT_CHARS
+from pez.toy.generator import EXAMPLES_DIR
 
 from . import progress as prog
 from .server import HARD_STOP, SERVER, StartupModel, as_gr_error, gpu_handler
 from .settings import make_config, setting_params, settings_doc
 
-ROOT = Path(__file__).resolve().parent.parent
-ASSETS = ROOT / "assets"
+ASSETS = Path(__file__).resolve().parent / "assets"  # package data: the example photos and style images
 
 CSS = """
 .pez-header { display: flex; align-items: baseline; gap: 14px; flex-wrap: wrap; }
@@ -254,11 +254,11 @@ def stop_run(control: prog.RunControl):
 
 
 # ---------------------------------------------------------------------------------------------
-# Examples (assets/) and the header
+# Examples (pez_app/assets/, the toy world's in pez/assets/) and the header
 
 
 def toy_examples() -> list[str]:
-    return sorted(str(p) for p in (ASSETS / "examples").glob("toy_*.png"))
+    return sorted(str(p) for p in EXAMPLES_DIR.glob("toy_*.png"))
 
 
 def photo_examples() -> list[str]:

@@ -15,7 +15,8 @@ from pez.config import MAX_TEXT_CHARS
 from pez.toy.generator import EXAMPLES_DIR
 
 from . import progress as prog
-from .server import HARD_STOP, SERVER, StartupModel, as_gr_error, gpu_handler
+from . import zerogpu
+from .server import SERVER, ZERO_GPU, StartupModel, as_gr_error, gpu_handler
 from .settings import make_config, setting_params, settings_doc
 
 ASSETS = Path(__file__).resolve().parent / "assets"  # package data: the example photos and style images
@@ -173,24 +174,38 @@ def search_endpoint(body: Callable[..., Iterator], description: str, args_doc: s
     callers have none). The handler builds the run's InvertConfig once (settings.make_config) and
     streams `body(*own, model=..., config=..., control=...)`, which yields (prompt, status, plot,
     candidates, record); the record goes to the control (History and Stop read it there), the rest
-    to the client. A failure is left in the control, for the tab's status line."""
+    to the client. A failure is left in the control, for the tab's status line.
+
+    The body runs on the GPU (`search`, wrapped by spaces.GPU with a duration from the request): on
+    ZeroGPU in a worker process that gets copies of its arguments, so the handler keeps the record,
+    sees Stop (it then ends the worker's stream and keeps the best prompt) and turns an aborted GPU
+    run into a stopped one, all in the main process (pez_app.zerogpu)."""
     P = inspect.Parameter
     own = [p for p in inspect.signature(body).parameters.values() if p.kind == P.POSITIONAL_OR_KEYWORD]
     leading, trailing = [p for p in own if p.default is P.empty], [p for p in own if p.default is not P.empty]
     control = P("control", P.POSITIONAL_OR_KEYWORD, default=None, annotation=prog.RunControl | None)
     sig = inspect.Signature([*leading, *setting_params(pez.DEFAULT_PAIR), *trailing, control])
 
+    def search(own_values: tuple, model: str, config: pez.InvertConfig, control: prog.RunControl):
+        yield from body(*own_values, model=model, config=config, control=control)
+
+    on_gpu = gpu_handler(search, zerogpu.search_seconds)
+
     def handler(*args, **kwargs):
         a = sig.bind(*args, **kwargs)
         a.apply_defaults()
         run = a.arguments["control"] or prog.RunControl()
         run.started = True
+        stop = run.should_stop()
         try:
             config = make_config(a.arguments)
-            stream = body(*(a.arguments[p.name] for p in own), model=a.arguments["model"], config=config, control=run)
-            for *values, record in stream:
-                run.record = record
-                yield tuple(values)
+            request = (tuple(a.arguments[p.name] for p in own), a.arguments["model"], config)
+            if ZERO_GPU and stop():
+                yield "", prog.STOPPED_BEFORE, None, []
+                return
+            if zerogpu.loads_in_call(request[1]):
+                yield "", zerogpu.loading_note(request[1]), None, []
+            yield from _stream_on_gpu(on_gpu, request, run, stop)
         except Exception as e:
             err = as_gr_error(e)
             run.error = err.message
@@ -205,7 +220,34 @@ def search_endpoint(body: Callable[..., Iterator], description: str, args_doc: s
         "Returns:\n    the best prompt, a plain-text status line, the loss curve and the candidates table "
         "(streamed: each update improves on the last)"
     )
-    return gpu_handler(handler)
+    return handler
+
+
+def _stream_on_gpu(on_gpu: Callable, request: tuple, run: prog.RunControl, stop: Callable[[], bool]) -> Iterator:
+    """Stream the GPU part's updates, keeping each record in the run's control. On ZeroGPU (where
+    the worker sees neither Stop nor the control) Stop ends the worker's stream here and an aborted
+    GPU run ends as a stopped one; both keep the best prompt so far."""
+    values = None
+    stream = on_gpu(*request, run)
+    try:
+        for *values, record in stream:
+            run.record = record
+            yield tuple(values)
+            if ZERO_GPU and stop():
+                stream.close()  # spaces tells the worker to stop at its next update
+                yield _stopped(values, run, "")
+                return
+    except gr.Error as e:
+        if not (ZERO_GPU and zerogpu.is_abort(e) and values and run.record and run.record.get("prompt")):
+            raise zerogpu.explain(e, zerogpu.search_seconds(*request) if ZERO_GPU else None) from e
+        yield _stopped(values, run, f": the GPU run was aborted ({zerogpu.search_seconds(*request)} s reserved)")
+
+
+def _stopped(values: list, run: prog.RunControl, why: str) -> tuple:
+    """The last update of a run ended in the main process: its best prompt, a Stopped status."""
+    record = run.record = {**run.record, "done": True, "stopped": True}
+    text = f"Stopped at step {record['steps_run']}{why} — best prompt kept (score {prog.fmt_score(record['score'])})"
+    return values[0], text, *values[2:]
 
 
 def wire_search(
@@ -236,20 +278,16 @@ def wire_search(
         evt.failure(prog.error_status, control, status, **QUICK)
         history.save(evt, control)
         events.append(evt)
-    stop_evt = stop_btn.click(stop_run, [control], [status], cancels=events if HARD_STOP else None, **QUICK)
+    stop_evt = stop_btn.click(stop_run, [control], [status], **QUICK)
     history.save(stop_evt, control)
     return events
 
 
 def stop_run(control: prog.RunControl):
     """Stop: ask the run to end (it keeps its best prompt); History gets the best so far at once."""
-    record = control.record
     control.stop_at = time.monotonic()
     if control.armed and not control.started:
-        return "Stopped before it started (it was waiting in the queue)."
-    if HARD_STOP and record and record.get("prompt") and not record.get("done"):
-        score = prog.fmt_score(record.get("score"))
-        return f"Stopped at step {record.get('steps_run', 0)} — best prompt kept (score {score})"
+        return prog.STOPPED_BEFORE
     return gr.skip()  # a running search ends by itself and reports "Stopped after …"
 
 

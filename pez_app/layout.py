@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 import gradio as gr
 
 from . import components as ui
+from . import zerogpu
 from .api_help import api_help, api_help_for
 from .history import HistoryStore
 from .regenerate import RegeneratePanel
-from .server import SERVER, StartupModel, startup_model
+from .server import SERVER, ZERO_GPU, StartupModel, startup_model
 from .settings import SettingsPanel, settings_panel
 from .tabs import distill, history, image, multi, style
 
@@ -48,6 +49,8 @@ def build_demo(offline_demo: bool | None = None, start: StartupModel | None = No
     """Build the whole app. `offline_demo` defaults to the server setting; without it the default
     pair is probed once (cached or downloadable?) and the toy world is used when it is neither."""
     start = start or startup_model(offline_demo)
+    if ZERO_GPU:  # the start-up pair on `cuda` at import: packed once, restored fast in each GPU worker
+        zerogpu.preload(start.pair)
     toys = ui.toy_examples()
     with gr.Blocks(title="pez — image to prompt") as demo:
         ui.header(start)

@@ -19,7 +19,8 @@ import gradio as gr
 import pez
 from pez.config import GENERATE_BOUNDS, GenerateConfig, about
 
-from .server import SERVER, user_error
+from . import zerogpu
+from .server import SERVER, friendly_errors, gpu_handler, load_model, user_error
 from .settings import as_int, slider
 
 
@@ -56,7 +57,16 @@ def run_generation(model: str, draw: Draw, cfg: pez.GenerateConfig, progress=Non
             progress((s.step, s.total), desc="Generating", unit="steps")
 
     targets = list(draw.targets) if draw.targets else None
-    return generate(model, draw.prompt, cfg, device=SERVER.device, targets=targets, callback=callback)
+    clip = load_model(model) if model in pez.list_pairs() else None  # scored with the search's CLIP: one load
+    return generate(model, draw.prompt, cfg, device=SERVER.device, targets=targets, callback=callback, clip=clip)
+
+
+def draw_all(galleries: list[list[Draw]], model: str, cfg: pez.GenerateConfig, progress=None) -> list[list]:
+    """Every draw of a regeneration (on ZeroGPU, in a GPU worker): GenerationResults per gallery."""
+    return [[run_generation(model, d, cfg, progress) for d in draws] for draws in galleries]
+
+
+draw_on_gpu = gpu_handler(draw_all, zerogpu.generate_seconds)
 
 
 def captioned(result, label: str = "") -> list[tuple[Any, str]]:
@@ -129,7 +139,8 @@ def regenerate_endpoint(plan: Callable[..., list[list[Draw]]], description: str,
 
     Parameters: `plan`'s own (the tab's inputs), `model`, the generation settings (GENERATION) and
     gradio's progress. `plan(*own)` checks the tab's inputs and says what to draw, one list of
-    Draws per gallery; the handler returns each gallery's captioned images, then the summary."""
+    Draws per gallery; the draws run on the GPU (draw_on_gpu: spaces.GPU, with a duration from the
+    draws); the handler returns each gallery's captioned images, then the summary."""
     P = inspect.Parameter
     own = list(inspect.signature(plan).parameters.values())
     progress = P("progress", P.POSITIONAL_OR_KEYWORD, default=gr.Progress(track_tqdm=True))
@@ -141,7 +152,7 @@ def regenerate_endpoint(plan: Callable[..., list[list[Draw]]], description: str,
         galleries = plan(*(a.arguments[p.name] for p in own))
         cfg = gen_config(*(a.arguments[n] for n in GENERATION))
         model, progress = a.arguments["model"], a.arguments["progress"]
-        results = [[run_generation(model, d, cfg, progress) for d in draws] for draws in galleries]
+        results = zerogpu.call_on_gpu(draw_on_gpu, zerogpu.generate_seconds, galleries, model, cfg, progress)
         items = [[item for d, r in zip(draws, rs) for item in captioned(r, d.label)] for draws, rs in zip(galleries, results)]  # fmt: skip
         targets = max(len(d.targets or []) for draws in galleries for d in draws)
         return (*items, generation_summary([r for rs in results for r in rs], targets))
@@ -153,7 +164,7 @@ def regenerate_endpoint(plan: Callable[..., list[list[Draw]]], description: str,
         f"{description}\n\nArgs:\n{args_doc}\n    model: model pair name, e.g. 'sd-turbo' or 'toy'\n{docs}\n"
         "Returns:\n    the gallery (or galleries) of (image, caption with similarity and seed), and a summary"
     )
-    return handler
+    return friendly_errors(handler)
 
 
 # ---------------------------------------------------------------------------------------------

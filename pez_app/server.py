@@ -43,15 +43,16 @@ class ServerSettings:
     offline_demo: bool = env_flag("PEZ_OFFLINE_DEMO")  # toy world model as the default pair
     gpu_concurrency: int = int(os.environ.get("PEZ_GPU_CONCURRENCY", "1"))  # runs at once on the GPU
     queue_size: int = int(os.environ.get("PEZ_QUEUE_SIZE", "32"))  # waiting runs before "queue full"
-    gpu_seconds: int = int(os.environ.get("PEZ_GPU_SECONDS", "120"))  # ZeroGPU time per call
+    gpu_seconds: int = int(os.environ.get("PEZ_GPU_SECONDS", "120"))  # ZeroGPU: most seconds one call reserves
     mcp: bool = env_flag("PEZ_MCP", True)  # also serve the endpoints as MCP tools
     probe_seconds: float = float(os.environ.get("PEZ_PROBE_SECONDS", "3"))  # start-up hub probe
 
 
 SERVER = ServerSettings()
 
-# On ZeroGPU a handler runs in another process that a Stop flag cannot reach, so Stop cancels there.
-HARD_STOP = spaces is not None and env_flag("SPACES_ZERO_GPU")
+# On a ZeroGPU Space (the spaces package's own test of SPACES_ZERO_GPU): model handlers run in GPU
+# worker processes (pez_app.zerogpu).
+ZERO_GPU = spaces is not None and spaces.config.Config.zero_gpu
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,11 +92,12 @@ def startup_model(offline_demo: bool | None = None) -> StartupModel:
 # Handler plumbing: ZeroGPU, friendly errors
 
 
-def on_gpu(fn: Callable) -> Callable:
-    """Run `fn` on a ZeroGPU device when the `spaces` package is importable (a no-op off Spaces)."""
+def on_gpu(fn: Callable, duration: Callable[..., int] | int | None = None) -> Callable:
+    """Run `fn` on a ZeroGPU device when the `spaces` package is importable (a no-op off Spaces).
+    `duration`: seconds to reserve, or a callable given fn's own arguments (pez_app.zerogpu)."""
     if spaces is None:
         return fn
-    return spaces.GPU(duration=SERVER.gpu_seconds)(fn)
+    return spaces.GPU(duration=SERVER.gpu_seconds if duration is None else duration)(fn)
 
 
 TOAST_SECONDS = 12  # every toast closes by itself, so they never stack up
@@ -178,8 +180,8 @@ def friendly_errors(fn: Callable) -> Callable:
     return call
 
 
-def gpu_handler(fn: Callable) -> Callable:
-    return on_gpu(friendly_errors(fn))
+def gpu_handler(fn: Callable, duration: Callable[..., int] | int | None = None) -> Callable:
+    return on_gpu(friendly_errors(fn), duration)
 
 
 def load_model(model: str) -> pez.LoadedClip:

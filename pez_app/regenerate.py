@@ -20,7 +20,7 @@ import pez
 from pez.config import GENERATE_BOUNDS, GenerateConfig, about
 
 from . import zerogpu
-from .server import SERVER, friendly_errors, gpu_handler, load_model, user_error
+from .server import SERVER, friendly_errors, gpu_handler, load_model, load_pipeline, user_error
 from .settings import as_int, slider
 
 
@@ -57,8 +57,13 @@ def run_generation(model: str, draw: Draw, cfg: pez.GenerateConfig, progress=Non
             progress((s.step, s.total), desc="Generating", unit="steps")
 
     targets = list(draw.targets) if draw.targets else None
-    clip = load_model(model) if model in pez.list_pairs() else None  # scored with the search's CLIP: one load
-    return generate(model, draw.prompt, cfg, device=SERVER.device, targets=targets, callback=callback, clip=clip)
+    pipeline = clip = None
+    if model in pez.list_pairs():  # scored with the search's CLIP, the pipeline sharing its text tower
+        clip = load_model(model)
+        pipeline = load_pipeline(model, clip)
+    return generate(
+        model, draw.prompt, cfg, device=SERVER.device, targets=targets, callback=callback, clip=clip, pipeline=pipeline
+    )
 
 
 def draw_all(galleries: list[list[Draw]], model: str, cfg: pez.GenerateConfig, progress=None) -> list[list]:

@@ -46,9 +46,25 @@ class ServerSettings:
     gpu_seconds: int = int(os.environ.get("PEZ_GPU_SECONDS", "120"))  # ZeroGPU: most seconds one call reserves
     mcp: bool = env_flag("PEZ_MCP", True)  # also serve the endpoints as MCP tools
     probe_seconds: float = float(os.environ.get("PEZ_PROBE_SECONDS", "3"))  # start-up hub probe
+    cpu_space: bool = env_flag("PEZ_CPU_SPACE")  # free CPU hardware: low-memory weights, CPU_SPACE_DEFAULTS
 
 
 SERVER = ServerSettings()
+
+# PEZ_CPU_SPACE=1 (a free CPU Space: 2 vCPU, 16 GB): the search settings the app starts with, so a
+# first prompt comes within about a minute (ViT-H-14 on 2 vCPUs; BENCHMARKS.md), in place of the
+# core's defaults. The place for a search time budget once InvertConfig has one.
+CPU_SPACE_DEFAULTS = {"prompt_len": 8, "steps": 100, "candidates": 1, "refine_steps": 10, "patience": 40}
+
+
+def weights_dtype() -> str | None:
+    """The precision models are loaded in: on a CPU Space with native bf16, "bf16" (half the memory:
+    the CLIP, and the pipeline, whose text encoder is then the CLIP's own); else None (the default)."""
+    if not SERVER.cpu_space:
+        return None
+    from pez.engine.accel import low_memory_dtype
+
+    return low_memory_dtype(pez.resolve_device(SERVER.device))
 
 # On a ZeroGPU Space (the spaces package's own test of SPACES_ZERO_GPU): model handlers run in GPU
 # worker processes (pez_app.zerogpu).
@@ -187,4 +203,12 @@ def gpu_handler(fn: Callable, duration: Callable[..., int] | int | None = None) 
 def load_model(model: str) -> pez.LoadedClip:
     if not isinstance(model, str) or not model.strip():
         raise user_error("Choose a model pair in Settings.")
-    return pez.load_clip(model.strip(), device=SERVER.device)
+    return pez.load_clip(model.strip(), device=SERVER.device, precision=weights_dtype())
+
+
+def load_pipeline(model: str, clip: pez.LoadedClip | None):
+    """The pair's diffusion pipeline in the server's precision, its text encoder shared with `clip`
+    (the search's) where they are the same weights; None for the toy pair (no pipeline)."""
+    if not pez.get_pair(model).generator:
+        return None
+    return pez.load_generator(model, device=SERVER.device, dtype=weights_dtype(), text_encoder_of=clip)

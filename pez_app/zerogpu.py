@@ -39,7 +39,7 @@ import pez
 from pez.config import CFG_THRESHOLD
 from pez.models.clip import parse_clip_spec
 
-from .server import SERVER, ZERO_GPU, load_model
+from .server import SERVER, ZERO_GPU, load_model, load_pipeline
 
 log = logging.getLogger("pez.app")
 
@@ -74,10 +74,7 @@ def preload(pair: str) -> None:
     if pair in PRELOADED:
         return
     log.info("preloading the pair %r (CLIP and generator) for ZeroGPU", pair)
-    load_model(pair)
-    p = pez.get_pair(pair)
-    if p.generator:
-        pez.load_generator(pair, device=SERVER.device)
+    load_pipeline(pair, load_model(pair))
     PRELOADED.add(pair)
 
 

@@ -129,6 +129,8 @@ def main(offload_dir: str) -> dict:
     results = items([[regenerate.Draw("a red circle", [target])]], "toy", pez.GenerateConfig(num_images=2))
     out["regenerate"] = {"images": len(results[0][0].images), "scores": results[0][0].image_scores}
     out["score"] = image.score_prompt("a red circle", target, "toy")
+    gallery, summary = image.regenerate("a red circle", target, model="toy", num_images=1)  # with gr.Progress
+    out["regenerate_handler"] = {"images": len(gallery), "summary": summary}
     out["durations"] = durations()
     out["calls"] = [path for path, _ in CALLS]
     return out

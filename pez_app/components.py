@@ -239,7 +239,10 @@ def _stream_on_gpu(on_gpu: Callable, request: tuple, run: prog.RunControl, stop:
                 return
     except gr.Error as e:
         if not (ZERO_GPU and zerogpu.is_abort(e) and values and run.record and run.record.get("prompt")):
-            raise zerogpu.explain(e, zerogpu.search_seconds(*request) if ZERO_GPU else None) from e
+            explained = zerogpu.explain(e, zerogpu.search_seconds(*request) if ZERO_GPU else None)
+            if explained is e:
+                raise
+            raise explained from e
         yield _stopped(values, run, f": the GPU run was aborted ({zerogpu.search_seconds(*request)} s reserved)")
 
 

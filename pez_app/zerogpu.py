@@ -197,7 +197,10 @@ def call_on_gpu(fn: Callable, duration: Callable[..., int], *args):
     try:
         return fn(*args)
     except gr.Error as e:
-        raise explain(e, duration(*args) if ZERO_GPU else None) from e
+        explained = explain(e, duration(*args) if ZERO_GPU else None)
+        if explained is e:
+            raise
+        raise explained from e
 
 
 __all__ = [

@@ -54,7 +54,7 @@ SERVER = ServerSettings()
 # PEZ_CPU_SPACE=1 (a free CPU Space: 2 vCPU, 16 GB): the search settings the app starts with, so a
 # first prompt comes within about a minute (ViT-H-14 on 2 vCPUs; BENCHMARKS.md), in place of the
 # core's defaults. The place for a search time budget once InvertConfig has one.
-CPU_SPACE_DEFAULTS = {"prompt_len": 8, "steps": 100, "candidates": 1, "refine_steps": 10, "patience": 40}
+CPU_SPACE_DEFAULTS = {"prompt_len": 8, "steps": 60, "candidates": 1, "refine_steps": 5, "patience": 30}
 
 
 def weights_dtype() -> str | None:

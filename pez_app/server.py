@@ -66,6 +66,7 @@ def weights_dtype() -> str | None:
 
     return low_memory_dtype(pez.resolve_device(SERVER.device))
 
+
 # On a ZeroGPU Space (the spaces package's own test of SPACES_ZERO_GPU): model handlers run in GPU
 # worker processes (pez_app.zerogpu).
 ZERO_GPU = spaces is not None and spaces.config.Config.zero_gpu

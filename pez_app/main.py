@@ -34,6 +34,13 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
         help="use the toy world model by default: works with no download (also PEZ_OFFLINE_DEMO=1)",
     )
     p.add_argument(
+        "--allow-model",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="also offer this CLIP spec (e.g. ViT-L-14/openai; repeatable; also PEZ_EXTRA_MODELS=a,b)",
+    )
+    p.add_argument(
         "--no-mcp",
         dest="mcp",
         action="store_false",
@@ -54,10 +61,14 @@ def main(argv: list[str] | None = None, demo: gr.Blocks | None = None, prog: str
         except pez.ConfigError as e:
             raise SystemExit(f"{prog or 'pez app'}: {e}") from e
         SERVER.device = args.device
-    if args.offline_demo and not SERVER.offline_demo:
-        SERVER.offline_demo = True
-        demo = None  # built for the default pair: build it again for the toy world
-    demo = demo or build_demo()
+    rebuild = bool(args.allow_model) or (args.offline_demo and not SERVER.offline_demo)
+    SERVER.offline_demo = SERVER.offline_demo or args.offline_demo
+    SERVER.allowed_models = tuple(args.allow_model)
+    if rebuild or demo is None:  # the flags change what the page offers
+        try:
+            demo = build_demo()
+        except pez.ConfigError as e:  # a server setting (PEZ_*) the operator mistyped
+            raise SystemExit(f"{prog or 'pez app'}: {e}") from None
     start = demo.pez_start
     if start.fallback:
         log.warning(

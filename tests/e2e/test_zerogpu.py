@@ -63,6 +63,7 @@ def test_app_on_a_simulated_zero_gpu_space(tmp_path):
 
     # Plain GPU functions: the regeneration (images pickled back, scored) and the score.
     assert out["regenerate"]["images"] == 2 and len(out["regenerate"]["scores"]) == 2
+    assert out["regenerate"]["stopped"] == ""  # the server's time limit did not stop it
     assert "Score of this prompt" in out["score"]
     assert out["regenerate_handler"]["images"] == 1 and "1 image in" in out["regenerate_handler"]["summary"]
     assert out["calls"].count("/allow") >= 2 and out["calls"].count("/release") >= 5

@@ -126,8 +126,8 @@ def main(offload_dir: str) -> dict:
     out["abort"] = {"updates": n, "status": update[1], "record": control.record}
 
     items = regenerate.draw_on_gpu  # a plain (not streaming) GPU function
-    results = items([[regenerate.Draw("a red circle", [target])]], "toy", pez.GenerateConfig(num_images=2))
-    out["regenerate"] = {"images": len(results[0][0].images), "scores": results[0][0].image_scores}
+    results, stopped = items([[regenerate.Draw("a red circle", [target])]], "toy", pez.GenerateConfig(num_images=2))
+    out["regenerate"] = {"images": len(results[0][0].images), "scores": results[0][0].image_scores, "stopped": stopped}
     out["score"] = image.score_prompt("a red circle", target, "toy")
     gallery, summary = image.regenerate("a red circle", target, model="toy", num_images=1)  # with gr.Progress
     out["regenerate_handler"] = {"images": len(gallery), "summary": summary}

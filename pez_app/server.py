@@ -76,12 +76,13 @@ class Limits:
         """The caps set in the environment (PEZ_*), plus CLIP specs from `extra_models`. A bad
         value is a ConfigError naming the variable."""
         d = cls()
+        run_seconds = CPU_SPACE_RUN_SECONDS if SERVER.cpu_space else d.max_run_seconds
         extra = [m.strip() for m in os.environ.get("PEZ_EXTRA_MODELS", "").split(",") if m.strip()]
         return cls(
             extra_models=tuple(dict.fromkeys([*extra, *extra_models])),
             max_steps=min(_env_number("PEZ_MAX_STEPS", d.max_steps), int(BOUNDS["steps"].hi)),
             max_candidates=min(_env_number("PEZ_MAX_CANDIDATES", d.max_candidates), int(BOUNDS["candidates"].hi)),
-            max_run_seconds=_env_number("PEZ_MAX_RUN_SECONDS", d.max_run_seconds, float),
+            max_run_seconds=_env_number("PEZ_MAX_RUN_SECONDS", run_seconds, float),
             max_subjects=_env_number("PEZ_MAX_SUBJECTS", d.max_subjects),
             max_file_mb=_env_number("PEZ_MAX_FILE_MB", d.max_file_mb),
         )
@@ -104,8 +105,12 @@ SERVER = ServerSettings()
 
 # PEZ_CPU_SPACE=1 (a free CPU Space: 2 vCPU, 16 GB): the search settings the app starts with, so a
 # first prompt comes within about a minute (ViT-H-14 on 2 vCPUs; BENCHMARKS.md), in place of the
-# core's defaults. The place for a search time budget once InvertConfig has one.
+# core's defaults.
 CPU_SPACE_DEFAULTS = {"prompt_len": 8, "steps": 60, "candidates": 1, "refine_steps": 5, "patience": 30}
+# ... and the server's time limit of one run there (PEZ_MAX_RUN_SECONDS, when not set): a longer
+# search a visitor asks for stops after it with its best prompt, so one run never holds the 2 vCPUs
+# for minutes while others wait.
+CPU_SPACE_RUN_SECONDS = 120.0
 
 
 def weights_dtype() -> str | None:

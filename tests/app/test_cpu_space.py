@@ -33,3 +33,13 @@ def test_low_memory_weights_only_with_native_bf16(monkeypatch):
     monkeypatch.setattr(server.SERVER, "cpu_space", False)
     monkeypatch.setattr(accel, "cpu_has_native_bf16", lambda flags=None: True)
     assert server.weights_dtype() is None  # only on a CPU Space
+
+
+def test_cpu_space_time_limit_unless_set(monkeypatch):
+    monkeypatch.delenv("PEZ_MAX_RUN_SECONDS", raising=False)
+    monkeypatch.setattr(server.SERVER, "cpu_space", False)
+    assert server.Limits.from_env().max_run_seconds == server.Limits().max_run_seconds
+    monkeypatch.setattr(server.SERVER, "cpu_space", True)
+    assert server.Limits.from_env().max_run_seconds == server.CPU_SPACE_RUN_SECONDS < server.Limits().max_run_seconds
+    monkeypatch.setenv("PEZ_MAX_RUN_SECONDS", "45")
+    assert server.Limits.from_env().max_run_seconds == 45  # the operator's setting wins

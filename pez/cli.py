@@ -408,7 +408,7 @@ def _add_app(sub) -> None:
     """`app [FLAGS]`: start the Gradio app (pez_app; its own flags, e.g. --offline-demo, --port)."""
     p = sub.add_parser(
         "app",
-        help="start the Gradio app (needs the app extra: pip install 'pez[app]'); `pez app -h` lists its flags",
+        help="start the Gradio app (needs the app extra: pip install '.[app]' in pez's folder); `pez app -h` lists its flags",
         add_help=False,  # `pez app -h` is the app's own help
     )
     p.set_defaults(run=_app, args=[])
@@ -422,7 +422,7 @@ def _app(args: argparse.Namespace) -> int:
         if (e.name or "").split(".")[0] not in ("gradio", "pandas", "pez_app"):
             raise
         raise ConfigError(
-            f"the app needs {e.name}, which is not installed: pip install 'pez[app]' (or pip install -r requirements.txt)"
+            f"the app needs {e.name}, which is not installed: pip install '.[app]' in pez's folder (or pip install -r requirements.txt)"
         ) from e
     app_main(args.args, prog="pez app")
     return 0

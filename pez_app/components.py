@@ -3,6 +3,7 @@ controls every search tab uses, examples, the banner, and the search event wirin
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import time
 from collections.abc import Callable, Iterator
@@ -198,7 +199,10 @@ def search_endpoint(body: Callable[..., Iterator], description: str, args_doc: s
                 return
             if zerogpu.loads_in_call(request[1]):
                 yield "", zerogpu.loading_note(request[1]), None, []
-            for values in _stream_on_gpu(on_gpu, request, run, stop):
+            # On ZeroGPU the worker gets a copy without the time limit: the limit is kept here, like
+            # Stop, from the first update on (the worker's start and a model load do not count).
+            worker = dataclasses.replace(run, deadline=None) if ZERO_GPU else run
+            for values in _stream_on_gpu(on_gpu, request, run, stop, worker):
                 values = list(values)
                 if run.record.get("done") and run.deadline.hit:
                     values[1] = prog.time_limited(values[1], run.deadline.note())
@@ -225,12 +229,15 @@ def search_endpoint(body: Callable[..., Iterator], description: str, args_doc: s
     return handler
 
 
-def _stream_on_gpu(on_gpu: Callable, request: tuple, run: prog.RunControl, stop: Callable[[], bool]) -> Iterator:
-    """Stream the GPU part's updates, keeping each record in the run's control. On ZeroGPU (where
-    the worker sees neither Stop nor the control) Stop ends the worker's stream here and an aborted
-    GPU run ends as a stopped one; both keep the best prompt so far."""
+def _stream_on_gpu(
+    on_gpu: Callable, request: tuple, run: prog.RunControl, stop: Callable[[], bool], worker: prog.RunControl
+) -> Iterator:
+    """Stream the GPU part's updates (its control: `worker`), keeping each record in the run's
+    control. On ZeroGPU (where the worker sees neither Stop nor this control) Stop or the server's
+    time limit ends the worker's stream here and an aborted GPU run ends as a stopped one; all keep
+    the best prompt so far."""
     values = None
-    stream = on_gpu(*request, run)
+    stream = on_gpu(*request, worker)
     try:
         for *values, record in stream:
             run.record = record

@@ -61,6 +61,10 @@ def test_app_on_a_simulated_zero_gpu_space(tmp_path):
     abort = out["abort"]
     assert "the GPU run was aborted" in abort["status"] and abort["record"]["prompt"] and abort["record"]["stopped"]
 
+    limited = out["time_limit"]
+    assert limited["status"].startswith("Stopped at the server's time limit (2 s)") and "best prompt kept" in limited["status"]
+    assert limited["record"]["stopped"] and limited["record"]["prompt"] and limited["record"]["steps_run"] < 3000
+
     # Plain GPU functions: the regeneration (images pickled back, scored) and the score.
     assert out["regenerate"]["images"] == 2 and len(out["regenerate"]["scores"]) == 2
     assert out["regenerate"]["stopped"] == ""  # the server's time limit did not stop it

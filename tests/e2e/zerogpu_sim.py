@@ -10,6 +10,7 @@ with no-ops, so the handlers run in real forked GPU workers on the CPU. Prints o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -124,6 +125,13 @@ def main(offload_dir: str) -> dict:
             for child in psutil.Process().children():
                 os.kill(child.pid, signal.SIGKILL)  # the GPU worker dies (as when its time runs out)
     out["abort"] = {"updates": n, "status": update[1], "record": control.record}
+
+    limits = srv.SERVER.limits  # the server's time limit, kept in the main process like Stop
+    srv.SERVER.limits = dataclasses.replace(limits, max_run_seconds=2.0)
+    stream, control = search(steps=3000, patience=0, seed=4)
+    update = list(stream)[-1]
+    srv.SERVER.limits = limits
+    out["time_limit"] = {"status": update[1], "record": control.record}
 
     items = regenerate.draw_on_gpu  # a plain (not streaming) GPU function
     results, stopped = items([[regenerate.Draw("a red circle", [target])]], "toy", pez.GenerateConfig(num_images=2))

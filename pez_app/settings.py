@@ -22,7 +22,7 @@ import pez
 from pez.config import APP_PATIENCE, BOUNDS, MAX_TEXT_CHARS, Bound, InvertConfig, about
 
 from .inputs import ModelDropdown, SettingNumber
-from .server import SERVER, offered_models, user_error
+from .server import CPU_SPACE_DEFAULTS, SERVER, offered_models, user_error
 
 # The settings the app offers, in the order of the search handlers' parameters (after the tab's
 # own inputs); "model" is the pair or CLIP spec, the others are InvertConfig fields.
@@ -59,8 +59,9 @@ API_NOTES = {  # what the API and MCP docs add to a field's help (how the app ta
 
 
 def app_defaults() -> dict[str, Any]:
-    """The core's defaults, with early stop on."""
-    return {**dataclasses.asdict(InvertConfig()), "patience": APP_PATIENCE}
+    """The core's defaults, with early stop on (on a CPU Space: server.CPU_SPACE_DEFAULTS)."""
+    cpu = CPU_SPACE_DEFAULTS if SERVER.cpu_space else {}
+    return {**dataclasses.asdict(InvertConfig()), "patience": APP_PATIENCE, **cpu}
 
 
 def label(name: str) -> str:

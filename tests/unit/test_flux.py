@@ -242,3 +242,15 @@ def test_the_replica_command_writes_every_clip_and_the_flux_repo(tmp_path, monke
     assert json.loads((snap / "model_index.json").read_text())["_class_name"] == "FluxPipeline"
     with pytest.raises(SystemExit):
         cli.run(["replica", str(tmp_path), "--pairs", "flux-schnell", "--size", "tiny"])
+
+
+def test_flux_defaults_to_bf16_on_cuda_and_other_pairs_keep_fp16():
+    """T5 v1.1 overflows in fp16: with no dtype given, Flux loads in bf16 on CUDA (its published
+    dtype), the SD pairs in fp16, everything in fp32 on a CPU; an explicit dtype wins."""
+    from pez.generate.pipeline import _dtype
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert _dtype(None, cuda, get_pair("flux-schnell")) == torch.bfloat16
+    assert _dtype(None, cuda, get_pair("sdxl")) == torch.float16
+    assert _dtype(None, cpu, get_pair("flux-schnell")) == torch.float32
+    assert _dtype("fp32", cuda, get_pair("flux-schnell")) == torch.float32

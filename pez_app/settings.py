@@ -3,7 +3,8 @@
 What each setting is (default, bound, label, one-line help) comes from the field metadata of
 `pez.InvertConfig` (pez.config.setting); this module only decides which fields the app offers
 (FIELDS, in the order of the handlers' parameters) and how the panel arranges them (ROWS). The app's
-one default of its own is early stop on (pez.config.APP_PATIENCE). The same list gives the search
+own defaults are early stop on (pez.config.APP_PATIENCE) and, on a CPU, a time budget instead of
+running every step (pez.config.APP_CPU_TIME_BUDGET). The same list gives the search
 handlers their API/MCP parameters (`setting_params`) and turns the values a handler receives back
 into one InvertConfig (`make_config`, the one conversion of UI values to ints).
 """
@@ -19,9 +20,9 @@ from typing import Any
 import gradio as gr
 
 import pez
-from pez.config import APP_PATIENCE, BOUNDS, MAX_TEXT_CHARS, Bound, InvertConfig, about
+from pez.config import APP_CPU_TIME_BUDGET, APP_PATIENCE, BOUNDS, MAX_TEXT_CHARS, Bound, InvertConfig, about
 
-from .server import user_error
+from .server import SERVER, user_error
 
 # The settings the app offers, in the order of the search handlers' parameters (after the tab's
 # own inputs); "model" is the pair or CLIP spec, the others are InvertConfig fields.
@@ -40,11 +41,13 @@ FIELDS = (
     "refine_steps",
     "prune_tolerance",
     "init_prompt",
+    "dictionary_words",  # added later: at the end, so positional API calls keep their meaning
+    "time_budget",
 )
 ROWS = (  # the panel's layout
-    ("model", "prompt_len", "steps"),
+    ("model", "prompt_len", "steps", "time_budget"),
     ("candidates", "seed", "lr", "patience"),
-    ("blocklist", "words_only", "whole_words", "safe"),
+    ("blocklist", "words_only", "whole_words", "dictionary_words", "safe"),
     ("refine_steps", "prune_tolerance", "init_prompt"),
 )
 MODEL_HELP = "model pair name, e.g. 'sd-turbo' or 'toy', or any open_clip ARCH/TAG"
@@ -52,12 +55,25 @@ API_NOTES = {  # what the API and MCP docs add to a field's help (how the app ta
     "prompt_len": " (distill: the short length)",
     "seed": "; None draws one (reported in the status)",
     "blocklist": "; comma or space separated",
+    "time_budget": " (the app's default on a CPU: a budget, not every step)",
 }
 
 
 def app_defaults() -> dict[str, Any]:
-    """The core's defaults, with early stop on."""
-    return {**dataclasses.asdict(InvertConfig()), "patience": APP_PATIENCE}
+    """The core's defaults, with early stop on and, when this server runs on a CPU, a time budget."""
+    return {**dataclasses.asdict(InvertConfig()), "patience": APP_PATIENCE, "time_budget": app_time_budget()}
+
+
+def app_time_budget(device: str | None = None) -> float:
+    """APP_CPU_TIME_BUDGET when the server's device (PEZ_DEVICE, else the best available) is a
+    CPU, where a full-size CLIP's 1000 steps take half an hour; 0 (no budget) on a GPU."""
+    from pez.models.clip import resolve_device
+
+    try:
+        on_cpu = resolve_device(device or SERVER.device).type == "cpu"
+    except pez.ConfigError:  # a bad PEZ_DEVICE is reported when a model loads
+        on_cpu = True
+    return APP_CPU_TIME_BUDGET if on_cpu else 0.0
 
 
 def label(name: str) -> str:
@@ -241,6 +257,7 @@ __all__ = [
     "IntSlider",
     "SettingsPanel",
     "app_defaults",
+    "app_time_budget",
     "label",
     "make_config",
     "setting_params",

@@ -1,0 +1,103 @@
+"""What one refine round costs next to one PEZ search step, on CPU, per refine batch size.
+
+For the text towers of ViT-B-32 and ViT-H-14 (random weights; cost does not depend on their
+values; a 32-pixel stand-in vision tower keeps memory to the text tower, ~1.4 GB fp32 for
+ViT-H-14), prompt length 16, one candidate, fp32:
+  - seconds per search step (a real pez.optimize run, plain PEZ);
+  - seconds per refine round with pez.refine.REFINE_BATCH = 8, 16, 32, 64 (real runs of the
+    refine phase, `result.stats["refine_seconds"] / refine_rounds`), in search steps;
+  - the rounds that fit in 25% of a search of S steps.
+
+    PYTHONPATH=. python bench/polish_cost.py                  # both towers
+    PYTHONPATH=. python bench/polish_cost.py --arch ViT-B-32 --steps 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+
+import pez  # noqa: E402
+from pez import refine  # noqa: E402
+
+TINY_VISION = {"image_size": 32, "layers": 1, "width": 64, "patch_size": 16, "head_width": 32}
+
+
+def text_tower_clip(arch: str) -> pez.LoadedClip:
+    """A LoadedClip with `arch`'s real text tower (random init) and a tiny vision tower."""
+    import open_clip
+
+    from pez.models import ClipSpec
+
+    cfg = open_clip.get_model_config(arch)
+    torch.manual_seed(0)
+    model = open_clip.model.CLIP(embed_dim=cfg["embed_dim"], vision_cfg=TINY_VISION, text_cfg=cfg["text_cfg"])
+    model.eval().requires_grad_(False)
+    preprocess = open_clip.image_transform(32, is_train=False)
+    spec = ClipSpec("random", arch)
+    return pez.LoadedClip(model, open_clip.get_tokenizer(arch), preprocess, spec, torch.device("cpu"), "fp32")
+
+
+def run(clip, targets, **changes) -> pez.InversionResult:
+    cfg = pez.InvertConfig(
+        prompt_len=16, candidates=1, seed=0, precision="fp32", whole_words=False, safe=False,
+        refine_steps=0, prune_tolerance=0.0, report_every=1000,
+    ).replace(**changes)  # fmt: skip
+    last = None
+    for last in pez.optimize(clip, targets, cfg):
+        pass
+    return last.result
+
+
+def measure(arch: str, steps: int, rounds: int, batches: list[int]) -> None:
+    from pez.inversion import text_targets
+
+    t0 = time.perf_counter()
+    clip = text_tower_clip(arch)
+    targets = text_targets(clip, ["a photo of a red striped ball lying on green grass in the sun"])
+    run(clip, targets, steps=3)  # warm-up
+    print(f"\n{arch} text tower: built in {time.perf_counter() - t0:.0f} s")
+    res = run(clip, targets, steps=steps)
+    step_s = res.elapsed / res.steps_run
+    print(f"search: {step_s:.3f} s/step ({res.steps_run} steps)")
+    print("| refine batch | s/round | rounds | round / step | rounds in 25% of a 100-step search |")
+    print("|---|---|---|---|---|")
+    default = refine.REFINE_BATCH
+    try:
+        for b in batches:
+            refine.REFINE_BATCH = b
+            r = run(clip, targets, steps=2, refine_steps=rounds)
+            n = max(int(r.stats.get("refine_rounds", 0)), 1)
+            per = r.stats.get("refine_seconds", float("nan")) / n
+            print(f"| {b} | {per:.3f} | {n} | {per / step_s:.1f} | {0.25 * 100 * step_s / per:.0f} |", flush=True)
+    finally:
+        refine.REFINE_BATCH = default
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--arch", nargs="*", default=["ViT-B-32", "ViT-H-14"])
+    ap.add_argument("--steps", type=int, default=20, help="search steps timed")
+    ap.add_argument("--rounds", type=int, default=4, help="refine rounds timed per batch size")
+    ap.add_argument("--batches", type=int, nargs="*", default=[8, 16, 32, 64])
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from bench.defaults import load_line, machine
+
+    print(f"machine: {machine()}\n{load_line()}")
+    for arch in args.arch:
+        measure(arch, args.steps, args.rounds, args.batches)
+    print(load_line())
+
+
+if __name__ == "__main__":
+    main()

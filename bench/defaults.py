@@ -1,38 +1,33 @@
 """Which settings beat plain PEZ at equal wall-clock time, on benchmarks not tuned on (issue 18).
 
 Per world and per budget (seconds per image), every method gets the same wall-clock time per
-case: it runs steps until the budget is spent (`should_stop` at the deadline; today's engine has
-no time budget). Methods that polish (refine / prune) search until SEARCH_SHARE of the budget,
-then polish until the deadline (see run_method): the polish is inside the budget.
-Methods run interleaved, case by case (in a rotating order), so the
-load of a shared machine hits all alike.
+case through the engine's own time budget (`InvertConfig.time_budget`, pez.engine.budget): the
+search runs until its share of the budget (all of it without a polish), refinement and pruning
+take the rest. Methods run interleaved, case by case (in a rotating order), so the load of a
+shared machine hits all alike; the load average is printed before and after each world.
 
-Every returned prompt is re-scored independently: the CLIP cosine of the returned text,
-through the model's own `encode_text`, against the image through `encode_image` (planted: the
-planted text through `encode_text`). Per method it prints mean and min score, the mean gap to
-plain PEZ, cases more than 0.01 below plain PEZ, stuck rates, dictionary-word share
-(pez.engine.readability), words per prompt and offensive hits (prompts the new filter,
-pez.engine.safety, and the old list, pez.vocab.SafetyList, would block).
+Every returned prompt is re-scored independently: the CLIP cosine of the returned text, through
+the model's own `encode_text`, against the image through `encode_image` (planted: the planted
+text through `encode_text`). Per method it prints mean and min score, the mean gap to plain PEZ
+with its standard error, cases more than 0.01 below plain PEZ, stuck rates, dictionary-word share
+(pez.engine.readability), words per prompt and offensive hits (prompts pez.engine.safety blocks).
 
 Stuck: "truth" = the prompt scores more than STUCK_MARGIN below the true caption (image worlds);
 "best" = more than STUCK_MARGIN below the best score any method reached on that case.
 
 Worlds: toy (pez's toy CLIP), plain-toy (scripts/train_plain_toy.py; trained if missing),
-planted (random ViT-B-32, targets = text features of 16 random whole words), patterns
-(bench/worlds, development) and atelier (bench/worlds, HELD OUT: run it once, at the end).
+planted (random ViT-B-32, or --planted-arch, targets = text features of 16 random whole words),
+patterns (bench/worlds, development), atelier (bench/worlds; was held out, now used) and weather
+(bench/worlds, HELD OUT: run it once, at the end, with the final defaults).
 
     PYTHONPATH=. python bench/defaults.py patterns --n 6 --seconds 30
     PYTHONPATH=. python bench/defaults.py toy plain-toy --n 4 --seconds 30 --json /tmp/rows.json
-
-The new safety filter and the "dictionary words only" vocabulary are prototyped here by
-wrapping pez.vocab.Vocabulary._allowed and pez.refine.text_rejector (marker words in the
-config's blocklist select them); the engine gets them in a later step.
+    PYTHONPATH=. python bench/defaults.py weather --n 8 --methods pez defaults readable
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -43,77 +38,30 @@ from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import torch
+import torch.nn.functional as F
 
-import pez  # noqa: E402
-from pez import refine as _refine  # noqa: E402
-from pez import vocab as _vocab  # noqa: E402
-from pez.engine.readability import dictionary_share, is_dictionary_token, prompt_words  # noqa: E402
-from pez.engine.safety import WordFilter  # noqa: E402
+import pez
+from pez.engine.readability import dictionary_share, prompt_words
+from pez.engine.safety import WordFilter
 
-SEARCH_SHARE = 0.75  # share of the budget that polishing methods search for (issue 18: polish <= ~25%)
 STUCK_MARGIN = 0.05
-WORLDS = ("toy", "plain-toy", "planted", "patterns", "atelier")
-PROMPT_LEN = {"toy": 4, "plain-toy": 4, "planted": 16, "patterns": 8, "atelier": 8}
+WORLDS = ("toy", "plain-toy", "planted", "patterns", "atelier", "weather")
+PROMPT_LEN = {"toy": 4, "plain-toy": 4, "planted": 16, "patterns": 8, "atelier": 8, "weather": 8}
 
-# Marker words in the blocklist select the prototypes (no vocabulary token contains them).
-NEW_SAFE = "\x00new-safety"
-DICTIONARY = "\x00dictionary-words"
-MARKS = (NEW_SAFE, DICTIONARY)
-
-PLAIN = dict(whole_words=False, safe=False, refine_steps=0, prune_tolerance=0.0, patience=0, blocklist=())
+PLAIN = dict(whole_words=False, safe=False, dictionary_words=False, refine_steps=0, prune_tolerance=0.0)
 METHODS: dict[str, dict] = {
     "pez": PLAIN,
     "+whole_words": {**PLAIN, "whole_words": True},
     "+words_only": {**PLAIN, "words_only": True},
-    "+dictionary": {**PLAIN, "blocklist": (DICTIONARY,)},
-    "+safe_old": {**PLAIN, "safe": True},
-    "+safe_new": {**PLAIN, "safe": True, "blocklist": (NEW_SAFE,)},
+    "+dictionary": {**PLAIN, "dictionary_words": True},
+    "+safe": {**PLAIN, "safe": True},
     "+refine": {**PLAIN, "refine_steps": 1000},
     "+prune": {**PLAIN, "prune_tolerance": 0.01},
-    "defaults": {"patience": 0},  # today's InvertConfig(): whole_words, safe (old list), refine 50, prune 0.01
-    "defaults_new_safe": {"patience": 0, "blocklist": (NEW_SAFE,)},  # the same with the new filter
+    "defaults": {},  # pez.InvertConfig()'s own settings
+    "readable": {"dictionary_words": True},  # the defaults with the readable mode
 }
-
-
-# ---------------------------------------------------------------------------------------------
-# Prototypes: the new safety filter and the dictionary-words vocabulary
-
-
-def install_prototypes() -> None:
-    """Wrap Vocabulary._allowed and refine.text_rejector so the marker words select the new
-    safety filter (instead of the old list) and/or the dictionary-words mask. Idempotent."""
-    if getattr(_vocab.Vocabulary._allowed, "_bench", False):
-        return
-    old_allowed, old_rejector = _vocab.Vocabulary._allowed, _refine.text_rejector
-
-    def allowed(self, i: int, vf) -> bool:
-        marks = set(vf.blocklist) & set(MARKS)
-        if not marks:
-            return old_allowed(self, i, vf)
-        rest = tuple(w for w in vf.blocklist if w not in MARKS)
-        base = dataclasses.replace(vf, blocklist=rest, safe=vf.safe and NEW_SAFE not in marks)
-        if not old_allowed(self, i, base):
-            return False
-        text = self.texts[i]
-        if NEW_SAFE in marks and vf.safe and WordFilter.default().blocks_word(text):
-            return False
-        return not (DICTIONARY in marks and not is_dictionary_token(text))
-
-    def rejector(config):
-        marks = set(config.blocklist) & set(MARKS)
-        if NEW_SAFE not in marks or not config.safe:
-            return old_rejector(config.replace(blocklist=tuple(w for w in config.blocklist if w not in MARKS)))
-        plain = old_rejector(config.replace(safe=False, blocklist=tuple(w for w in config.blocklist if w not in MARKS)))
-        words = WordFilter.default()
-        return lambda text: plain(text) or words.blocks_text(text)
-
-    allowed._bench = True
-    _vocab.Vocabulary._allowed = allowed
-    _refine.text_rejector = rejector
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,7 +89,7 @@ def encode_image(clip, image) -> torch.Tensor:
     return F.normalize(clip.model.encode_image(x).float(), dim=-1)[0]
 
 
-def load_world(name: str, n: int, weights_seed: int = 0, pick: list[int] | None = None):
+def load_world(name: str, n: int, weights_seed: int = 0, pick: list[int] | None = None, planted_arch: str = "ViT-B-32"):
     """(clip, cases, base config) of a world: its first n cases, or those at the indices `pick`."""
     if pick:
         n = max(pick) + 1
@@ -152,7 +100,7 @@ def load_world(name: str, n: int, weights_seed: int = 0, pick: list[int] | None 
         from bench.quality import planted_cases
 
         torch.manual_seed(weights_seed)
-        clip = pez.load_clip("random:ViT-B-32", device="cpu")
+        clip = pez.load_clip(f"random:{planted_arch}", device="cpu")
         cases = [
             Case(text, text_targets(clip, [text]), encode_text(clip, text), None)
             for text, _ in planted_cases(clip, n, 16, 0)
@@ -191,57 +139,39 @@ def plain_toy_dir() -> Path:
 
 
 def run_method(clip, case: Case, method: str, base: pez.InvertConfig, seconds: float):
-    """(result, seconds used, search steps). Plain searches run until the deadline. A method that
-    polishes (refine / prune) searches until SEARCH_SHARE of the budget, then polishes its best
-    prompt until the deadline: a second run starts from that prompt (`init_prompt`, prompt_len =
-    its token count, so it is the exact start), takes one search step (which scores the start
-    prompt itself) and polishes. As an engine with a time budget would, without one."""
-    cfg = base.replace(**METHODS[method])
+    """(result, wall seconds) of one run of `method` with the engine's time budget `seconds`."""
+    cfg = base.replace(**METHODS[method], time_budget=seconds)
     start = time.perf_counter()
-    deadline = start + seconds
-    polishes = cfg.refine_steps > 0 or cfg.prune_tolerance > 0
-    search_end = start + SEARCH_SHARE * seconds if polishes else deadline
-    search = _run(clip, case, cfg.replace(refine_steps=0, prune_tolerance=0.0), search_end)
-    result = search
-    if polishes and search.prompt:
-        length = len(_refine.text_ids(clip, search.prompt))
-        polish = _run(clip, case, cfg.replace(init_prompt=search.prompt, prompt_len=length, steps=1), deadline)
-        polish.stats["search_seconds"] = search.elapsed
-        result = polish if polish.score >= search.score else search
-        result.stats.setdefault("refine_rounds", polish.stats.get("refine_rounds", 0))
-    return result, time.perf_counter() - start, search.steps_run
-
-
-def _run(clip, case: Case, cfg: pez.InvertConfig, deadline: float) -> pez.InversionResult:
     last = None
-    for last in pez.optimize(clip, case.targets, cfg, should_stop=lambda: time.perf_counter() > deadline):
+    for last in pez.optimize(clip, case.targets, cfg):
         pass
-    return last.result
+    return last.result, time.perf_counter() - start
 
 
 def warm_up(clip, case: Case, base: pez.InvertConfig, methods: list[str]) -> None:
     """Build every method's vocabulary mask (cached per filter) and run a few steps, so that no
     method pays one-off costs inside its budget."""
-    from pez.vocab import VocabFilter
+    from pez.engine.vocab import VocabFilter, vocabulary
 
     for m in methods:
-        clip.vocab.mask(VocabFilter.from_config(base.replace(**METHODS[m])))
+        vocabulary(clip).mask(VocabFilter.from_config(base.replace(**METHODS[m])))
     for _ in pez.optimize(clip, case.targets, base.replace(**PLAIN, steps=20)):
         pass
 
 
 def measure(world: str, args) -> list[dict]:
-    clip, cases, base = load_world(world, args.n, pick=args.cases)
+    clip, cases, base = load_world(world, args.n, pick=args.cases, planted_arch=args.planted_arch)
     methods = args.methods or list(METHODS)
     warm_up(clip, cases[0], base, methods)
     print(f"\n## {world}: {len(cases)} cases, {args.seconds:.0f} s per method per case, prompt_len {base.prompt_len}")
+    words = WordFilter.default()
     rows = []
     for i, case in enumerate(cases):
         k = i % len(methods)
         order = methods[k:] + methods[:k]  # rotate: spread the load of a shared machine
         case_rows = []
         for method in order:
-            res, used, steps = run_method(clip, case, method, base.replace(seed=args.seed + i), args.seconds)
+            res, used = run_method(clip, case, method, base.replace(seed=args.seed + i), args.seconds)
             score = float(encode_text(clip, res.prompt) @ case.reference) if res.prompt else float("nan")
             row = {
                 "world": world,
@@ -253,17 +183,18 @@ def measure(world: str, args) -> list[dict]:
                 "prompt": res.prompt,
                 "words": len(prompt_words(res.prompt)),
                 "dictionary": dictionary_share(res.prompt),
-                "offensive_new": int(WordFilter.default().blocks_text(res.prompt)),
-                "offensive_old": int(_vocab.SafetyList.default().blocks_text(res.prompt)),
-                "steps": steps,
+                "offensive": int(words.blocks_text(res.prompt)),
+                "steps": res.steps_run,
                 "refine_rounds": res.stats.get("refine_rounds", 0),
+                "search_seconds": res.stats.get("search_seconds", math.nan),
                 "seconds": used,
                 "budget": args.seconds,
             }
             case_rows.append(row)
             if not args.quiet:
                 print(
-                    f"  {method:18s} {score:.3f} {row['dictionary']:4.0%} {used:5.1f}s {res.steps_run:5d} st {res.prompt!r}",
+                    f"  {method:14s} {score:.3f} {row['dictionary']:4.0%} {used:5.1f}s {res.steps_run:5d} st "
+                    f"{row['refine_rounds']:4d} r {res.prompt!r}",
                     flush=True,
                 )
         best = max(r["score"] for r in case_rows)
@@ -271,7 +202,7 @@ def measure(world: str, args) -> list[dict]:
             r["case_best"] = best
         rows += case_rows
         truth = f"{case.truth:.3f}" if case.truth is not None else "-"
-        print(f"[{i + 1}/{len(cases)}] {case.label!r} truth {truth}", flush=True)
+        print(f"[{i + 1}/{len(cases)}] {case.label!r} truth {truth} ({load_line()})", flush=True)
     print_table(world, rows, methods, args.seconds)
     return rows
 
@@ -282,17 +213,19 @@ def print_table(world: str, rows: list[dict], methods: list[str], seconds: float
     if truths:
         print(f"true captions: mean cosine {sum(truths) / len(truths):.3f}")
     print(
-        f"\n{world}, {seconds:.0f} s | method | mean | min | vs pez | cases < pez-0.01 | stuck truth | stuck best "
-        "| dictionary | words | offensive new/old | search steps | s/run |"
+        f"\n{world}, {seconds:.0f} s | method | mean | min | vs pez (± s.e.) | worst case | cases < pez-0.01 "
+        "| stuck truth | stuck best | dictionary | words | offensive | search steps | refine rounds | s/run |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for m in methods:
         rs = [r for r in rows if r["method"] == m]
         if not rs:
             continue
         mean = lambda key, rs=rs: sum(r[key] for r in rs) / len(rs)  # noqa: E731
-        gap = sum(r["score"] - plain.get(r["case"], math.nan) for r in rs) / len(rs)
-        below = sum(r["score"] < plain.get(r["case"], -9) - 0.01 for r in rs)
+        gaps = [r["score"] - plain[r["case"]] for r in rs if r["case"] in plain]
+        gap = sum(gaps) / len(gaps) if gaps else math.nan
+        se = (sum((g - gap) ** 2 for g in gaps) / (len(gaps) - 1) / len(gaps)) ** 0.5 if len(gaps) > 1 else math.nan
+        below = sum(g < -0.01 for g in gaps)
         with_truth = [r for r in rs if r["truth"] is not None]
         stuck_truth = (
             f"{sum(r['score'] < r['truth'] - STUCK_MARGIN for r in with_truth)}/{len(with_truth)}"
@@ -301,10 +234,10 @@ def print_table(world: str, rows: list[dict], methods: list[str], seconds: float
         )
         stuck_best = sum(r["score"] < r["case_best"] - STUCK_MARGIN for r in rs)
         print(
-            f"| {m} | {mean('score'):.3f} | {min(r['score'] for r in rs):.3f} | {gap:+.3f} | {below}/{len(rs)} | "
-            f"{stuck_truth} | {stuck_best}/{len(rs)} | {mean('dictionary'):.0%} | {mean('words'):.1f} | "
-            f"{sum(r['offensive_new'] for r in rs)}/{sum(r['offensive_old'] for r in rs)} | {mean('steps'):.0f} | "
-            f"{mean('seconds'):.1f} |"
+            f"| {m} | {mean('score'):.3f} | {min(r['score'] for r in rs):.3f} | {gap:+.3f} ± {se:.3f} | "
+            f"{min(gaps, default=math.nan):+.3f} | {below}/{len(rs)} | {stuck_truth} | {stuck_best}/{len(rs)} | "
+            f"{mean('dictionary'):.0%} | {mean('words'):.1f} | {sum(r['offensive'] for r in rs)}/{len(rs)} | "
+            f"{mean('steps'):.0f} | {mean('refine_rounds'):.0f} | {mean('seconds'):.1f} |"
         )
 
 
@@ -330,20 +263,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--seconds", type=float, default=30.0, help="wall-clock budget per method per case")
     ap.add_argument("--cases", type=int, nargs="*", help="indices of the cases to run (default: the first n)")
     ap.add_argument("--methods", nargs="*", choices=list(METHODS), help="default: all")
+    ap.add_argument("--planted-arch", default="ViT-B-32", help="open_clip architecture of the planted benchmark")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--quiet", action="store_true", help="tables only")
     ap.add_argument("--json", default=None, help="write every row to this file")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    install_prototypes()
     print(f"machine: {machine()}\nstart: {load_line()}")
+    print("defaults:", {k: v for k, v in vars(pez.InvertConfig()).items() if k in (*PLAIN, "words_only")})
     rows = []
     for world in args.worlds:
         rows += measure(world, args)
         print(f"after {world}: {load_line()}", flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=1))
     return rows
 
 

@@ -4,9 +4,10 @@ For the text towers of ViT-B-32 and ViT-H-14 (random weights; cost does not depe
 values; a 32-pixel stand-in vision tower keeps memory to the text tower, ~1.4 GB fp32 for
 ViT-H-14), prompt length 16, one candidate, fp32:
   - seconds per search step (a real pez.optimize run, plain PEZ);
-  - seconds per refine round with pez.refine.REFINE_BATCH = 8, 16, 32, 64 (real runs of the
-    refine phase, `result.stats["refine_seconds"] / refine_rounds`), in search steps;
-  - the rounds that fit in 25% of a search of S steps.
+  - seconds per refine round at a fixed batch of 8, 16, 32, 64 swaps (real runs of the refine
+    phase, `result.stats["refine_seconds"] / refine_rounds`), in search steps: the cost model of
+    pez.config (REFINE_ROUND_STEPS at 8 swaps, ITEM_STEPS per further swap) comes from these;
+  - the rounds that fit in the polish's share (pez.config.POLISH_SHARE) of a 100-step search.
 
     PYTHONPATH=. python bench/polish_cost.py                  # both towers
     PYTHONPATH=. python bench/polish_cost.py --arch ViT-B-32 --steps 30
@@ -16,17 +17,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
+import torch
 
-import pez  # noqa: E402
-from pez import refine  # noqa: E402
+import pez
+from pez.config import POLISH_SHARE
+from pez.engine import budget
 
 TINY_VISION = {"image_size": 32, "layers": 1, "width": 64, "patch_size": 16, "head_width": 32}
 
@@ -68,18 +67,26 @@ def measure(arch: str, steps: int, rounds: int, batches: list[int]) -> None:
     res = run(clip, targets, steps=steps)
     step_s = res.elapsed / res.steps_run
     print(f"search: {step_s:.3f} s/step ({res.steps_run} steps)")
-    print("| refine batch | s/round | rounds | round / step | rounds in 25% of a 100-step search |")
-    print("|---|---|---|---|---|")
-    default = refine.REFINE_BATCH
+    share = POLISH_SHARE / (1 - POLISH_SHARE)
+    print("| refine batch | s/round | rounds | round / step | per further swap / step | rounds in the polish of a 100-step search |")
+    print("|---|---|---|---|---|---|")
+    saved = budget.REFINE_BATCH_MIN, budget.REFINE_BATCH, budget.POLISH_SHARE
+    first = None
     try:
+        budget.POLISH_SHARE = 0.999  # rounds uncapped: this measures them
         for b in batches:
-            refine.REFINE_BATCH = b
+            budget.REFINE_BATCH_MIN = budget.REFINE_BATCH = b  # a fixed batch
             r = run(clip, targets, steps=2, refine_steps=rounds)
             n = max(int(r.stats.get("refine_rounds", 0)), 1)
             per = r.stats.get("refine_seconds", float("nan")) / n
-            print(f"| {b} | {per:.3f} | {n} | {per / step_s:.1f} | {0.25 * 100 * step_s / per:.0f} |", flush=True)
+            first = first or (b, per)
+            extra = (per - first[1]) / (b - first[0]) / step_s if b > first[0] else float("nan")
+            print(
+                f"| {b} | {per:.3f} | {n} | {per / step_s:.1f} | {extra:.3f} | {share * 100 * step_s / per:.0f} |",
+                flush=True,
+            )
     finally:
-        refine.REFINE_BATCH = default
+        budget.REFINE_BATCH_MIN, budget.REFINE_BATCH, budget.POLISH_SHARE = saved
 
 
 def main(argv=None) -> None:

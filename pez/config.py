@@ -148,12 +148,16 @@ class InvertConfig:
         True, "exclude offensive words: slurs, explicit sexual terms, swearing (the blocklist adds to it)",
         "Block offensive words",
     )  # fmt: skip
+    # Defaults decided at equal wall-clock time (BENCHMARKS.md, "Settings at equal wall-clock time"):
+    # refinement within the polish's share of the run (pez.engine.budget) beat plain PEZ everywhere,
+    # so it runs until that share is spent (1000 rounds at most); pruning trades score for length
+    # by design (never better than plain PEZ there), so it is an option.
     refine_steps: int = setting(
-        50, "rounds of gradient-guided token swaps after the search (0: off)", "Refine steps", Bound(0, 1_000),
-        note="0 = off",
+        1_000, "rounds of gradient-guided token swaps after the search, within the polish's share of the run (0: off)",
+        "Refine steps", Bound(0, 1_000), note="0 = off",
     )  # fmt: skip
     prune_tolerance: float = setting(
-        0.01,
+        0.0,
         "drop tokens whose removal costs less than this score (0: off)",
         "Prune tolerance",
         Bound(0.0, 0.2, 0.005),
@@ -225,7 +229,7 @@ STUCK_MIN_GAIN = 0.05
 STUCK_REFINE_GAIN = 0.1
 STUCK_HINT = "the search looks stuck: try another seed or more restarts (candidates)"
 
-# Refinement (pez.engine.polish), tuned with bench/quality.py --refine-topk/--refine-batch.
+# Refinement (pez.engine.polish); REFINE_TOPK and REFINE_COMBOS tuned on the planted and toy benchmarks (BENCHMARKS.md).
 REFINE_TOPK = 8  # candidate tokens per position, by linearised gain
 REFINE_BATCH = 64  # at most this many candidate swaps per round (one batched forward)
 REFINE_BATCH_MIN = 8  # at least this many; pez.engine.budget.refine_batch sizes each round in between

@@ -21,19 +21,18 @@ import argparse
 import json
 import math
 import os
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import numpy as np
+import torch
+import torch.nn.functional as F
 
-from bench.worlds import get_world  # noqa: E402
-from bench.worlds.world import EVAL_SEED_BASE, SIZE, World  # noqa: E402
+from bench.worlds import get_world
+from bench.worlds.world import EVAL_SEED_BASE, SIZE, World
 
 MEAN = STD = (0.5, 0.5, 0.5)
 MODEL_CFG = {  # open_clip.model.CLIP(**MODEL_CFG); the real 49,408-token BPE vocabulary

@@ -155,8 +155,10 @@ def test_invert_image_streams_progress_then_the_best_prompt(image_files):
     assert "Done after 40 steps" in status and "steps/s" in status
     assert set(plot["curve"]) == {progress.LOSS, progress.BEST} and plot["step"].max() == 40
     assert cands[0][1] == prompt and [r[2] for r in cands] == sorted((r[2] for r in cands), reverse=True)
-    live = updates[1]
-    assert "Step" in live[1] and live[4]["steps_run"] > 0 and not live[4]["done"]
+    first = next(u[1] for u in updates if u[1].startswith("Step"))
+    assert first.startswith("Step 0 / 40 · starting the search")  # the search's first report
+    live = next(u for u in updates[1:] if u[4]["steps_run"] > 0)
+    assert "Step" in live[1] and not live[4]["done"]
 
 
 def test_run_is_reproducible_with_a_seed_and_reports_a_drawn_one(image_files):

@@ -6,7 +6,7 @@ its own small CLIP trained by a plain contrastive recipe (bench/worlds/train.py)
     image = world.render(labels, seed)       # deterministic
     clip = pez.load_clip(world.model_spec)   # local-dir:bench/worlds/patterns
 
-"atelier" is HELD OUT: measure on it once at the end, never tune on it.
+"weather" is HELD OUT: measure on it once at the end, never tune on it ("atelier" was, and is spent).
 """
 
 from __future__ import annotations

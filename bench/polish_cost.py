@@ -11,6 +11,12 @@ ViT-H-14), prompt length 16, one candidate, fp32:
 
     PYTHONPATH=. python bench/polish_cost.py                  # both towers
     PYTHONPATH=. python bench/polish_cost.py --arch ViT-B-32 --steps 30
+    flock /work/notes/bigmem.lock env PYTHONPATH=. python bench/polish_cost.py --invert ViT-H-14 --budget 60
+
+--invert ARCH: the whole full-size CLIP (random weights; ~4 GB fp32 for ViT-H-14: big memory),
+the README's `pez invert` on a photo: a 20-step run at the default settings against the same
+search without polish (refine and prune off), both through pez.optimize, and every progress
+report's phase, rate and ETA (no report may show a zero rate).
 """
 
 from __future__ import annotations
@@ -89,6 +95,60 @@ def measure(arch: str, steps: int, rounds: int, batches: list[int]) -> None:
         budget.REFINE_BATCH_MIN, budget.REFINE_BATCH, budget.POLISH_SHARE = saved
 
 
+def invert_cost(arch: str, steps: int, budget_s: float = 0.0) -> None:
+    """A `steps`-step default invert vs the same search without polish, on the full-size CLIP."""
+    from PIL import Image
+
+    from pez.inversion import image_targets
+    from pez.models import ClipSpec
+
+    t0 = time.perf_counter()
+    torch.manual_seed(0)
+    clip = pez.load_clip(f"random:{arch}", device="cpu")
+    photo = Image.open(os.path.join(os.path.dirname(__file__), "..", "assets", "photos", "astronaut.jpg"))
+    targets = image_targets(clip, [photo.convert("RGB")])
+    assert clip.spec == ClipSpec("random", arch)
+    print(f"\n{arch} full CLIP (random weights): loaded and image encoded in {time.perf_counter() - t0:.0f} s")
+    default = pez.InvertConfig(steps=steps, seed=0)
+    plain = default.replace(refine_steps=0, prune_tolerance=0.0)
+    for _ in pez.optimize(clip, targets, plain.replace(steps=2)):  # warm-up
+        pass
+    times = {}
+    runs = [("no polish", plain), ("default", default)]
+    if budget_s:  # the README's `pez invert cat.jpg --time 60`: default settings, 1000 steps, a budget
+        runs.append((f"--time {budget_s:.0f}", pez.InvertConfig(seed=0, time_budget=budget_s)))
+    for name, cfg in runs:
+        start, lines = time.perf_counter(), []
+        stamps = []
+        for rep in pez.optimize(clip, targets, cfg):
+            stamps.append(time.perf_counter() - start)
+            lines.append(f"    {stamps[-1]:5.1f}s  {pez_status(rep)}")
+        res = rep.result
+        wall = time.perf_counter() - start
+        times[name] = wall
+        st = res.stats
+        print(
+            f"{name}: {wall:.1f} s wall, search {st.get('search_seconds', 0):.1f} s ({res.steps_run} steps, "
+            f"{st.get('candidates_kept', '?')} candidates kept), polish {st.get('polish_seconds', 0):.1f} s "
+            f"({st.get('refine_rounds', 0)} refine rounds), score {res.score:.4f}; {len(lines)} reports, "
+            f"first at {stamps[0]:.1f} s, longest gap {max(b - a for a, b in zip(stamps, stamps[1:])):.1f} s, "
+            f"zero rates shown {sum(z in ln for ln in lines for z in (' 0.0 steps/s', ' 0.00 rounds/s'))}:"
+        )
+        print("\n".join(lines[:3] + (["    ..."] if len(lines) > 6 else []) + lines[max(3, len(lines) - 3) :]))
+    polish = times["default"] - times["no polish"]
+    print(
+        f"default / no polish: {times['default'] / times['no polish']:.2f}x; "
+        f"polish share of the default run ~{polish / times['default']:.0%}"
+    )
+
+
+def pez_status(rep) -> str:
+    """One progress report as the user sees it (phase, step, rate, ETA)."""
+    from pez_app.progress import progress_text
+
+    return progress_text(rep)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--arch", nargs="*", default=["ViT-B-32", "ViT-H-14"])
@@ -96,11 +156,17 @@ def main(argv=None) -> None:
     ap.add_argument("--rounds", type=int, default=4, help="refine rounds timed per batch size")
     ap.add_argument("--batches", type=int, nargs="*", default=[8, 16, 32, 64])
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--invert", metavar="ARCH", help="time a default invert vs no polish on this full CLIP")
+    ap.add_argument("--budget", type=float, default=0.0, help="with --invert: also a default run with this time budget")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     from bench.defaults import load_line, machine
 
     print(f"machine: {machine()}\n{load_line()}")
+    if args.invert:
+        invert_cost(args.invert, args.steps, args.budget)
+        print(load_line())
+        return
     for arch in args.arch:
         measure(arch, args.steps, args.rounds, args.batches)
     print(load_line())

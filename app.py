@@ -24,7 +24,10 @@ log = logging.getLogger("pez.app")
 
 if __name__ == "__main__" and "--offline-demo" in sys.argv[1:]:
     SERVER.offline_demo = True  # build the module-level demo once, in the mode asked for
-demo = build_demo()
+try:
+    demo = build_demo()
+except pez.ConfigError as e:  # a server setting (PEZ_*) the operator mistyped
+    raise SystemExit(f"app.py: {e}") from None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,6 +40,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--offline-demo",
         action="store_true",
         help="use the toy world model by default: works with no download (also PEZ_OFFLINE_DEMO=1)",
+    )
+    p.add_argument(
+        "--allow-model",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="also offer this CLIP spec (e.g. ViT-L-14/openai; repeatable; also PEZ_EXTRA_MODELS=a,b)",
     )
     p.add_argument(
         "--no-mcp",
@@ -59,8 +69,10 @@ def main(argv: list[str] | None = None) -> None:
         except pez.ConfigError as e:
             raise SystemExit(f"app.py: {e}") from e
         SERVER.device = args.device
-    if args.offline_demo and not SERVER.offline_demo:
-        SERVER.offline_demo = True
+    rebuild = bool(args.allow_model) or (args.offline_demo and not SERVER.offline_demo)
+    SERVER.offline_demo = SERVER.offline_demo or args.offline_demo
+    SERVER.allowed_models = tuple(args.allow_model)
+    if rebuild:  # the flags change what the page offers
         demo = build_demo()
     start = demo.pez_start
     if start.fallback:

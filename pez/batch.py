@@ -7,12 +7,17 @@ Nothing is lost and nothing is written twice:
 - Each finished image becomes one complete JSON line, appended with a single `write` on an
   O_APPEND descriptor under an exclusive `flock`, then fsync'd; a kill can only lose the image
   being inverted, never tear or duplicate a line.
-- A re-run skips every image that already has a line for the same settings and model (the key
-  is path + settings + model), so an interrupted batch resumes where it stopped. A torn last
+- A re-run skips every image that already has a result for the same settings and model (the
+  key is path + settings + model), so an interrupted batch resumes where it stopped. A torn last
   line (only possible after a crash of the machine, not of the process) is cut off on resume.
-- A bad image is recorded as an error line `{"path": ..., "error": ...}` and the batch goes on.
+- A bad image (or an entry that cannot be read: a symlink loop, a dangling link) is recorded as
+  an error line `{"path": ..., "error": ...}` and the batch goes on; a re-run tries it again (it
+  may have been fixed meanwhile) unless errors are kept (`keep_errors`, `--keep-errors`).
   Failures that are not the image's fault (out of memory, a runtime error) are reported and
   counted but not recorded, so the next run retries them.
+- Paths are recorded as the user named them (absolute, symlinks not resolved); symlinked
+  folders are searched (each real folder once). An output that cannot be written is reported
+  before the model is loaded.
 
 The command `python -m pez batch` (pez.cli) prints the summary; this module writes no output.
 Sharding uses Hugging Face accelerate: the main process repairs the file, every process reads
@@ -29,7 +34,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,26 +58,64 @@ log = logging.getLogger("pez.batch")
 # Finding images
 
 
-def find_images(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Image files under `paths` (folders are searched recursively; files are taken as given),
-    resolved, de-duplicated and sorted so that every process sees the same list."""
-    found: set[Path] = set()
+def find_images(paths: Iterable[str | os.PathLike], problems: list[tuple[str, str]] | None = None) -> list[Path]:
+    """Image files under `paths`, as the user named them (absolute, links not resolved), sorted so
+    that every process sees the same list. Folders are searched recursively, symlinked folders
+    too (each real folder once, so a link loop ends); files are taken as given; a file reached
+    twice (a link and its target) is kept once, under its first name. An entry that cannot be
+    read (a symlink loop, a dangling link, a folder without permission) is added to `problems` as
+    (path, reason) and the rest goes on (without a list: logged)."""
     paths = list(paths)
     if not paths:
         raise ConfigError("paths: expected at least one folder or image file, received none")
+    problems = [] if problems is None else problems
+    candidates: set[str] = set()
     for p in map(Path, paths):
         if p.is_file():
-            found.add(p.resolve())
+            candidates.add(os.path.abspath(p))
         elif p.is_dir():
-            for root, _dirs, files in os.walk(p):
-                found.update((Path(root) / f).resolve() for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES)
+            candidates.update(_walk(p, problems))
         else:
             raise ConfigError(f"paths: expected an existing folder or file, received {str(p)!r}")
-    if not found:
+    found, seen = [], set()
+    for name in sorted(candidates):
+        try:
+            st = os.stat(name)  # follows links; a loop or a dangling link raises here
+        except OSError as e:
+            problems.append((name, f"cannot be read ({e.strerror or e})"))
+            continue
+        if (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            found.append(Path(name))
+    for name, why in problems:
+        log.warning("%s: %s", name, why)
+    if not found and not problems:
         raise ConfigError(
             f"paths: no images found in {', '.join(map(str, paths))} (looked for {', '.join(IMAGE_SUFFIXES)})"
         )
-    return sorted(found)
+    return found
+
+
+def _walk(folder: Path, problems: list[tuple[str, str]]) -> Iterator[str]:
+    """Image file names under `folder`, following symlinked folders, each real folder once."""
+    visited: set[tuple[int, int]] = set()
+
+    def unreadable(e: OSError) -> None:
+        problems.append((os.path.abspath(e.filename or folder), f"folder cannot be read ({e.strerror or e})"))
+
+    for root, dirs, files in os.walk(folder, onerror=unreadable, followlinks=True):
+        try:
+            st = os.stat(root)
+        except OSError as e:  # removed meanwhile
+            unreadable(e)
+            dirs[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in visited:  # reached again through a link: already searched
+            dirs[:] = []
+            continue
+        visited.add((st.st_dev, st.st_ino))
+        dirs.sort()
+        yield from (os.path.abspath(os.path.join(root, f)) for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,10 +212,23 @@ class ResultsFile:
                     out.append(rec)
         return out
 
-    def done(self, model: str, settings: dict) -> set[str]:
-        """Paths that already have a result or an error line for this model and settings."""
+    def done(self, model: str, settings: dict, keep_errors: bool = False) -> set[str]:
+        """Paths that already have a result for this model and settings (or, with `keep_errors`,
+        an error line: by default a file that failed is tried again, it may have been fixed)."""
         key = run_key(model, settings)
-        return {r["path"] for r in self.records() if run_key(r.get("model"), r.get("settings")) == key}
+        return {
+            r["path"]
+            for r in self.records()
+            if run_key(r.get("model"), r.get("settings")) == key and (keep_errors or "error" not in r)
+        }
+
+    def check_writable(self) -> None:
+        """Create the file (and its folder) if needed, so that an output that cannot be written is
+        reported before any work. Raises ConfigError naming `out`."""
+        try:
+            os.close(self._open())
+        except OSError as e:
+            raise ConfigError(f"out: cannot write {str(self.path)!r} ({e.strerror or e})") from None
 
 
 def _finite(x: Any) -> Any:
@@ -225,13 +281,14 @@ def invert_file(
 @dataclass
 class BatchSummary:
     """What one process did. `complete` counts, over the whole file, the images that now have a
-    line for these settings (filled in by the main process at the end)."""
+    result for these settings (with keep_errors: or an error line; filled in by the main process
+    at the end)."""
 
-    total: int  # images found
-    skipped: int  # already in the file with these settings
+    total: int  # images found (and entries that could not be read)
+    skipped: int  # already done in the file with these settings
     assigned: int = 0  # images this process was given
     written: int = 0  # results written by this process
-    errors: int = 0  # error lines (bad images) written by this process
+    errors: int = 0  # error lines (bad or unreadable images) written by this process
     failed: list[str] = field(default_factory=list)  # not recorded, retried next time: "path: why"
     stopped: bool = False
     complete: int | None = None
@@ -273,15 +330,20 @@ def run_batch(
     progress: bool = False,
     should_stop: Callable[[], bool] | None = None,
     on_record: Callable[[dict], None] | None = None,
+    keep_errors: bool = False,
 ) -> BatchSummary:
-    """Invert every image under `paths` into the JSONL file `out`, resuming where it left off.
-    Under `accelerate launch` the images are sharded across the processes."""
+    """Invert every image under `paths` into the JSONL file `out`, resuming where it left off:
+    images with a result are skipped, images that failed before are tried again (unless
+    `keep_errors`). Under `accelerate launch` the images are sharded across the processes.
+    An output that cannot be written is a ConfigError before any work."""
     from .inversion import get_clip
 
     start = time.perf_counter()
     config = config or InvertConfig()
     results = ResultsFile(out)
-    images = find_images(paths)
+    problems: list[tuple[str, str]] = []  # entries that cannot be read: recorded as errors
+    images = find_images(paths, problems)
+    results.check_writable()
     state = _state(device)
 
     # 1. Load the model (each process its own copy, on its own device) and check the settings.
@@ -294,16 +356,21 @@ def run_batch(
     if state.is_main_process:
         results.repair()
     state.wait_for_everyone()
-    done = results.done(clip.name, settings)
+    done = results.done(clip.name, settings, keep_errors)
     todo = [p for p in images if str(p) not in done]
+    unread = [(p, why) for p, why in problems if p not in done]
     state.wait_for_everyone()
+    total = len(images) + len(problems)
     summary = BatchSummary(
-        total=len(images),
-        skipped=len(images) - len(todo),
+        total=total,
+        skipped=total - len(todo) - len(unread),
         out=str(results.path),
         model=clip.name,
         processes=state.num_processes,
     )
+    if state.is_main_process:
+        for path, why in unread:
+            _record(error_record(path, why, clip.name, config), results, summary, state.process_index, on_record)
 
     # 3. Each process inverts its share and appends whole lines.
     with state.split_between_processes(todo) as mine:
@@ -314,9 +381,26 @@ def run_batch(
     # 4. Wait for everyone, then count what the file now holds for these settings.
     state.wait_for_everyone()
     if state.is_main_process:
-        summary.complete = len(results.done(clip.name, settings) & {str(p) for p in images})
+        named = {str(p) for p in images} | {p for p, _ in problems}
+        summary.complete = len(results.done(clip.name, settings, keep_errors) & named)
     summary.elapsed = time.perf_counter() - start
     return summary
+
+
+def error_record(path: str, message: str, model: str, config: InvertConfig) -> dict:
+    """The line of an image that could not be used (re-runs try it again unless keep_errors)."""
+    return {"path": path, "error": message, "model": model, "settings": settings_of(config), "time": _now()}
+
+
+def _record(record: dict, results: ResultsFile, summary: BatchSummary, process: int, on_record) -> None:
+    record["process"] = process
+    results.append(record)
+    if "error" in record:
+        summary.errors += 1
+    else:
+        summary.written += 1
+    if on_record is not None:
+        on_record(record)
 
 
 def _invert_all(mine, clip, config, results, summary, process, progress, should_stop, on_record) -> None:
@@ -333,20 +417,14 @@ def _invert_all(mine, clip, config, results, summary, process, progress, should_
                 summary.stopped = True
                 break
             except (InvalidImageError, ConfigError) as e:  # the image's fault: record it, go on
-                record = {"path": str(path), "error": str(e), "model": clip.name, "settings": settings_of(config)}
-                record["time"] = _now()
-                summary.errors += 1
+                record = error_record(str(path), str(e), clip.name, config)
             except Exception as e:  # not the image's fault: report, retry on the next run
                 if is_oom(e) and torch.cuda.is_available():
                     torch.cuda.empty_cache()
                 summary.failed.append(f"{path}: {describe_error(e)}")
                 log.error("%s: %s (not recorded; a re-run retries it)", path, describe_error(e))
                 continue
-            record["process"] = process
-            results.append(record)
-            summary.written += "error" not in record
-            if on_record is not None:
-                on_record(record)
+            _record(record, results, summary, process, on_record)
             bar.set_postfix(done=summary.written, errors=summary.errors, failed=len(summary.failed), refresh=False)
 
 

@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("batch", help="invert every image in folders, one JSON line each (resumable; accelerate)")
     p.add_argument("paths", nargs="+", metavar="DIR", help="folders (searched recursively) or image files")
     p.add_argument("--out", "-o", required=True, help="JSONL file the results are appended to")
+    p.add_argument(
+        "--keep-errors",
+        action="store_true",
+        help="do not retry images recorded as errors by an earlier run (default: retry them)",
+    )
     add_invert_flags(p, _batch)
 
     sub.add_parser("models", help="list the CLIP <-> generator pairs").set_defaults(run=_models)
@@ -201,7 +206,15 @@ def _batch(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     try:
-        summary = run_batch(args.paths, args.out, args.model, cfg, device=args.device, progress=not args.quiet)
+        summary = run_batch(
+            args.paths,
+            args.out,
+            args.model,
+            cfg,
+            device=args.device,
+            progress=not args.quiet,
+            keep_errors=args.keep_errors,
+        )
     except KeyboardInterrupt:  # between images
         sys.stderr.write("stopped; re-run the same command to resume\n")
         return 130

@@ -190,6 +190,11 @@ class InvertConfig:
             )
         if isinstance(self.blocklist, str):
             raise ConfigError("blocklist: expected a sequence of words, received a single string")
+        if any(not isinstance(w, str) for w in self.blocklist):
+            raise ConfigError(f"blocklist: expected words (text), received {list(self.blocklist)!r:.80}")
+        chars = sum(len(w) + 1 for w in self.blocklist) - 1  # as one line, words separated by spaces
+        if chars > MAX_TEXT_CHARS:  # each word is matched against the whole vocabulary
+            raise ConfigError(f"blocklist: expected at most {MAX_TEXT_CHARS} characters of words, received {chars}")
         if context_length is not None:
             self.fits(context_length)
         return self

@@ -42,6 +42,18 @@ def load_image(source: Any, name: str | None = None) -> Image.Image:
         return img.copy() if out is img else out  # never hand out the image being closed
 
 
+def check_image(source: str | os.PathLike, name: str | None = None) -> None:
+    """A quick check that the file at `source` is an image pez can use, without decoding its
+    pixels (the header, the size limits and, where the format allows, the file's structure);
+    raises InvalidImageError like load_image. For checks that must stay cheap (an upload)."""
+    label = name or _label(source)
+    with _open(source, label, decode=False) as img:
+        try:
+            img.verify()
+        except Exception as e:  # noqa: BLE001 - PIL raises many kinds for a broken file
+            raise InvalidImageError(f"{label}: the image file is corrupt or truncated ({e})") from None
+
+
 def _normalise(img: Image.Image, label: str) -> Image.Image:
     """Size checks, first frame, EXIF orientation, RGB."""
     _check_size(img, label)
@@ -69,7 +81,7 @@ def _label(source: Any) -> str:
     return getattr(source, "filename", None) or getattr(source, "name", None) or type(source).__name__
 
 
-def _open(source: Any, label: str) -> Image.Image:
+def _open(source: Any, label: str, decode: bool = True) -> Image.Image:
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
     elif isinstance(source, (str, os.PathLike)):
@@ -86,7 +98,8 @@ def _open(source: Any, label: str) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(source)
             _check_size(img, label)  # before decoding pixels: refuse bombs cheaply
-            img.load()
+            if decode:
+                img.load()
     except InvalidImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -176,4 +189,4 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-__all__ = ["IMAGE_SUFFIXES", "load_image", "load_images"]
+__all__ = ["IMAGE_SUFFIXES", "check_image", "load_image", "load_images"]

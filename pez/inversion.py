@@ -8,12 +8,13 @@ registry pair name, any CLIP spec accepted by `pez.models.load_clip`, or a Loade
 
 from __future__ import annotations
 
+import string
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 
-from .config import BOUNDS, CONCAT_SEPARATOR, MAX_IMAGES, STYLE_TEMPLATE, TEXT_WEIGHT, InvertConfig
+from .config import BOUNDS, CONCAT_SEPARATOR, MAX_IMAGES, MAX_TEXT_CHARS, STYLE_TEMPLATE, TEXT_WEIGHT, InvertConfig
 from .engine.features import check_texts, image_features, text_features
 from .engine.optim import Targets, optimize
 from .engine.vocab import clean_text
@@ -44,9 +45,12 @@ def image_targets(
     images, negative_images, texts = list(images or []), list(negative_images or []), list(texts or [])
     if not images and not negative_images:
         raise ConfigError("images: expected at least one image, received none")
-    if len(images) + len(negative_images) > MAX_IMAGES:
+    if len(images) > MAX_IMAGES:
+        raise ConfigError(f"images: expected at most {MAX_IMAGES} images, received {len(images)}")
+    if len(images) + len(negative_images) > MAX_IMAGES:  # one run holds at most MAX_IMAGES in all
         raise ConfigError(
-            f"images: expected at most {MAX_IMAGES} images, received {len(images) + len(negative_images)}"
+            f"negative_images: expected at most {MAX_IMAGES - len(images)} (at most {MAX_IMAGES} images in all), "
+            f"received {len(negative_images)}"
         )
     positive = _features(clip, images)
     if texts:
@@ -193,15 +197,34 @@ def _score_text(clip: LoadedClip, text: str, feats: torch.Tensor) -> float:
 
 
 def apply_style(subject: str, style: str, template: str = STYLE_TEMPLATE) -> str:
-    """Fill the style template, e.g. "{subject} in the style of {style}"."""
-    if "{style}" not in template:
-        raise ConfigError(f"template: expected a text containing '{{style}}', received {template!r}")
+    """Fill the style template, e.g. "{subject} in the style of {style}". Only the bare fields
+    {subject} and {style} are filled ({{ and }} are literal braces); the template is never given
+    to str.format, whose format specs, attributes and indexes a template could otherwise use."""
+    pieces = check_template(template)
+    values = {"subject": subject.strip(), "style": clean_text(style)}
+    return clean_text("".join(text + (values[name] if name else "") for text, name in pieces))
+
+
+def check_template(template: str) -> list[tuple[str, str | None]]:
+    """A style template -> its (literal text, field name or None) pieces. Raises ConfigError
+    unless it is text of at most MAX_TEXT_CHARS characters with {style} and only the bare fields
+    {subject} and {style}."""
+    expected = "template: expected a text with {style} and only the bare fields {subject} and {style}"
+    if not isinstance(template, str) or len(template) > MAX_TEXT_CHARS:
+        size = f"{len(template)} characters" if isinstance(template, str) else repr(template)
+        raise ConfigError(f"{expected} (at most {MAX_TEXT_CHARS} characters), received {size:.80}")
     try:
-        return clean_text(template.format(subject=subject.strip(), style=clean_text(style)))
-    except (KeyError, IndexError, ValueError) as e:
-        raise ConfigError(
-            f"template: expected only the fields {{subject}} and {{style}}, received {template!r} ({e})"
-        ) from e
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as e:  # an unmatched brace
+        raise ConfigError(f"{expected}, received {template!r:.80} ({e})") from None
+    pieces = []
+    for text, name, spec, conversion in parsed:
+        if name is not None and (name not in ("subject", "style") or spec or conversion):
+            raise ConfigError(f"{expected}, received {template!r:.80}")
+        pieces.append((text, name))
+    if not any(name == "style" for _, name in pieces):
+        raise ConfigError(f"{expected}, received {template!r:.80} (no {{style}})")
+    return pieces
 
 
 def style_prompts(subjects: Sequence[str], style: str, template: str = STYLE_TEMPLATE) -> list[str]:

@@ -1,11 +1,14 @@
 """pez's Gradio app as a small package (the core, `pez/`, never imports it).
 
-    server.py      how this server runs: settings, ZeroGPU, friendly errors, the start-up model
+    server.py      how this server runs: settings and per-request limits, ZeroGPU, friendly errors,
+                   the start-up model
     settings.py    the shared search settings, generated from pez.config's field metadata
     progress.py    a run's progress as UI values (status line, loss plot, candidates, run record)
                    and RunControl, one tab's Run/Stop state
-    components.py  shared pieces: CSS/theme, target image, run/stop, the search handler factory and
-                   its wiring, examples, banner
+    inputs.py      the input components every caller reaches (images, model, numbers): what each
+                   accepts, one message naming the field for anything else
+    components.py  shared pieces: CSS/theme, image drop zones, run/stop, the search handler factory
+                   and its wiring, examples, banner
     regenerate.py  the one regenerate panel every tab uses, and the regenerate handler factory
     downloads.py   weight downloads' bytes / total for the status line
     history.py     History in the browser (merged across tabs), its rows and export

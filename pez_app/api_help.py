@@ -8,7 +8,8 @@ import gradio as gr
 def api_help(url: str = "http://127.0.0.1:7860/", model: str = "sd-turbo") -> str:
     return f"""
 Every tab is a named endpoint (and an MCP tool, when the server runs with MCP). Search endpoints
-stream the prompt as it improves; the status is plain text.
+stream the prompt as it improves; the status is plain text. `job.result()` returns the last update,
+or raises the server's message when the run failed (e.g. a model whose weights are missing).
 
 ```python
 from gradio_client import Client, handle_file
@@ -17,12 +18,14 @@ client = Client("{url}")
 job = client.submit(handle_file("cat.jpg"), model="{model}", prompt_len=16, steps=300, api_name="/invert")
 for prompt, status, plot, candidates in job:       # live updates; job.cancel() stops
     print(status)
-prompt = job.outputs()[-1][0]
+prompt, status, plot, candidates = job.result()    # raises the server's message if the run failed
 images, summary = client.predict(prompt, handle_file("cat.jpg"), model="{model}", api_name="/regenerate")
+joined = client.predict([handle_file("dog.jpg"), handle_file("beach.jpg")], model="{model}", api_name="/invert_multi")[0]
 ```
 
 Endpoints: `/invert`, `/invert_multi`, `/concatenate`, `/style`, `/distill`, `/score`, `/regenerate`,
-`/regenerate_multi`, `/regenerate_style`, `/regenerate_distill`. `client.view_api()` lists every parameter.
+`/regenerate_multi`, `/regenerate_style`, `/regenerate_distill`. Images: `handle_file(path)` (or a
+`data:` URL), several as a list. `client.view_api()` lists every parameter.
 """
 
 

@@ -1,5 +1,5 @@
-"""Shared building blocks of the layout: look (CSS, theme), the target image input, the run and
-progress controls every search tab uses, examples, the banner, and the search event wiring."""
+"""Shared building blocks of the layout: look (CSS, theme), the image inputs, the run and progress
+controls every search tab uses, examples, the banner, and the search event wiring."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import pez
 from pez.config import MAX_TEXT_CHARS
 
 from . import progress as prog
-from .server import HARD_STOP, SERVER, StartupModel, as_gr_error, gpu_handler
-from .settings import make_config, setting_params, settings_doc
+from .inputs import ImageList, is_mcp_call, queue_full
+from .server import HARD_STOP, SERVER, Deadline, StartupModel, as_gr_error, gpu_handler, public_text
+from .settings import check_caps, make_config, setting_params, settings_doc
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "assets"
@@ -47,50 +48,38 @@ CSS = """
 .overflow-menu > button::before { content: "More tabs"; }
 .pez-table td, .pez-table th { word-break: normal !important; overflow-wrap: anywhere; }
 .pez-table td:last-child, .pez-table th:last-child { white-space: nowrap; overflow-wrap: normal; }
-footer { display: none !important; }
 """
 THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="pink", neutral_hue="slate")
+# demo.launch's keyword arguments; build_demo sets the upload limit (max_file_size) of this server.
 LAUNCH_KWARGS = {"theme": THEME, "css": CSS}
 QUICK = {"queue": False, "api_visibility": "private"}
-# Upload checks go through the queue (gr.Warning toasts need it) but not the GPU slot.
-UPLOAD_CHECK = {"api_visibility": "private", "concurrency_limit": None, "show_progress": "hidden"}
 
 
 def gpu_options() -> dict:
     return {"concurrency_id": "gpu", "concurrency_limit": SERVER.gpu_concurrency}
 
 
-class TargetImage(gr.Image):
-    """gr.Image that hands an uploaded file to pez unopened: pez's loader then reports a bad file
-    (not an image, empty, a decompression bomb) clearly, instead of gradio failing on it first.
-    Pasted and webcam images (data URLs) are decoded as usual. Same frontend as gr.Image."""
-
-    is_template = True  # gradio: render with the parent's (gr.Image's) frontend
-
-    def preprocess(self, payload):
-        if payload is None or (payload.url and payload.url.startswith("data:")) or payload.path is None:
-            return super().preprocess(payload)
-        return str(payload.path)
-
-
-def check_upload(image) -> None:
-    """On upload: tell at once when the file is not a usable image (not only at Run)."""
-    if image is None:
-        return
-    try:
-        pez.load_image(image)
-    except pez.InvalidImageError as e:
-        gr.Warning(f"This file cannot be used: {e}", duration=12)
+def check_upload(images, status: str):
+    """On upload, at once (outside the queue, so a busy server still answers): a file that is not
+    a usable image is said in the tab's status line (header and size only: no pixel is decoded);
+    a good one clears such a message."""
+    paths = [images] if isinstance(images, str) else [i[0] if isinstance(i, (tuple, list)) else i for i in images or []]
+    for path in paths:
+        try:
+            pez.images.check_image(path)
+        except pez.InvalidImageError as e:
+            return f"⚠ This file cannot be used: {e}"
+    return prog.READY if isinstance(status, str) and status.startswith("⚠ This file") else gr.skip()
 
 
-def check_gallery_upload(images) -> None:
-    for item in images or []:
-        check_upload(item[0] if isinstance(item, (tuple, list)) else item)
+def checked_uploads(component, status) -> None:
+    """Check every upload into `component` (an image or a gallery), answering in `status`."""
+    component.upload(check_upload, [component, status], status, show_progress="hidden", **QUICK)
 
 
-def image_gallery(label: str, elem_id: str, columns: int = 3, height: int = 280) -> gr.Gallery:
-    """A drop zone for several target images (file paths), each checked as soon as it is uploaded."""
-    gallery = gr.Gallery(
+def image_gallery(label: str, elem_id: str, columns: int = 3, height: int = 280, field: str = "images") -> ImageList:
+    """A drop zone for several target images (file paths); `field` names it in messages."""
+    gallery = ImageList(
         type="filepath",
         interactive=True,
         label=label,
@@ -99,7 +88,7 @@ def image_gallery(label: str, elem_id: str, columns: int = 3, height: int = 280)
         file_types=["image"],
         elem_id=elem_id,
     )
-    gallery.upload(check_gallery_upload, gallery, None, **UPLOAD_CHECK)
+    gallery.field = field
     return gallery
 
 
@@ -137,7 +126,6 @@ def progress_outputs(prompt_info: str, elem: str) -> tuple:
         color_map=prog.PLOT_COLOURS,
         label="Loss",
         elem_id=f"{elem}-plot",
-        height=220,
     )
     gr.Markdown(prog.PLOT_NOTE, elem_classes="pez-plot-note")
     return status, prompt, plot
@@ -170,36 +158,48 @@ def search_endpoint(body: Callable[..., Iterator], description: str, args_doc: s
     Parameters, in order: the body's own parameters without a default (the tab's inputs), one per
     shared setting (settings.setting_params: typed, with the app's defaults, from pez.config's field
     metadata), the body's own parameters with a default, then `control` (the tab's RunControl; API
-    callers have none). The handler builds the run's InvertConfig once (settings.make_config) and
-    streams `body(*own, model=..., config=..., control=...)`, which yields (prompt, status, plot,
-    candidates, record); the record goes to the control (History and Stop read it there), the rest
-    to the client. A failure is left in the control, for the tab's status line."""
+    callers have none) and gradio's request. The handler checks the server's caps, builds the run's
+    InvertConfig once (settings.make_config), gives the run the server's time limit (its status then
+    says so) and streams `body(*own, model=..., config=..., control=...)`, which yields (prompt,
+    status, plot, candidates, record); the record goes to the control (History and Stop read it
+    there), the rest to the client (an MCP assistant gets no plot data). A failure is left in the
+    control, for the tab's status line."""
     P = inspect.Parameter
     own = [p for p in inspect.signature(body).parameters.values() if p.kind == P.POSITIONAL_OR_KEYWORD]
     leading, trailing = [p for p in own if p.default is P.empty], [p for p in own if p.default is not P.empty]
     control = P("control", P.POSITIONAL_OR_KEYWORD, default=None, annotation=prog.RunControl | None)
-    sig = inspect.Signature([*leading, *setting_params(pez.DEFAULT_PAIR), *trailing, control])
+    request = P("request", P.POSITIONAL_OR_KEYWORD, default=None, annotation=gr.Request | None)
+    sig = inspect.Signature([*leading, *setting_params(pez.DEFAULT_PAIR), *trailing, control, request])
 
     def handler(*args, **kwargs):
         a = sig.bind(*args, **kwargs)
         a.apply_defaults()
         run = a.arguments["control"] or prog.RunControl()
-        run.started = True
+        run.started, run.deadline = True, Deadline()
+        to_assistant = is_mcp_call(a.arguments["request"])
         try:
+            check_caps(a.arguments)
             config = make_config(a.arguments)
             stream = body(*(a.arguments[p.name] for p in own), model=a.arguments["model"], config=config, control=run)
             for *values, record in stream:
                 run.record = record
+                if record.get("done") and run.deadline.hit:
+                    values[1] = prog.time_limited(values[1], run.deadline.note())
+                if to_assistant:
+                    values[2] = None  # the loss curve's rows are noise to an assistant
                 yield tuple(values)
         except Exception as e:
             err = as_gr_error(e)
             run.error = err.message
-            raise err from e
+        else:
+            return
         finally:
             run.armed = run.started = False
+        raise err  # outside the except: the error keeps no reference to the failure's frames
 
     handler.__name__ = handler.__qualname__ = body.__name__.lstrip("_")
     handler.__signature__ = sig
+    handler.__annotations__ = {p.name: p.annotation for p in sig.parameters.values() if p.annotation is not P.empty}
     handler.__doc__ = (
         f"{description}\n\nArgs:\n{args_doc}\n{settings_doc()}\n"
         "Returns:\n    the best prompt, a plain-text status line, the loss curve and the candidates table "
@@ -209,20 +209,26 @@ def search_endpoint(body: Callable[..., Iterator], description: str, args_doc: s
 
 
 def wire_search(
+    ctx,
     buttons: list[gr.Button],
     fns: list[Callable],
     inputs: list,
     outputs: list,
     api_names: list[str],
     stop_btn: gr.Button,
-    history,
-) -> list:
-    """Run button(s) -> 'waiting' status -> streamed search -> History; Stop ends the tab's run;
-    a failure leaves the error in the status line. Call it inside the tab's `with gr.Tab` block:
-    a gr.State directly under gr.Tabs makes the browser list tab buttons twice."""
+) -> tuple[list, gr.State]:
+    """Run button(s) -> status ("Starting…", or "Waiting…" while another run holds the model) ->
+    streamed search -> History; Stop ends the tab's run; a failure leaves the error in the status
+    line. Returns the search events and the tab's control (its Regenerate reads it). Call it inside
+    the tab's `with gr.Tab` block: a gr.State directly under gr.Tabs makes the browser list tab
+    buttons twice."""
     control = gr.State(prog.RunControl())  # per tab and session; also holds the run record
     status = outputs[1]
     events = []
+
+    def failed(control: prog.RunControl) -> str:
+        return prog.error_status(control, busy=queue_full(ctx.demo))
+
     for button, fn, api_name in zip(buttons, fns, api_names, strict=True):
         evt = button.click(prog.arm_run, control, status, **QUICK).then(
             fn,
@@ -233,12 +239,12 @@ def wire_search(
             show_progress_on=[outputs[2]],  # gradio's queue overlay over the plot, not over the prompt
             **gpu_options(),
         )
-        evt.failure(prog.error_status, control, status, **QUICK)
-        history.save(evt, control)
+        evt.failure(failed, control, status, **QUICK)
+        ctx.history.save(evt, control)
         events.append(evt)
     stop_evt = stop_btn.click(stop_run, [control], [status], cancels=events if HARD_STOP else None, **QUICK)
-    history.save(stop_evt, control)
-    return events
+    ctx.history.save(stop_evt, control)
+    return events, control
 
 
 def stop_run(control: prog.RunControl):
@@ -285,6 +291,29 @@ def toy_style_examples() -> list[str]:
     return paths
 
 
+TOY_SIDE = 96  # pixels: the toy world draws 64 px pictures, so a larger image is most likely a photo
+TOY_NOTE = (
+    "note: the toy world model knows only coloured shapes, so its scores of photos mean little "
+    "(choose a real model pair in Settings)"
+)
+
+
+def toy_note(model: str, paths: list) -> str:
+    """" · note: …" when the toy world model is asked about images that are not toy pictures."""
+    from PIL import Image
+
+    if model != "toy":
+        return ""
+    sides = []
+    try:
+        for path in paths:
+            with Image.open(path) as img:  # the header only
+                sides.append(max(img.size))
+    except Exception:  # noqa: BLE001 - a bad file is reported by the run itself
+        return ""
+    return f" · {TOY_NOTE}" if any(side > TOY_SIDE for side in sides) else ""
+
+
 def image_examples(image, model: gr.Dropdown, toys: list[str], photos: list[str]) -> None:
     """Example images; a toy example switches the model to the toy world, a photo switches back."""
     if photos:
@@ -328,11 +357,12 @@ def header(start: StartupModel) -> None:
         "the model is the <b>toy world</b>: a tiny CLIP trained on coloured shapes, so everything works with "
         "no download. Use the toy example images; prompts will be about colours and shapes."
     )
+    reason = public_text(start.reason)  # no server paths on a public page
     if start.fallback:
         missing = ", ".join(f"<code>{html.escape(m)}</code>" for m in start.missing) or "its weights"
         gr.HTML(
             f'<div class="pez-banner" id="offline-banner"><b>Offline demo mode</b> — the default model pair '
-            f"<b>{html.escape(start.wanted)}</b> cannot run here (missing: {missing}): {html.escape(start.reason)}. "
+            f"<b>{html.escape(start.wanted)}</b> cannot run here (missing: {missing}): {html.escape(reason)}. "
             f"So {toy}<br><b>To use {html.escape(start.wanted)}</b>: {html.escape(start.how_to)}</div>"
         )
     elif start.pair == "toy":

@@ -7,8 +7,11 @@ keeps anyone's history; it only turns the list into table rows and an export fil
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import tempfile
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -58,8 +61,10 @@ def history_upsert(history: list | None, record: dict | None) -> list:
 
 
 def history_rows(history: list | None) -> list[list]:
+    """The History table's rows (at most HISTORY_LIMIT: the browser keeps no more; anything else
+    sent here, e.g. by a script, is not turned into rows)."""
     rows = []
-    for h in history or []:
+    for h in (history if isinstance(history, list) else [])[:HISTORY_LIMIT]:
         if not isinstance(h, dict):
             continue
         s = h.get("settings", {}) or {}
@@ -74,11 +79,29 @@ def history_rows(history: list | None) -> list[list]:
     return rows
 
 
+EXPORT_MAX_BYTES = HISTORY_LIMIT * 8_000  # a run record is ~1 KB; leave room for long prompts
+EXPORT_DIR = Path(tempfile.gettempdir()) / "pez-history-exports"
+EXPORT_KEEP_SECONDS = 3600  # older exports are removed (gradio serves its own copy of each)
+
+
 def export_history(history) -> str:
+    """The History as a JSON file to download. Refuses more runs than the browser keeps (this runs
+    outside the queue, so anything it accepts must stay small); old export files are removed."""
     if not history:
         raise user_error("History is empty: run a search first.")
-    path = Path(tempfile.mkdtemp(prefix="pez-history-")) / "pez-history.json"
-    path.write_text(json.dumps({"app": "pez", "version": pez.__version__, "prompts": history}, indent=2))
+    if not isinstance(history, list) or len(history) > HISTORY_LIMIT:
+        n = len(history) if isinstance(history, list) else type(history).__name__
+        raise user_error(f"history: expected at most {HISTORY_LIMIT} runs, received {n}")
+    text = json.dumps({"app": "pez", "version": pez.__version__, "prompts": history}, indent=2)
+    if len(text) > EXPORT_MAX_BYTES:
+        raise user_error(f"history: expected at most {EXPORT_MAX_BYTES:,} bytes of runs, received {len(text):,}")
+    EXPORT_DIR.mkdir(exist_ok=True)
+    for old in EXPORT_DIR.glob("*.json"):
+        with contextlib.suppress(OSError):
+            if time.time() - old.stat().st_mtime > EXPORT_KEEP_SECONDS:
+                old.unlink()
+    path = EXPORT_DIR / f"pez-history-{hashlib.sha1(text.encode()).hexdigest()[:12]}.json"
+    path.write_text(text)
     return str(path)
 
 

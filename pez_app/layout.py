@@ -11,7 +11,7 @@ from . import components as ui
 from .api_help import api_help, api_help_for
 from .history import HistoryStore
 from .regenerate import RegeneratePanel
-from .server import SERVER, StartupModel, startup_model
+from .server import SERVER, Limits, StartupModel, startup_model
 from .settings import SettingsPanel, settings_panel
 from .tabs import distill, history, image, multi, style
 
@@ -46,10 +46,14 @@ class BuildContext:
 
 def build_demo(offline_demo: bool | None = None, start: StartupModel | None = None) -> gr.Blocks:
     """Build the whole app. `offline_demo` defaults to the server setting; without it the default
-    pair is probed once (cached or downloadable?) and the toy world is used when it is neither."""
+    pair is probed once (cached or downloadable?) and the toy world is used when it is neither.
+    The server's per-request caps are read from the environment now (server.Limits.from_env)."""
+    SERVER.limits = Limits.from_env(SERVER.allowed_models)
+    ui.LAUNCH_KWARGS["max_file_size"] = f"{SERVER.limits.max_file_mb}mb"
     start = start or startup_model(offline_demo)
     toys = ui.toy_examples()
-    with gr.Blocks(title="pez — image to prompt") as demo:
+    # Uploads and results in gradio's cache are removed after a day (checked every hour).
+    with gr.Blocks(title="pez — image to prompt", delete_cache=(3600, 86400)) as demo:
         ui.header(start)
         ctx = BuildContext(
             demo=demo,
@@ -79,6 +83,8 @@ def build_demo(offline_demo: bool | None = None, start: StartupModel | None = No
         ctx.settings.model.change(
             lambda m: [u for p in ctx.panels for u in p.pair_defaults(m)], ctx.settings.model, outs, **ui.QUICK
         )
-    demo.queue(max_size=SERVER.queue_size, default_concurrency_limit=SERVER.gpu_concurrency)
+    # api_open=False: a queued endpoint is reached only through the queue (and its one GPU slot),
+    # never by POST /gradio_api/run/<name> around it.
+    demo.queue(max_size=SERVER.queue_size, default_concurrency_limit=SERVER.gpu_concurrency, api_open=False)
     demo.pez_start = start  # what the banner says, for tests and the launcher's log
     return demo

@@ -20,6 +20,7 @@ import pez
 from pez.config import MAX_IMAGES
 
 from .downloads import load_with_progress
+from .server import SLOTS, Deadline
 
 UI_INTERVAL = 0.15  # seconds between streamed UI updates (a run may report far more often)
 PLOT_POINTS = 400  # points per series in the final loss plot
@@ -40,7 +41,9 @@ PLOT_NOTE = (
     "is noisy and need not match the best score (at the first steps the two differ most)."
 )
 
-READY, WAITING = "Ready.", "Waiting in the queue for a free model slot… (another run is using it; Stop cancels)"
+READY, STARTING = "Ready.", "Starting…"
+WAITING = "Waiting in the queue for a free model slot… (another run is using it; Stop cancels)"
+BUSY = "the server is busy (its queue is full): try again in a moment"
 
 # The status component's template: the bar comes from the text itself (elapsed and time left
 # "· 35 s of 60 s · about 25 s left", else "Step 12 / 300"; "Image 1 of 2"), its colour from the
@@ -208,23 +211,37 @@ class RunControl:
     started: bool = False  # the handler is running
     record: dict | None = None  # the run record (progress.new_record), updated with every report
     error: str = ""  # the last failure's message, for the status line
+    deadline: Deadline | None = None  # the server's time limit of the current run
+    regen_error: str = ""  # the last failed regeneration's message, for the tab's summary
 
     def should_stop(self) -> Callable[[], bool]:
-        """should_stop for a run that starts now: true once Stop is pressed after its Run click."""
-        clicked = self.clicked_at
-        return lambda: self.stop_at >= clicked > 0.0
+        """should_stop for a run that starts now: true once Stop is pressed after its Run click,
+        or at the server's time limit."""
+        clicked, deadline = self.clicked_at, self.deadline
+        return lambda: self.stop_at >= clicked > 0.0 or (deadline is not None and deadline())
 
 
 def arm_run(control: RunControl) -> str:
     """Run clicked: remember when (a Stop after it, even while queued, stops that run) and say
-    that the run waits for the queue until the handler's first update replaces this."""
+    whether the run starts or waits for another run to free the model (the handler's first
+    update replaces this)."""
     control.clicked_at, control.error, control.armed, control.started, control.record = time.monotonic(), "", True, False, None
-    return WAITING
+    return WAITING if SLOTS.busy() else STARTING
 
 
-def error_status(control: RunControl) -> str:
-    """The status line after a failed run (the failure handler's output)."""
-    return f"⚠ Error: {control.error or 'the run failed (see the message)'}"
+def error_status(control: RunControl, busy: bool = False) -> str:
+    """The status line after a failed run (the failure handler's output). A run that never
+    reached its handler was refused by the queue (`busy`) or by an input's check (its message is
+    shown); either way it is no longer waiting, so Stop has nothing to cancel."""
+    control.armed = False
+    if control.error:
+        return f"⚠ Error: {control.error}"
+    return f"⚠ Error: {BUSY}" if busy else "⚠ Error: the run did not start (see the message)"
+
+
+def time_limited(status: str, why: str) -> str:
+    """A final status of a run the server's time limit stopped: "Stopped at <why> after …"."""
+    return f"Stopped at {why}{status[len('Stopped') :]}" if status.startswith("Stopped") else f"{status} · {why}"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,8 +19,9 @@ import gradio as gr
 import pez
 from pez.config import GENERATE_BOUNDS, GenerateConfig, about
 
-from .server import SERVER, user_error
-from .settings import as_int, slider
+from . import progress as prog
+from .server import SERVER, SLOTS, Deadline, as_gr_error, check_model, gpu_handler, user_error
+from .settings import as_int, number_box
 
 
 @dataclass(frozen=True)
@@ -33,21 +34,24 @@ class Draw:
 
 
 def gen_config(negative_prompt, seed, steps, guidance, num_images) -> pez.GenerateConfig:
-    """Regeneration settings as the controls send them -> a GenerateConfig (an empty seed draws one)."""
+    """Regeneration settings as the controls send them -> a GenerateConfig (checked when built: a
+    value out of range or of the wrong kind is a ConfigError naming the field; an empty seed draws
+    one)."""
     return pez.GenerateConfig(
-        negative_prompt=negative_prompt or "",
+        negative_prompt="" if negative_prompt is None else negative_prompt,
         seed=as_int(seed) if seed not in (None, "") else random.randrange(int(GENERATE_BOUNDS["seed"].hi)),
         num_images=as_int(num_images),
         steps=as_int(steps),
-        guidance=float(guidance),
+        guidance=float(guidance) if isinstance(guidance, int) and not isinstance(guidance, bool) else guidance,
     )
 
 
-def run_generation(model: str, draw: Draw, cfg: pez.GenerateConfig, progress=None):
+def run_generation(model: str, draw: Draw, cfg: pez.GenerateConfig, progress=None, should_stop=None):
     """One prompt -> GenerationResult, via pez.generate (cached pipeline per pair)."""
     from pez.generate import generate
 
-    if not draw.prompt or not draw.prompt.strip():
+    model = check_model(model)
+    if not isinstance(draw.prompt, str) or not draw.prompt.strip():
         raise user_error("The prompt is empty: run a search first or type one.")
     callback = None
     if progress is not None:
@@ -56,7 +60,9 @@ def run_generation(model: str, draw: Draw, cfg: pez.GenerateConfig, progress=Non
             progress((s.step, s.total), desc="Generating", unit="steps")
 
     targets = list(draw.targets) if draw.targets else None
-    return generate(model, draw.prompt, cfg, device=SERVER.device, targets=targets, callback=callback)
+    return generate(
+        model, draw.prompt, cfg, device=SERVER.device, targets=targets, callback=callback, should_stop=should_stop
+    )
 
 
 def captioned(result, label: str = "") -> list[tuple[Any, str]]:
@@ -96,13 +102,24 @@ def image_paths(gallery) -> list:
     return [item[0] if isinstance(item, (tuple, list)) else item for item in gallery or []]
 
 
-def styled_prompts(style, subjects, template) -> str:
-    """The prompts a style regeneration will use, one per line (cheap; no model)."""
-    if not style or not style.strip():
-        return ""
+def subject_lines(subjects) -> list[str]:
+    """The subjects of a style regeneration, one per line: at most this server's PEZ_MAX_SUBJECTS."""
+    if subjects is not None and not isinstance(subjects, str):
+        raise pez.ConfigError(f"subjects: expected text (one subject per line), received {type(subjects).__name__}")
     lines = [s for s in (subjects or "").splitlines() if s.strip()]
+    cap = SERVER.limits.max_subjects
+    if len(lines) > cap:
+        raise pez.ConfigError(f"subjects: expected at most {cap} lines on this server, received {len(lines)}")
+    return lines
+
+
+def styled_prompts(style, subjects, template) -> str:
+    """The prompts a style regeneration will use, one per line (cheap: no model; it runs outside
+    the queue, so a template or a subject list it refuses is refused without any work)."""
+    if not isinstance(style, str) or not style.strip():
+        return ""
     try:
-        return "\n".join(pez.style_prompts(lines, style, template or pez.STYLE_TEMPLATE))
+        return "\n".join(pez.style_prompts(subject_lines(subjects), style, template or pez.STYLE_TEMPLATE))
     except pez.ConfigError as e:
         return f"⚠️ {e}"
 
@@ -127,33 +144,62 @@ def _generation_params() -> list[inspect.Parameter]:
 def regenerate_endpoint(plan: Callable[..., list[list[Draw]]], description: str, args_doc: str) -> Callable:
     """The handler of one tab's Regenerate: gradio takes its name, signature and docstring.
 
-    Parameters: `plan`'s own (the tab's inputs), `model`, the generation settings (GENERATION) and
-    gradio's progress. `plan(*own)` checks the tab's inputs and says what to draw, one list of
-    Draws per gallery; the handler returns each gallery's captioned images, then the summary."""
+    Parameters: `plan`'s own (the tab's inputs), `model`, the generation settings (GENERATION),
+    `control` (the tab's RunControl, where a failure's message is left for the summary; API
+    callers have none) and gradio's progress. `plan(*own)` checks the tab's inputs and says what to
+    draw, one list of Draws per gallery; the handler returns each gallery's captioned images, then
+    the summary. Errors reach the caller as one message naming the field, like the searches';
+    the whole request stops at the server's time limit (server.Deadline)."""
     P = inspect.Parameter
     own = list(inspect.signature(plan).parameters.values())
+    control = P("control", P.POSITIONAL_OR_KEYWORD, default=None, annotation=prog.RunControl | None)
     progress = P("progress", P.POSITIONAL_OR_KEYWORD, default=gr.Progress(track_tqdm=True))
-    sig = inspect.Signature([*own, *_generation_params(), progress])
+    sig = inspect.Signature([*own, *_generation_params(), control, progress])
 
     def handler(*args, **kwargs):
         a = sig.bind(*args, **kwargs)
         a.apply_defaults()
-        galleries = plan(*(a.arguments[p.name] for p in own))
-        cfg = gen_config(*(a.arguments[n] for n in GENERATION))
-        model, progress = a.arguments["model"], a.arguments["progress"]
-        results = [[run_generation(model, d, cfg, progress) for d in draws] for draws in galleries]
-        items = [[item for d, r in zip(draws, rs) for item in captioned(r, d.label)] for draws, rs in zip(galleries, results)]  # fmt: skip
-        targets = max(len(d.targets or []) for draws in galleries for d in draws)
-        return (*items, generation_summary([r for rs in results for r in rs], targets))
+        run = a.arguments["control"] or prog.RunControl()
+        run.regen_error = ""
+        try:
+            return _regenerate(plan, own, a.arguments)
+        except Exception as e:
+            err = as_gr_error(e)
+            run.regen_error = err.message
+        raise err  # outside the except: the error keeps no reference to the failure's frames
 
     docs = "\n".join(f"    {n}: {about(GenerateConfig, n).help}" for n in GENERATION)
     handler.__name__ = handler.__qualname__ = plan.__name__.lstrip("_")
     handler.__signature__ = sig
+    handler.__annotations__ = {p.name: p.annotation for p in sig.parameters.values() if p.annotation is not P.empty}
     handler.__doc__ = (
         f"{description}\n\nArgs:\n{args_doc}\n    model: model pair name, e.g. 'sd-turbo' or 'toy'\n{docs}\n"
         "Returns:\n    the gallery (or galleries) of (image, caption with similarity and seed), and a summary"
     )
-    return handler
+    return gpu_handler(handler)
+
+
+def _regenerate(plan: Callable, own: list, arguments: dict) -> tuple:
+    model = check_model(arguments["model"])
+    cfg = gen_config(*(arguments[n] for n in GENERATION))
+    galleries = plan(*(arguments[p.name] for p in own))
+    progress, deadline = arguments["progress"], Deadline()
+    results = [[run_generation(model, d, cfg, progress, deadline) for d in draws] for draws in galleries]
+    items = [[item for d, r in zip(draws, rs) for item in captioned(r, d.label)] for draws, rs in zip(galleries, results)]  # fmt: skip
+    targets = max(len(d.targets or []) for draws in galleries for d in draws)
+    summary = generation_summary([r for rs in results for r in rs], targets)
+    if deadline.hit:
+        summary += f"\n\n⚠️ Stopped at {deadline.note()}."
+    return (*items, summary)
+
+
+def arm_regenerate(control: prog.RunControl) -> str:
+    """Regenerate clicked (outside the queue): say when it will wait, for this tab's own search or
+    for another run holding the model; the handler's result replaces this."""
+    control.regen_error = ""
+    if control.armed or control.started:
+        return "⏳ Waiting for your search to finish (Stop ends it)…"
+    return "⏳ Waiting for a free model slot (another run is using it)…" if SLOTS.busy() else "Generating…"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,11 +240,11 @@ class RegeneratePanel:
                             placeholder=about(GenerateConfig, "negative_prompt").help,
                             elem_id=f"{elem}-negative",
                         )
-                        self.seed = gr.Number(g.seed, label=label("seed"), precision=0)
+                        self.seed = number_box(GENERATE_BOUNDS["seed"], label("seed"), g.seed)
                     with gr.Row():
-                        self.steps = slider(GENERATE_BOUNDS["steps"], label("steps"), pair.steps)
-                        self.guidance = slider(GENERATE_BOUNDS["guidance"], label("guidance"), pair.guidance)
-                        self.count = slider(GENERATE_BOUNDS["num_images"], label("num_images"), g.num_images)
+                        self.steps = number_box(GENERATE_BOUNDS["steps"], label("steps"), pair.steps)
+                        self.guidance = number_box(GENERATE_BOUNDS["guidance"], label("guidance"), pair.guidance)
+                        self.count = number_box(GENERATE_BOUNDS["num_images"], label("num_images"), g.num_images)
             with gr.Column(scale=3, min_width=300):
                 with gr.Row():
                     self.galleries = [
@@ -217,11 +263,14 @@ class RegeneratePanel:
     def inputs(self) -> list:
         return [self.negative, self.seed, self.steps, self.guidance, self.count]  # GENERATION's order
 
-    def wire(self, fn: Callable, inputs: list, api_name: str, gpu: dict) -> Any:
-        """Button -> fn(*inputs, *options) -> galleries and summary; a failure shows in the summary."""
-        evt = self.button.click(
+    def wire(self, fn: Callable, inputs: list, api_name: str, gpu: dict, control: gr.State) -> Any:
+        """Button -> "waiting" note (while the tab's search or another run holds the model) ->
+        fn(*inputs, *options, control) -> galleries and summary; a failure's message shows in the
+        summary."""
+        quick = {"queue": False, "api_visibility": "private"}
+        evt = self.button.click(arm_regenerate, control, self.summary, **quick).then(
             fn,
-            [*inputs, *self.inputs()],
+            [*inputs, *self.inputs(), control],
             [*self.galleries, self.summary],
             api_name=api_name,
             show_progress="full",
@@ -229,13 +278,12 @@ class RegeneratePanel:
             **gpu,
         )
         evt.failure(
-            lambda: "⚠ Regeneration failed: see the message.", None, self.summary, queue=False, api_visibility="private"
+            lambda c: f"⚠ Regeneration failed: {c.regen_error or 'see the message'}", control, self.summary, **quick
         )
         return evt
 
     def pair_defaults(self, model: str) -> list:
-        try:
-            p = pez.get_pair(model)
-        except pez.ConfigError:
+        p = pez.PAIRS.get(model) if isinstance(model, str) else None
+        if p is None:
             return [gr.skip(), gr.skip()]
-        return [gr.Slider(value=p.steps), gr.Slider(value=p.guidance)]
+        return [gr.Number(value=p.steps), gr.Number(value=p.guidance)]

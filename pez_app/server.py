@@ -12,8 +12,11 @@ import inspect
 import logging
 import os
 import re
+import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 try:  # Hugging Face ZeroGPU; imported before anything touches CUDA. A no-op off Spaces.
     import spaces
@@ -23,7 +26,8 @@ except ImportError:  # pragma: no cover - depends on the host
 import gradio as gr
 
 import pez
-from pez.errors import USER_ERRORS, is_oom
+from pez.config import BOUNDS
+from pez.errors import USER_ERRORS, ConfigError, is_oom
 
 log = logging.getLogger("pez.app")
 
@@ -46,6 +50,53 @@ class ServerSettings:
     gpu_seconds: int = int(os.environ.get("PEZ_GPU_SECONDS", "120"))  # ZeroGPU time per call
     mcp: bool = env_flag("PEZ_MCP", True)  # also serve the endpoints as MCP tools
     probe_seconds: float = float(os.environ.get("PEZ_PROBE_SECONDS", "3"))  # start-up hub probe
+    allowed_models: tuple[str, ...] = ()  # app.py --allow-model: CLIP specs beyond the pairs
+    limits: Limits = field(default_factory=lambda: Limits())  # set from the environment by build_demo
+
+
+# ---------------------------------------------------------------------------------------------
+# What one request may ask of a shared server. The CLI and the Python API take any CLIP spec and
+# pez.config's bounds; a server takes only what it offers, within these caps.
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-request caps of this server, from its environment (read when the demo is built)."""
+
+    extra_models: tuple[str, ...] = ()  # PEZ_EXTRA_MODELS: CLIP specs offered beyond the registry pairs
+    max_steps: int = 3000  # PEZ_MAX_STEPS: steps per search (the reference code's count)
+    max_candidates: int = 8  # PEZ_MAX_CANDIDATES: candidates per search
+    max_run_seconds: float = 300.0  # PEZ_MAX_RUN_SECONDS: once a run has its model, it stops after this
+    max_subjects: int = 8  # PEZ_MAX_SUBJECTS: subjects per style regeneration
+    max_file_mb: int = 20  # PEZ_MAX_FILE_MB: one uploaded (or data: URL) image
+
+    @classmethod
+    def from_env(cls, extra_models: tuple[str, ...] = ()) -> Limits:
+        """The caps set in the environment (PEZ_*), plus CLIP specs from `extra_models`. A bad
+        value is a ConfigError naming the variable."""
+        d = cls()
+        extra = [m.strip() for m in os.environ.get("PEZ_EXTRA_MODELS", "").split(",") if m.strip()]
+        return cls(
+            extra_models=tuple(dict.fromkeys([*extra, *extra_models])),
+            max_steps=min(_env_number("PEZ_MAX_STEPS", d.max_steps), int(BOUNDS["steps"].hi)),
+            max_candidates=min(_env_number("PEZ_MAX_CANDIDATES", d.max_candidates), int(BOUNDS["candidates"].hi)),
+            max_run_seconds=_env_number("PEZ_MAX_RUN_SECONDS", d.max_run_seconds, float),
+            max_subjects=_env_number("PEZ_MAX_SUBJECTS", d.max_subjects),
+            max_file_mb=_env_number("PEZ_MAX_FILE_MB", d.max_file_mb),
+        )
+
+
+def _env_number(name: str, default, kind=int):
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or not value > 0:  # NaN too
+        raise ConfigError(f"{name}: expected a {'whole ' if kind is int else ''}number above 0, received {raw!r}")
+    return value
 
 
 SERVER = ServerSettings()
@@ -130,7 +181,8 @@ def as_gr_error(e: BaseException) -> gr.Error:
     if isinstance(e, gr.Error):
         return e
     if isinstance(e, pez.WeightsNotFoundError):
-        return user_error(str(e), "Model weights not available")
+        log.info("%s", e)  # the full message, with local paths, for the operator
+        return user_error(public_text(str(e)), "Model weights not available")
     if isinstance(e, USER_ERRORS):
         return user_error(tidy_message(str(e)))
     if is_oom(e):
@@ -146,6 +198,16 @@ def as_gr_error(e: BaseException) -> gr.Error:
         duration=TOAST_SECONDS,
         print_exception=False,
     )
+
+
+def public_text(text: str) -> str:
+    """A message for any caller: the server's own folders (hub cache, home) are not shown."""
+    from pez.models.hub import hub_cache_dir
+
+    for path, name in ((hub_cache_dir(), "the server's hub cache"), (str(Path.home()), "~")):
+        if path and len(path) > 1:
+            text = text.replace(f"({path})", f"({name})").replace(path, name)
+    return text
 
 
 def free_gpu_memory() -> None:
@@ -164,7 +226,10 @@ def friendly_errors(fn: Callable) -> Callable:
             try:
                 yield from fn(*args, **kwargs)
             except Exception as e:
-                raise as_gr_error(e) from e
+                err = as_gr_error(e)
+            else:
+                return
+            raise err  # outside the except: the error keeps no reference to the failure's frames
 
         return stream
 
@@ -173,16 +238,100 @@ def friendly_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except Exception as e:
-            raise as_gr_error(e) from e
+            err = as_gr_error(e)
+        raise err  # outside the except: the error keeps no reference to the failure's frames
 
     return call
 
 
 def gpu_handler(fn: Callable) -> Callable:
-    return on_gpu(friendly_errors(fn))
+    return holds_slot(on_gpu(friendly_errors(fn)))
+
+
+def offered_models() -> list[str]:
+    """The models this server runs: the registry's pairs and what its operator added."""
+    return [*pez.list_pairs(), *(m for m in SERVER.limits.extra_models if m not in pez.PAIRS)]
+
+
+def check_model(model) -> str:
+    """`model` if this server offers it, else a refusal that loads nothing and reads the same for
+    any other value (so it never tells whether a server path exists)."""
+    offered = offered_models()
+    if isinstance(model, str) and model.strip() in offered:
+        return model.strip()
+    raise user_error(f"Model pair (model): expected one of {offered}, received {model!r:.120}")
 
 
 def load_model(model: str) -> pez.LoadedClip:
-    if not isinstance(model, str) or not model.strip():
-        raise user_error("Choose a model pair in Settings.")
-    return pez.load_clip(model.strip(), device=SERVER.device)
+    return pez.load_clip(check_model(model), device=SERVER.device)
+
+
+# ---------------------------------------------------------------------------------------------
+# The model slot: how many model runs hold it now (the "gpu" queue lets gpu_concurrency in)
+
+
+class ModelSlots:
+    """Counts the handlers running a model, so the UI can say "waiting" only when a run waits."""
+
+    def __init__(self):
+        self.active, self._lock = 0, threading.Lock()
+
+    def enter(self) -> None:
+        with self._lock:
+            self.active += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self.active -= 1
+
+    def busy(self) -> bool:
+        return self.active >= SERVER.gpu_concurrency
+
+
+SLOTS = ModelSlots()
+
+
+def holds_slot(fn: Callable) -> Callable:
+    """Wrap a model handler (plain or generator) so SLOTS counts it while it runs."""
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def stream(*args, **kwargs):
+            SLOTS.enter()
+            try:
+                yield from fn(*args, **kwargs)
+            finally:
+                SLOTS.leave()
+
+        return stream
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        SLOTS.enter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            SLOTS.leave()
+
+    return call
+
+
+class Deadline:
+    """The server's time limit of one request (Limits.max_run_seconds) as a should_stop: its clock
+    starts at the first poll, which comes once the model is loaded and the work begins, so neither
+    the queue nor a first download counts. `hit` says whether it stopped the run."""
+
+    def __init__(self, seconds: float | None = None):
+        self.seconds = SERVER.limits.max_run_seconds if seconds is None else seconds
+        self.start: float | None = None
+        self.hit = False
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if self.start is None:
+            self.start = now
+        self.hit = self.hit or now - self.start >= self.seconds
+        return self.hit
+
+    def note(self) -> str:
+        return f"the server's time limit ({self.seconds:g} s)"

@@ -22,7 +22,8 @@ import gradio as gr
 import pez
 from pez.config import APP_CPU_TIME_BUDGET, APP_PATIENCE, BOUNDS, MAX_TEXT_CHARS, Bound, InvertConfig, about
 
-from .server import SERVER, user_error
+from .inputs import ModelDropdown, SettingNumber
+from .server import SERVER, offered_models, user_error
 
 # The settings the app offers, in the order of the search handlers' parameters (after the tab's
 # own inputs); "model" is the pair or CLIP spec, the others are InvertConfig fields.
@@ -50,7 +51,7 @@ ROWS = (  # the panel's layout
     ("blocklist", "words_only", "whole_words", "dictionary_words", "safe"),
     ("refine_steps", "prune_tolerance", "init_prompt"),
 )
-MODEL_HELP = "model pair name, e.g. 'sd-turbo' or 'toy', or any open_clip ARCH/TAG"
+MODEL_HELP = "model pair name, e.g. 'sd-turbo' or 'toy' (one this server offers)"
 API_NOTES = {  # what the API and MCP docs add to a field's help (how the app takes the value)
     "prompt_len": " (distill: the short length)",
     "seed": "; None draws one (reported in the status)",
@@ -158,28 +159,39 @@ def make_config(values: dict[str, Any]) -> InvertConfig:
 # The panel
 
 
-class IntSlider(gr.Slider):
-    """A slider whose API type is an integer (gr.Slider's is a float)."""
-
-    is_template = True  # gradio: render with gr.Slider's frontend
-
-    def api_info(self) -> dict:
-        return {**super().api_info(), "type": "integer"}
+def server_caps() -> dict[str, int]:
+    """The settings this server caps below pez.config's bounds (server.Limits)."""
+    return {"steps": SERVER.limits.max_steps, "candidates": SERVER.limits.max_candidates}
 
 
-def slider(bound: Bound, label: str, default, **kw) -> gr.Slider:
-    """A slider over `bound` (an IntSlider when its step is whole)."""
-    cls = IntSlider if float(bound.step).is_integer() else gr.Slider
-    return cls(bound.lo, bound.hi, value=default, step=bound.step, label=label, **kw)
+def check_caps(values: dict[str, Any]) -> None:
+    """Refuse, before any work, a value above this server's cap ("expected a value in [1, 3000]
+    on this server"); other values go on to the config's own check."""
+    for name, cap in server_caps().items():
+        v = as_int(values.get(name))
+        if isinstance(v, int) and not isinstance(v, bool) and v > cap:
+            lo = BOUNDS[name].lo
+            what = about(InvertConfig, name).label
+            raise user_error(f"{what} ({name}): expected a value in [{lo:g}, {cap}] on this server, received {v}")
+
+
+def number_box(bound: Bound, label: str, default, hi: float | None = None, hint: str = "", **kw) -> gr.Number:
+    """A number box over `bound` (up to `hi` when the server caps it): its range is in the hint,
+    and a value outside it is sent as typed, for pez's check to name (SettingNumber)."""
+    integer = float(bound.step).is_integer()
+    top = bound.hi if hi is None else hi
+    span = f"{int(bound.lo):,} to {int(top):,}" if integer else f"{bound.lo:g} to {top:g}"
+    info = span + (f" · {hint}" if hint else "")
+    return SettingNumber(default, label=label, precision=0 if integer else None, step=bound.step, info=info, **kw)
 
 
 def pair_choices() -> list[tuple[str, str]]:
-    """Dropdown entries that say which CLIP goes with which generator."""
+    """Dropdown entries: the pairs' names (the info line under the dropdown says which CLIP goes
+    with which generator), then the CLIPs this server's operator added (search only)."""
     out = []
-    for name in pez.list_pairs():
-        p = pez.get_pair(name)
-        clip = "toy CLIP" if p.clip == "toy" else f"CLIP {p.clip}"
-        out.append((f"{p.label} · {clip}", name))
+    for name in offered_models():
+        p = pez.PAIRS.get(name)
+        out.append((p.label if p else f"{name} (search only)", name))
     return out
 
 
@@ -187,7 +199,7 @@ def pair_info(name: str) -> str:
     try:
         p = pez.get_pair(name)
     except pez.ConfigError:
-        return f"Custom CLIP `{name}`: prompts are optimised for it; regeneration needs a model pair."
+        return f"CLIP `{name}`: prompts are optimised for it; regeneration needs a model pair."
     gen = f"`{p.generator}`" if p.generator else "the toy shape renderer"
     text = f"**{p.label}** — prompts are optimised for CLIP `{p.clip}`, images regenerated with {gen}."
     if p.note:
@@ -215,27 +227,14 @@ class SettingsPanel:
 def control(name: str, default, model_value: str) -> gr.components.Component:
     """The UI control of one setting."""
     if name == "model":
-        return gr.Dropdown(
-            pair_choices(),
-            value=model_value,
-            label="Model pair",
-            info="or type any open_clip CLIP as ARCH/TAG, e.g. ViT-L-14/openai (search only)",
-            allow_custom_value=True,
-            elem_id="model",
-        )
+        return ModelDropdown(pair_choices(), value=model_value, label="Model pair", elem_id="model")
     info, kind, text = about(InvertConfig, name), _kind(name), label(name)
     if kind == "bool":
         return gr.Checkbox(bool(default), label=text)
     if kind in ("text", "words"):
         value = ", ".join(default) if kind == "words" else default
         return gr.Textbox(value, label=text, max_length=MAX_TEXT_CHARS, placeholder=info.help)
-    if name == "seed":  # a number box: empty means random
-        return gr.Number(default, label=text, precision=0)
-    b = info.bound
-    if name != "steps" and (kind == "float" or b.hi - b.lo > 2000):
-        # No gradio min/max: pez validates and names the field in its message.
-        return gr.Number(default, label=text, precision=0 if kind == "int" else None, step=b.step)
-    return slider(b, text, default, info=info.info or None)
+    return number_box(info.bound, text, default, server_caps().get(name), info.info)
 
 
 def settings_panel(model_value: str) -> SettingsPanel:
@@ -254,14 +253,14 @@ def settings_panel(model_value: str) -> SettingsPanel:
 
 __all__ = [
     "FIELDS",
-    "IntSlider",
     "SettingsPanel",
     "app_defaults",
     "app_time_budget",
+    "check_caps",
     "label",
     "make_config",
+    "number_box",
     "setting_params",
     "settings_doc",
     "settings_panel",
-    "slider",
 ]

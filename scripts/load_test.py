@@ -159,7 +159,17 @@ def run_load_test(
         if url is None:
             from pez_app import build_demo
 
-            demo = build_demo()
+            # The in-process server is this script's own: as its operator, offer the model under
+            # test (a public server takes only its listed pairs, PEZ_EXTRA_MODELS adds others).
+            before = os.environ.get("PEZ_EXTRA_MODELS")
+            os.environ["PEZ_EXTRA_MODELS"] = ",".join(filter(None, [before, model]))
+            try:
+                demo = build_demo()
+            finally:
+                if before is None:
+                    del os.environ["PEZ_EXTRA_MODELS"]
+                else:
+                    os.environ["PEZ_EXTRA_MODELS"] = before
             _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1")
         try:
             settings = dict(model=model, prompt_len=prompt_len, steps=steps, candidates=1)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -224,7 +225,13 @@ def load_clip(spec: str = DEFAULT_PAIR, device: str | None = None, precision: st
     key = (parsed, str(dev), prec)
     with _CACHE_LOCK:
         if key not in _CACHE:
-            _CACHE[key] = _load_uncached(parsed, dev, prec)
+            try:
+                _CACHE[key] = _load_uncached(parsed, dev, prec)
+            except Exception as e:
+                # The failure's frames hold what was built so far (hundreds of MB): whoever keeps
+                # the exception must not keep the half-built model alive with it.
+                traceback.clear_frames(e.__traceback__)
+                raise
         return _CACHE[key]
 
 

@@ -12,7 +12,7 @@ from .. import components as ui
 from ..progress import RunControl, fmt_score, plural, stream_inversion
 from ..regenerate import Draw, RegeneratePanel, regenerate_endpoint
 from ..server import load_model, user_error
-from ..settings import app_defaults, label, slider
+from ..settings import app_defaults, label, number_box
 
 TOY_LONG_PROMPT = (
     "a simple picture of a big bright red star drawn in the middle of a plain grey background, "
@@ -87,7 +87,7 @@ def build(ctx) -> None:
                     elem_id="distill-long",
                 )
                 short = f"Short {label('prompt_len')[0].lower()}{label('prompt_len')[1:]}"
-                short_len = slider(BOUNDS["prompt_len"], short, app_defaults()["prompt_len"])
+                short_len = number_box(BOUNDS["prompt_len"], short, app_defaults()["prompt_len"])
                 run, stop = ui.run_controls("▶ Distill", "distill")
                 ui.text_examples(long_prompt, s.model, [] if ctx.offline else [PHOTO_LONG_PROMPT], [TOY_LONG_PROMPT])
             with gr.Column(scale=3, min_width=300):
@@ -103,14 +103,16 @@ def build(ctx) -> None:
         ctx.panels.append(panel)
         ctx.share_button()
 
-        ui.wire_search(
+        _, control = ui.wire_search(
+            ctx,
             [run],
             [distill_prompt],
             [long_prompt, *s.inputs(short_len)],
             [prompt, status, plot, cands],
             ["distill"],
             stop,
-            ctx.history,
         )
         cands.select(ui.pick_row, None, prompt, **ui.QUICK)
-        panel.wire(regenerate_distill, [long_prompt, prompt, s.model], "regenerate_distill", ui.gpu_options())
+        panel.wire(
+            regenerate_distill, [long_prompt, prompt, s.model], "regenerate_distill", ui.gpu_options(), control
+        )

@@ -10,9 +10,13 @@ import pez
 from pez.config import BOUNDS, TEXT_WEIGHT
 
 from .. import components as ui
+from ..inputs import Choice, TargetImage
 from ..progress import RunControl, stream_inversion
 from ..regenerate import Draw, RegeneratePanel, image_paths, regenerate_endpoint
 from ..server import gpu_handler, load_model, user_error
+from ..settings import number_box
+
+NEGATIVE_NOTE = " · with images to avoid, the score is the similarity to the target minus theirs (so it can exceed 1)"
 
 
 def _invert_image(
@@ -31,6 +35,7 @@ def _invert_image(
     texts = [text.strip()] if isinstance(text, str) and text.strip() else None
     weight = float(text_weight) if isinstance(text_weight, (int, float)) else text_weight
     mode = "image" + (" − negatives" if negatives else "") + (" + text" if texts else "")
+    note = ui.toy_note(model, [image]) + (NEGATIVE_NOTE if negatives else "")
     yield from stream_inversion(
         mode,
         model,
@@ -45,6 +50,7 @@ def _invert_image(
             text_weight=weight,
             should_stop=control.should_stop(),
         ),
+        (lambda clip, res: note) if note else None,
     )
 
 
@@ -97,7 +103,7 @@ def build(ctx) -> None:
     with gr.Tab("Image → Prompt", id="image", elem_id="tab-image"):
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=300):
-                goal = gr.Radio(
+                goal = Choice(
                     [
                         ("a prompt for this image", "prompt"),
                         ("a negative prompt (the image shows what to avoid)", "negative"),
@@ -106,7 +112,7 @@ def build(ctx) -> None:
                     label="Find",
                     elem_id="image-goal",
                 )
-                image = ui.TargetImage(
+                image = TargetImage(
                     type="filepath",
                     image_mode=None,
                     label="Target image",
@@ -116,11 +122,12 @@ def build(ctx) -> None:
                 )
                 run, stop = ui.run_controls("▶ Find prompt", "image")
                 with gr.Accordion("More targets: images to move away from, text to also match", open=False):
-                    negatives = ui.image_gallery("Images to move away from (optional)", "image-negatives", 4, 140)
+                    negatives = ui.image_gallery(
+                        "Images to move away from (optional)", "image-negatives", 4, 140, field="negative_images"
+                    )
                     with gr.Row():
                         text = gr.Textbox("", label="Also match this text (optional)", scale=3, elem_id="image-text")
-                        b = BOUNDS["negative_weight"]
-                        weight = gr.Slider(b.lo, b.hi, value=TEXT_WEIGHT, step=b.step, label="Text weight", scale=2)
+                        weight = number_box(BOUNDS["negative_weight"], "Text weight", TEXT_WEIGHT, scale=2)
                 ui.image_examples(image, s.model, ctx.toys, [] if ctx.offline else ctx.photos)
             with gr.Column(scale=3, min_width=300):
                 status, prompt, plot = ui.progress_outputs("edit it freely, then Score or Regenerate", "image")
@@ -145,23 +152,30 @@ def build(ctx) -> None:
         ctx.panels.append(panel)
         ctx.share_button()
 
-        image.upload(ui.check_upload, image, None, **ui.UPLOAD_CHECK)
-        events = ui.wire_search(
+        ui.checked_uploads(image, status)
+        ui.checked_uploads(negatives, status)
+        events, control = ui.wire_search(
+            ctx,
             [run],
             [invert_image],
             [image, *s.inputs(), negatives, text, weight],
             [prompt, status, plot, cands],
             ["invert"],
             stop,
-            ctx.history,
         )
-        # Negative-prompt mode: the prompt found describes what to avoid -> the negative prompt.
+        # Negative-prompt mode: the prompt found describes what to avoid -> the negative prompt, and
+        # the prompt box gets back what it held before the run (the run streamed into it).
+        before = gr.State("")
+        run.click(lambda p: p, prompt, before, **ui.QUICK)
         events[0].success(
-            lambda g, p: p if g == "negative" and p else gr.skip(), [goal, prompt], panel.negative, **ui.QUICK
+            lambda g, p, b: (p, b) if g == "negative" and p else (gr.skip(), gr.skip()),
+            [goal, prompt, before],
+            [panel.negative, prompt],
+            **ui.QUICK,
         )
         goal.change(
             lambda g: gr.Button("▶ Find negative prompt" if g == "negative" else "▶ Find prompt"), goal, run, **ui.QUICK
         )
         cands.select(ui.pick_row, None, prompt, **ui.QUICK)
-        panel.wire(regenerate, [prompt, image, s.model], "regenerate", ui.gpu_options())
+        panel.wire(regenerate, [prompt, image, s.model], "regenerate", ui.gpu_options(), control)
         ctx.prompt = prompt

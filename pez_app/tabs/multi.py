@@ -13,6 +13,7 @@ from pez.config import MAX_IMAGES
 
 from .. import components as ui
 from ..downloads import load_with_progress
+from ..inputs import Choice
 from ..progress import (
     UI_INTERVAL,
     RunControl,
@@ -40,12 +41,14 @@ def require_images(images: list, what: str = "image", minimum: int = 1) -> list:
 
 def _invert_multi(images: list, *, model: str, config: pez.InvertConfig, control: RunControl):
     paths = require_images(image_paths(images))
+    note = ui.toy_note(model, paths)
     yield from stream_inversion(
         "multi",
         model,
         config,
         load_model,
         lambda clip: pez.invert_stream(paths, clip, config, should_stop=control.should_stop()),
+        (lambda clip, res: note) if note else None,
     )
 
 
@@ -130,7 +133,7 @@ def build(ctx) -> None:
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=300):
                 images = ui.image_gallery("Images (drag several in)", "multi-input")
-                mode = gr.Radio(
+                mode = Choice(
                     [("One prompt for all images", "all"), ("Concatenate: one prompt per image, joined", "concat")],
                     value="all",
                     label="Mode",
@@ -158,14 +161,15 @@ def build(ctx) -> None:
         ctx.panels.append(panel)
         ctx.share_button()
 
-        ui.wire_search(
+        ui.checked_uploads(images, status)
+        _, control = ui.wire_search(
+            ctx,
             [run_all, run_concat],
             [invert_multi, concatenate],
             [images, *s.inputs()],
             [prompt, status, plot, table],
             ["invert_multi", "concatenate"],
             stop,
-            ctx.history,
         )
         mode.change(
             lambda m: (gr.Button(visible=m == "all"), gr.Button(visible=m == "concat")),
@@ -173,4 +177,4 @@ def build(ctx) -> None:
             [run_all, run_concat],
             **ui.QUICK,
         )
-        panel.wire(regenerate_multi, [prompt, images, s.model], "regenerate_multi", ui.gpu_options())
+        panel.wire(regenerate_multi, [prompt, images, s.model], "regenerate_multi", ui.gpu_options(), control)

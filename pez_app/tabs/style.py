@@ -8,19 +8,21 @@ import pez
 
 from .. import components as ui
 from ..progress import RunControl, stream_inversion
-from ..regenerate import Draw, RegeneratePanel, image_paths, regenerate_endpoint, styled_prompts
+from ..regenerate import Draw, RegeneratePanel, image_paths, regenerate_endpoint, styled_prompts, subject_lines
 from ..server import load_model, user_error
 from .multi import IMAGES_DOC, require_images
 
 
 def _find_style(images: list, *, model: str, config: pez.InvertConfig, control: RunControl):
     paths = require_images(image_paths(images), "style image")
+    note = ui.toy_note(model, paths)
     yield from stream_inversion(
         "style",
         model,
         config,
         load_model,
         lambda clip: pez.invert_stream(paths, clip, config, should_stop=control.should_stop()),
+        (lambda clip, res: note) if note else None,
     )
 
 
@@ -32,9 +34,9 @@ find_style = ui.search_endpoint(
 
 
 def _regenerate_style(style: str, subjects: str, template: str) -> list[list[Draw]]:
-    if not style or not style.strip():
+    if not isinstance(style, str) or not style.strip():
         raise user_error("Find a style prompt first (or type one).")
-    lines = [s for s in (subjects or "").splitlines() if s.strip()]
+    lines = subject_lines(subjects)
     if not lines:
         raise user_error("Enter at least one subject, one per line.")
     prompts = pez.style_prompts(lines, style, template or pez.STYLE_TEMPLATE)
@@ -46,7 +48,7 @@ regenerate_style = regenerate_endpoint(
     'Generate one or more subjects in a learned style, e.g. "{subject} in the style of {style}".',
     "    style: the style prompt (e.g. what /style found)\n"
     "    subjects: one subject per line\n"
-    "    template: how subject and style combine; must contain {style} (and usually {subject})",
+    "    template: how subject and style combine: text with the bare fields {style} (required) and {subject}",
 )
 
 
@@ -98,11 +100,14 @@ def build(ctx) -> None:
         ctx.panels.append(panel)
         ctx.share_button()
 
-        ui.wire_search(
-            [run], [find_style], [images, *s.inputs()], [prompt, status, plot, cands], ["style"], stop, ctx.history
+        ui.checked_uploads(images, status)
+        _, control = ui.wire_search(
+            ctx, [run], [find_style], [images, *s.inputs()], [prompt, status, plot, cands], ["style"], stop
         )
         cands.select(ui.pick_row, None, prompt, **ui.QUICK)
         subjects, template, styled = boxes["subjects"], boxes["template"], boxes["styled"]
         for box in (prompt, subjects, template):
             box.change(styled_prompts, [prompt, subjects, template], styled, **ui.QUICK)
-        panel.wire(regenerate_style, [prompt, subjects, template, s.model], "regenerate_style", ui.gpu_options())
+        panel.wire(
+            regenerate_style, [prompt, subjects, template, s.model], "regenerate_style", ui.gpu_options(), control
+        )

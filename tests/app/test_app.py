@@ -14,7 +14,7 @@ import pytest
 import app
 import pez
 from pez.config import BOUNDS, GENERATE_BOUNDS
-from pez_app import components, history, progress, regenerate, server, settings
+from pez_app import components, history, inputs, progress, regenerate, server, settings
 from pez_app.tabs import distill, image, multi, style
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,18 +96,26 @@ def _component(demo: gr.Blocks, cls, label: str):
 
 
 def test_settings_defaults_and_bounds_come_from_the_core():
-    d = pez.InvertConfig()
-    for label, name in [("Prompt length (tokens)", "prompt_len"), ("Steps", "steps")]:
-        s = _component(app.demo, gr.Slider, label)
-        assert (s.minimum, s.maximum, s.value) == (BOUNDS[name].lo, BOUNDS[name].hi, getattr(d, name))
-    r = _component(app.demo, gr.Slider, "Candidates (restarts in parallel)")
-    assert (r.minimum, r.maximum, r.value) == (BOUNDS["candidates"].lo, BOUNDS["candidates"].hi, d.candidates)
+    """Number boxes with the core's defaults; the range (the server's cap where it has one) is in
+    the hint, not a gradio bound: a value outside it reaches pez, whose message names the field."""
+    d, caps = pez.InvertConfig(), settings.server_caps()
+    for label, name in [
+        ("Prompt length (tokens)", "prompt_len"),
+        ("Steps", "steps"),
+        ("Candidates (restarts in parallel)", "candidates"),
+    ]:
+        s = _component(app.demo, inputs.SettingNumber, label)
+        hi = caps.get(name, BOUNDS[name].hi)
+        assert s.value == getattr(d, name) and (s.minimum, s.maximum) == (None, None)
+        assert s.info.startswith(f"{int(BOUNDS[name].lo):,} to {int(hi):,}"), s.info
+    assert caps == {"steps": server.SERVER.limits.max_steps, "candidates": server.SERVER.limits.max_candidates}
     lr = _component(app.demo, gr.Number, "Learning rate")
-    assert lr.value == d.lr and lr.minimum is None  # no gradio bound: pez's message names the field
-    count = _component(app.demo, gr.Slider, "Images")
-    assert count.maximum == GENERATE_BOUNDS["num_images"].hi and count.value == pez.GenerateConfig().num_images
-    model = _component(app.demo, gr.Dropdown, "Model pair")
-    assert [v for _, v in model.choices] == pez.list_pairs()
+    assert lr.value == d.lr and lr.minimum is None
+    count = _component(app.demo, inputs.SettingNumber, "Images")
+    assert count.info.startswith(f"1 to {int(GENERATE_BOUNDS['num_images'].hi)}")
+    assert count.value == pez.GenerateConfig().num_images
+    model = _component(app.demo, inputs.ModelDropdown, "Model pair")
+    assert [v for _, v in model.choices] == server.offered_models() == pez.list_pairs()
     assert model.value == app.demo.pez_start.pair
 
 
@@ -116,15 +124,15 @@ def test_offline_demo_defaults_to_the_toy_model_and_says_so():
     assert _component(demo, gr.Dropdown, "Model pair").value == "toy"
     banners = [b for b in demo.blocks.values() if isinstance(b, gr.HTML) and "Offline demo mode" in str(b.value)]
     assert banners
-    steps = _component(demo, gr.Slider, "Sampling steps")
+    steps = _component(demo, gr.Number, "Sampling steps")
     assert steps.value == pez.get_pair("toy").steps  # sampling defaults follow the pair
 
 
-def test_pair_choices_show_which_clip_goes_with_which_generator():
+def test_pair_choices_and_info_say_which_clip_goes_with_which_generator():
     labels = dict((v, k) for k, v in settings.pair_choices())
-    assert "ViT-H-14/laion2b_s32b_b79k" in labels["sd-turbo"]
-    assert "toy" in labels["toy"].lower()
-    assert "stabilityai/sd-turbo" in settings.pair_info("sd-turbo")
+    assert list(labels) == pez.list_pairs() and "toy" in labels["toy"].lower()
+    info = settings.pair_info("sd-turbo")
+    assert "ViT-H-14/laion2b_s32b_b79k" in info and "stabilityai/sd-turbo" in info
 
 
 def test_zero_gpu_decorator_is_a_no_op_without_spaces(monkeypatch):
@@ -162,8 +170,9 @@ def test_invert_image_streams_progress_then_the_best_prompt(image_files):
 
 
 def test_run_is_reproducible_with_a_seed_and_reports_a_drawn_one(image_files):
-    a = run(image.invert_image, image_files[0], MODEL, *FAST)[-1]
-    b = run(image.invert_image, image_files[0], MODEL, *FAST)[-1]
+    # No time budget (the app's default on a CPU is one): a budgeted run depends on timing, not only the seed.
+    a = run(image.invert_image, image_files[0], MODEL, *FAST, time_budget=0.0)[-1]
+    b = run(image.invert_image, image_files[0], MODEL, *FAST, time_budget=0.0)[-1]
     assert a[0] == b[0]
     drawn = run(image.invert_image, image_files[0], MODEL, 4, 10, 1, None, 0.1, "", False)[-1]
     assert isinstance(drawn[4]["settings"]["seed"], int) and f"seed {drawn[4]['settings']['seed']}" in drawn[1]
@@ -172,7 +181,7 @@ def test_run_is_reproducible_with_a_seed_and_reports_a_drawn_one(image_files):
 def test_closing_the_stream_frees_the_run(image_files, monkeypatch):
     """What Gradio does on Stop or when the tab closes: close the generator after an update. The
     core's run must be closed with it (not left suspended, holding the model slot) after a few
-    steps of its 10,000, and the tab's control must say the run is over."""
+    steps of its 3,000 (the default cap), and the tab's control must say the run is over."""
     import inspect as ins
 
     runs, real = [], pez.invert_stream
@@ -184,14 +193,14 @@ def test_closing_the_stream_frees_the_run(image_files, monkeypatch):
     monkeypatch.setattr(pez, "invert_stream", recorded)
     control = progress.RunControl()
     progress.arm_run(control)
-    stream = image.invert_image(image_files[0], MODEL, 4, 10_000, 1, 0, 0.1, "", False, control=control)
+    stream = image.invert_image(image_files[0], MODEL, 4, 3000, 1, 0, 0.1, "", False, control=control)
     next(stream), next(stream)  # loading, then a live update
     assert control.started and len(runs) == 1 and ins.getgeneratorstate(runs[0]) == ins.GEN_SUSPENDED
     start = time.monotonic()
     stream.close()
-    assert time.monotonic() - start < 5  # promptly, not 10,000 steps
+    assert time.monotonic() - start < 5  # promptly, not 3,000 steps
     assert ins.getgeneratorstate(runs[0]) == ins.GEN_CLOSED  # the core's run ended too
-    assert not control.started and not control.armed and control.record["steps_run"] < 10_000
+    assert not control.started and not control.armed and control.record["steps_run"] < 3000
 
 
 def test_multi_concatenate_style_and_distill(image_files):
@@ -325,17 +334,19 @@ def test_history_upserts_by_run_and_exports_json():
 
 def test_stop_ends_the_run_gracefully_keeping_the_best_prompt(image_files):
     control = progress.RunControl()
-    assert progress.arm_run(control) == progress.WAITING  # what the Run click shows first
+    assert progress.arm_run(control) == progress.STARTING  # what the Run click shows first (idle server)
     stream = with_records(
-        image.invert_image(image_files[0], MODEL, 4, 10_000, 2, 0, 0.1, "", False, control=control), control
+        image.invert_image(image_files[0], MODEL, 4, 3000, 2, 0, 0.1, "", False, control=control), control
     )
     live = [next(stream), next(stream)]  # loading, then a live update
+    while live[-1][4].get("score") is None:  # the search's step-0 report has no score yet
+        live.append(next(stream))
     assert live[0][0] == "" and isinstance(live[0][1], str)  # plain values for the API, no update dicts
     assert len(live[0]) == 5  # four API outputs (+ the record this test appends)
     status = components.stop_run(control)  # Stop while running: the run reports itself
     assert status == gr.skip()
     prompt, status, _, cands, record = list(stream)[-1]  # the run ends by itself, at once
-    assert record["stopped"] and record["done"] and record["steps_run"] < 10_000
+    assert record["stopped"] and record["done"] and record["steps_run"] < 3000
     assert prompt == record["prompt"] and record["score"] >= live[-1][4]["score"] and cands
     assert "Stopped after" in status
     h = history.history_upsert(history.history_upsert([], live[-1][4]), record)
@@ -346,7 +357,7 @@ def test_stop_while_queued_says_so_and_the_run_never_starts(image_files):
     control = progress.RunControl()
     progress.arm_run(control)
     assert "waiting in the queue" in components.stop_run(control)  # Stop while still queued
-    final = run(image.invert_image, image_files[0], MODEL, 4, 10_000, 1, 0, 0.1, "", False, control=control)[-1]
+    final = run(image.invert_image, image_files[0], MODEL, 4, 3000, 1, 0, 0.1, "", False, control=control)[-1]
     assert final[4]["steps_run"] == 0 and final[0] == "" and "Stopped before the first step" in final[1]
     progress.arm_run(control)  # a new Run click is not stopped by the old Stop
     final = run(image.invert_image, image_files[0], MODEL, 4, 10, 1, 0, 0.1, "", False, control=control)[-1]
@@ -385,15 +396,16 @@ def test_settings_follow_the_core_fields_and_integers_are_typed_int():
     fields = {f.name for f in __import__("dataclasses").fields(pez.InvertConfig)}
     names = [p for p in inspect.signature(image.invert_image).parameters]
     assert set(settings.FIELDS) - {"model"} <= fields  # only fields the core has are passed
-    assert names[:2] == ["image", "model"] and names[-4:] == [
+    assert names[:2] == ["image", "model"] and names[-5:] == [
         "negative_images",
         "text",
         "text_weight",
         "control",
+        "request",
     ]
     cfg = settings.make_config({"prompt_len": 4.0, "steps": 10.0, "seed": None, "blocklist": "cat, dog"})
     assert cfg.prompt_len == 4 and isinstance(cfg.seed, int) and cfg.blocklist == ("cat", "dog")
-    steps = _component(app.demo, settings.IntSlider, "Steps")
+    steps = _component(app.demo, inputs.SettingNumber, "Steps")
     assert steps.api_info()["type"] == "integer"
 
 
@@ -515,7 +527,7 @@ def test_client_cancel_frees_the_gpu_worker(client, image_files):
     from gradio_client import handle_file
 
     img = handle_file(image_files[0])
-    job = client.submit(img, MODEL, 4, 10_000, api_name="/invert")
+    job = client.submit(img, MODEL, 4, 3000, api_name="/invert")
     deadline = time.monotonic() + 120
     while len(job.outputs()) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -560,3 +572,72 @@ def test_first_use_download_shows_bytes_and_total_in_the_status(image_files, mon
     shown = [u[1] for u in updates if u[1].startswith("Downloading")]
     assert shown and "/ 40.0 MB (open_clip_model.safetensors)" in shown[-1]
     assert "Done after" in updates[-1][1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Server settings and the gradio internals the app reads
+
+
+def test_server_limits_are_read_from_the_environment_when_the_demo_is_built(monkeypatch):
+    monkeypatch.setenv("PEZ_MAX_STEPS", "500")
+    monkeypatch.setenv("PEZ_EXTRA_MODELS", "random:tiny, ViT-B-32/openai")
+    demo = app.build_demo(offline_demo=True)
+    try:
+        assert server.SERVER.limits.max_steps == 500 and settings.server_caps()["steps"] == 500
+        assert server.offered_models()[-2:] == ["random:tiny", "ViT-B-32/openai"]
+        assert [v for _, v in _component(demo, inputs.ModelDropdown, "Model pair").choices][-2:] == server.offered_models()[-2:]
+        assert _component(demo, inputs.SettingNumber, "Steps").info.startswith("1 to 500")
+        assert components.LAUNCH_KWARGS["max_file_size"] == "20mb"
+        monkeypatch.setenv("PEZ_MAX_STEPS", "lots")
+        with pytest.raises(pez.ConfigError, match="PEZ_MAX_STEPS: expected a whole number above 0, received 'lots'"):
+            server.Limits.from_env()
+    finally:
+        monkeypatch.undo()
+        app.build_demo(offline_demo=True)  # the defaults again, for the tests after this one
+    assert server.SERVER.limits == server.Limits()
+
+
+def test_the_model_refusal_reads_the_same_for_any_value():
+    refused = []
+    for model in ["ViT-B-32@/etc/passwd", "local-dir:/root", "random:RN50", "", None, ["toy"]]:
+        with pytest.raises(gr.Error) as e:
+            server.check_model(model)
+        refused.append(e.value.message.replace(repr(model), "<model>"))
+    assert len(set(refused)) == 1 and "expected one of ['sd-turbo'" in refused[0]
+    assert server.check_model(" toy ") == "toy"
+
+
+def test_queue_full_reads_gradios_queue():
+    """inputs.queue_full reads gradio internals (Blocks._queue): a real full queue must read full."""
+    import threading
+
+    from gradio_client import Client
+
+    release = threading.Event()
+    with gr.Blocks() as demo:
+        box = gr.Textbox()
+        box.submit(lambda x: release.wait(120) and x, box, box, api_name="hold", concurrency_limit=1)
+    demo.queue(max_size=1)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True)
+    try:
+        assert not inputs.queue_full(demo)
+        client = Client(url, verbose=False)
+        jobs = [client.submit("a", api_name="/hold") for _ in range(2)]  # one runs, one waits
+        deadline = time.monotonic() + 60  # generous: a loaded 2-core machine connects slowly
+        while not inputs.queue_full(demo) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert inputs.queue_full(demo)
+        release.set()
+        assert [j.result(timeout=30) for j in jobs] == ["a", "a"]
+        assert not inputs.queue_full(demo)
+    finally:
+        release.set()
+        demo.close()
+
+
+def test_regeneration_stops_at_the_servers_time_limit(monkeypatch):
+    """The whole request shares one deadline, whose clock starts once the model is ready."""
+    monkeypatch.setattr(server.SERVER, "limits", server.Limits(max_run_seconds=1e-6))
+    items, summary = style.regenerate_style("green", "a circle\na star\na heart", pez.STYLE_TEMPLATE, "toy", "", 0, 1, 0, 2)
+    assert "Stopped at the server's time limit (1e-06 s)" in summary
+    assert len(items) < 6  # not every subject x image was drawn

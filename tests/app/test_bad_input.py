@@ -24,7 +24,9 @@ def app_client():
 
     import app
 
-    demo = app.build_demo()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PEZ_EXTRA_MODELS", MODEL)  # the operator offers the tiny CLIP (server.Limits)
+        demo = app.build_demo()
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1")
     try:
         client = Client(url, verbose=False)
@@ -81,15 +83,15 @@ def test_app_accepts_odd_images(files, app_client):
     "endpoint, args, kwargs, expected",
     [
         ("invert_multi", ([],), SETTINGS, "Add at least"),
-        ("invert_multi", ("{many}",), SETTINGS, f"At most {MAX_IMAGES} images"),
+        ("invert_multi", ("{many}",), SETTINGS, f"images: expected at most {MAX_IMAGES} images, received {MAX_IMAGES + 1}"),
         ("distill", ("   ",), SETTINGS, "long prompt"),
         ("distill", ("a " * MAX_TEXT_CHARS,), SETTINGS, f"at most {MAX_TEXT_CHARS} characters"),
         ("score", ("a " * MAX_TEXT_CHARS, "{ok}", MODEL), {}, f"at most {MAX_TEXT_CHARS} characters"),
-        ("invert", ("{ok}",), {**SETTINGS, "prompt_len": 0}, "less than minimum value 1"),
-        ("invert", ("{ok}",), {**SETTINGS, "prompt_len": 76}, "greater than maximum value 75"),
-        ("invert", ("{ok}",), {**SETTINGS, "steps": 0}, "less than minimum value 1"),
-        ("invert", ("{ok}",), {**SETTINGS, "steps": 10_001}, "greater than maximum value 10000"),
-        ("invert", ("{ok}",), {**SETTINGS, "model": "no-such-model"}, "expected a pair name"),
+        ("invert", ("{ok}",), {**SETTINGS, "prompt_len": 0}, "Prompt length (prompt_len): expected a value in [1, 75]"),
+        ("invert", ("{ok}",), {**SETTINGS, "prompt_len": 76}, "expected a value in [1, 75], received 76"),
+        ("invert", ("{ok}",), {**SETTINGS, "steps": 0}, "Steps (steps): expected a value in [1, 10000], received 0"),
+        ("invert", ("{ok}",), {**SETTINGS, "steps": 10_001}, "expected a value in [1, 3000] on this server"),
+        ("invert", ("{ok}",), {**SETTINGS, "model": "no-such-model"}, "model): expected one of ['sd-turbo'"),
         ("invert", ("{ok}",), {**SETTINGS, "model": "sd-1.5"}, "Could not load the CLIP weights"),
     ],
 )

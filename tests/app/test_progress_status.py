@@ -45,9 +45,10 @@ def test_summary_time_is_the_time_waited(tiny_clip, images):
 
 def test_loading_says_downloading_only_while_bytes_move(monkeypatch):
     monkeypatch.setattr(downloads, "POLL_SECONDS", 0.05)
-    lines = [
-        x for x in downloads.load_with_progress(lambda: time.sleep(0.3) or "model", "ViT-H-14") if isinstance(x, str)
-    ]
+    model = object()
+    out = list(downloads.load_with_progress(lambda: time.sleep(0.3) or model, "ViT-H-14"))
+    assert out[-1] is model  # the loaded object comes last
+    lines = out[:-1]
     assert lines and all(x.startswith("Loading ViT-H-14 (") for x in lines)  # reading a cache: no bytes
 
 

@@ -136,10 +136,12 @@ def test_browser_flow(page, shots):
     assert toys, "assets/examples/toy_*.png are missing"
     assert page.is_visible("#offline-banner")
 
-    # Settings: a long run, so there is time to watch it and press Stop.
+    # Settings: a long run, so there is time to watch it and press Stop (no early stop: the toy
+    # search can stop itself after a couple of hundred steps, before the test presses Stop).
     page.get_by_text("Settings — model and search").click()
-    set_number(page, "number input for Steps", 3000)
-    set_number(page, "number input for Prompt length (tokens)", 4)
+    set_number(page, "Steps", 3000)
+    set_number(page, "Prompt length (tokens)", 4)
+    set_number(page, "Early stop: patience (steps, 0 = off)", 0)
 
     # 1. Upload an image and run: the status, plot and prompt update live.
     page.set_input_files("#image-input input[type=file]", toys[0])
@@ -172,7 +174,7 @@ def test_browser_flow(page, shots):
     shoot(page, shots / "image-to-prompt.png")
 
     # Short runs from here on; settings folded away.
-    set_number(page, "number input for Steps", 60)
+    set_number(page, "Steps", 60)
     page.get_by_text("Settings — model and search").click()
 
     # 4. Multi-image, concatenate mode: each image inverted, prompts joined, scene regenerated.
@@ -204,7 +206,7 @@ def test_browser_flow(page, shots):
     other.goto(page.url)
     other.wait_for_selector("#tab-image")
     other.get_by_text("Settings — model and search").click()
-    set_number(other, "number input for Steps", 30)
+    set_number(other, "Steps", 30)
     other.set_input_files("#image-input input[type=file]", toys[1])
     other.wait_for_selector("#image-input img")
     other.click("#image-run")
@@ -219,7 +221,7 @@ def test_browser_flow(page, shots):
     # 6. Distill: a long prompt -> a short one, then both regenerated (this tab saves after the other).
     open_tab(page, "distill")
     page.fill("#distill-long textarea", TOY_LONG_PROMPT)
-    set_number(page, "number input for Short prompt length (tokens)", 4)  # the length the user chose
+    set_number(page, "Short prompt length (tokens)", 4)  # the length the user chose
     page.click("#tab-distill >> text=▶ Distill")
     wait_status(page, "distill", "→ 4 tokens · CLIP text similarity")
     page.click("#distill-regen")

@@ -186,6 +186,23 @@ def test_style_template():
         pez.apply_style("a cat", "x", "no placeholder")
     with pytest.raises(pez.ConfigError, match="subject"):
         pez.apply_style("a cat", "x", "{style} {other}")
+    assert pez.apply_style("a cat", "x", "{{not a field}} {subject}: {style}") == "{not a field} a cat: x"
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["{style} {subject:>100000000}", "{subject.__class__} {style}", "{subject} {style[0]}", "{subject!r} {style}", "{style"],
+)
+def test_style_template_takes_only_bare_fields(template):
+    """A template comes from users: no format spec, conversion, attribute or index is ever applied."""
+    with pytest.raises(pez.ConfigError, match=r"only the bare fields \{subject\} and \{style\}"):
+        pez.apply_style("a cat", "x", template)
+
+
+def test_blocklist_is_bounded():
+    assert pez.InvertConfig(blocklist=("cat",) * 400).blocklist  # 1,599 characters
+    with pytest.raises(pez.ConfigError, match="blocklist: expected at most 2000 characters"):
+        pez.InvertConfig(blocklist=tuple(f"w{i}x" for i in range(5000)))
 
 
 # ---------------------------------------------------------------------------------------------

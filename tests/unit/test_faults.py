@@ -57,3 +57,23 @@ def test_stop_mid_run_keeps_the_best_prompt(tiny_clip):
     assert first.best_prompt and first.step == config.report_every
 
 
+
+
+def test_a_failed_load_keeps_nothing_it_built(tmp_path):
+    """A load that fails after the architecture is built (weights that are not weights) must not keep
+    the half-built model alive through the exception (gradio keeps raised errors a while)."""
+    import gc
+
+    import open_clip
+
+    def models() -> int:
+        gc.collect()
+        return sum(isinstance(o, open_clip.model.CLIP) for o in gc.get_objects())
+
+    bad = tmp_path / "weights.bin"
+    bad.write_bytes(b"not weights")
+    before = models()
+    with pytest.raises(Exception) as failed:  # noqa: B017 - whatever torch.load raises
+        pez.load_clip(f"ViT-S-16@{bad}", device="cpu")
+    assert failed.value is not None  # the error is kept, as a server keeps it
+    assert models() == before, "the half-built CLIP is still alive"

@@ -1,0 +1,232 @@
+"""The input components every caller reaches (browser, gradio_client, raw HTTP, MCP): what each one
+accepts, and one message naming the field for anything else.
+
+gradio's own components check some values before a handler runs, each in its own way: sliders
+and number boxes refuse out-of-range values without naming the field (and log a traceback), round
+floats silently, clamp in the browser; a dropdown names no field; a gallery takes only
+`[{"image": file}]`, and its API schema has references MCP clients cannot resolve. These
+subclasses (same browser frontends: `is_template`) hand the value on as sent, so pez's checks (the
+config's expected vs received) and the server's (server.check_model) name the field, the same way
+whoever calls. Images arrive as uploaded files (gradio_client: `handle_file(path)`, anywhere in a
+list) or data: URLs (what an MCP client can send); a plain string is never read as a server path.
+
+The few gradio internals this relies on are here, each in one small function: the MCP client's
+header (`is_mcp_call`) and the queue's length (`queue_full`); tests/app/test_public_mcp.py and
+tests/app/test_app.py fail loudly if gradio changes them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import gradio as gr
+from gradio import processing_utils
+from gradio.data_classes import GradioRootModel
+from gradio.utils import get_upload_folder
+from gradio_client.utils import is_file_obj_with_meta
+from pydantic import model_validator
+
+from pez.config import MAX_IMAGES
+
+from .server import SERVER, check_model, user_error
+
+IMAGE_DOC = "an image: an uploaded file (gradio_client: handle_file(path)) or a data: URL (base64)"
+
+
+class Refused(str):
+    """Why a value sent as an image cannot be used (made only here: JSON cannot make one)."""
+
+
+def image_item(item: Any) -> dict | Refused:
+    """One image as a caller sent it -> a file dict (`{"path", "meta"}`: a file gradio received
+    and checked was uploaded, or a data: URL decoded into gradio's cache now, its size checked
+    first), or a Refused. A plain string, a server path or an http(s) URL included, is refused."""
+    if isinstance(item, dict) and "path" not in item:
+        item = item.get("image", item.get("video", item))
+    if is_file_obj_with_meta(item):
+        url = item.get("url") or ""
+        if url.startswith("data:"):  # a pasted or webcam image the browser did not upload
+            return data_url_file(url)
+        if not item["path"].startswith(("http://", "https://")):
+            return {"path": item["path"], "meta": {"_type": "gradio.FileData"}}
+    elif isinstance(item, str) and item.startswith("data:"):
+        return data_url_file(item)
+    shown = item if isinstance(item, str) else type(item).__name__
+    return Refused(f"expected {IMAGE_DOC}, received {shown!r:.80}")
+
+
+def data_url_file(url: str) -> dict | Refused:
+    """A data: URL -> a file dict in gradio's cache, or a Refused (too large, not base64)."""
+    limit = SERVER.limits.max_file_mb
+    head, _, body = url.partition(",")
+    if len(body) * 3 // 4 > limit << 20:
+        return Refused(f"expected an image of at most {limit} MB, received {len(body) * 3 // 4 >> 20} MB")
+    if not head.endswith(";base64"):
+        return Refused(f"expected a base64 data: URL, received {head[:60]!r}")
+    try:
+        base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        return Refused("the data: URL is not valid base64")
+    return {"path": processing_utils.save_base64_to_cache(url, get_upload_folder()), "meta": {"_type": "gradio.FileData"}}
+
+
+def image_path(item: Any, field: str) -> str:
+    """A normalised image (image_item's result) -> its file, or a refusal naming `field`."""
+    item = item if isinstance(item, (dict, Refused)) else image_item(item)
+    if isinstance(item, Refused):
+        raise user_error(f"{field}: {item}")
+    return item["path"]
+
+
+class ImagePayload(GradioRootModel):
+    """One image as sent, normalised when gradio validates it (image_item), so that what gradio
+    keeps of each request in its session state is small (never a whole data: URL), and nothing
+    fails in pydantic (its error would reach the caller as gradio's generic one, with a traceback)."""
+
+    root: Any = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, value: Any) -> Any:
+        return None if value is None else image_item(value)
+
+
+class ImagesPayload(GradioRootModel):
+    """Several images as sent (a list), normalised item by item; a list that is not one, or is
+    too long, is refused whole (and not kept)."""
+
+    root: Any = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            return Refused(f"expected a list of images, received {type(value).__name__}")
+        if len(value) > MAX_IMAGES:
+            return Refused(f"expected at most {MAX_IMAGES} images, received {len(value)}")
+        items = [image_item(item) for item in value]
+        return [i if isinstance(i, Refused) else {"image": i, "caption": None} for i in items]
+
+
+class TargetImage(gr.Image):
+    """One image, handed to pez unopened: pez's loader then reports a bad file (not an image,
+    empty, a decompression bomb) clearly. API type: a string (a data: URL), so MCP schemas carry
+    no file reference; gradio_client's handle_file(...) works as with gr.Image."""
+
+    is_template = True  # gradio: render with the parent's (gr.Image's) frontend
+    data_model = ImagePayload
+    field = "image"  # its name in messages (no __init__ of its own: gradio sends __init__'s props)
+
+    def api_info(self) -> dict:
+        return {"type": "string", "description": IMAGE_DOC}
+
+    def preprocess(self, payload):
+        item = payload.root if isinstance(payload, ImagePayload) else payload
+        return None if item is None else image_path(item, self.field)
+
+
+class ImageList(gr.Gallery):
+    """Several images: what the browser's gallery sends, or a plain list of images (files or data:
+    URLs) from an API or MCP caller. API type: an array of strings (no dangling $defs in MCP)."""
+
+    is_template = True  # gradio: render with the parent's (gr.Gallery's) frontend
+    data_model = ImagesPayload
+    field = "images"  # its name in messages; set per instance (see TargetImage.field)
+
+    def api_info(self) -> dict:
+        return {"type": "array", "items": {"type": "string", "description": IMAGE_DOC}}
+
+    def example_payload(self) -> Any:
+        return []
+
+    def example_value(self) -> Any:
+        return []
+
+    def preprocess(self, payload) -> list[str]:
+        items = payload.root if isinstance(payload, ImagesPayload) else ImagesPayload.model_validate(payload).root
+        if items is None:
+            return []
+        if isinstance(items, Refused):
+            raise user_error(f"{self.field}: {items}")
+        return [image_path(i["image"] if isinstance(i, dict) else i, self.field) for i in items]
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings
+
+
+class ModelDropdown(gr.Dropdown):
+    """The model pair: only what this server offers (server.check_model), refused by name; the API
+    and MCP schemas list the offered values (an enum)."""
+
+    is_template = True
+
+    def preprocess(self, payload):
+        return check_model(payload)
+
+
+class Choice(gr.Radio):
+    """A radio whose refusal of a value outside its choices names the value without a traceback
+    (browser-only events are callable by anyone who posts to them)."""
+
+    is_template = True
+
+    def preprocess(self, payload):
+        values = [value for _, value in self.choices]
+        if payload not in values:
+            raise user_error(f"{self.label or 'choice'}: expected one of {values}, received {payload!r:.80}")
+        return payload
+
+
+class SettingNumber(gr.Number):
+    """A number box that hands the value on as sent (no gradio range check, no rounding: whole
+    floats become ints when the setting is an integer), so pez's check names the field. No
+    minimum/maximum: the browser does not clamp either; the range is in the box's hint."""
+
+    is_template = True
+
+    def preprocess(self, payload):
+        if self.precision == 0 and isinstance(payload, float) and payload.is_integer():
+            return int(payload)
+        return payload
+
+
+# ---------------------------------------------------------------------------------------------
+# gradio internals, each in one place
+
+
+MCP_HEADER = ("x-gradio-user", "mcp")  # what gradio's MCP server sends when it calls an endpoint
+
+
+def is_mcp_call(request: gr.Request | None) -> bool:
+    """Whether gradio's MCP server made this call (gradio 6.31 calls endpoints through its own
+    gradio_client, whose headers carry MCP_HEADER)."""
+    headers = getattr(request, "headers", None) or {}
+    return headers.get(MCP_HEADER[0]) == MCP_HEADER[1]
+
+
+def queue_full(blocks: gr.Blocks | None) -> bool:
+    """Whether the demo's queue refuses new runs now (gradio 6.31: Blocks._queue, its len() and
+    max_size, as gradio's own 'queue full' check reads them)."""
+    queue = getattr(blocks, "_queue", None)
+    try:
+        return queue is not None and queue.max_size is not None and len(queue) >= queue.max_size
+    except Exception:  # noqa: BLE001 - an internal that changed: say nothing rather than fail
+        return False
+
+
+__all__ = [
+    "Choice",
+    "ImageList",
+    "ModelDropdown",
+    "SettingNumber",
+    "TargetImage",
+    "image_item",
+    "image_path",
+    "is_mcp_call",
+    "queue_full",
+]

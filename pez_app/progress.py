@@ -127,7 +127,8 @@ def progress_text(rep: pez.StepReport, prefix: str = "") -> str:
     """The status of a running search: where it is (the phase: step, refine round or tokens
     pruned), its rate in that phase, the best score, the time spent (of the budget) and left."""
     if rep.phase == "refine":
-        where, rate = f"Refine {rep.step} / {rep.steps}", f"{rep.steps_per_sec:.2f} rounds/s"
+        # rounds are bounded by the polish share (the time left shows it), rarely by refine_steps
+        where, rate = f"Refine round {rep.step}", f"{rep.steps_per_sec:.2f} rounds/s"
     elif rep.phase == "prune":
         where, rate = f"Prune: {plural(rep.step, 'token')} removed", f"{rep.steps_per_sec:.1f} tokens/s"
     else:

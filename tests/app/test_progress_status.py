@@ -28,7 +28,7 @@ def test_search_status_shows_rate_budget_and_time_left():
 
 def test_polish_phases_show_their_own_rate():
     refine = progress.progress_text(_report(phase="refine", step=3, steps=1000, steps_per_sec=0.31, eta=9.0))
-    assert refine.startswith("Refine 3 / 1000 · 0.31 rounds/s") and "steps/s" not in refine
+    assert refine.startswith("Refine round 3 · 0.31 rounds/s") and "steps/s" not in refine and "/ 1000" not in refine
     prune = progress.progress_text(_report(phase="prune", step=2, steps=15, steps_per_sec=1.5, eta=1.0))
     assert prune.startswith("Prune: 2 tokens removed · 1.5 tokens/s")
 

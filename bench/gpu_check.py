@@ -13,6 +13,8 @@ from the published SD 2.x configs, and the tokenizer comes from open_clip's bund
     python bench/gpu_check.py                   # on a CUDA machine
     python bench/gpu_check.py --smoke           # tiny models, few steps, CPU: checks the script runs
     python bench/gpu_check.py --no-compile      # eager only
+
+Last, it prints the per-step estimates pez_app/zerogpu.py reserves ZeroGPU durations from, to compare.
 """
 
 from __future__ import annotations
@@ -256,7 +258,26 @@ def main() -> None:
             check_sd_turbo(args, device)
         except Exception as e:  # noqa: BLE001 - the PEZ figures above still count
             print(f"[sd-turbo] FAILED {type(e).__name__}: {e}", flush=True)
+    print_zerogpu_estimates()
     print(f"total {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def print_zerogpu_estimates() -> None:
+    """The per-step estimates the app reserves ZeroGPU durations from, to compare with the figures
+    above (bf16 eager, ViT-H-14's 24-layer text tower; SD-Turbo fp16): update pez_app/zerogpu.py
+    from them (a ZeroGPU slice is a MIG part of an H200: slower than a whole GPU)."""
+    try:
+        from pez_app import zerogpu
+    except ImportError as e:  # the app's extra (gradio) is not installed
+        print(f"[zerogpu] estimates not shown: {e}", flush=True)
+        return
+    print(
+        f"[zerogpu] pez_app/zerogpu.py assumes: {zerogpu.STEP_SECONDS_24_LAYERS * 1000:.0f} s per 1,000 bf16 eager "
+        f"steps (24 layers, 1 candidate), +{zerogpu.CANDIDATE_SHARE:.0%} per further candidate; SD "
+        f"{zerogpu.DENOISE_SECONDS['sd']} s per UNet step + {zerogpu.IMAGE_EXTRA_SECONDS} s decode and score per image; "
+        f"x{zerogpu.MARGIN:g} margin",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

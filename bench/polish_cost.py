@@ -105,7 +105,7 @@ def invert_cost(arch: str, steps: int, budget_s: float = 0.0) -> None:
     t0 = time.perf_counter()
     torch.manual_seed(0)
     clip = pez.load_clip(f"random:{arch}", device="cpu")
-    photo = Image.open(os.path.join(os.path.dirname(__file__), "..", "assets", "photos", "astronaut.jpg"))
+    photo = Image.open(os.path.join(os.path.dirname(__file__), "..", "pez_app", "assets", "photos", "astronaut.jpg"))
     targets = image_targets(clip, [photo.convert("RGB")])
     assert clip.spec == ClipSpec("random", arch)
     print(f"\n{arch} full CLIP (random weights): loaded and image encoded in {time.perf_counter() - t0:.0f} s")

@@ -10,6 +10,10 @@ the pair's default size (at most --max-gen-steps denoising steps; the remaining 
 default are added at the measured seconds per step, marked "estimated"). Prints, per pair: CLIP load time, seconds per search step (steps after
 the first), peak RSS (and peak VRAM on CUDA) during the search, generator load time, seconds per
 image, peak RSS/VRAM during generation. Random weights: speed and memory are real, images are noise.
+
+`--resident` measures what the app holds instead: one process keeps everything loaded, as the app
+does, and prints per phase (load CLIP, search, load generator, generate one image, score it with
+the search's CLIP) the peak RSS during the phase and the RSS after it.
 """
 
 from __future__ import annotations
@@ -106,6 +110,56 @@ def child(pair_name: str, steps: int, device: str, max_gen_steps: int) -> dict:
     return out
 
 
+def child_resident(pair_name: str, steps: int, device: str, max_gen_steps: int, low_memory: bool = False) -> dict:
+    """The app's pattern: CLIP and generator stay loaded (the pipeline's text encoder shared with the
+    CLIP where they are the same weights); peak RSS per phase and RSS after each. `low_memory`: the
+    weights in bf16 where the CPU has native bf16, as the app with PEZ_CPU_SPACE=1."""
+    import numpy as np
+    import psutil
+    import torch
+    from PIL import Image
+
+    import pez
+    from pez.engine.accel import low_memory_dtype
+    from pez.generate.run import score_images, target_features
+    from pez.models import get_pair
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    pair, rss, proc = get_pair(pair_name), PeakRss(), psutil.Process()
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8))
+    out: dict = {"pair": pair_name, "mode": "resident", "phases": {}}
+
+    def phase(name: str, fn):
+        rss.reset()
+        t0 = time.perf_counter()
+        value = fn()
+        out["phases"][name] = {
+            "s": round(time.perf_counter() - t0, 1),
+            "peak_gib": rss.gib(),
+            "after_gib": round(proc.memory_info().rss / 2**30, 2),
+        }
+        return value
+
+    dtype = low_memory_dtype(pez.resolve_device(device)) if low_memory else None
+    clip = phase("load_clip", lambda: pez.load_clip(pair_name, device=device, precision=dtype))
+    config = pez.InvertConfig(steps=steps, seed=0, refine_steps=0, prune_tolerance=0.0)
+    phase("search", lambda: pez.invert([image], clip, config))
+    gen = phase("load_generator", lambda: pez.load_generator(pair_name, device=device, dtype=dtype, text_encoder_of=clip))
+    gen_config = pez.GenerateConfig(seed=0, steps=min(pair.steps, max_gen_steps))
+    res = phase("generate", lambda: pez.regenerate(pair_name, "a lighthouse at dusk", gen_config, score=False, pipeline=gen))
+    phase("score", lambda: score_images(clip, res.images, res.prompt, target_features(clip, [image])))
+    out["peak_gib"] = max(p["peak_gib"] for p in out["phases"].values())
+    out["device"], out["clip_dtype"] = str(clip.device), str(clip.dtype).replace("torch.", "")
+    out["unet_dtype"] = str(gen.pipeline.unet.dtype).replace("torch.", "")
+    out["shared_text_encoder"] = gen.shared_text_encoder
+    if low_memory:  # the first prompt on a CPU Space: one search at the app's PEZ_CPU_SPACE settings
+        from pez_app.server import CPU_SPACE_DEFAULTS
+
+        res = phase("cpu_space_search", lambda: pez.invert([image], clip, pez.InvertConfig(seed=0, **CPU_SPACE_DEFAULTS)))
+        out["cpu_space_search"] = {"steps_run": res.steps_run, "seconds": round(res.elapsed, 1), **CPU_SPACE_DEFAULTS}
+    return out
+
+
 def _vram(r: dict, key: str) -> str:
     return "" if r[key] is None else f", VRAM {r[key]} GiB"
 
@@ -122,10 +176,17 @@ def main() -> None:
         default=2,
         help="denoising steps run; the rest of the pair's are added at the measured rate",
     )
+    ap.add_argument("--resident", action="store_true", help="keep everything loaded, as the app does (per-phase RSS)")
+    ap.add_argument("--low-memory", action="store_true", help="with --resident: bf16 weights where native (PEZ_CPU_SPACE)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        sys.stdout.write("BENCH " + json.dumps(child(args.child, args.steps, args.device, args.max_gen_steps)) + "\n")
+        fig = (
+            child_resident(args.child, args.steps, args.device, args.max_gen_steps, args.low_memory)
+            if args.resident
+            else child(args.child, args.steps, args.device, args.max_gen_steps)
+        )
+        sys.stdout.write("BENCH " + json.dumps(fig) + "\n")
         return
 
     from pez.testing.replica import build_replica
@@ -136,7 +197,8 @@ def main() -> None:
         print(f"# replica of {pair} ready in {time.perf_counter() - t0:.0f}s under {args.home}", flush=True)
         env = {**os.environ, "HF_HOME": str(Path(args.home).resolve()), "HF_HUB_OFFLINE": "1"}
         cmd = [sys.executable, __file__, "--child", pair, "--steps", str(args.steps), "--device", args.device]
-        cmd += ["--max-gen-steps", str(args.max_gen_steps)]
+        cmd += ["--max-gen-steps", str(args.max_gen_steps)] + (["--resident"] if args.resident else [])
+        cmd += ["--low-memory"] if args.low_memory else []
         done = subprocess.run(cmd, env=env, capture_output=True, text=True)
         lines = [x for x in done.stdout.splitlines() if x.startswith("BENCH ")]
         if done.returncode or not lines:
@@ -144,6 +206,10 @@ def main() -> None:
             continue
         r = json.loads(lines[0][6:])
         print(json.dumps(r), flush=True)
+        if args.resident:
+            for name, ph in r["phases"].items():
+                print(f"{pair} {name:15s} {ph['s']:7.1f} s  peak RSS {ph['peak_gib']:5.2f} GiB  after {ph['after_gib']:5.2f} GiB")
+            continue
         print(
             f"{pair} on {r['device']}: CLIP {r['clip']} load {r['clip_load_s']}s; search {r['search_s_per_step']} s/step "
             f"(first {r['search_first_step_s']}s), peak RSS {r['search_peak_rss_gib']} GiB{_vram(r, 'search_peak_vram_gib')}; "

@@ -1,4 +1,5 @@
-"""The command line, all of it: `python -m pez {invert,distill,concatenate,style,batch,models,generate,replica}`.
+"""The command line, all of it: `pez {invert,distill,concatenate,style,batch,models,generate,replica,app}`
+(the console script pip installs; `python -m pez ...` is the same).
 
 Every PEZ setting is a flag built from `pez.config.InvertConfig`'s fields (default, bound and help
 come from there), so defaults live in one place. Progress is a tqdm bar on stderr showing the
@@ -32,7 +33,12 @@ def main() -> None:
 
 def run(argv: list[str] | None = None) -> int:
     """Parse `argv`, run the command, return the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["app"]:  # every later flag is the app's own (pez_app.main.parse_args)
+        argv, app_flags = argv[:1], argv[1:]
     args = build_parser().parse_args(argv)
+    if args.command == "app":
+        args.args = app_flags
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.run(args)
@@ -57,7 +63,7 @@ def _out(text: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m pez", description="Hard prompts for images with PEZ.")
+    ap = argparse.ArgumentParser(prog="pez", description="Hard prompts for images with PEZ.")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("invert", help="one prompt for one or several images")
@@ -93,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("models", help="list the CLIP <-> generator pairs").set_defaults(run=_models)
     _add_generate(sub)
     _add_replica(sub)
+    _add_app(sub)
     return ap
 
 
@@ -410,6 +417,30 @@ def _replica(args: argparse.Namespace) -> int:
     root = build_replica(args.dir, args.pairs, args.dtype, args.seed, progress=lambda m: sys.stderr.write(m + "\n"))
     sys.stderr.write(f"replica of {', '.join(args.pairs)} ready in {time.perf_counter() - t0:.0f}s\n")
     _out(f"HF_HOME={root.resolve()} HF_HUB_OFFLINE=1")
+    return 0
+
+
+def _add_app(sub) -> None:
+    """`app [FLAGS]`: start the Gradio app (pez_app; its own flags, e.g. --offline-demo, --port)."""
+    p = sub.add_parser(
+        "app",
+        help="start the Gradio app (needs the app extra: pip install '.[app]' in pez's folder); `pez app -h` lists its flags",
+        add_help=False,  # `pez app -h` is the app's own help
+    )
+    p.set_defaults(run=_app, args=[])
+
+
+def _app(args: argparse.Namespace) -> int:
+    """The app lives in pez_app (it needs gradio); the core imports it only when asked to start it."""
+    try:
+        from pez_app.main import main as app_main
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] not in ("gradio", "pandas", "pez_app"):
+            raise
+        raise ConfigError(
+            f"the app needs {e.name}, which is not installed: pip install '.[app]' in pez's folder (or pip install -r requirements.txt)"
+        ) from e
+    app_main(args.args, prog="pez app")
     return 0
 
 

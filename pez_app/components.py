@@ -3,6 +3,7 @@ controls every search tab uses, examples, the banner, and the search event wirin
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import time
 from collections.abc import Callable, Iterator
@@ -12,14 +13,15 @@ import gradio as gr
 
 import pez
 from pez.config import MAX_TEXT_CHARS
+from pez.toy.generator import EXAMPLES_DIR
 
 from . import progress as prog
+from . import zerogpu
 from .inputs import ImageList, is_mcp_call, queue_full
-from .server import HARD_STOP, SERVER, Deadline, StartupModel, as_gr_error, gpu_handler, public_text
+from .server import SERVER, ZERO_GPU, Deadline, StartupModel, as_gr_error, gpu_handler, public_text
 from .settings import check_caps, make_config, setting_params, settings_doc
 
-ROOT = Path(__file__).resolve().parent.parent
-ASSETS = ROOT / "assets"
+ASSETS = Path(__file__).resolve().parent / "assets"  # package data: the example photos and style images
 
 CSS = """
 .pez-header { display: flex; align-items: baseline; gap: 14px; flex-wrap: wrap; }
@@ -163,7 +165,12 @@ def search_endpoint(body: Callable[..., Iterator], description: str, args_doc: s
     says so) and streams `body(*own, model=..., config=..., control=...)`, which yields (prompt,
     status, plot, candidates, record); the record goes to the control (History and Stop read it
     there), the rest to the client (an MCP assistant gets no plot data). A failure is left in the
-    control, for the tab's status line."""
+    control, for the tab's status line.
+
+    The body runs on the GPU (`search`, wrapped by spaces.GPU with a duration from the request): on
+    ZeroGPU in a worker process that gets copies of its arguments, so the handler keeps the record,
+    sees Stop (it then ends the worker's stream and keeps the best prompt) and turns an aborted GPU
+    run into a stopped one, all in the main process (pez_app.zerogpu)."""
     P = inspect.Parameter
     own = [p for p in inspect.signature(body).parameters.values() if p.kind == P.POSITIONAL_OR_KEYWORD]
     leading, trailing = [p for p in own if p.default is P.empty], [p for p in own if p.default is not P.empty]
@@ -171,19 +178,33 @@ def search_endpoint(body: Callable[..., Iterator], description: str, args_doc: s
     request = P("request", P.POSITIONAL_OR_KEYWORD, default=None, annotation=gr.Request | None)
     sig = inspect.Signature([*leading, *setting_params(pez.DEFAULT_PAIR), *trailing, control, request])
 
+    def search(own_values: tuple, model: str, config: pez.InvertConfig, control: prog.RunControl):
+        yield from body(*own_values, model=model, config=config, control=control)
+
+    on_gpu = gpu_handler(search, zerogpu.search_seconds)
+
     def handler(*args, **kwargs):
         a = sig.bind(*args, **kwargs)
         a.apply_defaults()
         run = a.arguments["control"] or prog.RunControl()
         run.started, run.deadline = True, Deadline()
         to_assistant = is_mcp_call(a.arguments["request"])
+        stop = run.should_stop()
         try:
             check_caps(a.arguments)
             config = make_config(a.arguments)
-            stream = body(*(a.arguments[p.name] for p in own), model=a.arguments["model"], config=config, control=run)
-            for *values, record in stream:
-                run.record = record
-                if record.get("done") and run.deadline.hit:
+            request = (tuple(a.arguments[p.name] for p in own), a.arguments["model"], config)
+            if ZERO_GPU and run.stop_at >= run.clicked_at > 0.0:  # Stop pressed while it waited
+                yield "", prog.STOPPED_BEFORE, None, []
+                return
+            if zerogpu.loads_in_call(request[1]):
+                yield "", zerogpu.loading_note(request[1]), None, []
+            # On ZeroGPU the worker gets a copy without the time limit: the limit is kept here, like
+            # Stop, from the first update on (the worker's start and a model load do not count).
+            worker = dataclasses.replace(run, deadline=None) if ZERO_GPU else run
+            for values in _stream_on_gpu(on_gpu, request, run, stop, worker):
+                values = list(values)
+                if run.record.get("done") and run.deadline.hit:
                     values[1] = prog.time_limited(values[1], run.deadline.note())
                 if to_assistant:
                     values[2] = None  # the loss curve's rows are noise to an assistant
@@ -205,7 +226,40 @@ def search_endpoint(body: Callable[..., Iterator], description: str, args_doc: s
         "Returns:\n    the best prompt, a plain-text status line, the loss curve and the candidates table "
         "(streamed: each update improves on the last)"
     )
-    return gpu_handler(handler)
+    return handler
+
+
+def _stream_on_gpu(
+    on_gpu: Callable, request: tuple, run: prog.RunControl, stop: Callable[[], bool], worker: prog.RunControl
+) -> Iterator:
+    """Stream the GPU part's updates (its control: `worker`), keeping each record in the run's
+    control. On ZeroGPU (where the worker sees neither Stop nor this control) Stop or the server's
+    time limit ends the worker's stream here and an aborted GPU run ends as a stopped one; all keep
+    the best prompt so far."""
+    values = None
+    stream = on_gpu(*request, worker)
+    try:
+        for *values, record in stream:
+            run.record = record
+            yield tuple(values)
+            if ZERO_GPU and stop():
+                stream.close()  # spaces tells the worker to stop at its next update
+                yield _stopped(values, run, "")
+                return
+    except gr.Error as e:
+        if not (ZERO_GPU and zerogpu.is_abort(e) and values and run.record and run.record.get("prompt")):
+            explained = zerogpu.explain(e, zerogpu.search_seconds(*request) if ZERO_GPU else None)
+            if explained is e:
+                raise
+            raise explained from e
+        yield _stopped(values, run, f": the GPU run was aborted ({zerogpu.search_seconds(*request)} s reserved)")
+
+
+def _stopped(values: list, run: prog.RunControl, why: str) -> tuple:
+    """The last update of a run ended in the main process: its best prompt, a Stopped status."""
+    record = run.record = {**run.record, "done": True, "stopped": True}
+    text = f"Stopped at step {record['steps_run']}{why} — best prompt kept (score {prog.fmt_score(record['score'])})"
+    return values[0], text, *values[2:]
 
 
 def wire_search(
@@ -242,29 +296,25 @@ def wire_search(
         evt.failure(failed, control, status, **QUICK)
         ctx.history.save(evt, control)
         events.append(evt)
-    stop_evt = stop_btn.click(stop_run, [control], [status], cancels=events if HARD_STOP else None, **QUICK)
+    stop_evt = stop_btn.click(stop_run, [control], [status], **QUICK)
     ctx.history.save(stop_evt, control)
     return events, control
 
 
 def stop_run(control: prog.RunControl):
     """Stop: ask the run to end (it keeps its best prompt); History gets the best so far at once."""
-    record = control.record
     control.stop_at = time.monotonic()
     if control.armed and not control.started:
-        return "Stopped before it started (it was waiting in the queue)."
-    if HARD_STOP and record and record.get("prompt") and not record.get("done"):
-        score = prog.fmt_score(record.get("score"))
-        return f"Stopped at step {record.get('steps_run', 0)} — best prompt kept (score {score})"
+        return prog.STOPPED_BEFORE
     return gr.skip()  # a running search ends by itself and reports "Stopped after …"
 
 
 # ---------------------------------------------------------------------------------------------
-# Examples (assets/) and the header
+# Examples (pez_app/assets/, the toy world's in pez/assets/) and the header
 
 
 def toy_examples() -> list[str]:
-    return sorted(str(p) for p in (ASSETS / "examples").glob("toy_*.png"))
+    return sorted(str(p) for p in EXAMPLES_DIR.glob("toy_*.png"))
 
 
 def photo_examples() -> list[str]:

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 import gradio as gr
 
 from . import components as ui
+from . import zerogpu
 from .api_help import api_help, api_help_for
 from .history import HistoryStore
 from .regenerate import RegeneratePanel
-from .server import SERVER, Limits, StartupModel, startup_model
+from .server import SERVER, ZERO_GPU, Limits, StartupModel, startup_model
 from .settings import SettingsPanel, settings_panel
 from .tabs import distill, history, image, multi, style
 
@@ -51,6 +52,8 @@ def build_demo(offline_demo: bool | None = None, start: StartupModel | None = No
     SERVER.limits = Limits.from_env(SERVER.allowed_models)
     ui.LAUNCH_KWARGS["max_file_size"] = f"{SERVER.limits.max_file_mb}mb"
     start = start or startup_model(offline_demo)
+    if ZERO_GPU:  # the start-up pair on `cuda` at import: packed once, restored fast in each GPU worker
+        zerogpu.preload(start.pair)
     toys = ui.toy_examples()
     # Uploads and results in gradio's cache are removed after a day (checked every hour).
     with gr.Blocks(title="pez — image to prompt", delete_cache=(3600, 86400)) as demo:

@@ -44,6 +44,7 @@ PLOT_NOTE = (
 READY, STARTING = "Ready.", "Starting…"
 WAITING = "Waiting in the queue for a free model slot… (another run is using it; Stop cancels)"
 BUSY = "the server is busy (its queue is full): try again in a moment"
+STOPPED_BEFORE = "Stopped before it started (it was waiting in the queue)."
 
 # The status component's template: the bar comes from the text itself (elapsed and time left
 # "· 35 s of 60 s · about 25 s left", else "Step 12 / 300"; "Image 1 of 2"), its colour from the

@@ -20,7 +20,18 @@ import pez
 from pez.config import GENERATE_BOUNDS, GenerateConfig, about
 
 from . import progress as prog
-from .server import SERVER, SLOTS, Deadline, as_gr_error, check_model, gpu_handler, user_error
+from . import zerogpu
+from .server import (
+    SERVER,
+    SLOTS,
+    Deadline,
+    as_gr_error,
+    check_model,
+    gpu_handler,
+    load_model,
+    load_pipeline,
+    user_error,
+)
 from .settings import as_int, number_box
 
 
@@ -60,9 +71,32 @@ def run_generation(model: str, draw: Draw, cfg: pez.GenerateConfig, progress=Non
             progress((s.step, s.total), desc="Generating", unit="steps")
 
     targets = list(draw.targets) if draw.targets else None
+    pipeline = clip = None
+    if model in pez.list_pairs():  # scored with the search's CLIP, the pipeline sharing its text tower
+        clip = load_model(model)
+        pipeline = load_pipeline(model, clip)
     return generate(
-        model, draw.prompt, cfg, device=SERVER.device, targets=targets, callback=callback, should_stop=should_stop
+        model,
+        draw.prompt,
+        cfg,
+        device=SERVER.device,
+        targets=targets,
+        callback=callback,
+        should_stop=should_stop,
+        clip=clip,
+        pipeline=pipeline,
     )
+
+
+def draw_all(galleries: list[list[Draw]], model: str, cfg: pez.GenerateConfig, progress=None) -> tuple[list[list], str]:
+    """Every draw of a regeneration (on ZeroGPU, in a GPU worker): GenerationResults per gallery,
+    and what stopped them early ("" when nothing did: the server's time limit, server.Deadline)."""
+    deadline = Deadline()
+    results = [[run_generation(model, d, cfg, progress, deadline) for d in draws] for draws in galleries]
+    return results, deadline.note() if deadline.hit else ""
+
+
+draw_on_gpu = gpu_handler(draw_all, zerogpu.generate_seconds)  # holds the model slot while it runs
 
 
 def captioned(result, label: str = "") -> list[tuple[Any, str]]:
@@ -147,9 +181,10 @@ def regenerate_endpoint(plan: Callable[..., list[list[Draw]]], description: str,
     Parameters: `plan`'s own (the tab's inputs), `model`, the generation settings (GENERATION),
     `control` (the tab's RunControl, where a failure's message is left for the summary; API
     callers have none) and gradio's progress. `plan(*own)` checks the tab's inputs and says what to
-    draw, one list of Draws per gallery; the handler returns each gallery's captioned images, then
-    the summary. Errors reach the caller as one message naming the field, like the searches';
-    the whole request stops at the server's time limit (server.Deadline)."""
+    draw, one list of Draws per gallery; the draws run on the GPU (draw_on_gpu: spaces.GPU, with a
+    duration from the draws); the handler returns each gallery's captioned images, then the
+    summary. Errors reach the caller as one message naming the field, like the searches'; the
+    whole request stops at the server's time limit (server.Deadline)."""
     P = inspect.Parameter
     own = list(inspect.signature(plan).parameters.values())
     control = P("control", P.POSITIONAL_OR_KEYWORD, default=None, annotation=prog.RunControl | None)
@@ -176,20 +211,20 @@ def regenerate_endpoint(plan: Callable[..., list[list[Draw]]], description: str,
         f"{description}\n\nArgs:\n{args_doc}\n    model: model pair name, e.g. 'sd-turbo' or 'toy'\n{docs}\n"
         "Returns:\n    the gallery (or galleries) of (image, caption with similarity and seed), and a summary"
     )
-    return gpu_handler(handler)
+    return handler
 
 
 def _regenerate(plan: Callable, own: list, arguments: dict) -> tuple:
     model = check_model(arguments["model"])
     cfg = gen_config(*(arguments[n] for n in GENERATION))
     galleries = plan(*(arguments[p.name] for p in own))
-    progress, deadline = arguments["progress"], Deadline()
-    results = [[run_generation(model, d, cfg, progress, deadline) for d in draws] for draws in galleries]
+    progress = arguments["progress"]
+    results, stopped = zerogpu.call_on_gpu(draw_on_gpu, zerogpu.generate_seconds, galleries, model, cfg, progress)
     items = [[item for d, r in zip(draws, rs) for item in captioned(r, d.label)] for draws, rs in zip(galleries, results)]  # fmt: skip
     targets = max(len(d.targets or []) for draws in galleries for d in draws)
     summary = generation_summary([r for rs in results for r in rs], targets)
-    if deadline.hit:
-        summary += f"\n\n⚠️ Stopped at {deadline.note()}."
+    if stopped:
+        summary += f"\n\n⚠️ Stopped at {stopped}."
     return (*items, summary)
 
 

@@ -47,9 +47,10 @@ class ServerSettings:
     offline_demo: bool = env_flag("PEZ_OFFLINE_DEMO")  # toy world model as the default pair
     gpu_concurrency: int = int(os.environ.get("PEZ_GPU_CONCURRENCY", "1"))  # runs at once on the GPU
     queue_size: int = int(os.environ.get("PEZ_QUEUE_SIZE", "32"))  # waiting runs before "queue full"
-    gpu_seconds: int = int(os.environ.get("PEZ_GPU_SECONDS", "120"))  # ZeroGPU time per call
+    gpu_seconds: int = int(os.environ.get("PEZ_GPU_SECONDS", "120"))  # ZeroGPU: most seconds one call reserves
     mcp: bool = env_flag("PEZ_MCP", True)  # also serve the endpoints as MCP tools
     probe_seconds: float = float(os.environ.get("PEZ_PROBE_SECONDS", "3"))  # start-up hub probe
+    cpu_space: bool = env_flag("PEZ_CPU_SPACE")  # free CPU hardware: low-memory weights, CPU_SPACE_DEFAULTS
     allowed_models: tuple[str, ...] = ()  # app.py --allow-model: CLIP specs beyond the pairs
     limits: Limits = field(default_factory=lambda: Limits())  # set from the environment by build_demo
 
@@ -75,12 +76,13 @@ class Limits:
         """The caps set in the environment (PEZ_*), plus CLIP specs from `extra_models`. A bad
         value is a ConfigError naming the variable."""
         d = cls()
+        run_seconds = CPU_SPACE_RUN_SECONDS if SERVER.cpu_space else d.max_run_seconds
         extra = [m.strip() for m in os.environ.get("PEZ_EXTRA_MODELS", "").split(",") if m.strip()]
         return cls(
             extra_models=tuple(dict.fromkeys([*extra, *extra_models])),
             max_steps=min(_env_number("PEZ_MAX_STEPS", d.max_steps), int(BOUNDS["steps"].hi)),
             max_candidates=min(_env_number("PEZ_MAX_CANDIDATES", d.max_candidates), int(BOUNDS["candidates"].hi)),
-            max_run_seconds=_env_number("PEZ_MAX_RUN_SECONDS", d.max_run_seconds, float),
+            max_run_seconds=_env_number("PEZ_MAX_RUN_SECONDS", run_seconds, float),
             max_subjects=_env_number("PEZ_MAX_SUBJECTS", d.max_subjects),
             max_file_mb=_env_number("PEZ_MAX_FILE_MB", d.max_file_mb),
         )
@@ -101,8 +103,29 @@ def _env_number(name: str, default, kind=int):
 
 SERVER = ServerSettings()
 
-# On ZeroGPU a handler runs in another process that a Stop flag cannot reach, so Stop cancels there.
-HARD_STOP = spaces is not None and env_flag("SPACES_ZERO_GPU")
+# PEZ_CPU_SPACE=1 (a free CPU Space: 2 vCPU, 16 GB): the search settings the app starts with, so a
+# first prompt comes within about a minute (ViT-H-14 on 2 vCPUs; BENCHMARKS.md), in place of the
+# core's defaults.
+CPU_SPACE_DEFAULTS = {"prompt_len": 8, "steps": 60, "candidates": 1, "refine_steps": 5, "patience": 30}
+# ... and the server's time limit of one run there (PEZ_MAX_RUN_SECONDS, when not set): a longer
+# search a visitor asks for stops after it with its best prompt, so one run never holds the 2 vCPUs
+# for minutes while others wait.
+CPU_SPACE_RUN_SECONDS = 120.0
+
+
+def weights_dtype() -> str | None:
+    """The precision models are loaded in: on a CPU Space with native bf16, "bf16" (half the memory:
+    the CLIP, and the pipeline, whose text encoder is then the CLIP's own); else None (the default)."""
+    if not SERVER.cpu_space:
+        return None
+    from pez.engine.accel import low_memory_dtype
+
+    return low_memory_dtype(pez.resolve_device(SERVER.device))
+
+
+# On a ZeroGPU Space (the spaces package's own test of SPACES_ZERO_GPU): model handlers run in GPU
+# worker processes (pez_app.zerogpu).
+ZERO_GPU = spaces is not None and spaces.config.Config.zero_gpu
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,11 +165,12 @@ def startup_model(offline_demo: bool | None = None) -> StartupModel:
 # Handler plumbing: ZeroGPU, friendly errors
 
 
-def on_gpu(fn: Callable) -> Callable:
-    """Run `fn` on a ZeroGPU device when the `spaces` package is importable (a no-op off Spaces)."""
+def on_gpu(fn: Callable, duration: Callable[..., int] | int | None = None) -> Callable:
+    """Run `fn` on a ZeroGPU device when the `spaces` package is importable (a no-op off Spaces).
+    `duration`: seconds to reserve, or a callable given fn's own arguments (pez_app.zerogpu)."""
     if spaces is None:
         return fn
-    return spaces.GPU(duration=SERVER.gpu_seconds)(fn)
+    return spaces.GPU(duration=SERVER.gpu_seconds if duration is None else duration)(fn)
 
 
 TOAST_SECONDS = 12  # every toast closes by itself, so they never stack up
@@ -244,8 +268,10 @@ def friendly_errors(fn: Callable) -> Callable:
     return call
 
 
-def gpu_handler(fn: Callable) -> Callable:
-    return holds_slot(on_gpu(friendly_errors(fn)))
+def gpu_handler(fn: Callable, duration: Callable[..., int] | int | None = None) -> Callable:
+    """A model handler: counted in SLOTS while it runs (in this process), run on a ZeroGPU device for
+    `duration` (pez_app.zerogpu), its errors as one message."""
+    return holds_slot(on_gpu(friendly_errors(fn), duration))
 
 
 def offered_models() -> list[str]:
@@ -263,7 +289,15 @@ def check_model(model) -> str:
 
 
 def load_model(model: str) -> pez.LoadedClip:
-    return pez.load_clip(check_model(model), device=SERVER.device)
+    return pez.load_clip(check_model(model), device=SERVER.device, precision=weights_dtype())
+
+
+def load_pipeline(model: str, clip: pez.LoadedClip | None):
+    """The pair's diffusion pipeline in the server's precision, its text encoder shared with `clip`
+    (the search's) where they are the same weights; None for the toy pair (no pipeline)."""
+    if not pez.get_pair(model).generator:
+        return None
+    return pez.load_generator(model, device=SERVER.device, dtype=weights_dtype(), text_encoder_of=clip)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import pez
 from pez.config import APP_CPU_TIME_BUDGET, APP_PATIENCE, BOUNDS, MAX_TEXT_CHARS, Bound, InvertConfig, about
 
 from .inputs import ModelDropdown, SettingNumber
-from .server import SERVER, offered_models, user_error
+from .server import CPU_SPACE_DEFAULTS, SERVER, offered_models, user_error
 
 # The settings the app offers, in the order of the search handlers' parameters (after the tab's
 # own inputs); "model" is the pair or CLIP spec, the others are InvertConfig fields.
@@ -61,8 +61,10 @@ API_NOTES = {  # what the API and MCP docs add to a field's help (how the app ta
 
 
 def app_defaults() -> dict[str, Any]:
-    """The core's defaults, with early stop on and, when this server runs on a CPU, a time budget."""
-    return {**dataclasses.asdict(InvertConfig()), "patience": APP_PATIENCE, "time_budget": app_time_budget()}
+    """The core's defaults, with early stop on, a time budget when this server runs on a CPU, and
+    on a CPU Space server.CPU_SPACE_DEFAULTS."""
+    cpu = CPU_SPACE_DEFAULTS if SERVER.cpu_space else {}
+    return {**dataclasses.asdict(InvertConfig()), "patience": APP_PATIENCE, "time_budget": app_time_budget(), **cpu}
 
 
 def app_time_budget(device: str | None = None) -> float:

@@ -16,7 +16,8 @@ here: `search_tower` for the gradient pass, `scoring_tower` (fp32) for the hones
 
 Compilation. On CUDA the tower is compiled with `torch.compile(mode="reduce-overhead")`
 (CUDA graphs: a step is ~1,500 small kernels, launch-bound otherwise); on a CPU only when asked
-(`PEZ_COMPILE=1`). A compile that fails falls back to eager with a warning.
+(`PEZ_COMPILE=1`); never on a ZeroGPU Space (SPACES_ZERO_GPU), which does not support run-time
+compilation. A compile that fails falls back to eager with a warning.
 
 Scans. `projector()` picks the exact projection for the hardware: a full fp32 scan every step on
 CUDA (no host sync), scans that read a bf16 copy of the vocabulary and re-rank in fp32 on a CPU
@@ -112,6 +113,12 @@ def cpu_auto_precision() -> str:
     return choice
 
 
+def low_memory_dtype(device: torch.device) -> str | None:
+    """The weights precision for low memory on `device`: "bf16" on a CPU with native bf16 (half the
+    bytes, and faster there), else None (the default precision)."""
+    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else None
+
+
 def search_precision(requested: str | None, device: torch.device, width: int = 1024) -> str:
     """'auto' | 'fp32' | 'bf16' | 'fp16' -> the precision the gradient pass computes in, for a
     text tower of `width` on `device`."""
@@ -120,8 +127,16 @@ def search_precision(requested: str | None, device: torch.device, width: int = 1
     return resolve_precision(requested, device)
 
 
+def on_zero_gpu() -> bool:
+    """A Hugging Face ZeroGPU Space (SPACES_ZERO_GPU, as the spaces package reads it)?"""
+    return os.environ.get("SPACES_ZERO_GPU", "").strip().lower() in ("1", "t", "true")
+
+
 def compile_enabled(device: torch.device) -> bool:
-    """Compile the tower? PEZ_COMPILE=1 / 0 forces it; default: on CUDA only."""
+    """Compile the tower? Never on ZeroGPU (run-time compilation is not supported there: calls run in
+    forked GPU workers); else PEZ_COMPILE=1 / 0 forces it; default: on CUDA only."""
+    if on_zero_gpu():
+        return False
     flag = os.environ.get("PEZ_COMPILE", "auto").strip().lower()
     if flag in ("1", "true", "yes"):
         return True
@@ -237,8 +252,9 @@ def _tower(clip: LoadedClip, dtype: torch.dtype, mode: str | None, time_layouts:
     key = (dtype, mode, time_layouts)
     with _TOWERS_LOCK:
         towers = _TOWERS.setdefault(clip, {})
-        if key not in towers:
-            towers[key] = TextTower(clip.model, dtype, mode, time_layouts)
+        if key not in towers:  # towers of one dtype share its weights (e.g. the fp32 search and scores)
+            same = next((t.parts for t in towers.values() if t.dtype == dtype), None)
+            towers[key] = TextTower(clip.model, dtype, mode, time_layouts, parts=same)
         return towers[key]
 
 
@@ -250,6 +266,8 @@ __all__ = [
     "cpu_auto_precision",
     "cpu_has_native_bf16",
     "decide_cpu_precision",
+    "low_memory_dtype",
+    "on_zero_gpu",
     "polish_tower",
     "probe_bf16_speedup",
     "projector",

@@ -90,10 +90,12 @@ class TextTower:
         compile_mode: str | None = None,
         time_layouts: bool = False,
         reimplement: bool = True,
+        parts: torch.nn.Module | None = None,
     ):
-        parts = _TextParts(model)
-        if parts.transformer.get_cast_dtype() != dtype:
-            parts = copy.deepcopy(parts).to(dtype)  # the search's own copy; the CLIP keeps its weights
+        if parts is None:  # else another tower's parts in `dtype` (one copy per CLIP and dtype)
+            parts = _TextParts(model)
+            if parts.transformer.get_cast_dtype() != dtype:
+                parts = copy.deepcopy(parts).to(dtype)  # the search's own copy; the CLIP keeps its weights
         self.parts, self.dtype = parts.eval().requires_grad_(False), dtype
         self.plain = reimplement and all(_plain_block(b) for b in parts.transformer.resblocks)
         self.batch_first = getattr(parts.transformer, "batch_first", True)

@@ -7,6 +7,11 @@ cache or folder first (fast, no network) and downloads only where allowed (pez.m
 weight files first on CUDA, full precision first elsewhere. Missing weights are one clear
 WeightsNotFoundError saying where it looked and how to provide them. Tests inject a pipeline of
 their own (pez.testing.tiny_sd) through `generate(..., pipeline=)`, wrapped here with its own lock.
+
+Memory: `dtype` picks the pipeline's precision (default fp16 on CUDA, fp32 elsewhere; bf16 halves it
+on a CPU with native bf16), and `text_encoder_of=clip` builds the pipeline's text encoder on that
+CLIP's own weights when they are the same (pez.generate.text_encoder), so a process that searches
+and regenerates holds one copy of the text tower.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import torch
 from ..errors import ConfigError, WeightsNotFoundError
 from ..models import ModelPair, get_pair, resolve_device
 from ..models.hub import can_download, hub_cache_dir, hub_cached
+from .text_encoder import shared_text_encoder
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +50,7 @@ class LoadedGenerator:
     source: str  # hub id or local folder it came from ("<injected>" for a passed pipeline)
     device: torch.device
     offload: bool = False
+    shared_text_encoder: bool = False  # its text encoder is a view of a loaded CLIP's weights
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
@@ -59,12 +66,17 @@ def load_generator(
     *,
     offload: bool = False,
     source: str | None = None,
+    dtype: torch.dtype | str | None = None,
+    text_encoder_of: Any = None,
 ) -> LoadedGenerator:
     """Load (once) and return the pair's diffusion pipeline. Thread-safe; cached.
 
     `source` overrides the pair's hub id, e.g. with a local diffusers folder (one holding
     model_index.json). `offload` uses accelerate's model CPU offload (CUDA only): each model sits
-    on the GPU only while it runs, for GPUs too small for the whole pipeline.
+    on the GPU only while it runs, for GPUs too small for the whole pipeline. `dtype` (torch dtype or
+    'fp32' | 'bf16' | 'fp16'; default fp16 on CUDA, fp32 elsewhere) is the pipeline's precision.
+    `text_encoder_of`: a LoadedClip (pez.load_clip) whose text tower the pipeline's text encoder
+    may share when they are the same weights in the same dtype and device (else it loads its own).
     Raises ConfigError (no generator, bad device) or WeightsNotFoundError (weights not found).
     """
     pair = resolve_pair(pair)
@@ -76,11 +88,34 @@ def load_generator(
         log.info("model CPU offload needs a CUDA device; ignored on %s", dev)
         offload = False
     source = str(Path(source).expanduser().resolve()) if _is_local_path(source) else source
-    key = (source, pair.kind, pair.scheduler, str(dev), offload)
+    dtype = _dtype(dtype, dev)
+    share = text_encoder_of if _can_share(text_encoder_of, dtype, dev, offload) else None
+    key = (source, pair.kind, pair.scheduler, str(dev), offload, dtype, share)
     with _GENERATORS_LOCK:
         if key not in _GENERATORS:
-            _GENERATORS[key] = _load_uncached(pair, source, dev, offload)
+            _GENERATORS[key] = _load_uncached(pair, source, dev, offload, dtype, share)
         return _GENERATORS[key]
+
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _dtype(dtype: torch.dtype | str | None, device: torch.device) -> torch.dtype:
+    if dtype is None:
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype) and dtype in _DTYPES.values():
+        return dtype
+    if dtype in _DTYPES:
+        return _DTYPES[dtype]
+    raise ConfigError(f"dtype: expected one of {list(_DTYPES)}, received {dtype!r}")
+
+
+def _can_share(clip: Any, dtype: torch.dtype, device: torch.device, offload: bool) -> bool:
+    """Could the pipeline's text encoder be `clip`'s text tower (same dtype and device, no offload)?"""
+    model = getattr(clip, "model", None)
+    if model is None or offload or getattr(clip, "device", None) != device:
+        return False
+    return next(model.parameters()).dtype == dtype
 
 
 def clear_generators() -> None:
@@ -89,10 +124,17 @@ def clear_generators() -> None:
         _GENERATORS.clear()
 
 
-def _load_uncached(pair: ModelPair, source: str, device: torch.device, offload: bool) -> LoadedGenerator:
-    dtype = torch.float16 if device.type == "cuda" else torch.float32
+def _load_uncached(
+    pair: ModelPair, source: str, device: torch.device, offload: bool, dtype: torch.dtype, share: Any = None
+) -> LoadedGenerator:
     log.info("loading generator %s on %s (%s%s)", source, device, dtype, ", offload" if offload else "")
-    pipe = _from_pretrained(source, dtype)
+    components = {}
+    if share is not None and pair.kind == "sd":
+        folder = _component_folder(source, "text_encoder")
+        encoder = shared_text_encoder(folder, share, dtype) if folder is not None else None
+        if encoder is not None:
+            components["text_encoder"] = encoder
+    pipe = _from_pretrained(source, dtype, components)
     if pair.scheduler == "dpm-multistep":
         from diffusers import DPMSolverMultistepScheduler
 
@@ -102,10 +144,23 @@ def _load_uncached(pair: ModelPair, source: str, device: torch.device, offload: 
     else:
         pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)  # the core never prints; progress goes to callbacks
-    return LoadedGenerator(pipe, source, device, offload)
+    return LoadedGenerator(pipe, source, device, offload, shared_text_encoder=bool(components))
 
 
-def _from_pretrained(source: str, dtype: torch.dtype):
+def _component_folder(source: str, name: str) -> Path | None:
+    """The local folder of one pipeline component (a local pipeline, or the hub cache), or None."""
+    if _is_local_path(source):
+        folder = Path(source).expanduser() / name
+        return folder if folder.is_dir() else None
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(source, f"{name}/config.json", local_files_only=True)).parent
+    except Exception:  # noqa: BLE001 - not cached: the pipeline loads its own encoder
+        return None
+
+
+def _from_pretrained(source: str, dtype: torch.dtype, components: dict | None = None):
     """Load from the local cache or folder first (fast, no network); download only when allowed."""
     local = _is_local_path(source)
     if local:
@@ -113,14 +168,14 @@ def _from_pretrained(source: str, dtype: torch.dtype):
     offline = not can_download()
     if local or offline or hub_cached(source, "model_index.json"):
         try:
-            return _try_variants(source, dtype, local_only=True)
+            return _try_variants(source, dtype, local_only=True, components=components)
         except WeightsNotFoundError:
             if local or offline:
                 raise
-    return _try_variants(source, dtype, local_only=False)
+    return _try_variants(source, dtype, local_only=False, components=components)
 
 
-def _try_variants(source: str, dtype: torch.dtype, local_only: bool):
+def _try_variants(source: str, dtype: torch.dtype, local_only: bool, components: dict | None = None):
     """fp16 weight files first on CUDA (half the download), full precision first elsewhere."""
     from diffusers import AutoPipelineForText2Image
 
@@ -131,7 +186,7 @@ def _try_variants(source: str, dtype: torch.dtype, local_only: bool):
     for variant in variants:
         try:
             return AutoPipelineForText2Image.from_pretrained(
-                source, dtype=dtype, variant=variant, local_files_only=local_only
+                source, dtype=dtype, variant=variant, local_files_only=local_only, **(components or {})
             )
         except Exception as e:  # noqa: BLE001 - any loader failure becomes one clear message
             reasons.append(f"{variant or 'default'} weights: {str(e).strip().splitlines()[0][:300]}")

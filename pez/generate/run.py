@@ -285,7 +285,7 @@ def generate(
     # 2. Models: scoring CLIP (+ target features), then the generator
     scorer, target_feats = _prepare_scoring(pair, prompt, clip, targets, device) if score else (None, None)
     toy = pipeline is None and pair.kind == "toy"
-    gen = None if toy else _generator_for(pair, pipeline, device, offload)
+    gen = None if toy else _generator_for(pair, pipeline, device, offload, scorer)
     result = GenerationResult(
         [], settings.seeds, prompt, pair.name, settings, warnings=_warnings(gen, prompt, settings)
     )
@@ -308,8 +308,12 @@ def generate(
     return result
 
 
-def _generator_for(pair: ModelPair, pipeline: Any, device: Any, offload: bool) -> LoadedGenerator:
-    return as_generator(pipeline) if pipeline is not None else load_generator(pair, device, offload=offload)
+def _generator_for(pair: ModelPair, pipeline: Any, device: Any, offload: bool, clip: LoadedClip | None) -> LoadedGenerator:
+    """The injected pipeline, else the pair's (its text encoder shared with the scoring CLIP when they
+    are the same weights: one copy of the text tower)."""
+    if pipeline is not None:
+        return as_generator(pipeline)
+    return load_generator(pair, device, offload=offload, text_encoder_of=clip)
 
 
 def _stop_warnings(hook: _StepHook, toy: bool) -> list[str]:

@@ -451,11 +451,38 @@ def write_generator_repo(hub: Path, generator: str, dtype: str, values: ValueSou
         module = meta_model(comp)
         _write_json(snap / comp.folder / "config.json", _saved_config(comp, module))
         path = snap / comp.folder / f"{comp.weights}{variant}.safetensors"
-        write_safetensors(path, state_shapes(module), values, DTYPES[dtype])
+        source = _clip_tower_values(generator, comp, values) if comp.folder == "text_encoder" else None
+        write_safetensors(path, state_shapes(module), source or values, DTYPES[dtype])
         del module
     index.update(plan.extra)
     _write_json(snap / "model_index.json", dict(sorted(index.items())))
     return snap.parent.parent
+
+
+def _clip_tower_values(generator: str, comp: Component, values: ValueSource) -> Callable | None:
+    """Values for a text encoder that is its pair's CLIP text tower (SD 2.x: OpenCLIP ViT-H-14's first
+    23 layers; SD 1.x: CLIP ViT-L-14's), as in the published repos: the CLIP repo's own values,
+    through pez.generate.text_encoder's name mapping. None for another encoder (SDXL's CLIP-L)."""
+    from ..generate.text_encoder import hf_to_open_clip
+
+    clips = {p.clip for p in PAIRS.values() if p.generator == generator and "/" in p.clip}
+    if len(clips) != 1:
+        return None
+    model = meta_clip(parse_clip_spec(clips.pop()).arch)
+    width = int(model.token_embedding.weight.shape[1])
+    if comp.config.get("hidden_size") != width or comp.config.get("num_hidden_layers", 99) > len(model.transformer.resblocks):
+        return None
+    shapes = state_shapes(model)
+
+    def value(name: str, shape: tuple[int, ...]) -> torch.Tensor:
+        source, third = hf_to_open_clip(name)
+        full = values(source, shapes[source])
+        if third is not None:
+            rows = full.shape[0] // 3
+            full = full[third * rows : (third + 1) * rows]
+        return full.reshape(shape)
+
+    return value
 
 
 def _saved_config(comp: Component, module: torch.nn.Module) -> dict:

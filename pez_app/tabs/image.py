@@ -10,10 +10,11 @@ import pez
 from pez.config import BOUNDS, TEXT_WEIGHT
 
 from .. import components as ui
+from .. import zerogpu
 from ..inputs import Choice, TargetImage
 from ..progress import RunControl, stream_inversion
 from ..regenerate import Draw, RegeneratePanel, image_paths, regenerate_endpoint
-from ..server import gpu_handler, load_model, user_error
+from ..server import check_model, friendly_errors, gpu_handler, load_model, user_error
 from ..settings import number_box
 
 NEGATIVE_NOTE = " · with images to avoid, the score is the similarity to the target minus theirs (so it can exceed 1)"
@@ -64,6 +65,15 @@ invert_image = ui.search_endpoint(
 )
 
 
+def _score(prompt: str, image: str | None, model: str) -> str:
+    clip = load_model(model)
+    score = pez.score_texts(clip, [prompt], [image])[0]
+    return f"Score of this prompt against the image: **{score:.3f}** (CLIP cosine, `{model}`)"
+
+
+_score_on_gpu = gpu_handler(_score, zerogpu.score_seconds)
+
+
 def score_prompt(prompt: str, image: str | None, model: str) -> str:
     """Score a prompt against an image: the CLIP cosine similarity between them.
 
@@ -78,12 +88,11 @@ def score_prompt(prompt: str, image: str | None, model: str) -> str:
         raise user_error("The prompt is empty.")
     if image is None:
         raise user_error("Add the target image first.")
-    clip = load_model(model)
-    score = pez.score_texts(clip, [prompt], [image])[0]
-    return f"Score of this prompt against the image: **{score:.3f}** (CLIP cosine, `{model}`)"
+    model = check_model(model)  # refused before any GPU time is reserved
+    return zerogpu.call_on_gpu(_score_on_gpu, zerogpu.score_seconds, prompt, image, model)
 
 
-score_prompt = gpu_handler(score_prompt)
+score_prompt = friendly_errors(score_prompt)
 
 
 def _regenerate(prompt: str, image: str | None) -> list[list[Draw]]:

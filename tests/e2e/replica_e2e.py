@@ -35,6 +35,8 @@ def api(pair: str, image: str) -> dict:
         "image_size": list(gen.images[0].size),
         "image_scores": gen.image_scores,
         "seconds": [round(t1 - t0, 1), round(t2 - t1, 1)],
+        # the pipeline regenerate() used (cached): its text encoder is the scoring CLIP's own tower?
+        "shared_text_encoder": pez.load_generator(pair, text_encoder_of=pez.load_clip(pair)).shared_text_encoder,
     }
 
 

@@ -217,6 +217,7 @@ def test_python_api_and_app_at_full_size(replica_home, image_file):
     api, ui = out["api"], out["app"]
     assert api["available"] == [True, True, []]  # pair_availability sees the replica as cached
     assert api["prompt"].strip() and api["model"] == "ViT-H-14/laion2b_s32b_b79k" and api["image_size"] == [256, 256]
+    assert api["shared_text_encoder"]  # SD-Turbo's text encoder is ViT-H-14's text tower: one copy
     assert isinstance(ui["prompt"], str) and ui["prompt"].strip()
     assert ui["image_size"] == [512, 512]  # the pair's default size
 

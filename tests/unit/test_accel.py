@@ -118,6 +118,16 @@ def test_bf16_tower_is_a_copy_close_to_fp32():
     assert float((a * b).sum(-1).min()) > 0.99
 
 
+def test_a_bf16_clip_holds_one_fp32_copy_of_its_text_tower():
+    """A CLIP loaded in bf16 (low memory): the scores' fp32 tower and an fp32 search share one copy."""
+    clip = pez.load_clip("toy", device="cpu", precision="bf16")
+    assert clip.dtype == torch.bfloat16
+    scoring, search = accel.scoring_tower(clip), accel.search_tower(clip, "fp32", compile=False)
+    assert scoring is not search and scoring.parts is search.parts
+    assert scoring.parts.transformer.get_cast_dtype() == torch.float32
+    assert accel.search_tower(clip, "bf16", compile=False).parts.transformer is clip.model.transformer  # no copy
+
+
 def test_both_candidate_layouts_agree_and_one_is_chosen():
     clip = pez.load_clip("random:tiny", device="cpu")
     tower = TextTower(clip.model, torch.float32, time_layouts=True)

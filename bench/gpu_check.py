@@ -2,7 +2,8 @@
 
 Prints, for ViT-H-14 (M = 16): seconds per 1,000 PEZ steps with 1 and 8 candidates, in bf16 eager
 and compiled (torch.compile "reduce-overhead", i.e. CUDA graphs) and fp32 eager; the score a bf16
-and an fp32 search reach from the same seed (scores are fp32 either way); SDXL's joint search
+and an fp32 search reach from the same seed (scores are fp32 either way); the default settings in a
+20 s time budget (search and polish shares, the refine batch sized from its forwards); SDXL's joint search
 (ViT-L-14 + ViT-bigG-14, one prompt for both, the pair's weights) against bigG alone: seconds per
 1,000 steps and peak VRAM, with the vision towers on the GPU only while the target is encoded;
 SD-Turbo seconds per 512x512 image (1 step, guidance 0, fp16); FLUX.1-schnell seconds per
@@ -156,7 +157,27 @@ def check_pez(args, device: torch.device) -> None:
         f"fp32 {scores['fp32']:.4f}, bf16 {scores['bf16']:.4f}, difference {scores['bf16'] - scores['fp32']:+.4f}",
         flush=True,
     )
+    check_polish(clip, args)
     pez.models.clear_cache()
+
+
+def check_polish(clip, args) -> None:
+    """The default run within a time budget (issue 18): the search's share, the polish's share and
+    the refine batch the run sized from its measured forwards (expected to grow to 64 on a GPU)."""
+    budget = 20.0 if not args.smoke else 2.0
+    cfg = pez.InvertConfig(prompt_len=args.prompt_len, steps=10_000, time_budget=budget, seed=0)
+    _sync(clip.device)
+    start = time.perf_counter()
+    for rep in pez.optimize(clip, _targets(clip), cfg):
+        pass
+    _sync(clip.device)
+    wall, st = time.perf_counter() - start, rep.result.stats
+    print(
+        f"[pez] default settings, time budget {budget:g} s: wall {wall:.1f} s, search {st['search_seconds']:.1f} s "
+        f"({rep.result.steps_run} steps), polish {st['polish_seconds']:.1f} s ({st.get('refine_rounds', 0)} refine "
+        f"rounds, last batch {st.get('refine_batch', '-')}), score {rep.result.score:.4f}",
+        flush=True,
+    )
 
 
 def sd_turbo_pipeline(device: torch.device, dtype: torch.dtype):

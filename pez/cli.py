@@ -130,6 +130,12 @@ def add_invert_flags(p: argparse.ArgumentParser, command=None) -> None:
             p.add_argument(flag, nargs="+", type=float, default=None, metavar="W", help=info.help)
         elif isinstance(f.default, str):
             p.add_argument(flag, default=f.default, metavar="TEXT", help=info.help)
+        elif f.name == "time_budget":  # `--time 60`: the best prompt in a minute
+            b = info.bound
+            p.add_argument(
+                "--time", flag, dest=f.name, type=float, default=f.default, metavar="SECONDS",
+                help=f"{info.help} [{b.lo:g}..{b.hi:g}] (default {f.default:g})",
+            )  # fmt: skip
         else:
             extra = " (-1: draw one)" if f.name == "seed" else ""
             p.add_argument(
@@ -162,7 +168,8 @@ def _invert(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     clip = get_clip(args.model, args.device)
-    *_, last = _progress(invert_stream(args.images, clip, cfg, negative_images=args.negative), cfg.steps, args.quiet)
+    stream = invert_stream(args.images, clip, cfg, negative_images=args.negative)
+    *_, last = _progress(stream, cfg.steps, args.quiet, budget=cfg.time_budget)
     _print_result(last.result, args.json)
     return 0
 
@@ -172,7 +179,7 @@ def _distill(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     clip = get_clip(args.model, args.device)
-    *_, last = _progress(distill_stream(args.text, clip, cfg), cfg.steps, args.quiet)
+    *_, last = _progress(distill_stream(args.text, clip, cfg), cfg.steps, args.quiet, budget=cfg.time_budget)
     _print_result(last.result, args.json, {"target": args.text})
     return 0
 
@@ -182,7 +189,7 @@ def _style(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     clip = get_clip(args.model, args.device)
-    *_, last = _progress(invert_stream(args.images, clip, cfg), cfg.steps, args.quiet)
+    *_, last = _progress(invert_stream(args.images, clip, cfg), cfg.steps, args.quiet, budget=cfg.time_budget)
     styled = style_prompts(args.subject, last.result.prompt, args.template)
     _print_result(last.result, args.json, {"styled": styled})
     return 0
@@ -241,21 +248,30 @@ def _batch(args: argparse.Namespace) -> int:
     return summary.exit_code
 
 
-def _progress(reports: Iterator, total: int, quiet: bool, label: str = "") -> Iterator:
-    """Wrap a report stream in a tqdm bar showing the best prompt so far."""
+def _progress(reports: Iterator, total: int, quiet: bool, label: str = "", budget: float = 0.0) -> Iterator:
+    """Wrap a report stream in a tqdm bar showing the best prompt so far and the time left. With a
+    time budget the bar counts seconds of it, else search steps."""
     from tqdm import tqdm
 
-    with tqdm(total=total, disable=quiet, desc=label or "pez", file=sys.stderr, dynamic_ncols=True) as bar:
+    total, unit = (budget, "s") if budget else (total, "it")
+    fmt = "{l_bar}{bar}| {n:.0f}/{total:.0f} s{postfix}" if budget else None
+    with tqdm(
+        total=total, unit=unit, disable=quiet, desc=label or "pez", file=sys.stderr, dynamic_ncols=True, bar_format=fmt
+    ) as bar:
         for rep in reports:
             step_rep = getattr(rep, "report", rep)
             if hasattr(rep, "index"):  # concatenation: one bar pass per image
                 bar.set_description(f"image {rep.index + 1}/{rep.total}", refresh=False)
+            if budget:
+                bar.n = min(step_rep.elapsed, budget)
             if step_rep.phase == "search":
-                bar.n = step_rep.step
-            else:  # refine/prune rounds after the search: the bar stays, the label counts rounds
+                bar.n = bar.n if budget else step_rep.step
+            else:  # refine/prune rounds after the search: the label counts rounds
                 bar.set_description(f"{step_rep.phase} {step_rep.step}/{step_rep.steps}", refresh=False)
-            if math.isfinite(step_rep.best_score):
-                bar.set_postfix_str(f"best {step_rep.best_score:.3f} {step_rep.best_prompt[:60]!r}", refresh=False)
+            post = f"best {step_rep.best_score:.3f} {step_rep.best_prompt[:60]!r}" if math.isfinite(step_rep.best_score) else ""
+            if math.isfinite(step_rep.eta) and not step_rep.done:
+                post = f"~{step_rep.eta:.0f} s left, {post}"
+            bar.set_postfix_str(post, refresh=False)
             bar.refresh()
             yield rep
 

@@ -98,6 +98,15 @@ class InvertConfig:
     prompt_len: int = setting(16, "tokens in the prompt", "Prompt length", Bound(1, 75), note="tokens")
     # Reference: 3000; users report little gain after a few hundred.
     steps: int = setting(1000, "optimisation steps", "Steps", Bound(1, 10_000), info="little gain after a few hundred")
+    # Beyond the reference: a wall-clock budget for the whole run (pez.engine.budget plans the
+    # search, the candidates and the polish to end within it). Steps still cap the search.
+    time_budget: float = setting(
+        0.0,
+        "seconds for the whole run, search and polish; the best prompt at the deadline is returned (0: no limit)",
+        "Time budget",
+        Bound(0.0, 86_400.0, 5.0),
+        note="seconds, 0 = none",
+    )
     lr: float = setting(0.1, "AdamW learning rate", "Learning rate", Bound(1e-4, 10.0, 0.01))  # reference
     weight_decay: float = setting(0.1, "AdamW weight decay", "Weight decay", Bound(0.0, 10.0, 0.01))  # reference
     # Target images per step (reference: 1); all of them when there are fewer.
@@ -121,22 +130,38 @@ class InvertConfig:
         False, "only tokens made of letters (most readable)", "Readable words only", note="no sub-word fragments"
     )
     precision: str = setting("auto", "precision of the gradient pass (scores stay fp32)", "Precision")
-    # Beyond plain PEZ (pez.engine.polish); defaults chosen with bench/quality.py, see BENCHMARKS.md.
+    # Beyond plain PEZ. Each default decided at equal wall-clock time on four benchmarks, one held out
+    # (bench/defaults.py; BENCHMARKS.md, "Settings at equal wall-clock time"): whole_words and safe never
+    # measurably worse than plain PEZ and better on some; dictionary_words an option (worse on the
+    # planted benchmark, the one whose targets hold non-dictionary words).
     whole_words: bool = setting(
         True,
         "only tokens that end a word: the prompt is separate words, no glued pieces",
         "Whole words only",
         note="no glued pieces",
     )
-    safe: bool = setting(
-        True, "exclude the default offensive/sexual word list (the blocklist adds to it)", "Block offensive words"
+    # Readable mode: only tokens that are whole English words by wordfreq (pez.engine.readability).
+    dictionary_words: bool = setting(
+        False,
+        "only whole words of an English dictionary (wordfreq): every word of the prompt is a real word",
+        "Dictionary words only",
+        note="readable",
     )
+    safe: bool = setting(
+        True, "exclude offensive words: slurs, explicit sexual terms, swearing (the blocklist adds to it)",
+        "Block offensive words",
+    )  # fmt: skip
+    # Defaults decided at equal wall-clock time (BENCHMARKS.md, "Settings at equal wall-clock time"):
+    # refinement within the polish's share of the run (pez.engine.budget) beat plain PEZ everywhere
+    # (+0.007 to +0.022; held out +0.020),
+    # so it runs until that share is spent (1000 rounds at most); pruning trades score for length
+    # by design (never better than plain PEZ there), so it is an option.
     refine_steps: int = setting(
-        50, "rounds of gradient-guided token swaps after the search (0: off)", "Refine steps", Bound(0, 1_000),
-        note="0 = off",
+        1_000, "rounds of gradient-guided token swaps after the search, within the polish's share of the run (0: off)",
+        "Refine steps", Bound(0, 1_000), note="0 = off",
     )  # fmt: skip
     prune_tolerance: float = setting(
-        0.01,
+        0.0,
         "drop tokens whose removal costs less than this score (0: off)",
         "Prune tolerance",
         Bound(0.0, 0.2, 0.005),
@@ -219,6 +244,9 @@ CLIP_WEIGHT = Bound(0.0, 1.0, 0.05)  # each CLIP's weight; normalised to sum 1 w
 # The app's early stop (the library default patience=0 runs every step): the planted and toy
 # benchmarks gain almost nothing after 150 steps without a new best (BENCHMARKS.md).
 APP_PATIENCE = 150
+# The app's time budget when it runs on a CPU (pez_app.settings.app_defaults): a full-size CLIP
+# takes ~1 s per step there (ViT-H-14), so 1000 steps would be ~30 min; a minute's best is shown.
+APP_CPU_TIME_BUDGET = 60.0
 PLATEAU_MIN_GAIN = 1e-4  # for patience: a rise of the best projected score smaller than this is no rise
 
 # A search "looks stuck" when, after STUCK_MIN_STEPS steps, its best score is less than
@@ -236,11 +264,26 @@ STUCK_MIN_GAIN = 0.05
 STUCK_REFINE_GAIN = 0.1
 STUCK_HINT = "the search looks stuck: try another seed or more restarts (candidates)"
 
-# Refinement (pez.engine.polish), tuned with bench/quality.py --refine-topk/--refine-batch.
+# Refinement (pez.engine.polish); REFINE_TOPK and REFINE_COMBOS tuned on the planted and toy benchmarks (BENCHMARKS.md).
 REFINE_TOPK = 8  # candidate tokens per position, by linearised gain
-REFINE_BATCH = 64  # candidate swaps evaluated per round (one batched forward)
+REFINE_BATCH = 64  # at most this many candidate swaps per round (one batched forward)
+REFINE_BATCH_MIN = 8  # at least this many; pez.engine.budget.refine_batch sizes each round in between
 REFINE_VERIFY = 4  # best candidates per round decoded and honestly re-scored
 REFINE_COMBOS = 6  # at most this many gaining swaps (at distinct positions) tried together
+
+# The run's clock (pez.engine.budget). Polish (refine + prune) takes at most POLISH_SHARE of the
+# run's wall time: at equal wall-clock time, searching 75% and refining 25% beat searching 100%
+# on every benchmark of BENCHMARKS.md ("Settings at equal wall-clock time").
+POLISH_SHARE = 0.25
+# The polish's cost model, in search steps of one prompt (bench/polish_cost.py, CPU): a refine round
+# of REFINE_BATCH_MIN swaps costs about REFINE_ROUND_STEPS (3.5 on ViT-H-14, 4.6 on ViT-B-32), each
+# further prompt scored in a batch ITEM_STEPS (0.09 on ViT-H-14, 0.06 on ViT-B-32). It charges the
+# polish of runs without a time budget (reproducible) and estimates the first round of budgeted ones.
+REFINE_ROUND_STEPS = 4.0
+ITEM_STEPS = 0.1
+PLAN_STEPS = 5  # with a budget, the candidates are planned once these steps are timed
+MIN_BUDGET_STEPS = 100  # a budget keeps the candidates that leave at least this many steps (one at least)
+REPORT_SECONDS = 1.0  # a progress report at least this often, whatever report_every says
 
 # Search precision "auto" on a CPU (pez.engine.accel), measured with bench/speed.py.
 BF16_MIN_GAIN = 1.25  # bf16 must be at least this much faster than fp32 in the probe to be chosen
@@ -293,6 +336,7 @@ BOUNDS: dict[str, Bound] = bounds(InvertConfig)
 GENERATE_BOUNDS: dict[str, Bound] = bounds(GenerateConfig)
 
 __all__ = [
+    "APP_CPU_TIME_BUDGET",
     "APP_PATIENCE",
     "BOUNDS",
     "About",

@@ -8,6 +8,7 @@ text, plots and JSON lines.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from .config import InvertConfig
@@ -63,20 +64,27 @@ class InversionResult:
 class StepReport:
     """Progress of a running optimisation, yielded every `report_every` steps and at the end."""
 
-    step: int  # steps completed (refine/prune: rounds completed)
-    steps: int  # steps planned
+    step: int  # steps completed (refine: rounds; prune: tokens removed)
+    steps: int  # steps planned (refine: rounds at most; prune: tokens that could go)
     loss: float  # mean loss over candidates on this step's batch
     current_prompt: str  # the best candidate's projected prompt this step
     current_score: float  # its score against all targets
     best_prompt: str  # best decoded text so far
     best_score: float  # its honest score
     elapsed: float  # seconds since the start
-    steps_per_sec: float
+    steps_per_sec: float  # the phase's rate: steps, rounds or tokens removed per second (0: not measured yet)
     done: bool = False
     result: InversionResult | None = None  # set on the final report
     phase: str = "search"  # "search" (PEZ), "refine" (token swaps) or "prune" (dropping tokens)
     hint: str = ""  # advice for the user, e.g. "the search looks stuck: ..." (pez.config.STUCK_HINT)
     best_clip_scores: dict[str, float] | None = None  # best prompt's score in each CLIP (final report)
+    eta: float = math.nan  # estimated seconds until the run ends (all phases; nan: not known yet)
+    time_budget: float = 0.0  # the run's time budget in seconds (0: none)
+
+    @property
+    def unit(self) -> str:
+        """What `step`, `steps` and `steps_per_sec` count in this phase."""
+        return {"refine": "rounds", "prune": "tokens removed"}.get(self.phase, "steps")
 
 
 @dataclass

@@ -10,6 +10,7 @@ download, which is what they are waiting for.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import weakref
@@ -19,6 +20,7 @@ _BARS: weakref.WeakSet = weakref.WeakSet()
 _LOCK = threading.Lock()
 _INSTALLED = False
 POLL_SECONDS = 0.5
+MOVING_SECONDS = 3.0  # "Downloading" only while bytes arrived this recently
 
 
 def watch() -> None:
@@ -56,9 +58,16 @@ def progress_text() -> str | None:
     return f"{_size(done)} / {_size(total)}" + (f" ({names})" if names else "")
 
 
+def bytes_done() -> float:
+    """Bytes received so far by the byte bars still open."""
+    return sum(b.n for b in list(_BARS) if not getattr(b, "disable", False))
+
+
 def load_with_progress(load: Callable[[], object], what: str) -> Iterator[str | object]:
-    """Run `load()` in a thread; yield a status line every POLL_SECONDS while it downloads, then
-    the loaded object itself (last). Errors are raised here, in the caller's thread."""
+    """Run `load()` in a thread; yield a status line every POLL_SECONDS while it runs, then the
+    loaded object itself (last): "Downloading … bytes / total" while bytes arrive (within the last
+    MOVING_SECONDS), else "Loading {what} (n s)" (reading cached weights, building the model).
+    Errors are raised here, in the caller's thread."""
     watch()
     box: dict = {}
 
@@ -70,12 +79,20 @@ def load_with_progress(load: Callable[[], object], what: str) -> Iterator[str | 
 
     thread = threading.Thread(target=run, name="pez-load", daemon=True)
     start = time.monotonic()
+    seen, moved = bytes_done(), -math.inf
     thread.start()
     while thread.is_alive():
         thread.join(POLL_SECONDS)
+        if not thread.is_alive():
+            break
+        now, done = time.monotonic(), bytes_done()
+        if done > seen:
+            seen, moved = done, now
         text = progress_text()
-        if text and thread.is_alive():
-            yield f"Downloading the weights of {what} (first use): {text} · {time.monotonic() - start:.0f} s"
+        if text and now - moved <= MOVING_SECONDS:
+            yield f"Downloading the weights of {what} (first use): {text} · {now - start:.0f} s"
+        else:
+            yield f"Loading {what} ({now - start:.0f} s)"
     if "error" in box:
         raise box["error"]
     yield box["value"]

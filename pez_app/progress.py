@@ -46,17 +46,19 @@ WAITING = "Waiting in the queue for a free model slot… (another run is using i
 BUSY = "the server is busy (its queue is full): try again in a moment"
 STOPPED_BEFORE = "Stopped before it started (it was waiting in the queue)."
 
-# The status component's template: the bar comes from the text itself ("Step 12 / 300", "Image 1
-# of 2"), its colour from the first word (Done, Stopped, Error, Waiting).
+# The status component's template: the bar comes from the text itself (elapsed and time left
+# "· 35 s of 60 s · about 25 s left", else "Step 12 / 300"; "Image 1 of 2"), its colour from the
+# first word (Done, Stopped, Error, Waiting).
 STATUS_TEMPLATE = """
 <div class="pez-status pez-${(() => { const v = value || ''; return /^Done/.test(v) ? 'done' :
   /^Stopped/.test(v) ? 'stopped' : /^⚠|^Error/.test(v) ? 'error' : /^Waiting/.test(v) ? 'waiting' :
   /^Ready/.test(v) ? 'idle' : 'running'; })()}">
   ${(() => { const v = value || ''; const s = /Step (\\d+) \\/ (\\d+)/.exec(v); const im = /Image (\\d+) of (\\d+)/.exec(v);
+    const t = /· ([\\d.]+) s(?: of [\\d.]+ s)? · about (?:(\\d+) min )?(\\d+) s left/.exec(v);
     const d = /^(Done|Stopped)/.test(v); const load = /^(Loading|Downloading)/.test(v);
-    if (!s && !d && !load) return '';
-    let f = s ? (+s[1]) / Math.max(+s[2], 1) : (d ? 1 : 0.02);
-    if (im && s) f = ((+im[1] - 1) + f) / Math.max(+im[2], 1);
+    if (!s && !t && !d && !load) return '';
+    let f = t ? (+t[1]) / Math.max(+t[1] + 60 * (+(t[2] || 0)) + (+t[3]), 1e-9) : s ? (+s[1]) / Math.max(+s[2], 1) : (d ? 1 : 0.02);
+    if (im && (s || t)) f = ((+im[1] - 1) + f) / Math.max(+im[2], 1);
     return `<div class="pez-bar"><div style="width:${(100 * Math.min(Math.max(f, 0), 1)).toFixed(1)}%"></div></div>`;
   })()}
   <div class="pez-status-text">${(value || '').replace(/&/g, '&amp;').replace(/</g, '&lt;')}</div>
@@ -116,28 +118,50 @@ def history_plot_rows(history: list[tuple[int, float, float]]) -> list[tuple]:
     return rows
 
 
-def phase_of(rep: pez.StepReport) -> str:
-    """'' for the search; ' · refine' or ' · prune' after it."""
-    return "" if rep.phase == "search" else f" · {rep.phase}"
+def duration(seconds: float) -> str:
+    """'45 s', '3 min 05 s'."""
+    seconds = max(int(round(seconds)), 0)
+    return f"{seconds} s" if seconds < 120 else f"{seconds // 60} min {seconds % 60:02d} s"
 
 
 def progress_text(rep: pez.StepReport, prefix: str = "") -> str:
-    return (
-        f"{prefix}Step {rep.step} / {rep.steps}{phase_of(rep)} · {rep.steps_per_sec:.1f} steps/s · "
-        f"best score {fmt_score(rep.best_score)} · {rep.elapsed:.1f} s"
-    )
+    """The status of a running search: where it is (the phase: step, refine round or tokens
+    pruned), its rate in that phase, the best score, the time spent (of the budget) and left."""
+    if rep.phase == "refine":
+        # rounds are bounded by the polish share (the time left shows it), rarely by refine_steps
+        where, rate = f"Refine round {rep.step}", f"{rep.steps_per_sec:.2f} rounds/s"
+    elif rep.phase == "prune":
+        where, rate = f"Prune: {plural(rep.step, 'token')} removed", f"{rep.steps_per_sec:.1f} tokens/s"
+    else:
+        where = f"Step {rep.step} / {rep.steps}"
+        rate = f"{rep.steps_per_sec:.1f} steps/s" if rep.step else "starting the search"
+    spent = f"{rep.elapsed:.0f} s of {rep.time_budget:.0f} s" if rep.time_budget else f"{rep.elapsed:.1f} s"
+    left = f" · about {duration(rep.eta)} left" if math.isfinite(rep.eta) and rep.step else ""
+    return f"{prefix}{where} · {rate} · best score {fmt_score(rep.best_score)} · {spent}{left}"
 
 
-def result_text(res: pez.InversionResult, extra: str = "") -> str:
+def result_text(res: pez.InversionResult, extra: str = "", waited: float | None = None) -> str:
+    """The summary of a finished run. `waited`: the seconds the user waited (loading included);
+    the result's own time (search and polish) otherwise."""
     hint = res.hint
     if res.stopped and res.steps_run == 0:
         return "Stopped before the first step (Stop was pressed while the run waited)."
     how = "Stopped" if res.stopped else "Done"
     planned = res.config.steps
-    early = " (early stop: no better prompt for a while)" if not res.stopped and res.steps_run < planned else ""
+    early = ""
+    if not res.stopped and res.steps_run < planned:
+        budget = res.config.time_budget
+        early = f" (time budget: {budget:g} s)" if budget else " (early stop: no better prompt for a while)"
+    search = res.stats.get("search_seconds", res.elapsed)
+    search = search if math.isfinite(search) else res.elapsed
+    polish = max(res.elapsed - search, 0.0)
+    parts = [f"search {search:.1f} s"] + ([f"polish {polish:.1f} s"] if polish >= 0.05 else [])
+    if waited is not None and waited - res.elapsed >= 0.05:
+        parts.insert(0, f"loading {waited - res.elapsed:.1f} s")
+    total = res.elapsed if waited is None else max(waited, res.elapsed)
     text = (
-        f"{how} after {res.steps_run} steps{early} in {res.elapsed:.1f} s "
-        f"({res.steps_run / max(res.elapsed, 1e-9):.1f} steps/s) · best score {fmt_score(res.score)}"
+        f"{how} after {res.steps_run} steps{early} in {total:.1f} s ({', '.join(parts)}; "
+        f"{res.steps_run / max(search, 1e-9):.1f} steps/s) · best score {fmt_score(res.score)}"
         f"{clip_scores_text(res)} · seed {res.seed}{extra}"
     )
     return text + (f" · hint: {hint}" if hint else "")
@@ -248,11 +272,12 @@ def stream_inversion(
 ):
     """Drive one PEZ run and turn its reports into UI updates (throttled to UI_INTERVAL).
     Yields (prompt, status, plot, candidates, record)."""
+    waited_from = time.monotonic()
     record = new_record(mode, model, cfg, **(record_extra or {}))
-    yield "", f"Loading {model}… (the first use of a model may download its weights)", None, [], record
+    yield "", f"Loading {model}…", None, [], record
     clip = None
     for item in load_with_progress(lambda: load(model), model):
-        if isinstance(item, str):  # a download is running: show bytes / total
+        if isinstance(item, str):  # "Loading … (n s)", or bytes / total while a download moves
             yield "", item, None, [], record
         else:
             clip = item
@@ -289,7 +314,7 @@ def stream_inversion(
         "done": True,
         "stopped": res.stopped,
     }
-    text = result_text(res, extra(clip, res) if extra and res.steps_run else "")
+    text = result_text(res, extra(clip, res) if extra and res.steps_run else "", time.monotonic() - waited_from)
     yield (
         res.prompt,
         text,

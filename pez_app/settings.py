@@ -3,7 +3,8 @@
 What each setting is (default, bound, label, one-line help) comes from the field metadata of
 `pez.InvertConfig` (pez.config.setting); this module only decides which fields the app offers
 (FIELDS, in the order of the handlers' parameters) and how the panel arranges them (ROWS). The app's
-one default of its own is early stop on (pez.config.APP_PATIENCE). The same list gives the search
+own defaults are early stop on (pez.config.APP_PATIENCE) and, on a CPU, a time budget instead of
+running every step (pez.config.APP_CPU_TIME_BUDGET). The same list gives the search
 handlers their API/MCP parameters (`setting_params`) and turns the values a handler receives back
 into one InvertConfig (`make_config`, the one conversion of UI values to ints).
 """
@@ -19,7 +20,7 @@ from typing import Any
 import gradio as gr
 
 import pez
-from pez.config import APP_PATIENCE, BOUNDS, MAX_TEXT_CHARS, Bound, InvertConfig, about
+from pez.config import APP_CPU_TIME_BUDGET, APP_PATIENCE, BOUNDS, MAX_TEXT_CHARS, Bound, InvertConfig, about
 
 from .inputs import ModelDropdown, SettingNumber
 from .server import CPU_SPACE_DEFAULTS, SERVER, offered_models, user_error
@@ -41,12 +42,14 @@ FIELDS = (
     "refine_steps",
     "prune_tolerance",
     "init_prompt",
-    "clip_weights",
+    "dictionary_words",  # added later: at the end, so positional API calls keep their meaning
+    "time_budget",
+    "clip_weights",  # issue 17: after main's additions, for the same reason
 )
 ROWS = (  # the panel's layout
-    ("model", "prompt_len", "steps"),
+    ("model", "prompt_len", "steps", "time_budget"),
     ("candidates", "seed", "lr", "patience"),
-    ("blocklist", "words_only", "whole_words", "safe"),
+    ("blocklist", "words_only", "whole_words", "dictionary_words", "safe"),
     ("refine_steps", "prune_tolerance", "init_prompt", "clip_weights"),
 )
 MODEL_HELP = "model pair name, e.g. 'sd-turbo' or 'toy' (one this server offers)"
@@ -54,14 +57,28 @@ API_NOTES = {  # what the API and MCP docs add to a field's help (how the app ta
     "prompt_len": " (distill: the short length)",
     "seed": "; None draws one (reported in the status)",
     "blocklist": "; comma or space separated",
+    "time_budget": " (the app's default on a CPU: a budget, not every step)",
     "clip_weights": "; comma or space separated numbers, one per CLIP of the model",
 }
 
 
 def app_defaults() -> dict[str, Any]:
-    """The core's defaults, with early stop on (on a CPU Space: server.CPU_SPACE_DEFAULTS)."""
+    """The core's defaults, with early stop on, a time budget when this server runs on a CPU, and
+    on a CPU Space server.CPU_SPACE_DEFAULTS."""
     cpu = CPU_SPACE_DEFAULTS if SERVER.cpu_space else {}
-    return {**dataclasses.asdict(InvertConfig()), "patience": APP_PATIENCE, **cpu}
+    return {**dataclasses.asdict(InvertConfig()), "patience": APP_PATIENCE, "time_budget": app_time_budget(), **cpu}
+
+
+def app_time_budget(device: str | None = None) -> float:
+    """APP_CPU_TIME_BUDGET when the server's device (PEZ_DEVICE, else the best available) is a
+    CPU, where a full-size CLIP's 1000 steps take half an hour; 0 (no budget) on a GPU."""
+    from pez.models.clip import resolve_device
+
+    try:
+        on_cpu = resolve_device(device or SERVER.device).type == "cpu"
+    except pez.ConfigError:  # a bad PEZ_DEVICE is reported when a model loads
+        on_cpu = True
+    return APP_CPU_TIME_BUDGET if on_cpu else 0.0
 
 
 def label(name: str) -> str:
@@ -287,6 +304,7 @@ __all__ = [
     "FIELDS",
     "SettingsPanel",
     "app_defaults",
+    "app_time_budget",
     "check_caps",
     "label",
     "make_config",

@@ -284,6 +284,15 @@ def scoring_tower(clip: LoadedClip) -> TextTower:
     return _tower(clip, torch.float32, None, time_layouts=False)
 
 
+def polish_tower(clip: LoadedClip, precision: str) -> TextTower:
+    """The tower of refinement and pruning's batched scores and gradients: the search's precision,
+    not compiled and not timing layouts (their batch sizes change round by round); in fp32 it is
+    the scoring tower itself."""
+    if precision not in DTYPES:
+        raise ConfigError(f"precision: expected one of {list(DTYPES)}, received {precision!r}")
+    return _tower(clip, DTYPES[precision], None, time_layouts=False)
+
+
 def _tower(clip: LoadedClip, dtype: torch.dtype, mode: str | None, time_layouts: bool) -> TextTower:
     key = (dtype, mode, time_layouts)
     with _TOWERS_LOCK:
@@ -305,6 +314,7 @@ __all__ = [
     "decide_cpu_precision",
     "low_memory_dtype",
     "on_zero_gpu",
+    "polish_tower",
     "probe_bf16_speedup",
     "projector",
     "scoring_tower",

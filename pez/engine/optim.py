@@ -21,7 +21,9 @@ The features of the projected prompt are already computed by the gradient pass, 
 matmul, not a second forward pass. The reported best is the score of the decoded text as the user
 will copy it (pez.engine.scorer); that check runs for each candidate's best prompt once per
 report, in one batched forward, not on every step. After the search, pez.engine.polish refines
-and prunes the best prompt.
+and prunes the best prompt. The run's clock (pez.engine.budget) ends the search at its steps or
+its share of a time budget, plans the candidates within the budget, gives the polish its share of
+the run, and estimates the time left for every report.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from ..errors import ConfigError
 from ..models.clip import JointClip, LoadedClip
 from ..results import InversionResult, ScoredPrompt, StepReport
 from . import accel
+from .budget import Clock, Plan
 from .polish import Polish, Polisher, polish, polish_hint
 from .scorer import TextScorer
 from .tower import PromptEncoder, SpaceEncoder
@@ -93,14 +96,27 @@ def optimize(
     targets: Targets,
     config: InvertConfig | None = None,
     should_stop: Callable[[], bool] | None = None,
+    clock: Clock | None = None,
 ) -> Iterator[StepReport]:
-    """Run PEZ, yielding a StepReport every `config.report_every` steps and a final one with
-    `done=True` and the InversionResult. Stopping (should_stop() true, or closing the generator
-    after any report) keeps the best prompt found so far. `clip` is one CLIP or a JointClip;
-    `targets` are features in its text space (pez.engine.features)."""
+    """Run PEZ, yielding a first StepReport (step 0) when the search starts, then one every
+    `config.report_every` steps (and at least every REPORT_SECONDS), one per refine/prune round,
+    and a final one with `done=True` and the InversionResult. Stopping (should_stop() true, or
+    closing the generator after any report) keeps the best prompt found so far. With
+    `config.time_budget` the run ends within it (pez.engine.budget); `clock` (seconds, default
+    time.perf_counter) is for tests. `clip` is one CLIP or a JointClip; `targets` are features in
+    its text space (pez.engine.features)."""
     config = config or InvertConfig()  # checked when built; here only whether the prompt fits
     config.fits(clip.context_length)
     _check_weights(clip, config)
+    polishing = bool(config.refine_steps or config.prune_tolerance > 0)
+    plan = Plan(
+        config.time_budget,
+        config.steps,
+        polishing,
+        config.candidates,
+        clip.device.type == "cpu",
+        clock or time.perf_counter,
+    )
     seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
     gen = torch.Generator().manual_seed(seed)
     encoder, scoring, fp32 = _encoders(clip, config.precision)  # the gradient pass; the fp32 scores
@@ -118,13 +134,16 @@ def optimize(
     project = accel.projector(vocabs[0], mask, tuple(vocabs[1:]), clip.weights)  # exact; skips most scans
 
     history: list[tuple[int, float, float]] = []
-    start, step = time.perf_counter(), 0
+    step = 0
     last: tuple[torch.Tensor, torch.Tensor] | None = None  # (ids, scores) of the latest step
     plateau = _Plateau(config.patience)
-    interrupted = False
+    interrupted = user_stop = False
+    plan.reported()
+    yield _report(0, config, history, _current(tracker, last), tracker, plan)  # the search starts
     try:
-        while step < config.steps:
+        while not plan.search_over(step):
             if should_stop is not None and should_stop():
+                user_stop = True
                 break
             # 2. Project, then take the gradient at the projection on a batch of targets.
             ids = project(*softs)  # (N, M): one token per slot, for every CLIP
@@ -144,37 +163,50 @@ def optimize(
                 full = objective.detach() if batch is None else targets.objective(feats.detach())  # (N,)
             tracker.observe(ids, full)
             step, last = step + 1, (ids, full)
+            plan.stepped(step)
             if step <= config.report_every or step % config.report_every == 0 or step == config.steps:
                 tracker.flush(_current_entry(last))  # decode, honestly re-score: every step at first, then per report
             history.append((step, float(loss.detach()) / n, tracker.best.score))
             if plateau.update(step, full):
                 break
-            if step % config.report_every == 0 and step < config.steps:
-                yield _report(step, config, history, _current(tracker, last), tracker, start, plateau.hint(tracker))
+            keep = plan.keep_candidates(step)
+            if keep < n:  # the budget leaves too few steps for them all: keep the best
+                soft, opt, last = _keep_best(keep, soft, opt, tracker, last)
+                n = keep
+            flushed = step <= config.report_every or step % config.report_every == 0
+            if step < config.steps and (flushed or plan.report_due()):
+                plan.reported()
+                current = _current(tracker, last) if flushed else _peek(tracker, last)
+                yield _report(step, config, history, current, tracker, plan, plateau.hint(tracker))
     except KeyboardInterrupt:  # Ctrl-C in a CLI: stop and keep the best
         interrupted = True
     tracker.flush(_current_entry(last))
-    stopped = interrupted or (step < config.steps and not plateau.done)
+    plan.search_ended(step)
+    stopped = interrupted or user_stop
     hint = plateau.hint(tracker)
 
     # 4. Beyond PEZ: refine and prune the best prompt (pez.engine.polish), unless the user stopped.
-    polished, stats = None, {"search_steps": step, "search_score": tracker.best.score}
-    if not stopped and (config.refine_steps or config.prune_tolerance > 0):
-        polisher = Polisher(scorer, mask, config, gen, tracker.scorer.scores)
+    polished = None
+    stats = {"search_steps": step, "search_score": tracker.best.score, "search_seconds": plan.search_seconds}
+    stats.update(candidates_kept=n, time_budget=config.time_budget)
+    if not stopped and polishing:
+        fast = _polish_encoder(clip, config.precision)  # each CLIP's search precision
+        polisher = Polisher(scorer, mask, config, gen, tracker.scorer.scores, fast, fp32, plan)
         try:
             for item in polish(polisher, tracker.best, should_stop):
                 if isinstance(item, Polish):
                     polished = item
                 else:
                     tracker.offer(*item[4:])  # (text, score) of the round
-                    yield _phase_report(item, history, tracker, start, hint)
+                    yield _phase_report(item, history, tracker, plan, polisher.started[item[0]], hint)
         except KeyboardInterrupt:
             stopped = True
         stopped = stopped or (should_stop is not None and should_stop())
     if polished is not None:
         stats.update(polished.stats)
         hint = polish_hint(hint, polished.stats)
-    elapsed = time.perf_counter() - start
+    elapsed = plan.elapsed()
+    stats["polish_seconds"] = elapsed - plan.search_seconds
     prompt, score = (
         (polished.prompt, polished.score) if polished is not None else (tracker.best.prompt, tracker.best.score)
     )
@@ -198,8 +230,8 @@ def optimize(
         clip_scores=scorer.clip_scores(prompt) if step else {},
         clip_weights={c.name: w for c, w in zip(clip.clips, clip.weights)},
     )
-    final = _report(step, config, history, _current(tracker, last), tracker, start, hint)
-    final.done, final.result = True, result
+    final = _report(step, config, history, _current(tracker, last), tracker, plan, hint)
+    final.done, final.result, final.eta = True, result, 0.0
     final.best_prompt, final.best_score = prompt, result.score
     final.best_clip_scores = dict(result.clip_scores)
     yield final
@@ -208,10 +240,21 @@ def optimize(
 def _encoders(clip: LoadedClip | JointClip, precision: str) -> tuple[SpaceEncoder, SpaceEncoder, bool]:
     """(the gradient pass's encoder in the search precision, the fp32 scoring encoder, whether the
     pass is fp32 too), one tower of each per CLIP; the precision is chosen per CLIP (accel)."""
-    precisions = [accel.search_precision(precision, c.device, vocabulary(c).embeddings.shape[1]) for c in clip.clips]
+    precisions = _precisions(clip, precision)
     search = SpaceEncoder(clip, [PromptEncoder(c, accel.search_tower(c, p)) for c, p in zip(clip.clips, precisions)])
     scoring = SpaceEncoder(clip, [PromptEncoder(c, accel.scoring_tower(c)) for c in clip.clips])
     return search, scoring, all(p == "fp32" for p in precisions)
+
+
+def _precisions(clip: LoadedClip | JointClip, precision: str) -> list[str]:
+    """Each CLIP's search precision for the setting `precision` (accel.search_precision)."""
+    return [accel.search_precision(precision, c.device, vocabulary(c).embeddings.shape[1]) for c in clip.clips]
+
+
+def _polish_encoder(clip: LoadedClip | JointClip, precision: str) -> SpaceEncoder:
+    """Refinement and pruning's encoder: each CLIP's polish tower in its search precision."""
+    towers = [PromptEncoder(c, accel.polish_tower(c, p)) for c, p in zip(clip.clips, _precisions(clip, precision))]
+    return SpaceEncoder(clip, towers)
 
 
 def initial_ids(
@@ -349,10 +392,11 @@ def stuck_hint(step: int, start_score: float, best_score: float) -> str:
 # Reports
 
 
-def _phase_report(item, history, tracker: _BestTracker, start: float, hint: str) -> StepReport:
-    """A StepReport for a refine/prune round: ("refine"|"prune", round, rounds, ids, text, score)."""
+def _phase_report(item, history, tracker: _BestTracker, plan: Plan, phase_start: float, hint: str) -> StepReport:
+    """A StepReport for a refine/prune round: ("refine"|"prune", round, rounds, ids, text, score);
+    its rate is rounds (refine) or removed tokens (prune) per second of that phase."""
     phase, r, rounds, _, text, score = item
-    elapsed = time.perf_counter() - start
+    seconds = max(plan.now() - phase_start, 1e-9)
     return StepReport(
         step=r,
         steps=rounds,
@@ -361,10 +405,12 @@ def _phase_report(item, history, tracker: _BestTracker, start: float, hint: str)
         current_score=score,
         best_prompt=tracker.best.prompt,
         best_score=tracker.best.score,
-        elapsed=elapsed,
-        steps_per_sec=0.0,
+        elapsed=plan.elapsed(),
+        steps_per_sec=r / seconds,
         phase=phase,
         hint=hint,
+        eta=plan.eta(phase, r, rounds, seconds / r),
+        time_budget=plan.budget,
     )
 
 
@@ -375,7 +421,23 @@ def _current(tracker: _BestTracker, last) -> ScoredPrompt:
     ids, scores = last
     n = int(scores.argmax())
     text = tracker.scorer.decode(ids[n].tolist())
-    return ScoredPrompt(text, tracker.scorer.scores.get(text, float(scores[n])))
+    return ScoredPrompt(text, tracker.scorer.scores.get(text, float("nan")))  # nan: not honestly scored yet
+
+
+def _peek(tracker: _BestTracker, last) -> ScoredPrompt:
+    """The latest step's best candidate for a report between flushes, touching nothing the search
+    decides by (so reports by the clock cannot change a seeded run): its pass score when that is
+    the honest one (an fp32 pass, a text that re-tokenises to its ids), else nan."""
+    if last is None:
+        return ScoredPrompt("", float("nan"))
+    ids, scores = last
+    n = int(scores.argmax())
+    body = ids[n].tolist()
+    text = tracker.scorer.decode(body)
+    if text in tracker.scorer.scores:
+        return ScoredPrompt(text, tracker.scorer.scores[text])
+    honest = tracker.pass_is_fp32 and text_ids(tracker.scorer.clip, text) == body
+    return ScoredPrompt(text, float(scores[n]) if honest else float("nan"))
 
 
 def _current_entry(last) -> tuple[list[int], float] | None:
@@ -388,8 +450,9 @@ def _current_entry(last) -> tuple[list[int], float] | None:
     return ids[n].tolist(), float(scores[n])
 
 
-def _report(step, config, history, current, tracker, start, hint: str = "") -> StepReport:
-    elapsed = time.perf_counter() - start
+def _report(step, config, history, current, tracker, plan: Plan, hint: str = "") -> StepReport:
+    elapsed = plan.elapsed()
+    rate = 1 / plan.step_seconds if plan.step_seconds > 0 else 0.0  # nan (no step yet) compares False
     return StepReport(
         step=step,
         steps=config.steps,
@@ -399,9 +462,29 @@ def _report(step, config, history, current, tracker, start, hint: str = "") -> S
         best_prompt=tracker.best.prompt,
         best_score=tracker.best.score,
         elapsed=elapsed,
-        steps_per_sec=step / elapsed if elapsed > 0 else 0.0,
+        steps_per_sec=rate,
         hint=hint,
+        eta=plan.eta("search", step, config.steps),
+        time_budget=plan.budget,
     )
+
+
+def _keep_best(keep: int, soft: torch.Tensor, opt, tracker: _BestTracker, last):
+    """Keep the `keep` candidates with the best scores so far (their soft prompts, AdamW moments
+    and bests); the others end. Returns (soft, optimiser, last step's (ids, scores)) of the kept."""
+    tracker.flush()  # decode what the leaving candidates found before they go
+    idx = torch.argsort(tracker.cand_best, descending=True)[:keep].sort().values
+    kept = soft.detach()[idx].clone().requires_grad_(True)
+    new_opt = torch.optim.AdamW([kept], **{k: opt.defaults[k] for k in ("lr", "weight_decay")})
+    state = opt.state.get(soft, {})
+    new_opt.state[kept] = {
+        k: v[idx].clone() if torch.is_tensor(v) and v.dim() and v.shape[0] == soft.shape[0] else v
+        for k, v in state.items()
+    }
+    tracker.cand_best = tracker.cand_best[idx]
+    if last is not None:
+        last = (last[0][idx], last[1][idx])
+    return kept, new_opt, last
 
 
 __all__ = ["Targets", "initial_ids", "optimize", "stuck_hint"]

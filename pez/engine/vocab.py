@@ -2,8 +2,8 @@
 
 `vocabulary(clip)` builds a CLIP's Vocabulary once (the embedding matrix never changes, so it is
 normalised once, not per step) and keeps it while the CLIP lives. Vocabulary control (special
-tokens, blocklists, ASCII-only, words-only, whole words, the default safety list) is a mask of
-allowed ids, cached per `VocabFilter`; projection adds -inf at disallowed ids before the argmax.
+tokens, blocklists, ASCII-only, words-only, whole words, dictionary words (pez.engine.readability),
+offensive words (pez.engine.safety)) is a mask of allowed ids, cached per `VocabFilter`; projection adds -inf at disallowed ids before the argmax.
 Tokens whose text is not valid on its own (partial UTF-8 bytes, which decode to U+FFFD) are
 never allowed, in any mode. `Projector` is the exact projection that skips most scans;
 `JointProjector` the same onto one token for several CLIPs at once (a joint search, JointClip).
@@ -20,7 +20,6 @@ import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +27,8 @@ import torch.nn.functional as F
 from ..config import InvertConfig
 from ..errors import ConfigError
 from ..models.clip import LoadedClip
+from .readability import is_dictionary_token
+from .safety import WordFilter
 
 
 @dataclass(frozen=True)
@@ -39,66 +40,18 @@ class VocabFilter:
     ascii_only: bool = InvertConfig.ascii_only  # only tokens made of printable ASCII
     words_only: bool = InvertConfig.words_only  # only tokens made of ASCII letters
     whole_words: bool = InvertConfig.whole_words  # only tokens that end a word in the BPE ("cat</w>")
-    safe: bool = InvertConfig.safe  # exclude the default offensive/sexual list (SafetyList)
+    safe: bool = InvertConfig.safe  # exclude offensive words (pez.engine.safety.WordFilter)
+    dictionary: bool = InvertConfig.dictionary_words  # only whole-word tokens that are dictionary words
 
     @classmethod
     def from_config(cls, config: InvertConfig) -> VocabFilter:
         words = tuple(sorted({w.strip().lower() for w in config.blocklist if w and w.strip()}))
-        return cls(words, config.ascii_only, config.words_only, config.whole_words, config.safe)
+        return cls(
+            words, config.ascii_only, config.words_only, config.whole_words, config.safe, config.dictionary_words
+        )
 
 
-EVERY_TOKEN = VocabFilter(ascii_only=False, words_only=False, whole_words=False, safe=False)
-
-
-# ---------------------------------------------------------------------------------------------
-# The default safety list
-
-
-PREFIX_MIN = 6  # blocked words at least this long also block tokens they start ("rapists")
-_INFLECTIONS = ("", "s", "es", "ed", "er", "ers", "ing")  # "fags", "fucked", ...
-_LETTERS = re.compile(r"[^a-z]")
-
-
-@dataclass(frozen=True)
-class SafetyList:
-    """Offensive and sexual words matched as whole words or word starts, never as any substring.
-
-    A word (letters only, lower case) is blocked when it is a listed word, a listed word with a
-    common inflection ("fucked"), or starts with a listed word of at least PREFIX_MIN letters
-    ("rapists"). So "ass" blocks "ass" and "asses" but not "class" or "assistant". The words come
-    from the better-profanity package's list (MIT licence), read from the installed package.
-    """
-
-    words: frozenset[str]
-    prefix_lengths: tuple[int, ...] = ()  # lengths of the words long enough to match as word starts
-
-    @classmethod
-    @cache
-    def default(cls) -> SafetyList:
-        from importlib.resources import files
-
-        text = (files("better_profanity") / "profanity_wordlist.txt").read_text(encoding="utf-8")
-        return cls.of(text.splitlines())
-
-    @classmethod
-    def of(cls, words) -> SafetyList:
-        words = frozenset(w.strip().lower() for w in words if w.strip().isalpha())
-        return cls(words, tuple(sorted({len(w) for w in words if len(w) >= PREFIX_MIN})))
-
-    def blocks_word(self, word: str) -> bool:
-        """True when `word` (any text; only its letters count) is offensive by the rule above."""
-        w = _LETTERS.sub("", word.lower())
-        if not w:
-            return False
-        for suffix in _INFLECTIONS:
-            if w.endswith(suffix) and w[: len(w) - len(suffix)] in self.words:
-                return True
-        return any(w[:n] in self.words for n in self.prefix_lengths if n <= len(w))
-
-    def blocks_text(self, text: str) -> bool:
-        """True when any whitespace-separated word of `text` is blocked (decoded prompts: pieces
-        that glue into an offensive word are caught here even when each token is harmless)."""
-        return any(self.blocks_word(w) for w in re.split(r"[\s,.;:!?/\-]+", text) if w)
+EVERY_TOKEN = VocabFilter(ascii_only=False, words_only=False, whole_words=False, safe=False, dictionary=False)
 
 
 @dataclass(eq=False)
@@ -146,7 +99,9 @@ class Vocabulary:
             return False
         if vf.whole_words and not self.texts[i][-1:].isspace():  # "cat</w>" decodes to "cat "
             return False
-        if vf.safe and SafetyList.default().blocks_word(text):
+        if vf.dictionary and not is_dictionary_token(self.texts[i]):  # "cat " yes; "ulty ", "check" no
+            return False
+        if vf.safe and WordFilter.default().blocks_word(text):
             return False
         if vf.ascii_only and not all(32 <= ord(c) < 127 for c in text):
             return False
@@ -196,10 +151,11 @@ def text_ids(clip: LoadedClip, text: str) -> list[int]:
 
 
 def text_rejector(config: InvertConfig) -> Callable[[str], bool]:
-    """True for decoded texts that must never be returned: a safety-list word (with `safe`) or a
-    user blocklist word inside them, e.g. formed by sub-word pieces glued together."""
+    """True for decoded texts that must never be returned: an offensive word (with `safe`,
+    pez.engine.safety) or a user blocklist word inside them, e.g. formed by sub-word pieces glued
+    together."""
     words = tuple(w.strip().lower() for w in config.blocklist if w and w.strip())
-    safety = SafetyList.default() if config.safe else None
+    safety = WordFilter.default() if config.safe else None
 
     def reject(text: str) -> bool:
         low = text.lower()
@@ -318,7 +274,6 @@ __all__ = [
     "EVERY_TOKEN",
     "JointProjector",
     "Projector",
-    "SafetyList",
     "VocabFilter",
     "Vocabulary",
     "clean_text",

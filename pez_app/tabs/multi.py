@@ -64,10 +64,10 @@ def _concatenate(images: list, *, model: str, config: pez.InvertConfig, control:
     paths = require_images(image_paths(images))
     cfg = config
     record = new_record("concatenate", model, cfg, images=len(paths))
-    yield "", f"Loading {model}… (the first use of a model may download its weights)", None, [], record
+    yield "", f"Loading {model}…", None, [], record
     clip = None
     for item in load_with_progress(lambda: load_model(model), model):
-        if isinstance(item, str):  # a download is running: show bytes / total
+        if isinstance(item, str):  # "Loading … (n s)", or bytes / total while a download moves
             yield "", item, None, [], record
         else:
             clip = item

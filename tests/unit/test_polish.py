@@ -12,12 +12,20 @@ import torch
 
 import pez
 from pez.cli import build_parser, config_from_args
-from pez.engine import optim, polish
-from pez.engine.vocab import SafetyList, VocabFilter, text_ids, text_rejector, vocabulary
+from pez.engine import budget, optim, polish
+from pez.engine.safety import WordFilter
+from pez.engine.vocab import VocabFilter, text_ids, text_rejector, vocabulary
 
 PLAIN = pez.InvertConfig(
     prompt_len=4, steps=12, report_every=4, candidates=2, seed=0, refine_steps=0, prune_tolerance=0
 )
+
+
+@pytest.fixture
+def unlimited_polish(monkeypatch):
+    """Polish as long as its rounds last: these tests are about what refine and prune do, not
+    about their share of the run's time (tests/unit/test_budget.py)."""
+    monkeypatch.setattr(budget, "POLISH_SHARE", 0.999)
 
 
 def _run(clip, images, config, should_stop=None):
@@ -63,12 +71,11 @@ def test_whole_words_only_when_on(tiny_clip, images):
     assert all(vocab.texts[i].endswith(" ") for i in ids), res.prompt
 
 
-def test_safety_list_matches_whole_words_and_word_starts_not_substrings():
-    safety = SafetyList.default()
-    assert len(safety.words) > 500  # better-profanity's list
+def test_safety_filter_matches_whole_words_and_inflections_not_substrings():
+    safety = WordFilter.default()
     for word in ("ass", "asses", "rapist", "rapists", "fucking"):
         assert safety.blocks_word(word), word
-    for word in ("class", "classic", "grass", "assistant", "passage", "scunthorpe", "hello", "father"):
+    for word in ("class", "classic", "grass", "assistant", "passage", "scunthorpe", "hello", "father", "striped"):
         assert not safety.blocks_word(word), word
     assert safety.blocks_text("a green triangle, rapist") and not safety.blocks_text("a green class")
 
@@ -99,6 +106,7 @@ def test_glued_pieces_forming_a_blocked_word_are_never_returned(tiny_clip):
 # Refinement and pruning
 
 
+@pytest.mark.usefixtures("unlimited_polish")
 def test_refinement_never_lowers_the_honest_score(tiny_clip, images):
     cfg = PLAIN.replace(steps=8, refine_steps=6, prompt_len=5)
     reports, res = _run(tiny_clip, images[:2], cfg)
@@ -113,6 +121,7 @@ def test_refinement_never_lowers_the_honest_score(tiny_clip, images):
     assert reports[-1].best_prompt == res.prompt
 
 
+@pytest.mark.usefixtures("unlimited_polish")
 def test_pruning_stays_within_tolerance_and_shortens(tiny_clip, images):
     cfg = PLAIN.replace(steps=10, prompt_len=8, refine_steps=0, prune_tolerance=0.2)
     reports, res = _run(tiny_clip, images[:1], cfg)
@@ -123,14 +132,15 @@ def test_pruning_stays_within_tolerance_and_shortens(tiny_clip, images):
     assert res.score == pytest.approx(pez.score_texts(tiny_clip, [res.prompt], images[:1])[0], abs=1e-4)
 
 
+@pytest.mark.usefixtures("unlimited_polish")
 @pytest.mark.parametrize("phase", ["search", "refine", "prune"])
 def test_stop_keeps_the_best_in_each_phase(tiny_clip, images, phase):
-    cfg = PLAIN.replace(steps=12, prompt_len=6, refine_steps=20, prune_tolerance=0.2)
+    cfg = PLAIN.replace(steps=12, prompt_len=8, refine_steps=20, prune_tolerance=0.2)
     seen = {"stop": False}
     reports = []
     for rep in pez.invert_stream(images[:1], model=tiny_clip, config=cfg, should_stop=lambda: seen["stop"]):
         reports.append(rep)
-        if rep.phase == phase:
+        if rep.phase == phase and rep.best_prompt:  # the search's first report (step 0) has none yet
             seen["stop"] = True
     res = reports[-1].result
     assert res.stopped
@@ -167,7 +177,8 @@ def test_stuck_hint_criterion(monkeypatch, tiny_clip, images):
     monkeypatch.setattr(optim, "STUCK_MIN_STEPS", 4)
     monkeypatch.setattr(optim, "STUCK_MIN_GAIN", 10.0)  # nothing can gain this much: always stuck
     reports, res = _run(tiny_clip, images[:1], PLAIN.replace(steps=12))
-    assert reports[1].hint == pez.config.STUCK_HINT and res.hint == pez.config.STUCK_HINT
+    at_8 = next(r for r in reports if r.step == 8)
+    assert at_8.hint == pez.config.STUCK_HINT and res.hint == pez.config.STUCK_HINT
     assert "hint" in res.to_dict()
 
 

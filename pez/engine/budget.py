@@ -1,0 +1,254 @@
+"""The run's clock: a time budget planned over the search, its candidates and the polish, and the
+time left that progress reports show.
+
+A run has up to three phases: the search (PEZ steps), then refine and prune (pez.engine.polish).
+
+- Polish is paid for out of the run's time, never on top of it: refine and prune together take
+  at most POLISH_SHARE of the run, i.e. POLISH_SHARE / (1 - POLISH_SHARE) of what the search
+  took (a third of it at 25%).
+- With a budget T (`InvertConfig.time_budget`, seconds), "took" is wall-clock time: the search
+  ends at (1 - POLISH_SHARE) T when there is a polish (at T when there is none), or earlier by
+  its steps or early stop; the polish then ends by the rule above and at T at the latest; the
+  best prompt at the deadline is returned. A refine round or prune pass starts only when its
+  measured cost (the last one's; the first one's estimated from the search's step time) fits
+  before the deadline, and each round's number of swaps is sized from the measured cost of the
+  last one's forward (`refine_batch`: small batches for big text towers on a CPU, 64 on a GPU).
+  The budget counts from the start of `pez.engine.optim.optimize` (the model is loaded and the
+  targets encoded before it). Timing decides, so a budgeted run depends on the machine's speed.
+- Without a budget, the run stays reproducible (same seed, settings and device, same prompt):
+  "took" is counted in search steps of one prompt, and each refine round and prune pass is
+  charged its cost in those units from a fixed model measured by bench/polish_cost.py
+  (REFINE_ROUND_STEPS for a round of REFINE_BATCH_MIN swaps, ITEM_STEPS per further prompt
+  scored in a batch on a CPU); the batch is REFINE_BATCH_MIN on a CPU and REFINE_BATCH on a GPU.
+- Candidates: with a budget on a CPU (where a step's cost grows with the candidates), once the
+  first PLAN_STEPS steps are timed, a budget that leaves fewer than MIN_BUDGET_STEPS steps keeps
+  only as many candidates (the best ones) as leave MIN_BUDGET_STEPS (at least one): a few hundred
+  steps of one prompt beat a few dozen of four.
+
+All times come from `clock` (time.perf_counter unless a test passes a fake one).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..config import (
+    ITEM_STEPS,
+    MIN_BUDGET_STEPS,
+    PLAN_STEPS,
+    POLISH_SHARE,
+    REFINE_BATCH,
+    REFINE_BATCH_MIN,
+    REFINE_ROUND_STEPS,
+    REPORT_SECONDS,
+)
+
+Clock = Callable[[], float]
+
+
+@dataclass
+class Plan:
+    """When each phase of one run ends, and how long the rest will take.
+
+    budget: seconds for the whole run (0: none); steps: the search's step limit; polish: refine or
+    prune will run after the search; candidates: prompts searched in parallel; scales: whether a
+    step's cost grows with the candidates (True on a CPU)."""
+
+    budget: float
+    steps: int
+    polish: bool
+    candidates: int = 1
+    scales: bool = True
+    clock: Clock = time.perf_counter
+    start: float = field(init=False)
+    step_seconds: float = field(init=False, default=math.nan)  # mean seconds per search step so far
+    search_seconds: float = field(init=False, default=math.nan)  # the search's wall time, once it ended
+    polish_end: float = field(init=False, default=math.inf)  # deadline of refine and prune (with a budget)
+    polish_units: float = field(init=False, default=math.inf)  # what they may spend without one (prompt steps)
+    polish_spent: float = field(init=False, default=0.0)
+    _measured: dict = field(init=False, default_factory=dict)  # "round"/"pass" -> (size, seconds) of the last
+    _steps_at: tuple[int, float] = field(init=False, default=(0, 0.0))  # (step, time) of the first timed step
+    _last_report: float = field(init=False, default=-math.inf)
+
+    def __post_init__(self):
+        self.start = self.clock()
+        self._steps_at = (0, self.start)
+
+    # -- the deadlines -------------------------------------------------------------------------
+
+    @property
+    def end(self) -> float:
+        """The run's deadline (inf without a budget)."""
+        return self.start + self.budget if self.budget > 0 else math.inf
+
+    @property
+    def search_end(self) -> float:
+        """When the search must end to leave the polish its share of the budget."""
+        if self.budget <= 0:
+            return math.inf
+        return self.start + (1 - POLISH_SHARE if self.polish else 1.0) * self.budget
+
+    def now(self) -> float:
+        return self.clock()
+
+    def elapsed(self) -> float:
+        return self.clock() - self.start
+
+    # -- the search ----------------------------------------------------------------------------
+
+    def search_over(self, step: int) -> bool:
+        """True when the search must not take another step: its steps are done, or the next step
+        (at the mean step time so far) would end after the search's deadline."""
+        if step >= self.steps:
+            return True
+        if self.search_end == math.inf:
+            return False
+        t = self.step_seconds if math.isfinite(self.step_seconds) else 0.0
+        return self.clock() + t > self.search_end
+
+    def stepped(self, step: int) -> None:
+        """The search finished step `step`: update the mean step time. The first step is left out
+        once later ones are timed (it carries one-off costs: compiling, the first scan, caches)."""
+        now = self.clock()
+        if step == 1:
+            self._steps_at = (1, now)
+            self.step_seconds = now - self.start
+        elif step > 1:
+            first, t1 = self._steps_at
+            self.step_seconds = (now - t1) / (step - first)
+
+    def keep_candidates(self, step: int) -> int:
+        """How many candidates the search should keep from now on (the current count unless a
+        budget leaves too few steps for them); decided once, right after step PLAN_STEPS."""
+        n = self.candidates
+        if step != PLAN_STEPS or n == 1 or not self.scales or self.search_end == math.inf:
+            return n
+        left = (self.search_end - self.clock()) / max(self.step_seconds, 1e-9)  # steps at n candidates
+        if left >= MIN_BUDGET_STEPS:
+            return n
+        keep = max(1, min(n, int(n * left / MIN_BUDGET_STEPS)))  # a step costs about n times one prompt's
+        self.candidates = keep
+        if keep < n:
+            self.step_seconds *= keep / n
+        return keep
+
+    def search_ended(self, steps: int) -> None:
+        """The search is over after `steps` steps: fix what the polish may spend (its share of the
+        run: seconds within the budget, or search steps of one prompt without one)."""
+        now = self.clock()
+        self.search_seconds = now - self.start
+        ratio = POLISH_SHARE / (1 - POLISH_SHARE)
+        self.polish_end = min(self.end, now + self.search_seconds * ratio)
+        self.polish_units = steps * (self.candidates if self.scales else 1) * ratio
+
+    # -- the polish ----------------------------------------------------------------------------
+
+    @property
+    def timed(self) -> bool:
+        """True when the polish is limited by wall-clock time (a budget), not by modelled costs."""
+        return self.budget > 0
+
+    def admit(self, kind: str, size: int) -> bool:
+        """May a refine round of `size` swaps ("round") or a prune pass over `size` removals
+        ("pass") start? Only when its expected cost fits in what the polish has left."""
+        cost = self._expected(kind, size)
+        if self.timed:
+            return self.clock() + cost <= self.polish_end
+        return self.polish_spent + cost <= self.polish_units
+
+    def record(self, kind: str, size: int, seconds: float) -> None:
+        """A round or pass of `size` took `seconds`: remember it (the next one's expected cost)
+        and charge it (without a budget, its modelled cost)."""
+        self._measured[kind] = (size, seconds)
+        if not self.timed:
+            self.polish_spent += self._modelled(kind, size)
+
+    def next_batch(self, batch: int, grad_seconds: float, forward_seconds: float) -> int:
+        """Swaps in the next refine round: sized from the measured costs with a budget, fixed
+        (by device) without one."""
+        if not self.timed:
+            return REFINE_BATCH_MIN if self.scales else REFINE_BATCH
+        return refine_batch(batch, grad_seconds, forward_seconds)
+
+    def first_batch(self) -> int:
+        return REFINE_BATCH_MIN if (self.timed or self.scales) else REFINE_BATCH
+
+    def _expected(self, kind: str, size: int) -> float:
+        if not self.timed:
+            return self._modelled(kind, size)
+        if kind in self._measured:
+            last_size, seconds = self._measured[kind]
+            return seconds * (size / last_size if kind == "pass" and last_size else 1.0)
+        return self._modelled(kind, size) * self.prompt_step_seconds()  # before the first is timed
+
+    def _modelled(self, kind: str, size: int) -> float:
+        """Cost in search steps of one prompt: a round (gradient pass, the swaps' forward, combos
+        and checks) or a pass (one forward of `size` prompts)."""
+        per = ITEM_STEPS if self.scales else 0.0
+        if kind == "round":
+            return REFINE_ROUND_STEPS + per * max(size - REFINE_BATCH_MIN, 0)
+        return 0.5 + per * size
+
+    def prompt_step_seconds(self) -> float:
+        """Seconds of one search step for a single prompt (the step time over the candidates
+        where their cost adds up)."""
+        t = self.step_seconds if math.isfinite(self.step_seconds) else 0.0
+        return t / self.candidates if self.scales else t
+
+    # -- progress ------------------------------------------------------------------------------
+
+    def report_due(self) -> bool:
+        """True at most every REPORT_SECONDS: a progress report is owed even between report_every steps."""
+        now = self.clock()
+        if now - self._last_report >= REPORT_SECONDS:
+            self._last_report = now
+            return True
+        return False
+
+    def reported(self) -> None:
+        self._last_report = self.clock()
+
+    def eta(self, phase: str, done: int, total: int, unit_seconds: float = math.nan) -> float:
+        """Seconds until the run ends, estimated: the rest of the current phase at its measured
+        rate (`unit_seconds` per step/round/pass; the search's mean step time in the search), plus
+        the polish's share when it is still to come; never past the budget. nan when unknown."""
+        now = self.clock()
+        if phase == "search":
+            t = self.step_seconds
+            if not math.isfinite(t):
+                return self.end - now if math.isfinite(self.end) else math.nan
+            search_left = min((self.steps - done) * t, max(self.search_end - now, 0.0))
+            left = search_left
+            if self.polish:  # at most its share (without a budget, modelled: an estimate)
+                search_total = now - self.start + search_left
+                left += search_total * POLISH_SHARE / (1 - POLISH_SHARE)
+            return max(min(left, self.end - now), 0.0)
+        if self.timed:
+            polish_left = max(self.polish_end - now, 0.0)
+        else:  # the units left, at the search's seconds per prompt step
+            polish_left = max(self.polish_units - self.polish_spent, 0.0) * self.prompt_step_seconds()
+        if math.isfinite(unit_seconds) and total >= done:
+            return min((total - done) * unit_seconds, polish_left)
+        return polish_left
+
+
+def refine_batch(batch: int, grad_seconds: float, forward_seconds: float) -> int:
+    """The next refine round's number of swaps: about as many as one gradient pass costs to score.
+
+    From this round's `batch` swaps scored in `forward_seconds` and its gradient pass of
+    `grad_seconds`: the cost per swap is taken as forward_seconds / batch, which overestimates it
+    where a forward's cost hardly grows with its batch (a GPU), so there the batch doubles round
+    by round up to REFINE_BATCH. Rounded to a power of two in [REFINE_BATCH_MIN, REFINE_BATCH]."""
+    if batch <= 0 or not (forward_seconds > 0 and math.isfinite(grad_seconds)):
+        return REFINE_BATCH_MIN
+    want = batch * grad_seconds / forward_seconds
+    if want <= REFINE_BATCH_MIN:
+        return REFINE_BATCH_MIN
+    b = 2 ** round(math.log2(want))
+    return int(min(max(b, REFINE_BATCH_MIN), REFINE_BATCH))
+
+
+__all__ = ["Clock", "Plan", "refine_batch"]

@@ -1,0 +1,63 @@
+"""The status line (pez_app.progress) and the time budget setting (pez_app.settings): the phase and
+a real rate in every phase, the time left, loading vs downloading, the time the user waited."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pez
+from pez.config import APP_CPU_TIME_BUDGET
+from pez_app import downloads, progress, settings
+
+
+def _report(**kw) -> pez.StepReport:
+    base = dict(step=40, steps=1000, loss=0.5, current_prompt="a cat", current_score=0.3, best_prompt="a cat",
+                best_score=0.31, elapsed=35.2, steps_per_sec=1.1)  # fmt: skip
+    return pez.StepReport(**{**base, **kw})
+
+
+def test_search_status_shows_rate_budget_and_time_left():
+    text = progress.progress_text(_report(eta=25.0, time_budget=60.0))
+    assert text.startswith("Step 40 / 1000 · 1.1 steps/s") and "35 s of 60 s" in text and "about 25 s left" in text
+    assert "about 3 min 05 s left" in progress.progress_text(_report(eta=185.0))
+    assert "left" not in progress.progress_text(_report(eta=math.nan))  # not known yet
+    first = progress.progress_text(_report(step=0, steps_per_sec=0.0, best_score=-math.inf, eta=60.0))
+    assert "starting the search" in first and "0.0 steps/s" not in first
+
+
+def test_polish_phases_show_their_own_rate():
+    refine = progress.progress_text(_report(phase="refine", step=3, steps=1000, steps_per_sec=0.31, eta=9.0))
+    assert refine.startswith("Refine round 3 · 0.31 rounds/s") and "steps/s" not in refine and "/ 1000" not in refine
+    prune = progress.progress_text(_report(phase="prune", step=2, steps=15, steps_per_sec=1.5, eta=1.0))
+    assert prune.startswith("Prune: 2 tokens removed · 1.5 tokens/s")
+
+
+def test_summary_time_is_the_time_waited(tiny_clip, images):
+    res = pez.invert(images[:1], model=tiny_clip, config=pez.InvertConfig(prompt_len=4, steps=20, seed=0))
+    text = progress.result_text(res, waited=res.elapsed + 7.0)
+    assert f"in {res.elapsed + 7.0:.1f} s (loading 7.0 s, search" in text and "steps/s" in text
+    budgeted = pez.invert(
+        images[:1], model=tiny_clip, config=pez.InvertConfig(prompt_len=4, steps=10_000, time_budget=1.0, seed=0)
+    )
+    assert "(time budget: 1 s)" in progress.result_text(budgeted)
+
+
+def test_loading_says_downloading_only_while_bytes_move(monkeypatch):
+    monkeypatch.setattr(downloads, "POLL_SECONDS", 0.05)
+    model = object()
+    out = list(downloads.load_with_progress(lambda: time.sleep(0.3) or model, "ViT-H-14"))
+    assert out[-1] is model  # the loaded object comes last
+    lines = out[:-1]
+    assert lines and all(x.startswith("Loading ViT-H-14 (") for x in lines)  # reading a cache: no bytes
+
+
+def test_time_budget_is_an_app_setting_with_a_cpu_default():
+    assert "time_budget" in settings.FIELDS and "dictionary_words" in settings.FIELDS
+    assert settings.FIELDS[-3:] == ("dictionary_words", "time_budget", "clip_weights")  # appended: positional calls keep working
+    assert settings.app_time_budget("cpu") == APP_CPU_TIME_BUDGET > 0
+    params = {p.name: p for p in settings.setting_params("toy")}
+    assert params["time_budget"].annotation is float and params["time_budget"].default == settings.app_time_budget()
+    cfg = settings.make_config({"time_budget": 45, "dictionary_words": True, "steps": 10})
+    assert cfg.time_budget == 45.0 and cfg.dictionary_words
+    assert settings.label("time_budget") == "Time budget (seconds, 0 = none)"

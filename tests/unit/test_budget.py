@@ -1,0 +1,206 @@
+"""The run's clock (pez.engine.budget): a time budget over the search, its candidates and the
+polish, the polish's share without a budget, refine batch sizes, progress fields. Every time here
+comes from a fake clock: nothing depends on how fast this machine is."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import pez
+from pez.cli import build_parser, config_from_args
+from pez.config import ITEM_STEPS, MIN_BUDGET_STEPS, POLISH_SHARE, REFINE_BATCH, REFINE_BATCH_MIN, REFINE_ROUND_STEPS
+from pez.engine.budget import Plan, refine_batch
+
+
+class ManualClock:
+    """A clock that moves only when told."""
+
+    def __init__(self, t: float = 100.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+class TickClock:
+    """A clock that moves `tick` seconds every time it is read: a run's clock reads are
+    deterministic, so runs on it are too, however fast the machine is."""
+
+    def __init__(self, tick: float):
+        self.t, self.tick = 0.0, tick
+
+    def __call__(self) -> float:
+        self.t += self.tick
+        return self.t
+
+
+def _search(plan: Plan, clock: ManualClock, step_seconds: float) -> int:
+    step = 0
+    while not plan.search_over(step):
+        clock.advance(step_seconds)
+        step += 1
+        plan.stepped(step)
+    return step
+
+
+# ---------------------------------------------------------------------------------------------
+# The plan
+
+
+def test_search_ends_at_its_share_of_the_budget_and_polish_at_the_budget():
+    clock = ManualClock()
+    plan = Plan(budget=40, steps=10_000, polish=True, clock=clock)
+    steps = _search(plan, clock, 1.0)
+    assert steps == 30 and clock.t == 130.0  # (1 - POLISH_SHARE) of 40 s, never past it
+    plan.search_ended(steps)
+    assert plan.polish_end == 140.0  # the rest of the budget (= a third of the search's time)
+    assert plan.admit("round", REFINE_BATCH_MIN)  # first round: modelled from the step time (4 s)
+    clock.advance(3.0)
+    plan.record("round", REFINE_BATCH_MIN, 3.0)
+    clock.advance(4.5)  # t = 137.5: a 3 s round would end at 140.5
+    assert not plan.admit("round", REFINE_BATCH_MIN)
+    assert plan.admit("pass", 4)  # a pass: before it is timed, 0.5 + 4 ITEM_STEPS steps of 1 s
+    assert not plan.admit("pass", 40)
+
+
+def test_without_polish_the_search_has_the_whole_budget_and_steps_still_cap_it():
+    clock = ManualClock()
+    assert _search(Plan(budget=40, steps=10_000, polish=False, clock=clock), clock, 1.0) == 40
+    clock = ManualClock()
+    assert _search(Plan(budget=40, steps=12, polish=True, clock=clock), clock, 1.0) == 12
+
+
+def test_without_a_budget_the_polish_is_charged_modelled_costs_not_time():
+    """Reproducible: what the polish may do depends on the steps run, not on the seconds."""
+    for seconds in (0.001, 100.0):
+        clock = ManualClock()
+        plan = Plan(budget=0, steps=20, polish=True, clock=clock)
+        _search(plan, clock, seconds)
+        plan.search_ended(20)
+        assert plan.polish_units == pytest.approx(20 * POLISH_SHARE / (1 - POLISH_SHARE))
+        rounds = 0
+        while plan.admit("round", plan.first_batch()):
+            plan.record("round", plan.first_batch(), 1e6)  # the seconds do not count
+            rounds += 1
+        assert rounds == int(plan.polish_units // REFINE_ROUND_STEPS) == 1
+        assert plan.admit("pass", 16) and not plan.admit("pass", 40)  # 0.5 + 16 * ITEM_STEPS fits, 40 not
+        assert plan.next_batch(8, 1.0, 0.001) == REFINE_BATCH_MIN  # fixed on a CPU
+    gpu = Plan(budget=0, steps=20, polish=True, scales=False)
+    assert gpu.first_batch() == gpu.next_batch(8, 1.0, 9.0) == REFINE_BATCH
+    assert ITEM_STEPS > 0
+
+
+def test_a_tight_budget_keeps_the_best_candidates_that_leave_enough_steps():
+    clock = ManualClock()
+    plan = Plan(budget=100, steps=10_000, polish=False, candidates=4, clock=clock)
+    for step in range(1, 6):
+        clock.advance(2.0)  # 2 s per step of 4 candidates
+        plan.stepped(step)
+        kept = plan.keep_candidates(step)
+    left = (200 - 110) / 2.0  # steps of 4 candidates left
+    assert left < MIN_BUDGET_STEPS and kept == int(4 * left / MIN_BUDGET_STEPS) == 1
+    assert plan.step_seconds == pytest.approx(0.5)  # one candidate's steps are a quarter of four's
+    roomy = Plan(budget=10_000, steps=10_000, polish=False, candidates=4, clock=ManualClock())
+    gpu = Plan(budget=100, steps=10_000, polish=False, candidates=4, scales=False, clock=ManualClock())
+    for p in (roomy, gpu):
+        p.clock.advance(10.0)
+        p.stepped(5)
+        assert p.keep_candidates(5) == 4
+
+
+def test_eta_counts_the_steps_left_the_polish_and_never_passes_the_budget():
+    clock = ManualClock()
+    plan = Plan(budget=0, steps=100, polish=False, clock=clock)
+    assert math.isnan(plan.eta("search", 0, 100))  # nothing timed yet, no budget
+    _ = [plan.stepped(s) for s in (1,)]
+    clock.advance(1.0)
+    plan.stepped(2)
+    assert plan.eta("search", 2, 100) == pytest.approx(98.0)
+    polish = Plan(budget=0, steps=100, polish=True, clock=(c := ManualClock()))
+    c.advance(1.0)
+    polish.stepped(1)
+    c.advance(1.0)
+    polish.stepped(2)
+    assert polish.eta("search", 2, 100) == pytest.approx(98 + 100 * POLISH_SHARE / (1 - POLISH_SHARE))
+    budget = Plan(budget=30, steps=10_000, polish=True, clock=(c := ManualClock()))
+    c.advance(1.0)
+    budget.stepped(1)
+    c.advance(1.0)
+    budget.stepped(2)
+    assert budget.eta("search", 2, 10_000) == pytest.approx(28.0)  # the budget, not 10,000 steps
+
+
+def test_refine_batch_fits_one_gradient_pass():
+    assert refine_batch(8, 0.9, 0.9) == 8  # ViT-H-14 on a CPU: a forward of 8 costs a gradient pass
+    assert refine_batch(8, 0.02, 0.01) == 16  # a GPU: the forward hardly grows with the batch...
+    assert refine_batch(16, 0.02, 0.011) == 32
+    assert refine_batch(32, 0.02, 0.012) == REFINE_BATCH  # ...so it doubles up to the cap
+    assert refine_batch(64, 0.02, 0.001) == REFINE_BATCH and refine_batch(8, 0.1, 10.0) == REFINE_BATCH_MIN
+    assert refine_batch(8, 1.0, 0.0) == REFINE_BATCH_MIN  # nothing measured
+
+
+def test_report_due_at_most_every_report_seconds():
+    clock = ManualClock()
+    plan = Plan(budget=0, steps=10, polish=False, clock=clock)
+    plan.reported()
+    clock.advance(0.5)
+    assert not plan.report_due()
+    clock.advance(0.6)
+    assert plan.report_due() and not plan.report_due()
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole runs on a fake clock
+
+
+def _run(clip, images, config, clock):
+    from pez.engine.optim import optimize
+    from pez.inversion import image_targets
+
+    return list(optimize(clip, image_targets(clip, images), config, clock=clock))
+
+
+def test_a_budgeted_run_ends_within_its_budget_with_every_phase(tiny_clip, images):
+    cfg = pez.InvertConfig(prompt_len=5, steps=10_000, time_budget=4.0, refine_steps=1_000, seed=0)
+    clock = TickClock(0.005)
+    reports = _run(tiny_clip, images[:1], cfg, clock)
+    res = reports[-1].result
+    assert not res.stopped and res.steps_run < 10_000 and res.prompt
+    assert res.elapsed <= 4.0 + 0.05  # the fake clock: one unit's misestimate at most
+    assert res.stats["search_seconds"] <= (1 - POLISH_SHARE) * 4.0 + 0.05
+    assert res.stats["refine_rounds"] >= 1
+    phases = [r.phase for r in reports[:-1]]
+    assert phases[0] == "search" and "refine" in phases and phases.index("refine") > phases.index("search")
+    assert all(r.time_budget == 4.0 for r in reports)
+    assert all(math.isfinite(r.eta) and 0 <= r.eta <= 4.0 for r in reports[2:])
+    assert all(r.steps_per_sec > 0 for r in reports[1:] if r.phase != "search" or r.step)  # a real rate in every phase
+    assert reports[-1].eta == 0.0 and reports[0].step == 0
+
+
+def test_a_tight_budget_on_many_candidates_keeps_the_best(tiny_clip, images):
+    cfg = pez.InvertConfig(prompt_len=4, steps=10_000, candidates=4, time_budget=2.0, refine_steps=0, prune_tolerance=0)
+    res = _run(tiny_clip, images[:1], cfg, TickClock(0.01))[-1].result
+    assert res.stats["candidates_kept"] < 4 and res.prompt and math.isfinite(res.score)
+    assert res.score == pytest.approx(pez.score_texts(tiny_clip, [res.prompt], images[:1])[0], abs=1e-4)
+
+
+def test_runs_without_a_budget_stay_reproducible_with_polish(tiny_clip, images):
+    cfg = pez.InvertConfig(prompt_len=5, steps=30, refine_steps=50, seed=3)
+    slow, fast = (_run(tiny_clip, images[:1], cfg, TickClock(t))[-1].result for t in (0.5, 1e-5))
+    assert (slow.prompt, slow.score) == (fast.prompt, fast.score)
+    assert slow.stats["refine_rounds"] == fast.stats["refine_rounds"] >= 1
+
+
+def test_the_budget_is_a_setting_and_a_flag():
+    assert pez.InvertConfig().time_budget == 0.0
+    args = build_parser().parse_args(["invert", "x.png", "--time", "60"])
+    assert config_from_args(args).time_budget == 60.0
+    assert config_from_args(build_parser().parse_args(["distill", "x", "--time-budget", "5"])).time_budget == 5.0
+    with pytest.raises(pez.ConfigError, match="time_budget"):
+        pez.InvertConfig(time_budget=-1.0)
+    assert pez.StepReport(0, 1, 0.0, "", 0.0, "", 0.0, 0.0, 0.0, phase="refine").unit == "rounds"

@@ -266,8 +266,8 @@ def _progress(reports: Iterator, total: int, quiet: bool, label: str = "", budge
                 bar.n = min(step_rep.elapsed, budget)
             if step_rep.phase == "search":
                 bar.n = bar.n if budget else step_rep.step
-            else:  # refine/prune rounds after the search: the label counts rounds
-                bar.set_description(f"{step_rep.phase} {step_rep.step}/{step_rep.steps}", refresh=False)
+            else:  # refine/prune rounds after the search: they end when the polish share is spent
+                bar.set_description(f"{step_rep.phase} round {step_rep.step}", refresh=False)
             post = f"best {step_rep.best_score:.3f} {step_rep.best_prompt[:60]!r}" if math.isfinite(step_rep.best_score) else ""
             if math.isfinite(step_rep.eta) and not step_rep.done:
                 post = f"~{step_rep.eta:.0f} s left, {post}"

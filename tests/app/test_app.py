@@ -636,17 +636,28 @@ def test_queue_full_reads_gradios_queue():
 
     from gradio_client import Client
 
-    release = threading.Event()
+    started, release = threading.Event(), threading.Event()
+
+    def hold(x):
+        started.set()
+        release.wait(120)
+        return x
+
     with gr.Blocks() as demo:
         box = gr.Textbox()
-        box.submit(lambda x: release.wait(120) and x, box, box, api_name="hold", concurrency_limit=1)
+        box.submit(hold, box, box, api_name="hold", concurrency_limit=1)
     demo.queue(max_size=1)
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True)
     try:
         assert not inputs.queue_full(demo)
         client = Client(url, verbose=False)
-        jobs = [client.submit("a", api_name="/hold") for _ in range(2)]  # one runs, one waits
-        deadline = time.monotonic() + 60  # generous: a loaded 2-core machine connects slowly
+        # One at a time: two submitted together can both reach the queue before the first starts,
+        # and the second is then refused as queue-full instead of waiting.
+        jobs = [client.submit("a", api_name="/hold")]
+        assert started.wait(60), "the first job never started"
+        assert not inputs.queue_full(demo)  # it runs: the queue is empty again
+        jobs.append(client.submit("a", api_name="/hold"))  # it waits: the queue is full
+        deadline = time.monotonic() + 60
         while not inputs.queue_full(demo) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert inputs.queue_full(demo)

@@ -270,7 +270,7 @@ class SettingsPanel:
 def control(name: str, default, model_value: str) -> gr.components.Component:
     """The UI control of one setting."""
     if name == "model":
-        return ModelDropdown(pair_choices(), value=model_value, label="Model pair", elem_id="model")
+        return ModelDropdown(pair_choices(), value=model_value, label="Model pair", elem_id="model", scale=2)
     info, kind, text = about(InvertConfig, name), _kind(name), label(name)
     if kind == "bool":
         return gr.Checkbox(bool(default), label=text)

@@ -172,7 +172,9 @@ def run_load_test(
                     os.environ["PEZ_EXTRA_MODELS"] = before
             _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1")
         try:
-            settings = dict(model=model, prompt_len=prompt_len, steps=steps, candidates=1)
+            # No time budget (the app's default on a CPU has one): a budgeted run depends on the
+            # machine's speed, and each session's result must be the one the core computed.
+            settings = dict(model=model, prompt_len=prompt_len, steps=steps, candidates=1, time_budget=0)
             threads = [threading.Thread(target=run_session, args=(url, s, settings, deadline)) for s in todo]
             for t in threads:
                 t.start()

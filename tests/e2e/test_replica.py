@@ -156,11 +156,17 @@ FAST = ["--steps", "2", "--prompt-len", "4", "--candidates", "1", "--refine-step
 
 @pytest.fixture(autouse=True, scope="module")
 def _free_models():
+    """Free the full-size models this module loads, and only those: other tests hold models
+    from the cache (the session's tiny CLIP) and check they stay cached."""
+    from pez.models import clip
+
+    before = dict(clip._CACHE)
     yield
     from pez.generate import clear_generators
-    from pez.models import clear_cache
 
-    clear_cache()
+    with clip._CACHE_LOCK:
+        clip._CACHE.clear()
+        clip._CACHE.update(before)
     clear_generators()
 
 

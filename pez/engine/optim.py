@@ -171,7 +171,7 @@ def optimize(
                 break
             keep = plan.keep_candidates(step)
             if keep < n:  # the budget leaves too few steps for them all: keep the best
-                soft, opt, last = _keep_best(keep, soft, opt, tracker, last)
+                softs, opt, last = _keep_best(keep, softs, opt, tracker, last)
                 n = keep
             flushed = step <= config.report_every or step % config.report_every == 0
             if step < config.steps and (flushed or plan.report_due()):
@@ -469,18 +469,19 @@ def _report(step, config, history, current, tracker, plan: Plan, hint: str = "")
     )
 
 
-def _keep_best(keep: int, soft: torch.Tensor, opt, tracker: _BestTracker, last):
-    """Keep the `keep` candidates with the best scores so far (their soft prompts, AdamW moments
-    and bests); the others end. Returns (soft, optimiser, last step's (ids, scores)) of the kept."""
+def _keep_best(keep: int, softs: list[torch.Tensor], opt, tracker: _BestTracker, last):
+    """Keep the `keep` candidates with the best scores so far (their soft prompts in every CLIP,
+    AdamW moments and bests); the others end. Returns (softs, optimiser, last step's (ids,
+    scores)) of the kept."""
     tracker.flush()  # decode what the leaving candidates found before they go
     idx = torch.argsort(tracker.cand_best, descending=True)[:keep].sort().values
-    kept = soft.detach()[idx].clone().requires_grad_(True)
-    new_opt = torch.optim.AdamW([kept], **{k: opt.defaults[k] for k in ("lr", "weight_decay")})
-    state = opt.state.get(soft, {})
-    new_opt.state[kept] = {
-        k: v[idx].clone() if torch.is_tensor(v) and v.dim() and v.shape[0] == soft.shape[0] else v
-        for k, v in state.items()
-    }
+    kept = [soft.detach()[idx].clone().requires_grad_(True) for soft in softs]
+    new_opt = torch.optim.AdamW(kept, **{k: opt.defaults[k] for k in ("lr", "weight_decay")})
+    for soft, new in zip(softs, kept):
+        new_opt.state[new] = {
+            k: v[idx].clone() if torch.is_tensor(v) and v.dim() and v.shape[0] == soft.shape[0] else v
+            for k, v in opt.state.get(soft, {}).items()
+        }
     tracker.cand_best = tracker.cand_best[idx]
     if last is not None:
         last = (last[0][idx], last[1][idx])

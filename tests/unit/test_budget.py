@@ -11,7 +11,7 @@ import pytest
 import pez
 from pez.cli import build_parser, config_from_args
 from pez.config import ITEM_STEPS, MIN_BUDGET_STEPS, POLISH_SHARE, REFINE_BATCH, REFINE_BATCH_MIN, REFINE_ROUND_STEPS
-from pez.engine.budget import Plan, refine_batch
+from pez.engine.budget import PLAN_STEPS, Plan, refine_batch
 
 
 class ManualClock:
@@ -187,6 +187,9 @@ def test_a_tight_budget_on_many_candidates_keeps_the_best(tiny_clip, images):
     res = _run(tiny_clip, images[:1], cfg, TickClock(0.01))[-1].result
     assert res.stats["candidates_kept"] < 4 and res.prompt and math.isfinite(res.score)
     assert res.score == pytest.approx(pez.score_texts(tiny_clip, [res.prompt], images[:1])[0], abs=1e-4)
+    # The kept candidates go on learning: their loss keeps moving after the cut.
+    after = [loss for step, loss, _ in res.history if step > PLAN_STEPS]
+    assert len(after) > 5 and len(set(after)) > 1
 
 
 def test_runs_without_a_budget_stay_reproducible_with_polish(tiny_clip, images):

@@ -16,16 +16,12 @@ from __future__ import annotations
 
 import sys
 
-import pez
 from pez_app import LAUNCH_KWARGS, SERVER, build_demo
-from pez_app.main import main, parse_args
+from pez_app.main import build_or_exit, main, parse_args
 
 if __name__ == "__main__" and "--offline-demo" in sys.argv[1:]:
     SERVER.offline_demo = True  # build the module-level demo once, in the mode asked for
-try:
-    demo = build_demo()
-except pez.ConfigError as e:  # a server setting (PEZ_*) the operator mistyped
-    raise SystemExit(f"app.py: {e}") from None
+demo = build_or_exit("app.py")
 
 __all__ = ["LAUNCH_KWARGS", "build_demo", "demo", "main", "parse_args"]
 

@@ -50,6 +50,14 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
     return p.parse_args(argv)
 
 
+def build_or_exit(prog: str) -> gr.Blocks:
+    """build_demo(), or exit with one line when a server setting (PEZ_*) is mistyped."""
+    try:
+        return build_demo()
+    except pez.ConfigError as e:
+        raise SystemExit(f"{prog}: {e}") from None
+
+
 def main(argv: list[str] | None = None, demo: gr.Blocks | None = None, prog: str | None = None) -> None:
     """Parse the flags, build the app (unless `demo` is given and fits them) and serve it."""
     args = parse_args(argv, prog)
@@ -65,10 +73,7 @@ def main(argv: list[str] | None = None, demo: gr.Blocks | None = None, prog: str
     SERVER.offline_demo = SERVER.offline_demo or args.offline_demo
     SERVER.allowed_models = tuple(args.allow_model)
     if rebuild or demo is None:  # the flags change what the page offers
-        try:
-            demo = build_demo()
-        except pez.ConfigError as e:  # a server setting (PEZ_*) the operator mistyped
-            raise SystemExit(f"{prog or 'pez app'}: {e}") from None
+        demo = build_or_exit(prog or "pez app")
     start = demo.pez_start
     if start.fallback:
         log.warning(
@@ -84,4 +89,4 @@ def main(argv: list[str] | None = None, demo: gr.Blocks | None = None, prog: str
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, mcp_server=args.mcp, **LAUNCH_KWARGS)
 
 
-__all__ = ["main", "parse_args"]
+__all__ = ["build_or_exit", "main", "parse_args"]

@@ -39,17 +39,30 @@ def env_flag(name: str, default: bool = False) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
+def _env_number(name: str, default, kind=int):
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or not value > 0:  # NaN too
+        raise ConfigError(f"{name}: expected a {'whole ' if kind is int else ''}number above 0, received {raw!r}")
+    return value
+
+
 @dataclass
 class ServerSettings:
     """How this server runs: the same for every user (per-user data never lives here)."""
 
     device: str | None = os.environ.get("PEZ_DEVICE") or None  # None: cuda, then mps, then cpu
     offline_demo: bool = env_flag("PEZ_OFFLINE_DEMO")  # toy world model as the default pair
-    gpu_concurrency: int = int(os.environ.get("PEZ_GPU_CONCURRENCY", "1"))  # runs at once on the GPU
-    queue_size: int = int(os.environ.get("PEZ_QUEUE_SIZE", "32"))  # waiting runs before "queue full"
-    gpu_seconds: int = int(os.environ.get("PEZ_GPU_SECONDS", "120"))  # ZeroGPU: most seconds one call reserves
+    gpu_concurrency: int = _env_number("PEZ_GPU_CONCURRENCY", 1)  # runs at once on the GPU
+    queue_size: int = _env_number("PEZ_QUEUE_SIZE", 32)  # waiting runs before "queue full"
+    gpu_seconds: int = _env_number("PEZ_GPU_SECONDS", 120)  # ZeroGPU: most seconds one call reserves
     mcp: bool = env_flag("PEZ_MCP", True)  # also serve the endpoints as MCP tools
-    probe_seconds: float = float(os.environ.get("PEZ_PROBE_SECONDS", "3"))  # start-up hub probe
+    probe_seconds: float = _env_number("PEZ_PROBE_SECONDS", 3.0, float)  # start-up hub probe
     cpu_space: bool = env_flag("PEZ_CPU_SPACE")  # free CPU hardware: low-memory weights, CPU_SPACE_DEFAULTS
     allowed_models: tuple[str, ...] = ()  # app.py --allow-model: CLIP specs beyond the pairs
     limits: Limits = field(default_factory=lambda: Limits())  # set from the environment by build_demo
@@ -86,19 +99,6 @@ class Limits:
             max_subjects=_env_number("PEZ_MAX_SUBJECTS", d.max_subjects),
             max_file_mb=_env_number("PEZ_MAX_FILE_MB", d.max_file_mb),
         )
-
-
-def _env_number(name: str, default, kind=int):
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        value = None
-    if value is None or not value > 0:  # NaN too
-        raise ConfigError(f"{name}: expected a {'whole ' if kind is int else ''}number above 0, received {raw!r}")
-    return value
 
 
 SERVER = ServerSettings()

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from ..engine.accel import DTYPES
 from ..errors import ConfigError, WeightsNotFoundError
 from ..models import ModelPair, get_pair, resolve_device
 from ..models.hub import can_download, hub_cache_dir, hub_cached
@@ -90,7 +91,9 @@ def load_generator(
         offload = False
     source = str(Path(source).expanduser().resolve()) if _is_local_path(source) else source
     dtype = _dtype(dtype, dev, pair)
-    share = text_encoder_of if _can_share(text_encoder_of, dtype, dev, offload) else None
+    # Only SD pipelines can take the CLIP's text tower: for the others the CLIP is no part of the key,
+    # so a scoring and a non-scoring call share one pipeline.
+    share = text_encoder_of if pair.kind == "sd" and _can_share(text_encoder_of, dtype, dev, offload) else None
     key = (source, pair.kind, pair.scheduler, str(dev), offload, dtype, share)
     with _GENERATORS_LOCK:
         if key not in _GENERATORS:
@@ -98,17 +101,14 @@ def load_generator(
         return _GENERATORS[key]
 
 
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
 def _dtype(dtype: torch.dtype | str | None, device: torch.device, pair: ModelPair) -> torch.dtype:
     if dtype is None:  # T5 v1.1 (Flux's second encoder) overflows in fp16: Flux runs in bf16 on CUDA
         return (torch.bfloat16 if pair.kind == "flux" else torch.float16) if device.type == "cuda" else torch.float32
-    if isinstance(dtype, torch.dtype) and dtype in _DTYPES.values():
+    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
         return dtype
-    if dtype in _DTYPES:
-        return _DTYPES[dtype]
-    raise ConfigError(f"dtype: expected one of {list(_DTYPES)}, received {dtype!r}")
+    if dtype in DTYPES:
+        return DTYPES[dtype]
+    raise ConfigError(f"dtype: expected one of {list(DTYPES)}, received {dtype!r}")
 
 
 def _can_share(clip: Any, dtype: torch.dtype, device: torch.device, offload: bool) -> bool:
@@ -130,7 +130,7 @@ def _load_uncached(
 ) -> LoadedGenerator:
     log.info("loading generator %s on %s (%s%s)", source, device, dtype, ", offload" if offload else "")
     components = {}
-    if share is not None and pair.kind == "sd":
+    if share is not None:
         folder = _component_folder(source, "text_encoder")
         encoder = shared_text_encoder(folder, share, dtype) if folder is not None else None
         if encoder is not None:

@@ -247,12 +247,10 @@ def _stream_on_gpu(
                 yield _stopped(values, run, "")
                 return
     except gr.Error as e:
+        seconds = zerogpu.search_seconds(*request) if ZERO_GPU else None
         if not (ZERO_GPU and zerogpu.is_abort(e) and values and run.record and run.record.get("prompt")):
-            explained = zerogpu.explain(e, zerogpu.search_seconds(*request) if ZERO_GPU else None)
-            if explained is e:
-                raise
-            raise explained from e
-        yield _stopped(values, run, f": the GPU run was aborted ({zerogpu.search_seconds(*request)} s reserved)")
+            zerogpu.reraise(e, seconds)
+        yield _stopped(values, run, f": the GPU run was aborted ({seconds} s reserved)")
 
 
 def _stopped(values: list, run: prog.RunControl, why: str) -> tuple:

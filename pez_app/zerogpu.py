@@ -32,6 +32,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 import gradio as gr
 
@@ -192,21 +193,27 @@ def explain(e: BaseException, seconds: int | None = None) -> BaseException:
     return gr.Error(text, title=e.title, duration=12, print_exception=False)
 
 
+def reraise(e: gr.Error, seconds: int | None) -> NoReturn:
+    """Raise `e`, explained (`seconds`: what the call reserved on ZeroGPU, else None)."""
+    explained = explain(e, seconds)
+    if explained is e:
+        raise e
+    raise explained from e
+
+
 def call_on_gpu(fn: Callable, duration: Callable[..., int], *args):
     """fn(*args) with ZeroGPU's errors explained (fn is already wrapped by spaces.GPU)."""
     try:
         return fn(*args)
     except gr.Error as e:
-        explained = explain(e, duration(*args) if ZERO_GPU else None)
-        if explained is e:
-            raise
-        raise explained from e
+        reraise(e, duration(*args) if ZERO_GPU else None)
 
 
 __all__ = [
     "PRELOADED",
     "call_on_gpu",
     "explain",
+    "reraise",
     "generate_seconds",
     "is_abort",
     "loading_note",

@@ -305,10 +305,6 @@ class JointClip:
         return "+".join(c.name for c in self.clips)
 
     @property
-    def labels(self) -> tuple[str, ...]:
-        return tuple(c.name for c in self.clips)
-
-    @property
     def tokenizer(self) -> Any:
         return self.clips[0].tokenizer
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import sys
 
-from pez_app import LAUNCH_KWARGS, SERVER, build_demo
+from pez_app import LAUNCH_KWARGS, build_demo
 from pez_app.main import build_or_exit, main, parse_args
 
-if __name__ == "__main__" and "--offline-demo" in sys.argv[1:]:
-    SERVER.offline_demo = True  # build the module-level demo once, in the mode asked for
-demo = build_or_exit("app.py")
+# Built once, at import (a Space imports this file): with the environment's PEZ_* settings and, run
+# as a script, the command line's flags (so main() need not build it again).
+demo = build_or_exit("app.py", parse_args(sys.argv[1:], "app.py") if __name__ == "__main__" else None)
 
 __all__ = ["LAUNCH_KWARGS", "build_demo", "demo", "main", "parse_args"]
 

@@ -20,7 +20,23 @@
 """
 
 from .components import CSS, LAUNCH_KWARGS, THEME
-from .layout import build_demo
-from .server import SERVER, ServerSettings, StartupModel, startup_model
+from .layout import App, build_demo
+from .pipeline import Admission, Gate, OpenGate, Pipeline, Ticket
+from .server import Limits, ServerSettings, StartupModel, startup_model
 
-__all__ = ["CSS", "LAUNCH_KWARGS", "SERVER", "THEME", "ServerSettings", "StartupModel", "build_demo", "startup_model"]
+__all__ = [
+    "CSS",
+    "LAUNCH_KWARGS",
+    "THEME",
+    "Admission",
+    "App",
+    "Gate",
+    "Limits",
+    "OpenGate",
+    "Pipeline",
+    "ServerSettings",
+    "StartupModel",
+    "Ticket",
+    "build_demo",
+    "startup_model",
+]

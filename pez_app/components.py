@@ -1,12 +1,9 @@
-"""Shared building blocks of the layout: look (CSS, theme), the image inputs, the run and progress
-controls every search tab uses, examples, the banner, and the search event wiring."""
+"""Widgets and look, shared by the tabs: CSS and theme, the image drop zones and their upload
+check, the run and progress controls every search tab uses, examples, the header and banner.
+What happens when a button is pressed is the request pipeline's (pez_app.pipeline)."""
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import gradio as gr
@@ -16,10 +13,9 @@ from pez.config import MAX_TEXT_CHARS
 from pez.toy.generator import EXAMPLES_DIR
 
 from . import progress as prog
-from . import zerogpu
-from .inputs import ImageList, is_mcp_call, queue_full
-from .server import SERVER, ZERO_GPU, Deadline, StartupModel, as_gr_error, gpu_handler, public_text
-from .settings import check_caps, make_config, setting_params, settings_doc
+from .inputs import ImageList
+from .pipeline import QUICK
+from .server import StartupModel, public_text
 
 ASSETS = Path(__file__).resolve().parent / "assets"  # package data: the example photos and style images
 
@@ -52,13 +48,8 @@ CSS = """
 .pez-table td:last-child, .pez-table th:last-child { white-space: nowrap; overflow-wrap: normal; }
 """
 THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="pink", neutral_hue="slate")
-# demo.launch's keyword arguments; build_demo sets the upload limit (max_file_size) of this server.
+# demo.launch's keyword arguments for the look (a demo's own, with its upload limit: demo.pez.launch_kwargs).
 LAUNCH_KWARGS = {"theme": THEME, "css": CSS}
-QUICK = {"queue": False, "api_visibility": "private"}
-
-
-def gpu_options() -> dict:
-    return {"concurrency_id": "gpu", "concurrency_limit": SERVER.gpu_concurrency}
 
 
 def check_upload(images, status: str):
@@ -151,160 +142,6 @@ def pick_row(evt: gr.SelectData):
     """Candidates table click -> that row's prompt."""
     row = evt.row_value or []
     return row[1] if len(row) > 1 and row[1] else gr.skip()
-
-
-def search_endpoint(body: Callable[..., Iterator], description: str, args_doc: str) -> Callable:
-    """The streamed handler of one search: gradio takes its name, signature and docstring for the
-    API and the MCP tool, so they are built here from the body's and the settings' own.
-
-    Parameters, in order: the body's own parameters without a default (the tab's inputs), one per
-    shared setting (settings.setting_params: typed, with the app's defaults, from pez.config's field
-    metadata), the body's own parameters with a default, then `control` (the tab's RunControl; API
-    callers have none) and gradio's request. The handler checks the server's caps, builds the run's
-    InvertConfig once (settings.make_config), gives the run the server's time limit (its status then
-    says so) and streams `body(*own, model=..., config=..., control=...)`, which yields (prompt,
-    status, plot, candidates, record); the record goes to the control (History and Stop read it
-    there), the rest to the client (an MCP assistant gets no plot data). A failure is left in the
-    control, for the tab's status line.
-
-    The body runs on the GPU (`search`, wrapped by spaces.GPU with a duration from the request): on
-    ZeroGPU in a worker process that gets copies of its arguments, so the handler keeps the record,
-    sees Stop (it then ends the worker's stream and keeps the best prompt) and turns an aborted GPU
-    run into a stopped one, all in the main process (pez_app.zerogpu)."""
-    P = inspect.Parameter
-    own = [p for p in inspect.signature(body).parameters.values() if p.kind == P.POSITIONAL_OR_KEYWORD]
-    leading, trailing = [p for p in own if p.default is P.empty], [p for p in own if p.default is not P.empty]
-    control = P("control", P.POSITIONAL_OR_KEYWORD, default=None, annotation=prog.RunControl | None)
-    request = P("request", P.POSITIONAL_OR_KEYWORD, default=None, annotation=gr.Request | None)
-    sig = inspect.Signature([*leading, *setting_params(pez.DEFAULT_PAIR), *trailing, control, request])
-
-    def search(own_values: tuple, model: str, config: pez.InvertConfig, control: prog.RunControl):
-        yield from body(*own_values, model=model, config=config, control=control)
-
-    on_gpu = gpu_handler(search, zerogpu.search_seconds)
-
-    def handler(*args, **kwargs):
-        a = sig.bind(*args, **kwargs)
-        a.apply_defaults()
-        run = a.arguments["control"] or prog.RunControl()
-        run.started, run.deadline = True, Deadline()
-        to_assistant = is_mcp_call(a.arguments["request"])
-        stop = run.should_stop()
-        try:
-            check_caps(a.arguments)
-            config = make_config(a.arguments)
-            request = (tuple(a.arguments[p.name] for p in own), a.arguments["model"], config)
-            if ZERO_GPU and run.stop_at >= run.clicked_at > 0.0:  # Stop pressed while it waited
-                yield "", prog.STOPPED_BEFORE, None, []
-                return
-            if zerogpu.loads_in_call(request[1]):
-                yield "", zerogpu.loading_note(request[1]), None, []
-            # On ZeroGPU the worker gets a copy without the time limit: the limit is kept here, like
-            # Stop, from the first update on (the worker's start and a model load do not count).
-            worker = dataclasses.replace(run, deadline=None) if ZERO_GPU else run
-            for values in _stream_on_gpu(on_gpu, request, run, stop, worker):
-                values = list(values)
-                if run.record.get("done") and run.deadline.hit:
-                    values[1] = prog.time_limited(values[1], run.deadline.note())
-                if to_assistant:
-                    values[2] = None  # the loss curve's rows are noise to an assistant
-                yield tuple(values)
-        except Exception as e:
-            err = as_gr_error(e)
-            run.error = err.message
-        else:
-            return
-        finally:
-            run.armed = run.started = False
-        raise err  # outside the except: the error keeps no reference to the failure's frames
-
-    handler.__name__ = handler.__qualname__ = body.__name__.lstrip("_")
-    handler.__signature__ = sig
-    handler.__annotations__ = {p.name: p.annotation for p in sig.parameters.values() if p.annotation is not P.empty}
-    handler.__doc__ = (
-        f"{description}\n\nArgs:\n{args_doc}\n{settings_doc()}\n"
-        "Returns:\n    the best prompt, a plain-text status line, the loss curve and the candidates table "
-        "(streamed: each update improves on the last)"
-    )
-    return handler
-
-
-def _stream_on_gpu(
-    on_gpu: Callable, request: tuple, run: prog.RunControl, stop: Callable[[], bool], worker: prog.RunControl
-) -> Iterator:
-    """Stream the GPU part's updates (its control: `worker`), keeping each record in the run's
-    control. On ZeroGPU (where the worker sees neither Stop nor this control) Stop or the server's
-    time limit ends the worker's stream here and an aborted GPU run ends as a stopped one; all keep
-    the best prompt so far."""
-    values = None
-    stream = on_gpu(*request, worker)
-    try:
-        for *values, record in stream:
-            run.record = record
-            yield tuple(values)
-            if ZERO_GPU and stop():
-                stream.close()  # spaces tells the worker to stop at its next update
-                yield _stopped(values, run, "")
-                return
-    except gr.Error as e:
-        seconds = zerogpu.search_seconds(*request) if ZERO_GPU else None
-        if not (ZERO_GPU and zerogpu.is_abort(e) and values and run.record and run.record.get("prompt")):
-            zerogpu.reraise(e, seconds)
-        yield _stopped(values, run, f": the GPU run was aborted ({seconds} s reserved)")
-
-
-def _stopped(values: list, run: prog.RunControl, why: str) -> tuple:
-    """The last update of a run ended in the main process: its best prompt, a Stopped status."""
-    record = run.record = {**run.record, "done": True, "stopped": True}
-    text = f"Stopped at step {record['steps_run']}{why} — best prompt kept (score {prog.fmt_score(record['score'])})"
-    return values[0], text, *values[2:]
-
-
-def wire_search(
-    ctx,
-    buttons: list[gr.Button],
-    fns: list[Callable],
-    inputs: list,
-    outputs: list,
-    api_names: list[str],
-    stop_btn: gr.Button,
-) -> tuple[list, gr.State]:
-    """Run button(s) -> status ("Starting…", or "Waiting…" while another run holds the model) ->
-    streamed search -> History; Stop ends the tab's run; a failure leaves the error in the status
-    line. Returns the search events and the tab's control (its Regenerate reads it). Call it inside
-    the tab's `with gr.Tab` block: a gr.State directly under gr.Tabs makes the browser list tab
-    buttons twice."""
-    control = gr.State(prog.RunControl())  # per tab and session; also holds the run record
-    status = outputs[1]
-    events = []
-
-    def failed(control: prog.RunControl) -> str:
-        return prog.error_status(control, busy=queue_full(ctx.demo))
-
-    for button, fn, api_name in zip(buttons, fns, api_names, strict=True):
-        evt = button.click(prog.arm_run, control, status, **QUICK).then(
-            fn,
-            [*inputs, control],
-            outputs,
-            api_name=api_name,
-            show_progress="full",
-            show_progress_on=[outputs[2]],  # gradio's queue overlay over the plot, not over the prompt
-            **gpu_options(),
-        )
-        evt.failure(failed, control, status, **QUICK)
-        ctx.history.save(evt, control)
-        events.append(evt)
-    stop_evt = stop_btn.click(stop_run, [control], [status], **QUICK)
-    ctx.history.save(stop_evt, control)
-    return events, control
-
-
-def stop_run(control: prog.RunControl):
-    """Stop: ask the run to end (it keeps its best prompt); History gets the best so far at once."""
-    control.stop_at = time.monotonic()
-    if control.armed and not control.started:
-        return prog.STOPPED_BEFORE
-    return gr.skip()  # a running search ends by itself and reports "Stopped after …"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
+import functools
+from typing import Any, ClassVar
 
 import gradio as gr
 from gradio import processing_utils
@@ -30,7 +31,7 @@ from pydantic import model_validator
 
 from pez.config import MAX_IMAGES
 
-from .server import SERVER, check_model, user_error
+from .server import Limits, ServerSettings, user_error
 
 IMAGE_DOC = "an image: an uploaded file (gradio_client: handle_file(path)) or a data: URL (base64)"
 
@@ -39,7 +40,7 @@ class Refused(str):
     """Why a value sent as an image cannot be used (made only here: JSON cannot make one)."""
 
 
-def image_item(item: Any) -> dict | Refused:
+def image_item(item: Any, max_mb: int = Limits.max_file_mb) -> dict | Refused:
     """One image as a caller sent it -> a file dict (`{"path", "meta"}`: a file gradio received
     and checked was uploaded, or a data: URL decoded into gradio's cache now, its size checked
     first), or a Refused. A plain string, a server path or an http(s) URL included, is refused."""
@@ -48,18 +49,17 @@ def image_item(item: Any) -> dict | Refused:
     if is_file_obj_with_meta(item):
         url = item.get("url") or ""
         if url.startswith("data:"):  # a pasted or webcam image the browser did not upload
-            return data_url_file(url)
+            return data_url_file(url, max_mb)
         if not item["path"].startswith(("http://", "https://")):
             return {"path": item["path"], "meta": {"_type": "gradio.FileData"}}
     elif isinstance(item, str) and item.startswith("data:"):
-        return data_url_file(item)
+        return data_url_file(item, max_mb)
     shown = item if isinstance(item, str) else type(item).__name__
     return Refused(f"expected {IMAGE_DOC}, received {shown!r:.80}")
 
 
-def data_url_file(url: str) -> dict | Refused:
-    """A data: URL -> a file dict in gradio's cache, or a Refused (too large, not base64)."""
-    limit = SERVER.limits.max_file_mb
+def data_url_file(url: str, limit: int = Limits.max_file_mb) -> dict | Refused:
+    """A data: URL -> a file dict in gradio's cache, or a Refused (larger than `limit` MB, not base64)."""
     head, _, body = url.partition(",")
     if len(body) * 3 // 4 > limit << 20:
         return Refused(f"expected an image of at most {limit} MB, received {len(body) * 3 // 4 >> 20} MB")
@@ -72,9 +72,9 @@ def data_url_file(url: str) -> dict | Refused:
     return {"path": processing_utils.save_base64_to_cache(url, get_upload_folder()), "meta": {"_type": "gradio.FileData"}}
 
 
-def image_path(item: Any, field: str) -> str:
+def image_path(item: Any, field: str, max_mb: int = Limits.max_file_mb) -> str:
     """A normalised image (image_item's result) -> its file, or a refusal naming `field`."""
-    item = item if isinstance(item, (dict, Refused)) else image_item(item)
+    item = item if isinstance(item, (dict, Refused)) else image_item(item, max_mb)
     if isinstance(item, Refused):
         raise user_error(f"{field}: {item}")
     return item["path"]
@@ -86,11 +86,12 @@ class ImagePayload(GradioRootModel):
     fails in pydantic (its error would reach the caller as gradio's generic one, with a traceback)."""
 
     root: Any = None
+    max_mb: ClassVar[int] = Limits.max_file_mb  # this server's PEZ_MAX_FILE_MB (payload_models)
 
     @model_validator(mode="before")
     @classmethod
     def _normalise(cls, value: Any) -> Any:
-        return None if value is None else image_item(value)
+        return None if value is None else image_item(value, cls.max_mb)
 
 
 class ImagesPayload(GradioRootModel):
@@ -98,6 +99,7 @@ class ImagesPayload(GradioRootModel):
     too long, is refused whole (and not kept)."""
 
     root: Any = None
+    max_mb: ClassVar[int] = Limits.max_file_mb  # this server's PEZ_MAX_FILE_MB (payload_models)
 
     @model_validator(mode="before")
     @classmethod
@@ -108,8 +110,23 @@ class ImagesPayload(GradioRootModel):
             return Refused(f"expected a list of images, received {type(value).__name__}")
         if len(value) > MAX_IMAGES:
             return Refused(f"expected at most {MAX_IMAGES} images, received {len(value)}")
-        items = [image_item(item) for item in value]
+        items = [image_item(item, cls.max_mb) for item in value]
         return [i if isinstance(i, Refused) else {"image": i, "caption": None} for i in items]
+
+
+@functools.cache
+def payload_models(max_mb: int) -> tuple[type[ImagePayload], type[ImagesPayload]]:
+    """The image payloads of a server whose uploads are at most `max_mb` MB (gradio validates a
+    component's value with its `data_model`, a class: one pair per limit, made once)."""
+    one = type(f"ImagePayload{max_mb}", (ImagePayload,), {"max_mb": max_mb, "__module__": __name__})
+    many = type(f"ImagesPayload{max_mb}", (ImagesPayload,), {"max_mb": max_mb, "__module__": __name__})
+    return one, many
+
+
+def limit_uploads(component: TargetImage | ImageList, max_mb: int) -> None:
+    """Hold `component`'s images (uploads and data: URLs) to this server's PEZ_MAX_FILE_MB."""
+    one, many = payload_models(max_mb)
+    component.data_model = one if isinstance(component, TargetImage) else many
 
 
 class TargetImage(gr.Image):
@@ -126,7 +143,7 @@ class TargetImage(gr.Image):
 
     def preprocess(self, payload):
         item = payload.root if isinstance(payload, ImagePayload) else payload
-        return None if item is None else image_path(item, self.field)
+        return None if item is None else image_path(item, self.field, self.data_model.max_mb)
 
 
 class ImageList(gr.Gallery):
@@ -147,12 +164,12 @@ class ImageList(gr.Gallery):
         return []
 
     def preprocess(self, payload) -> list[str]:
-        items = payload.root if isinstance(payload, ImagesPayload) else ImagesPayload.model_validate(payload).root
+        items = payload.root if isinstance(payload, ImagesPayload) else self.data_model.model_validate(payload).root
         if items is None:
             return []
         if isinstance(items, Refused):
             raise user_error(f"{self.field}: {items}")
-        return [image_path(i["image"] if isinstance(i, dict) else i, self.field) for i in items]
+        return [image_path(i["image"] if isinstance(i, dict) else i, self.field, self.data_model.max_mb) for i in items]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,13 +177,14 @@ class ImageList(gr.Gallery):
 
 
 class ModelDropdown(gr.Dropdown):
-    """The model pair: only what this server offers (server.check_model), refused by name; the API
-    and MCP schemas list the offered values (an enum)."""
+    """The model pair: only what this server offers (ServerSettings.check_model; `server` is set
+    when the panel is built), refused by name; the API and MCP schemas list the offered values."""
 
     is_template = True
+    server = ServerSettings()  # replaced per instance by the panel (settings.control)
 
     def preprocess(self, payload):
-        return check_model(payload)
+        return self.server.check_model(payload)
 
 
 class Choice(gr.Radio):
@@ -228,5 +246,6 @@ __all__ = [
     "image_item",
     "image_path",
     "is_mcp_call",
+    "limit_uploads",
     "queue_full",
 ]

@@ -3,7 +3,10 @@ tabs (model pair -> sampling defaults, the API snippet)."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import gradio as gr
 
@@ -11,10 +14,28 @@ from . import components as ui
 from . import zerogpu
 from .api_help import api_help, api_help_for
 from .history import HistoryStore
+from .inputs import ImageList, TargetImage, limit_uploads
+from .pipeline import Gate, Pipeline
 from .regenerate import RegeneratePanel
-from .server import SERVER, ZERO_GPU, Limits, StartupModel, startup_model
-from .settings import SettingsPanel, settings_panel
+from .server import ZERO_GPU, ServerSettings, StartupModel, startup_model
+from .settings import SettingsPanel, app_defaults, settings_panel
 from .tabs import distill, history, image, multi, style
+
+
+@dataclass
+class App:
+    """What one built demo carries (`demo.pez`): the settings it was built with, its start-up
+    model, its request pipeline (handlers by API name: `endpoints`) and its launch arguments.
+    Nothing of it lives in a module global, so two demos in one process never share it."""
+
+    settings: ServerSettings
+    start: StartupModel
+    pipeline: Pipeline
+    launch_kwargs: dict[str, Any]
+
+    @property
+    def endpoints(self) -> dict[str, Callable]:
+        return self.pipeline.endpoints
 
 
 @dataclass
@@ -23,6 +44,8 @@ class BuildContext:
 
     demo: gr.Blocks
     start: StartupModel
+    pipeline: Pipeline
+    defaults: dict  # the app's search defaults (settings.app_defaults): the panel's and the handlers'
     settings: SettingsPanel
     history: HistoryStore
     toys: list[str]
@@ -45,15 +68,25 @@ class BuildContext:
         gr.DeepLinkButton("🔗 Share this result (copies a link)", copied_value="🔗 Link copied", size="sm")
 
 
-def build_demo(offline_demo: bool | None = None, start: StartupModel | None = None) -> gr.Blocks:
-    """Build the whole app. `offline_demo` defaults to the server setting; without it the default
-    pair is probed once (cached or downloadable?) and the toy world is used when it is neither.
-    The server's per-request caps are read from the environment now (server.Limits.from_env)."""
-    SERVER.limits = Limits.from_env(SERVER.allowed_models)
-    ui.LAUNCH_KWARGS["max_file_size"] = f"{SERVER.limits.max_file_mb}mb"
-    start = start or startup_model(offline_demo)
+def build_demo(
+    settings: ServerSettings | None = None,
+    offline_demo: bool | None = None,
+    start: StartupModel | None = None,
+    gate: Gate | None = None,
+) -> gr.Blocks:
+    """Build the whole app. `settings`: the server's (default: ServerSettings.from_env(), read
+    now: a mistyped PEZ_* is a ConfigError naming it); `offline_demo` overrides theirs; without it
+    the default pair is probed once (cached or downloadable?) and the toy world is used when it is
+    neither. `gate`: the pipeline's admission (default: pipeline.OpenGate). The demo carries what
+    it was built with as `demo.pez` (App)."""
+    settings = settings or ServerSettings.from_env()
+    if offline_demo is not None:
+        settings = dataclasses.replace(settings, offline_demo=offline_demo)
+    start = start or startup_model(settings.offline_demo, settings.probe_seconds)
     if ZERO_GPU:  # the start-up pair on `cuda` at import: packed once, restored fast in each GPU worker
-        zerogpu.preload(start.pair)
+        zerogpu.preload(start.pair, settings)
+    defaults = app_defaults(settings)
+    pipeline = Pipeline(settings, start.pair, defaults, gate)
     toys = ui.toy_examples()
     # Uploads and results in gradio's cache are removed after a day (checked every hour).
     with gr.Blocks(title="pez — image to prompt", delete_cache=(3600, 86400)) as demo:
@@ -61,7 +94,9 @@ def build_demo(offline_demo: bool | None = None, start: StartupModel | None = No
         ctx = BuildContext(
             demo=demo,
             start=start,
-            settings=settings_panel(start.pair),
+            pipeline=pipeline,
+            defaults=defaults,
+            settings=settings_panel(start.pair, settings, defaults),
             history=HistoryStore(),
             toys=toys,
             photos=ui.photo_examples(),
@@ -86,8 +121,12 @@ def build_demo(offline_demo: bool | None = None, start: StartupModel | None = No
         ctx.settings.model.change(
             lambda m: [u for p in ctx.panels for u in p.pair_defaults(m)], ctx.settings.model, outs, **ui.QUICK
         )
+    for block in demo.blocks.values():  # every image input held to this server's PEZ_MAX_FILE_MB
+        if isinstance(block, (TargetImage, ImageList)):
+            limit_uploads(block, settings.limits.max_file_mb)
     # api_open=False: a queued endpoint is reached only through the queue (and its one GPU slot),
     # never by POST /gradio_api/run/<name> around it.
-    demo.queue(max_size=SERVER.queue_size, default_concurrency_limit=SERVER.gpu_concurrency, api_open=False)
-    demo.pez_start = start  # what the banner says, for tests and the launcher's log
+    demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.gpu_concurrency, api_open=False)
+    launch = {**ui.LAUNCH_KWARGS, "max_file_size": f"{settings.limits.max_file_mb}mb"}
+    demo.pez = App(settings, start, pipeline, launch)
     return demo

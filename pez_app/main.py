@@ -9,15 +9,15 @@ and `pez app`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 
 import gradio as gr
 
 import pez
 
-from .components import LAUNCH_KWARGS
 from .layout import build_demo
-from .server import SERVER
+from .server import ServerSettings
 
 log = logging.getLogger("pez.app")
 
@@ -44,16 +44,34 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
         "--no-mcp",
         dest="mcp",
         action="store_false",
-        default=SERVER.mcp,
+        default=None,
         help="do not serve the endpoints as MCP tools at /gradio_api/mcp/ (also PEZ_MCP=0)",
     )
     return p.parse_args(argv)
 
 
-def build_or_exit(prog: str) -> gr.Blocks:
-    """build_demo(), or exit with one line when a server setting (PEZ_*) is mistyped."""
+def settings_from(args: argparse.Namespace | None = None) -> ServerSettings:
+    """The server's settings: PEZ_* from the environment, then the flags (a ConfigError names a
+    mistyped variable or a device that does not exist)."""
+    flags: dict = {}
+    if args is not None:
+        if args.device:
+            pez.resolve_device(args.device)
+            flags["device"] = args.device
+        if args.offline_demo:
+            flags["offline_demo"] = True
+        if args.mcp is False:
+            flags["mcp"] = False
+        if args.allow_model:
+            flags["allowed_models"] = tuple(args.allow_model)
+    return ServerSettings.from_env(**flags)
+
+
+def build_or_exit(prog: str, args: argparse.Namespace | None = None) -> gr.Blocks:
+    """build_demo() with the settings of the environment and `args`, or exit with one line when a
+    server setting (PEZ_*) or a flag is wrong."""
     try:
-        return build_demo()
+        return build_demo(settings_from(args))
     except pez.ConfigError as e:
         raise SystemExit(f"{prog}: {e}") from None
 
@@ -63,18 +81,15 @@ def main(argv: list[str] | None = None, demo: gr.Blocks | None = None, prog: str
     args = parse_args(argv, prog)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request is noise
-    if args.device:
-        try:
-            pez.resolve_device(args.device)
-        except pez.ConfigError as e:
-            raise SystemExit(f"{prog or 'pez app'}: {e}") from e
-        SERVER.device = args.device
-    rebuild = bool(args.allow_model) or (args.offline_demo and not SERVER.offline_demo)
-    SERVER.offline_demo = SERVER.offline_demo or args.offline_demo
-    SERVER.allowed_models = tuple(args.allow_model)
-    if rebuild or demo is None:  # the flags change what the page offers
-        demo = build_or_exit(prog or "pez app")
-    start = demo.pez_start
+    prog = prog or "pez app"
+    try:
+        wanted = settings_from(args)
+    except pez.ConfigError as e:
+        raise SystemExit(f"{prog}: {e}") from None
+    built = getattr(demo, "pez", None)
+    if built is None or _differs(built.settings, wanted):  # the flags change what the page offers
+        demo = build_or_exit(prog, args)
+    start = demo.pez.start
     if start.fallback:
         log.warning(
             "default pair %r unavailable (%s): starting with the toy world. %s",
@@ -86,7 +101,13 @@ def main(argv: list[str] | None = None, demo: gr.Blocks | None = None, prog: str
         log.info("offline demo mode: default model pair 'toy' (no download)")
     elif start.downloads:
         log.info("default pair %r: weights download on first use (%s)", start.pair, ", ".join(start.missing))
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, mcp_server=args.mcp, **LAUNCH_KWARGS)
+    mcp = demo.pez.settings.mcp
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, mcp_server=mcp, **demo.pez.launch_kwargs)
 
 
-__all__ = ["build_or_exit", "main", "parse_args"]
+def _differs(built: ServerSettings, wanted: ServerSettings) -> bool:
+    """Whether a demo built with `built` cannot serve `wanted` (mcp is a launch argument only)."""
+    return dataclasses.replace(built, mcp=wanted.mcp) != wanted
+
+
+__all__ = ["build_or_exit", "main", "parse_args", "settings_from"]

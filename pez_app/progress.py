@@ -1,4 +1,5 @@
-"""A run's progress as UI values: the status line, the loss plot, candidates, the run record.
+"""A run's progress as UI values: the status line, the loss plot, candidates, the run record, and
+RunControl (one tab's Run/Stop state). What turns a run's reports into these is pez_app.pipeline.
 
 The status is plain text (what API clients and MCP tools get); the browser draws the progress
 bar from that text (STATUS_TEMPLATE), so no HTML ever reaches the API.
@@ -10,7 +11,7 @@ import datetime as dt
 import math
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import gradio as gr
@@ -19,10 +20,6 @@ import pandas as pd
 import pez
 from pez.config import MAX_IMAGES
 
-from .downloads import load_with_progress
-from .server import SLOTS, Deadline
-
-UI_INTERVAL = 0.15  # seconds between streamed UI updates (a run may report far more often)
 PLOT_POINTS = 400  # points per series in the final loss plot
 SMOOTH_STEPS = 25.0  # time constant (steps) of the moving average drawn for the loss
 
@@ -140,9 +137,10 @@ def progress_text(rep: pez.StepReport, prefix: str = "") -> str:
     return f"{prefix}{where} · {rate} · best score {fmt_score(rep.best_score)} · {spent}{left}"
 
 
-def result_text(res: pez.InversionResult, extra: str = "", waited: float | None = None) -> str:
+def result_text(res: pez.InversionResult, extra: str = "", waited: float | None = None, limit: str = "") -> str:
     """The summary of a finished run. `waited`: the seconds the user waited (loading included);
-    the result's own time (search and polish) otherwise."""
+    the result's own time (search and polish) otherwise. `limit`: "the server's time limit (N s)"
+    when that was the run's time budget (the user's budget was longer, or none)."""
     hint = res.hint
     if res.stopped and res.steps_run == 0:
         return "Stopped before the first step (Stop was pressed while the run waited)."
@@ -152,6 +150,7 @@ def result_text(res: pez.InversionResult, extra: str = "", waited: float | None 
     if not res.stopped and res.steps_run < planned:
         budget = res.config.time_budget
         early = f" (time budget: {budget:g} s)" if budget else " (early stop: no better prompt for a while)"
+        early = f" (ended at {limit})" if limit else early
     search = res.stats.get("search_seconds", res.elapsed)
     search = search if math.isfinite(search) else res.elapsed
     polish = max(res.elapsed - search, 0.0)
@@ -176,6 +175,21 @@ def clip_scores_text(res: pez.InversionResult) -> str:
         for name, sc in res.clip_scores.items()
     ]
     return " (" + ", ".join(parts) + ")"
+
+
+JOIN_NOTE = (
+    "each part is scored against its own image, the joined prompt against every image (it describes them "
+    "all at once, so it matches any single one less)"
+)
+
+
+def concat_text(res, images: int, extra: str = "") -> str:
+    """The summary of a finished concatenation."""
+    how = "Stopped" if res.stopped else "Done"
+    return (
+        f"{how}: {len(res.parts)} of {plural(images, 'image')} inverted · joined prompt score "
+        f"{fmt_score(res.score)} (mean over all images; {JOIN_NOTE}{extra})"
+    )
 
 
 def candidate_rows(scored: list[tuple[str, float]]) -> list[list]:
@@ -224,22 +238,21 @@ class RunControl:
     started: bool = False  # the handler is running
     record: dict | None = None  # the run record (progress.new_record), updated with every report
     error: str = ""  # the last failure's message, for the status line
-    deadline: Deadline | None = None  # the server's time limit of the current run
+    deadline: Callable[[], bool] | None = None  # the backstop of the server's time limit (pipeline.Deadline)
     regen_error: str = ""  # the last failed regeneration's message, for the tab's summary
 
     def should_stop(self) -> Callable[[], bool]:
-        """should_stop for a run that starts now: true once Stop is pressed after its Run click,
-        or at the server's time limit."""
-        clicked, deadline = self.clicked_at, self.deadline
-        return lambda: self.stop_at >= clicked > 0.0 or (deadline is not None and deadline())
+        """should_stop for a run that starts now: true once Stop is pressed after its Run click."""
+        clicked = self.clicked_at
+        return lambda: self.stop_at >= clicked > 0.0
 
 
-def arm_run(control: RunControl) -> str:
+def arm_run(control: RunControl, busy: bool = False) -> str:
     """Run clicked: remember when (a Stop after it, even while queued, stops that run) and say
-    whether the run starts or waits for another run to free the model (the handler's first
-    update replaces this)."""
+    whether the run starts or waits for another run to free the model (`busy`; the handler's
+    first update replaces this)."""
     control.clicked_at, control.error, control.armed, control.started, control.record = time.monotonic(), "", True, False, None
-    return WAITING if SLOTS.busy() else STARTING
+    return WAITING if busy else STARTING
 
 
 def error_status(control: RunControl, busy: bool = False) -> str:
@@ -255,70 +268,3 @@ def error_status(control: RunControl, busy: bool = False) -> str:
 def time_limited(status: str, why: str) -> str:
     """A final status of a run the server's time limit stopped: "Stopped at <why> after …"."""
     return f"Stopped at {why}{status[len('Stopped') :]}" if status.startswith("Stopped") else f"{status} · {why}"
-
-
-# ---------------------------------------------------------------------------------------------
-# The streamed search
-
-
-def stream_inversion(
-    mode: str,
-    model: str,
-    cfg: pez.InvertConfig,
-    load: Callable[[str], pez.LoadedClip],
-    start: Callable[[pez.LoadedClip], Iterator],
-    extra: Callable | None = None,
-    record_extra: dict | None = None,
-):
-    """Drive one PEZ run and turn its reports into UI updates (throttled to UI_INTERVAL).
-    Yields (prompt, status, plot, candidates, record)."""
-    waited_from = time.monotonic()
-    record = new_record(mode, model, cfg, **(record_extra or {}))
-    yield "", f"Loading {model}…", None, [], record
-    clip = None
-    for item in load_with_progress(lambda: load(model), model):
-        if isinstance(item, str):  # "Loading … (n s)", or bytes / total while a download moves
-            yield "", item, None, [], record
-        else:
-            clip = item
-    stream = start(clip)
-    # Both series from the start: the plot fixes its series on the first data it draws.
-    rows, seen, last, rep = [(0, math.nan, LOSS), (0, math.nan, BEST)], {}, 0.0, None
-    smooth = Smoother()
-    try:
-        for rep in stream:
-            if rep.done:
-                break
-            rows.append((rep.step, smooth(rep.step, rep.loss), LOSS))
-            if math.isfinite(rep.best_score):
-                rows.append((rep.step, 1 - rep.best_score, BEST))
-                seen[rep.best_prompt] = rep.best_score
-            if time.monotonic() - last >= UI_INTERVAL:
-                last = time.monotonic()
-                record = {**record, "prompt": rep.best_prompt, "score": finite(rep.best_score), "steps_run": rep.step}
-                yield (
-                    rep.best_prompt,
-                    progress_text(rep),
-                    plot_frame(rows),
-                    candidate_rows(top_seen(seen, cfg.top_k)),
-                    record,
-                )
-    finally:
-        stream.close()
-    res = rep.result
-    record = {
-        **record,
-        "prompt": res.prompt,
-        "score": finite(res.score),
-        "steps_run": res.steps_run,
-        "done": True,
-        "stopped": res.stopped,
-    }
-    text = result_text(res, extra(clip, res) if extra and res.steps_run else "", time.monotonic() - waited_from)
-    yield (
-        res.prompt,
-        text,
-        plot_frame(history_plot_rows(res.history)),
-        candidate_rows([(p.prompt, p.score) for p in res.top_k]),
-        record,
-    )

@@ -1,9 +1,11 @@
-"""Regeneration: the one panel every tab uses, and the one factory of the regenerate handlers.
+"""Regeneration: the one panel every tab uses, and what a regeneration does.
 
-Each tab says what to draw from its inputs (`regenerate_endpoint(plan, ...)`: a plan maps the
-tab's own inputs to galleries of `Draw`s); the factory adds the model and the generation settings
-(names, types and help from pez.config's GenerateConfig metadata; defaults: the default pair's),
-runs the draws through pez.generate, and returns each gallery's captioned images and one summary.
+Each tab says what to draw from its inputs (a plan maps the tab's own inputs to galleries of
+`Draw`s); its handler is made by the request pipeline (pez_app.pipeline.Pipeline.regenerate), which
+adds the model and the generation settings (`generation_params`: names, types and help from
+pez.config's GenerateConfig metadata; defaults: the default pair's), runs the draws through
+pez.generate (`draw_all`, on the GPU) and returns each gallery's captioned images and one summary
+(`finish`).
 """
 
 from __future__ import annotations
@@ -20,18 +22,7 @@ import pez
 from pez.config import GENERATE_BOUNDS, GenerateConfig, about
 
 from . import progress as prog
-from . import zerogpu
-from .server import (
-    SERVER,
-    SLOTS,
-    Deadline,
-    as_gr_error,
-    check_model,
-    gpu_handler,
-    load_model,
-    load_pipeline,
-    user_error,
-)
+from .server import Limits, ServerSettings, user_error
 from .settings import as_int, number_box
 
 
@@ -57,11 +48,13 @@ def gen_config(negative_prompt, seed, steps, guidance, num_images) -> pez.Genera
     )
 
 
-def run_generation(model: str, draw: Draw, cfg: pez.GenerateConfig, progress=None, should_stop=None):
+def run_generation(
+    server: ServerSettings, model: str, draw: Draw, cfg: pez.GenerateConfig, progress=None, should_stop=None
+):
     """One prompt -> GenerationResult, via pez.generate (cached pipeline per pair)."""
     from pez.generate import generate
 
-    model = check_model(model)
+    model = server.check_model(model)
     if not isinstance(draw.prompt, str) or not draw.prompt.strip():
         raise user_error("The prompt is empty: run a search first or type one.")
     callback = None
@@ -73,13 +66,13 @@ def run_generation(model: str, draw: Draw, cfg: pez.GenerateConfig, progress=Non
     targets = list(draw.targets) if draw.targets else None
     pipeline = clip = None
     if model in pez.list_pairs():  # scored with the search's CLIP, the pipeline sharing its text tower
-        clip = load_model(model)
-        pipeline = load_pipeline(model, clip)
+        clip = server.load_model(model)
+        pipeline = server.load_pipeline(model, clip)
     return generate(
         model,
         draw.prompt,
         cfg,
-        device=SERVER.device,
+        device=server.device,
         targets=targets,
         callback=callback,
         should_stop=should_stop,
@@ -88,15 +81,26 @@ def run_generation(model: str, draw: Draw, cfg: pez.GenerateConfig, progress=Non
     )
 
 
-def draw_all(galleries: list[list[Draw]], model: str, cfg: pez.GenerateConfig, progress=None) -> tuple[list[list], str]:
+def draw_all(
+    server: ServerSettings, galleries: list[list[Draw]], model: str, cfg: pez.GenerateConfig, progress=None
+) -> tuple[list[list], str]:
     """Every draw of a regeneration (on ZeroGPU, in a GPU worker): GenerationResults per gallery,
-    and what stopped them early ("" when nothing did: the server's time limit, server.Deadline)."""
-    deadline = Deadline()
-    results = [[run_generation(model, d, cfg, progress, deadline) for d in draws] for draws in galleries]
+    and what stopped them early ("" when nothing did: the server's time limit, pipeline.Deadline)."""
+    from .pipeline import Deadline
+
+    deadline = Deadline(server.limits.max_run_seconds)
+    results = [[run_generation(server, model, d, cfg, progress, deadline) for d in draws] for draws in galleries]
     return results, deadline.note() if deadline.hit else ""
 
 
-draw_on_gpu = gpu_handler(draw_all, zerogpu.generate_seconds)  # holds the model slot while it runs
+def finish(galleries: list[list[Draw]], results: list[list], stopped: str) -> tuple:
+    """The handler's outputs: each gallery's captioned images, then the summary."""
+    items = [[item for d, r in zip(draws, rs) for item in captioned(r, d.label)] for draws, rs in zip(galleries, results)]  # fmt: skip
+    targets = max(len(d.targets or []) for draws in galleries for d in draws)
+    summary = generation_summary([r for rs in results for r in rs], targets)
+    if stopped:
+        summary += f"\n\n⚠️ Stopped at {stopped}."
+    return (*items, summary)
 
 
 def captioned(result, label: str = "") -> list[tuple[Any, str]]:
@@ -136,35 +140,34 @@ def image_paths(gallery) -> list:
     return [item[0] if isinstance(item, (tuple, list)) else item for item in gallery or []]
 
 
-def subject_lines(subjects) -> list[str]:
-    """The subjects of a style regeneration, one per line: at most this server's PEZ_MAX_SUBJECTS."""
+def subject_lines(subjects, cap: int = Limits.max_subjects) -> list[str]:
+    """The subjects of a style regeneration, one per line: at most `cap` (PEZ_MAX_SUBJECTS)."""
     if subjects is not None and not isinstance(subjects, str):
         raise pez.ConfigError(f"subjects: expected text (one subject per line), received {type(subjects).__name__}")
     lines = [s for s in (subjects or "").splitlines() if s.strip()]
-    cap = SERVER.limits.max_subjects
     if len(lines) > cap:
         raise pez.ConfigError(f"subjects: expected at most {cap} lines on this server, received {len(lines)}")
     return lines
 
 
-def styled_prompts(style, subjects, template) -> str:
+def styled_prompts(style, subjects, template, cap: int = Limits.max_subjects) -> str:
     """The prompts a style regeneration will use, one per line (cheap: no model; it runs outside
     the queue, so a template or a subject list it refuses is refused without any work)."""
     if not isinstance(style, str) or not style.strip():
         return ""
     try:
-        return "\n".join(pez.style_prompts(subject_lines(subjects), style, template or pez.STYLE_TEMPLATE))
+        return "\n".join(pez.style_prompts(subject_lines(subjects, cap), style, template or pez.STYLE_TEMPLATE))
     except pez.ConfigError as e:
         return f"⚠️ {e}"
 
 
 # ---------------------------------------------------------------------------------------------
-# The handler factory (handlers' docstrings are the API and MCP tool descriptions)
+# The handlers' generation parameters (their docstrings are the API and MCP tool descriptions)
 
 GENERATION = ("negative_prompt", "seed", "steps", "guidance", "num_images")  # the panel's options, in order
 
 
-def _generation_params() -> list[inspect.Parameter]:
+def generation_params() -> list[inspect.Parameter]:
     """model, then the generation settings: typed, with the default pair's defaults."""
     P, pair, g = inspect.Parameter, pez.get_pair(pez.DEFAULT_PAIR), GenerateConfig()
     defaults = {"negative_prompt": g.negative_prompt, "seed": g.seed, "steps": pair.steps, "guidance": pair.guidance}
@@ -175,66 +178,21 @@ def _generation_params() -> list[inspect.Parameter]:
     ]
 
 
-def regenerate_endpoint(plan: Callable[..., list[list[Draw]]], description: str, args_doc: str) -> Callable:
-    """The handler of one tab's Regenerate: gradio takes its name, signature and docstring.
-
-    Parameters: `plan`'s own (the tab's inputs), `model`, the generation settings (GENERATION),
-    `control` (the tab's RunControl, where a failure's message is left for the summary; API
-    callers have none) and gradio's progress. `plan(*own)` checks the tab's inputs and says what to
-    draw, one list of Draws per gallery; the draws run on the GPU (draw_on_gpu: spaces.GPU, with a
-    duration from the draws); the handler returns each gallery's captioned images, then the
-    summary. Errors reach the caller as one message naming the field, like the searches'; the
-    whole request stops at the server's time limit (server.Deadline)."""
-    P = inspect.Parameter
-    own = list(inspect.signature(plan).parameters.values())
-    control = P("control", P.POSITIONAL_OR_KEYWORD, default=None, annotation=prog.RunControl | None)
-    progress = P("progress", P.POSITIONAL_OR_KEYWORD, default=gr.Progress(track_tqdm=True))
-    sig = inspect.Signature([*own, *_generation_params(), control, progress])
-
-    def handler(*args, **kwargs):
-        a = sig.bind(*args, **kwargs)
-        a.apply_defaults()
-        run = a.arguments["control"] or prog.RunControl()
-        run.regen_error = ""
-        try:
-            return _regenerate(plan, own, a.arguments)
-        except Exception as e:
-            err = as_gr_error(e)
-            run.regen_error = err.message
-        raise err  # outside the except: the error keeps no reference to the failure's frames
-
+def handler_doc(description: str, args_doc: str) -> str:
     docs = "\n".join(f"    {n}: {about(GenerateConfig, n).help}" for n in GENERATION)
-    handler.__name__ = handler.__qualname__ = plan.__name__.lstrip("_")
-    handler.__signature__ = sig
-    handler.__annotations__ = {p.name: p.annotation for p in sig.parameters.values() if p.annotation is not P.empty}
-    handler.__doc__ = (
+    return (
         f"{description}\n\nArgs:\n{args_doc}\n    model: model pair name, e.g. 'sd-turbo' or 'toy'\n{docs}\n"
         "Returns:\n    the gallery (or galleries) of (image, caption with similarity and seed), and a summary"
     )
-    return handler
 
 
-def _regenerate(plan: Callable, own: list, arguments: dict) -> tuple:
-    model = check_model(arguments["model"])
-    cfg = gen_config(*(arguments[n] for n in GENERATION))
-    galleries = plan(*(arguments[p.name] for p in own))
-    progress = arguments["progress"]
-    results, stopped = zerogpu.call_on_gpu(draw_on_gpu, zerogpu.generate_seconds, galleries, model, cfg, progress)
-    items = [[item for d, r in zip(draws, rs) for item in captioned(r, d.label)] for draws, rs in zip(galleries, results)]  # fmt: skip
-    targets = max(len(d.targets or []) for draws in galleries for d in draws)
-    summary = generation_summary([r for rs in results for r in rs], targets)
-    if stopped:
-        summary += f"\n\n⚠️ Stopped at {stopped}."
-    return (*items, summary)
-
-
-def arm_regenerate(control: prog.RunControl) -> str:
+def arm_regenerate(control: prog.RunControl, busy: bool = False) -> str:
     """Regenerate clicked (outside the queue): say when it will wait, for this tab's own search or
-    for another run holding the model; the handler's result replaces this."""
+    for another run holding the model (`busy`); the handler's result replaces this."""
     control.regen_error = ""
     if control.armed or control.started:
         return "⏳ Waiting for your search to finish (Stop ends it)…"
-    return "⏳ Waiting for a free model slot (another run is using it)…" if SLOTS.busy() else "Generating…"
+    return "⏳ Waiting for a free model slot (another run is using it)…" if busy else "Generating…"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,19 +256,23 @@ class RegeneratePanel:
     def inputs(self) -> list:
         return [self.negative, self.seed, self.steps, self.guidance, self.count]  # GENERATION's order
 
-    def wire(self, fn: Callable, inputs: list, api_name: str, gpu: dict, control: gr.State) -> Any:
+    def wire(self, pipeline, fn: Callable, inputs: list, api_name: str, control: gr.State) -> Any:
         """Button -> "waiting" note (while the tab's search or another run holds the model) ->
         fn(*inputs, *options, control) -> galleries and summary; a failure's message shows in the
         summary."""
         quick = {"queue": False, "api_visibility": "private"}
-        evt = self.button.click(arm_regenerate, control, self.summary, **quick).then(
+
+        def arm(control: prog.RunControl) -> str:
+            return arm_regenerate(control, pipeline.slots.busy())
+
+        evt = self.button.click(arm, control, self.summary, **quick).then(
             fn,
             [*inputs, *self.inputs(), control],
             [*self.galleries, self.summary],
             api_name=api_name,
             show_progress="full",
             show_progress_on=self.galleries,
-            **gpu,
+            **pipeline.gpu_options(),
         )
         evt.failure(
             lambda c: f"⚠ Regeneration failed: {c.regen_error or 'see the message'}", control, self.summary, **quick

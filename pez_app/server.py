@@ -12,9 +12,7 @@ import inspect
 import logging
 import os
 import re
-import threading
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,15 +30,19 @@ from pez.errors import USER_ERRORS, ConfigError, is_oom
 log = logging.getLogger("pez.app")
 
 
-def env_flag(name: str, default: bool = False) -> bool:
-    value = os.environ.get(name)
+TRUTHY = ("1", "true", "yes", "on")  # the one set of values an on/off PEZ_* variable reads as on
+
+
+def env_flag(name: str, default: bool = False, environ: Mapping[str, str] | None = None) -> bool:
+    """An on/off setting from the environment: TRUTHY is on, anything else off, unset or blank the default."""
+    value = (os.environ if environ is None else environ).get(name)
     if value is None or not value.strip():
         return default
-    return value.strip().lower() in ("1", "true", "yes", "on")
+    return value.strip().lower() in TRUTHY
 
 
-def _env_number(name: str, default, kind=int):
-    raw = os.environ.get(name, "").strip()
+def _env_number(environ: Mapping[str, str], name: str, default, kind=int):
+    raw = environ.get(name, "").strip()
     if not raw:
         return default
     try:
@@ -52,20 +54,14 @@ def _env_number(name: str, default, kind=int):
     return value
 
 
-@dataclass
-class ServerSettings:
-    """How this server runs: the same for every user (per-user data never lives here)."""
-
-    device: str | None = os.environ.get("PEZ_DEVICE") or None  # None: cuda, then mps, then cpu
-    offline_demo: bool = env_flag("PEZ_OFFLINE_DEMO")  # toy world model as the default pair
-    gpu_concurrency: int = _env_number("PEZ_GPU_CONCURRENCY", 1)  # runs at once on the GPU
-    queue_size: int = _env_number("PEZ_QUEUE_SIZE", 32)  # waiting runs before "queue full"
-    gpu_seconds: int = _env_number("PEZ_GPU_SECONDS", 120)  # ZeroGPU: most seconds one call reserves
-    mcp: bool = env_flag("PEZ_MCP", True)  # also serve the endpoints as MCP tools
-    probe_seconds: float = _env_number("PEZ_PROBE_SECONDS", 3.0, float)  # start-up hub probe
-    cpu_space: bool = env_flag("PEZ_CPU_SPACE")  # free CPU hardware: low-memory weights, CPU_SPACE_DEFAULTS
-    allowed_models: tuple[str, ...] = ()  # app.py --allow-model: CLIP specs beyond the pairs
-    limits: Limits = field(default_factory=lambda: Limits())  # set from the environment by build_demo
+# PEZ_CPU_SPACE=1 (a free CPU Space: 2 vCPU, 16 GB): the search settings the app starts with, so a
+# first prompt comes within about a minute (ViT-H-14 on 2 vCPUs; BENCHMARKS.md), in place of the
+# core's defaults.
+CPU_SPACE_DEFAULTS = {"prompt_len": 8, "steps": 60, "candidates": 1, "refine_steps": 5, "patience": 30}
+# ... and the server's time limit of one run there (PEZ_MAX_RUN_SECONDS, when not set): a longer
+# search a visitor asks for ends at it with its best prompt, so one run never holds the 2 vCPUs
+# for minutes while others wait.
+CPU_SPACE_RUN_SECONDS = 120.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -75,56 +71,106 @@ class ServerSettings:
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-request caps of this server, from its environment (read when the demo is built)."""
+    """Per-request caps of this server (ServerSettings.from_env reads them from PEZ_*)."""
 
     extra_models: tuple[str, ...] = ()  # PEZ_EXTRA_MODELS: CLIP specs offered beyond the registry pairs
     max_steps: int = 3000  # PEZ_MAX_STEPS: steps per search (the reference code's count)
     max_candidates: int = 8  # PEZ_MAX_CANDIDATES: candidates per search
-    max_run_seconds: float = 300.0  # PEZ_MAX_RUN_SECONDS: once a run has its model, it stops after this
+    max_run_seconds: float = 300.0  # PEZ_MAX_RUN_SECONDS: a run's time once it has its model (its budget)
     max_subjects: int = 8  # PEZ_MAX_SUBJECTS: subjects per style regeneration
     max_file_mb: int = 20  # PEZ_MAX_FILE_MB: one uploaded (or data: URL) image
 
     @classmethod
-    def from_env(cls, extra_models: tuple[str, ...] = ()) -> Limits:
+    def from_env(
+        cls, extra_models: tuple[str, ...] = (), cpu_space: bool = False, environ: Mapping[str, str] | None = None
+    ) -> Limits:
         """The caps set in the environment (PEZ_*), plus CLIP specs from `extra_models`. A bad
         value is a ConfigError naming the variable."""
-        d = cls()
-        run_seconds = CPU_SPACE_RUN_SECONDS if SERVER.cpu_space else d.max_run_seconds
-        extra = [m.strip() for m in os.environ.get("PEZ_EXTRA_MODELS", "").split(",") if m.strip()]
+        env, d = os.environ if environ is None else environ, cls()
+        run_seconds = CPU_SPACE_RUN_SECONDS if cpu_space else d.max_run_seconds
+        extra = [m.strip() for m in env.get("PEZ_EXTRA_MODELS", "").split(",") if m.strip()]
         return cls(
             extra_models=tuple(dict.fromkeys([*extra, *extra_models])),
-            max_steps=min(_env_number("PEZ_MAX_STEPS", d.max_steps), int(BOUNDS["steps"].hi)),
-            max_candidates=min(_env_number("PEZ_MAX_CANDIDATES", d.max_candidates), int(BOUNDS["candidates"].hi)),
-            max_run_seconds=_env_number("PEZ_MAX_RUN_SECONDS", run_seconds, float),
-            max_subjects=_env_number("PEZ_MAX_SUBJECTS", d.max_subjects),
-            max_file_mb=_env_number("PEZ_MAX_FILE_MB", d.max_file_mb),
+            max_steps=min(_env_number(env, "PEZ_MAX_STEPS", d.max_steps), int(BOUNDS["steps"].hi)),
+            max_candidates=min(_env_number(env, "PEZ_MAX_CANDIDATES", d.max_candidates), int(BOUNDS["candidates"].hi)),
+            max_run_seconds=_env_number(env, "PEZ_MAX_RUN_SECONDS", run_seconds, float),
+            max_subjects=_env_number(env, "PEZ_MAX_SUBJECTS", d.max_subjects),
+            max_file_mb=_env_number(env, "PEZ_MAX_FILE_MB", d.max_file_mb),
         )
 
 
-SERVER = ServerSettings()
+@dataclass(frozen=True)
+class ServerSettings:
+    """How this server runs: the same for every user (per-user data never lives here). Read once,
+    when the app is built (`from_env`); nothing is read from the environment at import."""
 
-# PEZ_CPU_SPACE=1 (a free CPU Space: 2 vCPU, 16 GB): the search settings the app starts with, so a
-# first prompt comes within about a minute (ViT-H-14 on 2 vCPUs; BENCHMARKS.md), in place of the
-# core's defaults.
-CPU_SPACE_DEFAULTS = {"prompt_len": 8, "steps": 60, "candidates": 1, "refine_steps": 5, "patience": 30}
-# ... and the server's time limit of one run there (PEZ_MAX_RUN_SECONDS, when not set): a longer
-# search a visitor asks for stops after it with its best prompt, so one run never holds the 2 vCPUs
-# for minutes while others wait.
-CPU_SPACE_RUN_SECONDS = 120.0
+    device: str | None = None  # PEZ_DEVICE / --device; None: cuda, then mps, then cpu
+    offline_demo: bool = False  # PEZ_OFFLINE_DEMO / --offline-demo: the toy world model as the default pair
+    gpu_concurrency: int = 1  # PEZ_GPU_CONCURRENCY: runs at once on the GPU
+    queue_size: int = 32  # PEZ_QUEUE_SIZE: waiting runs before "queue full"
+    gpu_seconds: int = 120  # PEZ_GPU_SECONDS: ZeroGPU, the most seconds one call reserves
+    mcp: bool = True  # PEZ_MCP / --no-mcp: also serve the endpoints as MCP tools
+    probe_seconds: float = 3.0  # PEZ_PROBE_SECONDS: the start-up hub probe
+    cpu_space: bool = False  # PEZ_CPU_SPACE: free CPU hardware, low-memory weights, CPU_SPACE_DEFAULTS
+    allowed_models: tuple[str, ...] = ()  # --allow-model: CLIP specs beyond the pairs (also in limits)
+    limits: Limits = field(default_factory=Limits)  # the per-request caps
+    ui_interval: float = 0.15  # seconds between streamed UI updates (tests set 0: every report)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> ServerSettings:
+        """The settings from PEZ_* (`environ`, default os.environ), then `overrides` (the command
+        line's flags: device, offline_demo, mcp, allowed_models, ...). A mistyped number is a
+        ConfigError naming the variable (main.build_or_exit makes it one line)."""
+        env = os.environ if environ is None else environ
+        values = {
+            "device": env.get("PEZ_DEVICE", "").strip() or None,
+            "offline_demo": env_flag("PEZ_OFFLINE_DEMO", False, env),
+            "gpu_concurrency": _env_number(env, "PEZ_GPU_CONCURRENCY", cls.gpu_concurrency),
+            "queue_size": _env_number(env, "PEZ_QUEUE_SIZE", cls.queue_size),
+            "gpu_seconds": _env_number(env, "PEZ_GPU_SECONDS", cls.gpu_seconds),
+            "mcp": env_flag("PEZ_MCP", True, env),
+            "probe_seconds": _env_number(env, "PEZ_PROBE_SECONDS", cls.probe_seconds, float),
+            "cpu_space": env_flag("PEZ_CPU_SPACE", False, env),
+        }
+        values.update({k: v for k, v in overrides.items() if k != "limits"})
+        allowed = tuple(values.get("allowed_models", ()))
+        limits = overrides.get("limits") or Limits.from_env(allowed, values["cpu_space"], env)
+        return cls(**{**values, "allowed_models": allowed, "limits": limits})
+
+    def weights_dtype(self) -> str | None:
+        """The precision models are loaded in: on a CPU Space with native bf16, "bf16" (half the
+        memory: the CLIP, and the pipeline, whose text encoder is then the CLIP's own); else None."""
+        if not self.cpu_space:
+            return None
+        from pez.engine.accel import low_memory_dtype
+
+        return low_memory_dtype(pez.resolve_device(self.device))
+
+    def offered_models(self) -> list[str]:
+        """The models this server runs: the registry's pairs and what its operator added."""
+        return [*pez.list_pairs(), *(m for m in self.limits.extra_models if m not in pez.PAIRS)]
+
+    def check_model(self, model) -> str:
+        """`model` if this server offers it, else a refusal that loads nothing and reads the same
+        for any other value (so it never tells whether a server path exists)."""
+        offered = self.offered_models()
+        if isinstance(model, str) and model.strip() in offered:
+            return model.strip()
+        raise user_error(f"Model pair (model): expected one of {offered}, received {model!r:.120}")
+
+    def load_model(self, model: str) -> pez.LoadedClip:
+        return pez.load_clip(self.check_model(model), device=self.device, precision=self.weights_dtype())
+
+    def load_pipeline(self, model: str, clip: pez.LoadedClip | None):
+        """The pair's diffusion pipeline in the server's precision, its text encoder shared with
+        `clip` (the search's) where they are the same weights; None for the toy pair (no pipeline)."""
+        if not pez.get_pair(model).generator:
+            return None
+        return pez.load_generator(model, device=self.device, dtype=self.weights_dtype(), text_encoder_of=clip)
 
 
-def weights_dtype() -> str | None:
-    """The precision models are loaded in: on a CPU Space with native bf16, "bf16" (half the memory:
-    the CLIP, and the pipeline, whose text encoder is then the CLIP's own); else None (the default)."""
-    if not SERVER.cpu_space:
-        return None
-    from pez.engine.accel import low_memory_dtype
-
-    return low_memory_dtype(pez.resolve_device(SERVER.device))
-
-
-# On a ZeroGPU Space (the spaces package's own test of SPACES_ZERO_GPU): model handlers run in GPU
-# worker processes (pez_app.zerogpu).
+# On a ZeroGPU Space (the spaces package's own test of SPACES_ZERO_GPU, made when it is imported):
+# model handlers run in GPU worker processes (pez_app.zerogpu).
 ZERO_GPU = spaces is not None and spaces.config.Config.zero_gpu
 
 
@@ -145,14 +191,13 @@ class StartupModel:
     downloads: bool = False  # the default pair is usable but its weights download on first use
 
 
-def startup_model(offline_demo: bool | None = None) -> StartupModel:
+def startup_model(offline_demo: bool = False, probe_seconds: float = ServerSettings.probe_seconds) -> StartupModel:
     """Offline demo -> toy. Otherwise ask pez whether the default pair is cached or downloadable
     (one quick probe); if neither, fall back to the toy world and say why."""
-    offline_demo = SERVER.offline_demo if offline_demo is None else offline_demo
     if offline_demo:
         return StartupModel("toy", "toy")
     try:
-        a = pez.models.pair_availability(pez.DEFAULT_PAIR, timeout=SERVER.probe_seconds)
+        a = pez.models.pair_availability(pez.DEFAULT_PAIR, timeout=probe_seconds)
     except Exception as e:  # noqa: BLE001 - a failed probe must not stop the app
         log.warning("could not check the default pair's weights: %s", e)
         return StartupModel(pez.DEFAULT_PAIR, pez.DEFAULT_PAIR)
@@ -162,15 +207,7 @@ def startup_model(offline_demo: bool | None = None) -> StartupModel:
 
 
 # ---------------------------------------------------------------------------------------------
-# Handler plumbing: ZeroGPU, friendly errors
-
-
-def on_gpu(fn: Callable, duration: Callable[..., int] | int | None = None) -> Callable:
-    """Run `fn` on a ZeroGPU device when the `spaces` package is importable (a no-op off Spaces).
-    `duration`: seconds to reserve, or a callable given fn's own arguments (pez_app.zerogpu)."""
-    if spaces is None:
-        return fn
-    return spaces.GPU(duration=SERVER.gpu_seconds if duration is None else duration)(fn)
+# Errors: every exception reaches the caller as one message
 
 
 TOAST_SECONDS = 12  # every toast closes by itself, so they never stack up
@@ -266,106 +303,3 @@ def friendly_errors(fn: Callable) -> Callable:
         raise err  # outside the except: the error keeps no reference to the failure's frames
 
     return call
-
-
-def gpu_handler(fn: Callable, duration: Callable[..., int] | int | None = None) -> Callable:
-    """A model handler: counted in SLOTS while it runs (in this process), run on a ZeroGPU device for
-    `duration` (pez_app.zerogpu), its errors as one message."""
-    return holds_slot(on_gpu(friendly_errors(fn), duration))
-
-
-def offered_models() -> list[str]:
-    """The models this server runs: the registry's pairs and what its operator added."""
-    return [*pez.list_pairs(), *(m for m in SERVER.limits.extra_models if m not in pez.PAIRS)]
-
-
-def check_model(model) -> str:
-    """`model` if this server offers it, else a refusal that loads nothing and reads the same for
-    any other value (so it never tells whether a server path exists)."""
-    offered = offered_models()
-    if isinstance(model, str) and model.strip() in offered:
-        return model.strip()
-    raise user_error(f"Model pair (model): expected one of {offered}, received {model!r:.120}")
-
-
-def load_model(model: str) -> pez.LoadedClip:
-    return pez.load_clip(check_model(model), device=SERVER.device, precision=weights_dtype())
-
-
-def load_pipeline(model: str, clip: pez.LoadedClip | None):
-    """The pair's diffusion pipeline in the server's precision, its text encoder shared with `clip`
-    (the search's) where they are the same weights; None for the toy pair (no pipeline)."""
-    if not pez.get_pair(model).generator:
-        return None
-    return pez.load_generator(model, device=SERVER.device, dtype=weights_dtype(), text_encoder_of=clip)
-
-
-# ---------------------------------------------------------------------------------------------
-# The model slot: how many model runs hold it now (the "gpu" queue lets gpu_concurrency in)
-
-
-class ModelSlots:
-    """Counts the handlers running a model, so the UI can say "waiting" only when a run waits."""
-
-    def __init__(self):
-        self.active, self._lock = 0, threading.Lock()
-
-    def enter(self) -> None:
-        with self._lock:
-            self.active += 1
-
-    def leave(self) -> None:
-        with self._lock:
-            self.active -= 1
-
-    def busy(self) -> bool:
-        return self.active >= SERVER.gpu_concurrency
-
-
-SLOTS = ModelSlots()
-
-
-def holds_slot(fn: Callable) -> Callable:
-    """Wrap a model handler (plain or generator) so SLOTS counts it while it runs."""
-    if inspect.isgeneratorfunction(fn):
-
-        @functools.wraps(fn)
-        def stream(*args, **kwargs):
-            SLOTS.enter()
-            try:
-                yield from fn(*args, **kwargs)
-            finally:
-                SLOTS.leave()
-
-        return stream
-
-    @functools.wraps(fn)
-    def call(*args, **kwargs):
-        SLOTS.enter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            SLOTS.leave()
-
-    return call
-
-
-class Deadline:
-    """The server's time limit of one request (Limits.max_run_seconds) as a should_stop: its clock
-    starts at the first poll, which comes once the model is loaded and the work begins, so neither
-    the queue nor a first download counts. `hit` says whether it stopped the run."""
-
-    def __init__(self, seconds: float | None = None):
-        self.seconds = SERVER.limits.max_run_seconds if seconds is None else seconds
-        self.start: float | None = None
-        self.hit = False
-
-    def __call__(self) -> bool:
-        now = time.monotonic()
-        if self.start is None:
-            self.start = now
-        self.hit = self.hit or now - self.start >= self.seconds
-        return self.hit
-
-    def note(self) -> str:
-        return f"the server's time limit ({self.seconds:g} s)"

@@ -23,7 +23,7 @@ import pez
 from pez.config import APP_CPU_TIME_BUDGET, APP_PATIENCE, BOUNDS, MAX_TEXT_CHARS, Bound, InvertConfig, about
 
 from .inputs import ModelDropdown, SettingNumber
-from .server import CPU_SPACE_DEFAULTS, SERVER, offered_models, user_error
+from .server import CPU_SPACE_DEFAULTS, Limits, ServerSettings, user_error
 
 # The settings the app offers, in the order of the search handlers' parameters (after the tab's
 # own inputs); "model" is the pair or CLIP spec, the others are InvertConfig fields.
@@ -62,20 +62,22 @@ API_NOTES = {  # what the API and MCP docs add to a field's help (how the app ta
 }
 
 
-def app_defaults() -> dict[str, Any]:
+def app_defaults(server: ServerSettings) -> dict[str, Any]:
     """The core's defaults, with early stop on, a time budget when this server runs on a CPU, and
-    on a CPU Space server.CPU_SPACE_DEFAULTS."""
-    cpu = CPU_SPACE_DEFAULTS if SERVER.cpu_space else {}
-    return {**dataclasses.asdict(InvertConfig()), "patience": APP_PATIENCE, "time_budget": app_time_budget(), **cpu}
+    on a CPU Space server.CPU_SPACE_DEFAULTS. The panel and the handlers' API/MCP defaults both
+    come from this, for the settings the demo is built with."""
+    cpu = CPU_SPACE_DEFAULTS if server.cpu_space else {}
+    budget = app_time_budget(server.device)
+    return {**dataclasses.asdict(InvertConfig()), "patience": APP_PATIENCE, "time_budget": budget, **cpu}
 
 
 def app_time_budget(device: str | None = None) -> float:
-    """APP_CPU_TIME_BUDGET when the server's device (PEZ_DEVICE, else the best available) is a
-    CPU, where a full-size CLIP's 1000 steps take half an hour; 0 (no budget) on a GPU."""
+    """APP_CPU_TIME_BUDGET when the server's device (PEZ_DEVICE / --device, else the best
+    available) is a CPU, where a full-size CLIP's 1000 steps take half an hour; 0 (no budget) on a GPU."""
     from pez.models.clip import resolve_device
 
     try:
-        on_cpu = resolve_device(device or SERVER.device).type == "cpu"
+        on_cpu = resolve_device(device).type == "cpu"
     except pez.ConfigError:  # a bad PEZ_DEVICE is reported when a model loads
         on_cpu = True
     return APP_CPU_TIME_BUDGET if on_cpu else 0.0
@@ -97,10 +99,10 @@ def _kind(name: str) -> str:
     return {"str": "text"}.get(ftype.split(" | ")[0], ftype.split(" | ")[0])
 
 
-def setting_params(model_value: str) -> list[inspect.Parameter]:
-    """The search handlers' parameters for FIELDS: name, type and default, as the API and MCP show
-    them (gradio reads them from the handler's signature)."""
-    P, d = inspect.Parameter, app_defaults()
+def setting_params(model_value: str, defaults: dict[str, Any]) -> list[inspect.Parameter]:
+    """The search handlers' parameters for FIELDS: name, type and default (`defaults`: app_defaults,
+    the panel's), as the API and MCP show them (gradio reads them from the handler's signature)."""
+    P, d = inspect.Parameter, defaults
     out = [P("model", P.POSITIONAL_OR_KEYWORD, default=model_value, annotation=str)]
     for name in FIELDS[1:]:
         kind = _kind(name)
@@ -182,15 +184,15 @@ def make_config(values: dict[str, Any]) -> InvertConfig:
 # The panel
 
 
-def server_caps() -> dict[str, int]:
+def server_caps(limits: Limits) -> dict[str, int]:
     """The settings this server caps below pez.config's bounds (server.Limits)."""
-    return {"steps": SERVER.limits.max_steps, "candidates": SERVER.limits.max_candidates}
+    return {"steps": limits.max_steps, "candidates": limits.max_candidates}
 
 
-def check_caps(values: dict[str, Any]) -> None:
+def check_caps(values: dict[str, Any], limits: Limits) -> None:
     """Refuse, before any work, a value above this server's cap ("expected a value in [1, 3000]
     on this server"); other values go on to the config's own check."""
-    for name, cap in server_caps().items():
+    for name, cap in server_caps(limits).items():
         v = as_int(values.get(name))
         if isinstance(v, int) and not isinstance(v, bool) and v > cap:
             lo = BOUNDS[name].lo
@@ -208,11 +210,11 @@ def number_box(bound: Bound, label: str, default, hi: float | None = None, hint:
     return SettingNumber(default, label=label, precision=0 if integer else None, step=bound.step, info=info, **kw)
 
 
-def pair_choices() -> list[tuple[str, str]]:
+def pair_choices(server: ServerSettings) -> list[tuple[str, str]]:
     """Dropdown entries: the pairs' names (the info line under the dropdown says which CLIP goes
     with which generator), then the CLIPs this server's operator added (search only)."""
     out = []
-    for name in offered_models():
+    for name in server.offered_models():
         p = pez.PAIRS.get(name)
         out.append((p.label if p else f"{name} (search only)", name))
     return out
@@ -267,10 +269,12 @@ class SettingsPanel:
         return [prompt_len if (n == "prompt_len" and prompt_len is not None) else self.components[n] for n in FIELDS]
 
 
-def control(name: str, default, model_value: str) -> gr.components.Component:
+def control(name: str, default, model_value: str, server: ServerSettings) -> gr.components.Component:
     """The UI control of one setting."""
     if name == "model":
-        return ModelDropdown(pair_choices(), value=model_value, label="Model pair", elem_id="model", scale=2)
+        dropdown = ModelDropdown(pair_choices(server), value=model_value, label="Model pair", elem_id="model", scale=2)
+        dropdown.server = server  # what it checks a value against (ModelDropdown.preprocess)
+        return dropdown
     info, kind, text = about(InvertConfig, name), _kind(name), label(name)
     if kind == "bool":
         return gr.Checkbox(bool(default), label=text)
@@ -281,17 +285,18 @@ def control(name: str, default, model_value: str) -> gr.components.Component:
     if kind in ("text", "words"):
         value = ", ".join(default) if kind == "words" else default
         return gr.Textbox(value, label=text, max_length=MAX_TEXT_CHARS, placeholder=info.help)
-    return number_box(info.bound, text, default, server_caps().get(name), info.info)
+    return number_box(info.bound, text, default, server_caps(server.limits).get(name), info.info)
 
 
-def settings_panel(model_value: str) -> SettingsPanel:
-    d = app_defaults()
+def settings_panel(model_value: str, server: ServerSettings, defaults: dict[str, Any]) -> SettingsPanel:
+    """The panel, its values `defaults` (app_defaults(server): the handlers' defaults too)."""
+    d = defaults
     comps: dict = {}
     with gr.Accordion("⚙️ Settings — model and search (shared by all tabs)", open=False, elem_id="settings"):
         for row in ROWS:
             with gr.Row():
                 for name in row:
-                    comps[name] = control(name, d.get(name), model_value)
+                    comps[name] = control(name, d.get(name), model_value, server)
             if row[0] == "model":
                 info = gr.Markdown(pair_info(model_value), elem_classes="pez-pair-info")
     comps["model"].change(pair_info, comps["model"], info, queue=False, api_visibility="private")

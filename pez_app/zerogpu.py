@@ -16,13 +16,14 @@ pairs load inside the GPU call with a status that says so. Quota, queue and abor
 What runs in the worker gets copies of its arguments: it cannot see a Stop pressed later, and what
 it writes into them (the run record) never reaches the main process. So the search handlers run the
 GPU part as an inner stream and keep the record, Stop and the final status in the main process
-(pez_app.components.search_endpoint); off ZeroGPU the same code runs in one process.
+(pez_app.pipeline); off ZeroGPU the same code runs in one process.
 
 Durations are reserved per call from the request (`search_seconds`, `generate_seconds`,
 `score_seconds`): a visitor's daily quota is a few GPU-minutes, and the reserved duration is what
 is checked against it. The per-step figures below are estimates for one ZeroGPU slice (an H200
 MIG 3g), to be replaced by `bench/gpu_check.py`'s eager bf16 figures once measured; each estimate
-is doubled (MARGIN) and capped by SERVER.gpu_seconds (PEZ_GPU_SECONDS).
+is doubled (MARGIN) and capped by the server's PEZ_GPU_SECONDS (`cap`, which the pipeline passes).
+A refine round is charged pez.config.REFINE_ROUND_STEPS search steps, as the engine's planner does.
 """
 
 from __future__ import annotations
@@ -37,10 +38,10 @@ from typing import NoReturn
 import gradio as gr
 
 import pez
-from pez.config import CFG_THRESHOLD
+from pez.config import CFG_THRESHOLD, REFINE_ROUND_STEPS
 from pez.models.clip import parse_clip_spec
 
-from .server import SERVER, ZERO_GPU, load_model, load_pipeline
+from .server import ZERO_GPU, ServerSettings
 
 log = logging.getLogger("pez.app")
 
@@ -49,7 +50,6 @@ START_SECONDS = 5.0  # worker start and the restore of the packed weights, first
 LOAD_SECONDS = 90.0  # loading a pair that is not preloaded, from disk to the GPU, inside the call
 STEP_SECONDS_24_LAYERS = 0.03  # one eager bf16 PEZ step, 24-layer text tower (ViT-H-14), 1 candidate
 CANDIDATE_SHARE = 0.15  # each further candidate (batched) adds this share of a step
-REFINE_ROUND_STEPS = 3.0  # a refine round costs about this many search steps
 IMAGE_SECONDS = 0.05  # encoding one target image
 DENOISE_SECONDS = {"sd": 0.05, "sdxl": 0.15, "toy": 0.0}  # one UNet step per image at the pair's size
 IMAGE_EXTRA_SECONDS = 0.3  # VAE decode and CLIP scoring of one image
@@ -69,13 +69,13 @@ PRELOADED: set[str] = set()  # pairs loaded at import (on ZeroGPU: packed and re
 # Preloading
 
 
-def preload(pair: str) -> None:
+def preload(pair: str, settings: ServerSettings) -> None:
     """Load `pair`'s CLIP and generator now, on the server's device (`cuda` on ZeroGPU, where the
     spaces package packs them at start-up). Once per pair and process."""
     if pair in PRELOADED:
         return
     log.info("preloading the pair %r (CLIP and generator) for ZeroGPU", pair)
-    load_pipeline(pair, load_model(pair))
+    settings.load_pipeline(pair, settings.load_model(pair))
     PRELOADED.add(pair)
 
 
@@ -110,8 +110,8 @@ def text_layers(model: str) -> int:
     return int((cfg or {}).get("text_cfg", {}).get("layers", 24))
 
 
-def _clamp(seconds: float) -> int:
-    return int(min(max(math.ceil(seconds * MARGIN), MIN_SECONDS), SERVER.gpu_seconds))
+def _clamp(seconds: float, cap: int) -> int:
+    return int(min(max(math.ceil(seconds * MARGIN), MIN_SECONDS), cap))
 
 
 def _image_count(values: Sequence) -> int:
@@ -127,18 +127,32 @@ def _image_count(values: Sequence) -> int:
     return n
 
 
-def search_seconds(own: Sequence, model: str, config: pez.InvertConfig, control=None) -> int:
-    """GPU seconds to reserve for one search: steps (and refine rounds) at the CLIP's step cost,
-    several candidates, the target images, and loading when the model is not preloaded."""
+def search_seconds(
+    own: Sequence,
+    model: str,
+    config: pez.InvertConfig,
+    control=None,
+    asked=None,
+    *,
+    cap: int = ServerSettings.gpu_seconds,
+    per_image: bool = False,
+) -> int:
+    """GPU seconds to reserve for one search request: steps (and refine rounds) at the CLIP's step
+    cost, several candidates, the target images, and loading when the model is not preloaded.
+    `per_image` (concatenate): one search per target image, each within `config.time_budget`."""
+    images = _image_count(own)
+    searches = max(images, 1) if per_image else 1
     step = STEP_SECONDS_24_LAYERS * text_layers(model) / 24 * (1 + CANDIDATE_SHARE * (config.candidates - 1))
-    work = (config.steps + REFINE_ROUND_STEPS * config.refine_steps) * step + IMAGE_SECONDS * _image_count(own)
-    budget = getattr(config, "time_budget", None)  # a search time budget, where InvertConfig has one
-    if budget:
-        work = min(work, float(budget))
-    return _clamp(START_SECONDS + work + (LOAD_SECONDS if loads_in_call(model) else 0.0))
+    work = (config.steps + REFINE_ROUND_STEPS * config.refine_steps) * step
+    if config.time_budget:
+        work = min(work, float(config.time_budget))
+    work = searches * work + IMAGE_SECONDS * images
+    return _clamp(START_SECONDS + work + (LOAD_SECONDS if loads_in_call(model) else 0.0), cap)
 
 
-def generate_seconds(galleries: Sequence, model: str, config: pez.GenerateConfig, progress=None) -> int:
+def generate_seconds(
+    galleries: Sequence, model: str, config: pez.GenerateConfig, progress=None, *, cap: int = ServerSettings.gpu_seconds
+) -> int:
     """GPU seconds to reserve for a regeneration: images x denoising steps (x2 with guidance) at the
     pair's step cost, decoding and scoring, and loading when the pair is not preloaded."""
     try:
@@ -150,11 +164,11 @@ def generate_seconds(galleries: Sequence, model: str, config: pez.GenerateConfig
     guidance = pair.guidance if config.guidance is None else config.guidance
     per_step = DENOISE_SECONDS.get(pair.kind, 0.1) * (2 if guidance > CFG_THRESHOLD else 1)
     work = images * (steps * per_step + IMAGE_EXTRA_SECONDS)
-    return _clamp(START_SECONDS + work + (LOAD_SECONDS if loads_in_call(model) else 0.0))
+    return _clamp(START_SECONDS + work + (LOAD_SECONDS if loads_in_call(model) else 0.0), cap)
 
 
-def score_seconds(prompt: str, image, model: str) -> int:
-    return _clamp(START_SECONDS + (LOAD_SECONDS if loads_in_call(model) else 0.0))
+def score_seconds(prompt: str, image, model: str, *, cap: int = ServerSettings.gpu_seconds) -> int:
+    return _clamp(START_SECONDS + (LOAD_SECONDS if loads_in_call(model) else 0.0), cap)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,10 +9,11 @@ from pez.config import BOUNDS, MAX_TEXT_CHARS
 from pez.engine.vocab import text_ids
 
 from .. import components as ui
-from ..progress import RunControl, fmt_score, plural, stream_inversion
-from ..regenerate import Draw, RegeneratePanel, regenerate_endpoint
-from ..server import load_model, user_error
-from ..settings import app_defaults, label, number_box
+from ..pipeline import Job, Search, wire_search
+from ..progress import fmt_score, plural
+from ..regenerate import Draw, RegeneratePanel
+from ..server import user_error
+from ..settings import label, number_box
 
 TOY_LONG_PROMPT = (
     "a simple picture of a big bright red star drawn in the middle of a plain grey background, "
@@ -28,35 +29,29 @@ def token_count(clip: pez.LoadedClip, text: str) -> int:
     return len(text_ids(clip, text))
 
 
-def _distill_prompt(text: str, *, model: str, config: pez.InvertConfig, control: RunControl):
+def _distill_prompt(text: str, *, model: str, config: pez.InvertConfig) -> Job:
     if not text or not text.strip():
         raise user_error("Enter a long prompt to distill.")
-    cfg = config
 
-    def load(model):
-        clip = load_model(model)
+    def check(clip) -> None:
         n = token_count(clip, text)
-        if cfg.prompt_len >= n:
+        if config.prompt_len >= n:
             raise user_error(
-                f"The short prompt ({plural(cfg.prompt_len, 'token')}) must be shorter than the long one "
+                f"The short prompt ({plural(config.prompt_len, 'token')}) must be shorter than the long one "
                 f"({plural(n, 'token')}): lower 'Short prompt length' or paste a longer prompt."
             )
-        return clip
 
-    def extra(clip, res):
-        return f" · {token_count(clip, text)} → {cfg.prompt_len} tokens · CLIP text similarity {fmt_score(res.score)}"
+    def start(clip, config, should_stop):
+        return pez.distill_stream(text, clip, config, should_stop=should_stop)
 
-    yield from stream_inversion(
-        "distill",
-        model,
-        cfg,
-        load,
-        lambda clip: pez.distill_stream(text, clip, cfg, should_stop=control.should_stop()),
-        extra,
-    )
+    def note(clip, res) -> str:
+        return f" · {token_count(clip, text)} → {config.prompt_len} tokens · CLIP text similarity {fmt_score(res.score)}"
+
+    return Job("distill", start, images=0, check=check, note=note)
 
 
-distill_prompt = ui.search_endpoint(
+DISTILL = Search(
+    "distill",
     _distill_prompt,
     "Distill a long prompt into a shorter one of prompt_len tokens with the same meaning to CLIP.",
     "    text: the long prompt to shorten",
@@ -67,15 +62,17 @@ def _regenerate_distill(long_prompt: str, short_prompt: str) -> list[list[Draw]]
     return [[Draw(long_prompt, None, "long")], [Draw(short_prompt, None, "short")]]
 
 
-regenerate_distill = regenerate_endpoint(
+REGENERATE_DISTILL = (
     _regenerate_distill,
     "Generate from a long and a short prompt with the same seeds, to compare them.",
     "    long_prompt: the original long prompt\n    short_prompt: the distilled short prompt",
+    "regenerate_distill",
 )
 
 
 def build(ctx) -> None:
-    s = ctx.settings
+    s, pipeline = ctx.settings, ctx.pipeline
+    distill_prompt, regenerate_distill = pipeline.search(DISTILL), pipeline.regenerate(*REGENERATE_DISTILL)
     with gr.Tab("Distill", id="distill", elem_id="tab-distill"):
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=300):
@@ -87,7 +84,7 @@ def build(ctx) -> None:
                     elem_id="distill-long",
                 )
                 short = f"Short {label('prompt_len')[0].lower()}{label('prompt_len')[1:]}"
-                short_len = number_box(BOUNDS["prompt_len"], short, app_defaults()["prompt_len"])
+                short_len = number_box(BOUNDS["prompt_len"], short, ctx.defaults["prompt_len"])
                 run, stop = ui.run_controls("▶ Distill", "distill")
                 ui.text_examples(long_prompt, s.model, [] if ctx.offline else [PHOTO_LONG_PROMPT], [TOY_LONG_PROMPT])
             with gr.Column(scale=3, min_width=300):
@@ -103,7 +100,7 @@ def build(ctx) -> None:
         ctx.panels.append(panel)
         ctx.share_button()
 
-        _, control = ui.wire_search(
+        _, control = wire_search(
             ctx,
             [run],
             [distill_prompt],
@@ -113,6 +110,4 @@ def build(ctx) -> None:
             stop,
         )
         cands.select(ui.pick_row, None, prompt, **ui.QUICK)
-        panel.wire(
-            regenerate_distill, [long_prompt, prompt, s.model], "regenerate_distill", ui.gpu_options(), control
-        )
+        panel.wire(pipeline, regenerate_distill, [long_prompt, prompt, s.model], "regenerate_distill", control)

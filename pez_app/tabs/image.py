@@ -10,11 +10,10 @@ import pez
 from pez.config import BOUNDS, TEXT_WEIGHT
 
 from .. import components as ui
-from .. import zerogpu
 from ..inputs import Choice, TargetImage
-from ..progress import RunControl, stream_inversion
-from ..regenerate import Draw, RegeneratePanel, image_paths, regenerate_endpoint
-from ..server import check_model, friendly_errors, gpu_handler, load_model, user_error
+from ..pipeline import Job, Search, wire_search
+from ..regenerate import Draw, RegeneratePanel, image_paths
+from ..server import ServerSettings, user_error
 from ..settings import number_box
 
 NEGATIVE_NOTE = " · with images to avoid, the score is the similarity to the target minus theirs (so it can exceed 1)"
@@ -28,8 +27,7 @@ def _invert_image(
     *,
     model: str,
     config: pez.InvertConfig,
-    control: RunControl,
-):
+) -> Job:
     if image is None:
         raise user_error("Add an image first: drag one in, paste it, use the webcam or pick an example.")
     negatives = image_paths(negative_images) or None
@@ -37,25 +35,17 @@ def _invert_image(
     weight = float(text_weight) if isinstance(text_weight, (int, float)) else text_weight
     mode = "image" + (" − negatives" if negatives else "") + (" + text" if texts else "")
     note = ui.toy_note(model, [image]) + (NEGATIVE_NOTE if negatives else "")
-    yield from stream_inversion(
-        mode,
-        model,
-        config,
-        load_model,
-        lambda clip: pez.invert_stream(
-            [image],
-            clip,
-            config,
-            negative_images=negatives,
-            texts=texts,
-            text_weight=weight,
-            should_stop=control.should_stop(),
-        ),
-        (lambda clip, res: note) if note else None,
-    )
+
+    def start(clip, config, should_stop):
+        return pez.invert_stream(
+            [image], clip, config, negative_images=negatives, texts=texts, text_weight=weight, should_stop=should_stop
+        )
+
+    return Job(mode, start, note=(lambda clip, res: note) if note else None)
 
 
-invert_image = ui.search_endpoint(
+INVERT = Search(
+    "invert",
     _invert_image,
     "Find a readable text prompt that describes an image (image → prompt with PEZ, CLIP-guided).",
     "    image: the target image (a file)\n"
@@ -65,16 +55,7 @@ invert_image = ui.search_endpoint(
 )
 
 
-def _score(prompt: str, image: str | None, model: str) -> str:
-    clip = load_model(model)
-    score = pez.score_texts(clip, [prompt], [image])[0]
-    return f"Score of this prompt against the image: **{score:.3f}** (CLIP cosine, `{model}`)"
-
-
-_score_on_gpu = gpu_handler(_score, zerogpu.score_seconds)
-
-
-def score_prompt(prompt: str, image: str | None, model: str) -> str:
+def score_prompt(server: ServerSettings, prompt: str, image: str | None, model: str) -> str:
     """Score a prompt against an image: the CLIP cosine similarity between them.
 
     Args:
@@ -84,31 +65,29 @@ def score_prompt(prompt: str, image: str | None, model: str) -> str:
     Returns:
         a sentence with the score
     """
-    if not prompt or not prompt.strip():
-        raise user_error("The prompt is empty.")
-    if image is None:
-        raise user_error("Add the target image first.")
-    model = check_model(model)  # refused before any GPU time is reserved
-    return zerogpu.call_on_gpu(_score_on_gpu, zerogpu.score_seconds, prompt, image, model)
-
-
-score_prompt = friendly_errors(score_prompt)
+    clip = server.load_model(model)
+    score = pez.score_texts(clip, [prompt], [image])[0]
+    return f"Score of this prompt against the image: **{score:.3f}** (CLIP cosine, `{model}`)"
 
 
 def _regenerate(prompt: str, image: str | None) -> list[list[Draw]]:
     return [[Draw(prompt, [image] if image is not None else None)]]
 
 
-regenerate = regenerate_endpoint(
+REGENERATE = (
     _regenerate,
     "Generate images from a prompt with the model pair's diffusion model, scored against the target image.",
     "    prompt: the text to generate from (e.g. the prompt /invert found)\n"
     "    image: optional target image; each generated image is scored by CLIP similarity to it",
+    "regenerate",
 )
 
 
 def build(ctx) -> None:
-    s = ctx.settings
+    s, pipeline = ctx.settings, ctx.pipeline
+    invert_image = pipeline.search(INVERT)
+    score = pipeline.score(score_prompt, "score")
+    regenerate = pipeline.regenerate(*REGENERATE)
     with gr.Tab("Image → Prompt", id="image", elem_id="tab-image"):
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=300):
@@ -142,13 +121,10 @@ def build(ctx) -> None:
                 status, prompt, plot = ui.progress_outputs("edit it freely, then Score or Regenerate", "image")
                 cands = ui.candidates_table("image")
 
-        score_md = gr.State(None)
-
         def extra():
-            nonlocal score_md
             score_btn = gr.Button("Score the edited prompt", size="sm", elem_id="image-score")
             score_md = gr.Markdown(elem_id="image-score-text")
-            score_btn.click(score_prompt, [prompt, image, s.model], score_md, api_name="score", **ui.gpu_options())
+            score_btn.click(score, [prompt, image, s.model], score_md, api_name="score", **pipeline.gpu_options())
 
         panel = RegeneratePanel(
             ctx.model_value,
@@ -163,7 +139,7 @@ def build(ctx) -> None:
 
         ui.checked_uploads(image, status)
         ui.checked_uploads(negatives, status)
-        events, control = ui.wire_search(
+        events, control = wire_search(
             ctx,
             [run],
             [invert_image],
@@ -186,5 +162,5 @@ def build(ctx) -> None:
             lambda g: gr.Button("▶ Find negative prompt" if g == "negative" else "▶ Find prompt"), goal, run, **ui.QUICK
         )
         cands.select(ui.pick_row, None, prompt, **ui.QUICK)
-        panel.wire(regenerate, [prompt, image, s.model], "regenerate", ui.gpu_options(), control)
+        panel.wire(pipeline, regenerate, [prompt, image, s.model], "regenerate", control)
         ctx.prompt = prompt

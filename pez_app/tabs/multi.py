@@ -3,30 +3,17 @@ own, the prompts joined), then the combined scene regenerated."""
 
 from __future__ import annotations
 
-import math
-import time
-
 import gradio as gr
 
 import pez
 from pez.config import MAX_IMAGES
 
 from .. import components as ui
-from ..downloads import load_with_progress
 from ..inputs import Choice
-from ..progress import (
-    UI_INTERVAL,
-    RunControl,
-    finite,
-    fmt_score,
-    new_record,
-    plot_frame,
-    plural,
-    progress_text,
-    stream_inversion,
-)
-from ..regenerate import Draw, RegeneratePanel, image_paths, regenerate_endpoint
-from ..server import load_model, user_error
+from ..pipeline import Job, Search, wire_search
+from ..progress import plural
+from ..regenerate import Draw, RegeneratePanel, image_paths
+from ..server import user_error
 
 IMAGES_DOC = "    images: the target images (a gallery of files)"
 
@@ -39,80 +26,39 @@ def require_images(images: list, what: str = "image", minimum: int = 1) -> list:
     return images
 
 
-def _invert_multi(images: list, *, model: str, config: pez.InvertConfig, control: RunControl):
+def _invert_multi(images: list, *, model: str, config: pez.InvertConfig) -> Job:
     paths = require_images(image_paths(images))
     note = ui.toy_note(model, paths)
-    yield from stream_inversion(
-        "multi",
-        model,
-        config,
-        load_model,
-        lambda clip: pez.invert_stream(paths, clip, config, should_stop=control.should_stop()),
-        (lambda clip, res: note) if note else None,
-    )
+
+    def start(clip, config, should_stop):
+        return pez.invert_stream(paths, clip, config, should_stop=should_stop)
+
+    return Job("multi", start, images=len(paths), note=(lambda clip, res: note) if note else None)
 
 
-invert_multi = ui.search_endpoint(_invert_multi, "Find one prompt that describes all of several images.", IMAGES_DOC)
+INVERT_MULTI = Search("invert_multi", _invert_multi, "Find one prompt that describes all of several images.", IMAGES_DOC)
 
-JOIN_NOTE = (
-    "each part is scored against its own image, the joined prompt against every image (it describes them "
-    "all at once, so it matches any single one less)"
-)
+TOY_JOIN_NOTE = "; the toy CLIP was trained on one shape per picture, so joins score very low there"
 
 
-def _concatenate(images: list, *, model: str, config: pez.InvertConfig, control: RunControl):
+def _concatenate(images: list, *, model: str, config: pez.InvertConfig) -> Job:
     paths = require_images(image_paths(images))
-    cfg = config
-    record = new_record("concatenate", model, cfg, images=len(paths))
-    yield "", f"Loading {model}…", None, [], record
-    clip = None
-    for item in load_with_progress(lambda: load_model(model), model):
-        if isinstance(item, str):  # "Loading … (n s)", or bytes / total while a download moves
-            yield "", item, None, [], record
-        else:
-            clip = item
-    stream = pez.concatenate_stream(paths, clip, cfg, should_stop=control.should_stop())
-    # One empty point per image up front: the plot fixes its series on the first data it draws.
-    rows, last, rep = [(0, math.nan, f"image {k + 1}") for k in range(len(paths))], 0.0, None
-    try:
-        for rep in stream:
-            if rep.done:
-                break
-            r = rep.report
-            rows.append((r.step, r.loss, f"image {rep.index + 1}"))
-            if time.monotonic() - last >= UI_INTERVAL:
-                last = time.monotonic()
-                joined = pez.join_prompts(rep.prompts + [r.best_prompt])
-                record = {**record, "prompt": joined, "steps_run": rep.index * cfg.steps + r.step}
-                parts = [[i + 1, p, ""] for i, p in enumerate(rep.prompts)]
-                parts.append([rep.index + 1, r.best_prompt, f"running… {fmt_score(r.best_score)}"])
-                yield (
-                    joined,
-                    progress_text(r, f"Image {rep.index + 1} of {rep.total} · "),
-                    plot_frame(rows),
-                    parts,
-                    record,
-                )
-    finally:
-        stream.close()
-    res = rep.result
-    parts = [[i + 1, p.prompt, fmt_score(p.score)] for i, p in enumerate(res.parts)]
-    how = "Stopped" if res.stopped else "Done"
-    note = JOIN_NOTE
-    if clip.name == "toy" or model == "toy":
-        note += "; the toy CLIP was trained on one shape per picture, so joins score very low there"
-    text = (
-        f"{how}: {len(res.parts)} of {plural(len(paths), 'image')} inverted · joined prompt score "
-        f"{fmt_score(res.score)} (mean over all images; {note})"
-    )
-    steps_run = sum(p.steps_run for p in res.parts)
-    record = {**record, "prompt": res.prompt, "score": finite(res.score), "done": True, "stopped": res.stopped}
-    record["steps_run"] = steps_run
-    yield res.prompt, text, plot_frame(rows), parts, record
+
+    def start(clip, config, should_stop):  # config.time_budget: this image's share of the run's
+        return pez.concatenate_stream(paths, clip, config, should_stop=should_stop)
+
+    def note(clip, res) -> str:
+        return TOY_JOIN_NOTE if clip.name == "toy" or model == "toy" else ""
+
+    return Job("concatenate", start, images=len(paths), note=note, record={"images": len(paths)}, view="concatenate")
 
 
-concatenate = ui.search_endpoint(
-    _concatenate, "Invert each image on its own, then join the prompts into one (prompt concatenation).", IMAGES_DOC
+CONCATENATE = Search(
+    "concatenate",
+    _concatenate,
+    "Invert each image on its own, then join the prompts into one (prompt concatenation).",
+    IMAGES_DOC,
+    per_image=True,
 )
 
 
@@ -120,15 +66,18 @@ def _regenerate_multi(prompt: str, images: list) -> list[list[Draw]]:
     return [[Draw(prompt, image_paths(images) or None)]]
 
 
-regenerate_multi = regenerate_endpoint(
+REGENERATE_MULTI = (
     _regenerate_multi,
     "Generate the combined scene from a (joined) prompt, scored against all the target images.",
     "    prompt: the text to generate from\n    images: the target images (a gallery) the results are scored against",
+    "regenerate_multi",
 )
 
 
 def build(ctx) -> None:
-    s = ctx.settings
+    s, pipeline = ctx.settings, ctx.pipeline
+    invert_multi, concatenate = pipeline.search(INVERT_MULTI), pipeline.search(CONCATENATE)
+    regenerate_multi = pipeline.regenerate(*REGENERATE_MULTI)
     with gr.Tab("Multi-image", id="multi", elem_id="tab-multi"):
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=300):
@@ -162,7 +111,7 @@ def build(ctx) -> None:
         ctx.share_button()
 
         ui.checked_uploads(images, status)
-        _, control = ui.wire_search(
+        _, control = wire_search(
             ctx,
             [run_all, run_concat],
             [invert_multi, concatenate],
@@ -177,4 +126,4 @@ def build(ctx) -> None:
             [run_all, run_concat],
             **ui.QUICK,
         )
-        panel.wire(regenerate_multi, [prompt, images, s.model], "regenerate_multi", ui.gpu_options(), control)
+        panel.wire(pipeline, regenerate_multi, [prompt, images, s.model], "regenerate_multi", control)

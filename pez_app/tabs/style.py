@@ -7,53 +7,59 @@ import gradio as gr
 import pez
 
 from .. import components as ui
-from ..progress import RunControl, stream_inversion
-from ..regenerate import Draw, RegeneratePanel, image_paths, regenerate_endpoint, styled_prompts, subject_lines
-from ..server import load_model, user_error
+from ..pipeline import Job, Search, wire_search
+from ..regenerate import Draw, RegeneratePanel, image_paths, styled_prompts, subject_lines
+from ..server import user_error
 from .multi import IMAGES_DOC, require_images
 
 
-def _find_style(images: list, *, model: str, config: pez.InvertConfig, control: RunControl):
+def _find_style(images: list, *, model: str, config: pez.InvertConfig) -> Job:
     paths = require_images(image_paths(images), "style image")
     note = ui.toy_note(model, paths)
-    yield from stream_inversion(
-        "style",
-        model,
-        config,
-        load_model,
-        lambda clip: pez.invert_stream(paths, clip, config, should_stop=control.should_stop()),
-        (lambda clip, res: note) if note else None,
-    )
+
+    def start(clip, config, should_stop):
+        return pez.invert_stream(paths, clip, config, should_stop=should_stop)
+
+    return Job("style", start, images=len(paths), note=(lambda clip, res: note) if note else None)
 
 
-find_style = ui.search_endpoint(
+FIND_STYLE = Search(
+    "style",
     _find_style,
     "Find a style prompt from several images of one style (to use as '... in the style of <prompt>').",
     IMAGES_DOC,
 )
 
 
-def _regenerate_style(style: str, subjects: str, template: str) -> list[list[Draw]]:
-    if not isinstance(style, str) or not style.strip():
-        raise user_error("Find a style prompt first (or type one).")
-    lines = subject_lines(subjects)
-    if not lines:
-        raise user_error("Enter at least one subject, one per line.")
-    prompts = pez.style_prompts(lines, style, template or pez.STYLE_TEMPLATE)
-    return [[Draw(prompt, None, subject.strip()) for subject, prompt in zip(lines, prompts, strict=False)]]
+def regenerate_style_plan(max_subjects: int):
+    """The style regeneration's plan, with this server's cap on subjects (PEZ_MAX_SUBJECTS)."""
+
+    def _regenerate_style(style: str, subjects: str, template: str) -> list[list[Draw]]:
+        if not isinstance(style, str) or not style.strip():
+            raise user_error("Find a style prompt first (or type one).")
+        lines = subject_lines(subjects, max_subjects)
+        if not lines:
+            raise user_error("Enter at least one subject, one per line.")
+        prompts = pez.style_prompts(lines, style, template or pez.STYLE_TEMPLATE)
+        return [[Draw(prompt, None, subject.strip()) for subject, prompt in zip(lines, prompts, strict=False)]]
+
+    return _regenerate_style
 
 
-regenerate_style = regenerate_endpoint(
-    _regenerate_style,
+REGENERATE_STYLE = (
     'Generate one or more subjects in a learned style, e.g. "{subject} in the style of {style}".',
     "    style: the style prompt (e.g. what /style found)\n"
     "    subjects: one subject per line\n"
     "    template: how subject and style combine: text with the bare fields {style} (required) and {subject}",
+    "regenerate_style",
 )
 
 
 def build(ctx) -> None:
-    s = ctx.settings
+    s, pipeline = ctx.settings, ctx.pipeline
+    max_subjects = pipeline.settings.limits.max_subjects
+    find_style = pipeline.search(FIND_STYLE)
+    regenerate_style = pipeline.regenerate(regenerate_style_plan(max_subjects), *REGENERATE_STYLE)
     with gr.Tab("Style transfer", id="style", elem_id="tab-style"):
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=300):
@@ -101,13 +107,11 @@ def build(ctx) -> None:
         ctx.share_button()
 
         ui.checked_uploads(images, status)
-        _, control = ui.wire_search(
+        _, control = wire_search(
             ctx, [run], [find_style], [images, *s.inputs()], [prompt, status, plot, cands], ["style"], stop
         )
         cands.select(ui.pick_row, None, prompt, **ui.QUICK)
         subjects, template, styled = boxes["subjects"], boxes["template"], boxes["styled"]
         for box in (prompt, subjects, template):
-            box.change(styled_prompts, [prompt, subjects, template], styled, **ui.QUICK)
-        panel.wire(
-            regenerate_style, [prompt, subjects, template, s.model], "regenerate_style", ui.gpu_options(), control
-        )
+            box.change(lambda *v: styled_prompts(*v, max_subjects), [prompt, subjects, template], styled, **ui.QUICK)
+        panel.wire(pipeline, regenerate_style, [prompt, subjects, template, s.model], "regenerate_style", control)

@@ -347,6 +347,7 @@ class Pipeline:
         self.throttle = lambda: Throttle(settings.ui_interval)
         self.load_model: Callable[[str], Any] = settings.load_model  # replaceable (tests: a slow download)
         self.endpoints: dict[str, Callable] = {}
+        self._draw: Callable | None = None
 
     # -- shared steps --------------------------------------------------------------------------
 
@@ -478,6 +479,19 @@ class Pipeline:
 
     # -- regenerations and the score -----------------------------------------------------------
 
+    def draw_on_gpu(self) -> Callable:
+        """The regenerations' one GPU function (pez_app.regenerate.draw_all), made once per demo."""
+        if self._draw is None:
+            from . import regenerate as regen
+
+            settings = self.settings
+
+            def draw(galleries: list, model: str, cfg: pez.GenerateConfig, progress=None):
+                return regen.draw_all(settings, galleries, model, cfg, progress)
+
+            self._draw = self.gpu(draw, zerogpu.generate_seconds)
+        return self._draw
+
     def regenerate(self, plan: Callable, description: str, args_doc: str, name: str) -> Callable:
         """The handler of one tab's Regenerate (pez_app.regenerate builds the signature's
         generation part and does the drawing): bind, check, admit, GPU, finish, errors."""
@@ -489,7 +503,7 @@ class Pipeline:
         progress = P("progress", P.POSITIONAL_OR_KEYWORD, default=gr.Progress(track_tqdm=True))
         request = P("request", P.POSITIONAL_OR_KEYWORD, default=None, annotation=gr.Request | None)
         sig = inspect.Signature([*own, *regen.generation_params(), control, progress, request])
-        draw = self.gpu(functools.partial(regen.draw_all, self.settings), zerogpu.generate_seconds)
+        draw = self.draw_on_gpu()
 
         def handler(*args, **kwargs):
             a = sig.bind(*args, **kwargs)  # 1
@@ -521,7 +535,12 @@ class Pipeline:
         admitted, on the GPU; `fn`'s docstring and signature (without the settings) are the API's."""
         sig = inspect.signature(fn)
         sig = sig.replace(parameters=list(sig.parameters.values())[1:])
-        on_device = self.gpu(functools.partial(fn, self.settings), zerogpu.score_seconds)
+        settings = self.settings
+
+        def on_gpu_fn(prompt: str, image, model: str):
+            return fn(settings, prompt, image, model)
+
+        on_device = self.gpu(on_gpu_fn, zerogpu.score_seconds)
 
         def handler(prompt, image, model):
             if not prompt or not str(prompt).strip():

@@ -38,6 +38,7 @@ PLOT_NOTE = (
     "is noisy and need not match the best score (at the first steps the two differ most)."
 )
 
+CLOCK_ENDED = 0.8  # a budgeted run that took this share of its budget or more was ended by it
 READY, STARTING = "Ready.", "Starting…"
 WAITING = "Waiting in the queue for a free model slot… (another run is using it; Stop cancels)"
 BUSY = "the server is busy (its queue is full): try again in a moment"
@@ -150,7 +151,9 @@ def result_text(res: pez.InversionResult, extra: str = "", waited: float | None 
     if not res.stopped and res.steps_run < planned:
         budget = res.config.time_budget
         early = f" (time budget: {budget:g} s)" if budget else " (early stop: no better prompt for a while)"
-        early = f" (ended at {limit})" if limit else early
+        if limit:  # the limit was the budget: it ended the run unless early stop did, well before it
+            by_clock = res.elapsed >= CLOCK_ENDED * budget
+            early = f" (ended at {limit})" if by_clock else " (early stop: no better prompt for a while)"
     search = res.stats.get("search_seconds", res.elapsed)
     search = search if math.isfinite(search) else res.elapsed
     polish = max(res.elapsed - search, 0.0)

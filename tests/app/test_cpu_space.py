@@ -11,35 +11,29 @@ from pez.engine import accel
 from pez_app import server, settings
 
 
-def test_cpu_space_defaults(monkeypatch):
-    monkeypatch.setattr(server.SERVER, "cpu_space", False)
-    assert settings.app_defaults()["steps"] == pez.InvertConfig().steps
-    monkeypatch.setattr(server.SERVER, "cpu_space", True)
-    d = settings.app_defaults()
+def test_cpu_space_defaults():
+    assert settings.app_defaults(server.ServerSettings(cpu_space=False))["steps"] == pez.InvertConfig().steps
+    d = settings.app_defaults(server.ServerSettings(cpu_space=True))
     assert all(d[k] == v for k, v in server.CPU_SPACE_DEFAULTS.items())
     pez.InvertConfig(**{k: d[k] for k in server.CPU_SPACE_DEFAULTS})  # valid settings
-    params = {p.name: p.default for p in settings.setting_params("toy")}
+    params = {p.name: p.default for p in settings.setting_params("toy", d)}
     assert params["steps"] == server.CPU_SPACE_DEFAULTS["steps"]  # the API and MCP defaults too
     assert inspect.signature(settings.make_config)  # unchanged conversion
 
 
 def test_low_memory_weights_only_with_native_bf16(monkeypatch):
-    monkeypatch.setattr(server.SERVER, "device", "cpu")
-    monkeypatch.setattr(server.SERVER, "cpu_space", True)
+    space = server.ServerSettings(device="cpu", cpu_space=True)
     monkeypatch.setattr(accel, "cpu_has_native_bf16", lambda flags=None: True)
-    assert server.weights_dtype() == "bf16"
+    assert space.weights_dtype() == "bf16"
     monkeypatch.setattr(accel, "cpu_has_native_bf16", lambda flags=None: False)
-    assert server.weights_dtype() is None
-    monkeypatch.setattr(server.SERVER, "cpu_space", False)
+    assert space.weights_dtype() is None
     monkeypatch.setattr(accel, "cpu_has_native_bf16", lambda flags=None: True)
-    assert server.weights_dtype() is None  # only on a CPU Space
+    assert server.ServerSettings(device="cpu").weights_dtype() is None  # only on a CPU Space
 
 
-def test_cpu_space_time_limit_unless_set(monkeypatch):
-    monkeypatch.delenv("PEZ_MAX_RUN_SECONDS", raising=False)
-    monkeypatch.setattr(server.SERVER, "cpu_space", False)
-    assert server.Limits.from_env().max_run_seconds == server.Limits().max_run_seconds
-    monkeypatch.setattr(server.SERVER, "cpu_space", True)
-    assert server.Limits.from_env().max_run_seconds == server.CPU_SPACE_RUN_SECONDS < server.Limits().max_run_seconds
-    monkeypatch.setenv("PEZ_MAX_RUN_SECONDS", "45")
-    assert server.Limits.from_env().max_run_seconds == 45  # the operator's setting wins
+def test_cpu_space_time_limit_unless_set():
+    assert server.ServerSettings.from_env({}).limits.max_run_seconds == server.Limits().max_run_seconds
+    space = server.ServerSettings.from_env({"PEZ_CPU_SPACE": "1"})
+    assert space.limits.max_run_seconds == server.CPU_SPACE_RUN_SECONDS < server.Limits().max_run_seconds
+    both = {"PEZ_CPU_SPACE": "1", "PEZ_MAX_RUN_SECONDS": "45"}
+    assert server.ServerSettings.from_env(both).limits.max_run_seconds == 45  # the operator's setting wins

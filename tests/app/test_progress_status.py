@@ -4,11 +4,11 @@ a real rate in every phase, the time left, loading vs downloading, the time the 
 from __future__ import annotations
 
 import math
-import time
+import threading
 
 import pez
 from pez.config import APP_CPU_TIME_BUDGET
-from pez_app import downloads, progress, settings
+from pez_app import downloads, progress, server, settings
 
 
 def _report(**kw) -> pez.StepReport:
@@ -45,8 +45,11 @@ def test_summary_time_is_the_time_waited(tiny_clip, images):
 
 def test_loading_says_downloading_only_while_bytes_move(monkeypatch):
     monkeypatch.setattr(downloads, "POLL_SECONDS", 0.05)
-    model = object()
-    out = list(downloads.load_with_progress(lambda: time.sleep(0.3) or model, "ViT-H-14"))
+    model, released = object(), threading.Event()
+    stream = downloads.load_with_progress(lambda: released.wait(120) and model, "ViT-H-14")
+    first = next(stream)  # the load waits until the status has said something: no race with the poll
+    released.set()
+    out = [first, *stream]
     assert out[-1] is model  # the loaded object comes last
     lines = out[:-1]
     assert lines and all(x.startswith("Loading ViT-H-14 (") for x in lines)  # reading a cache: no bytes
@@ -56,7 +59,8 @@ def test_time_budget_is_an_app_setting_with_a_cpu_default():
     assert "time_budget" in settings.FIELDS and "dictionary_words" in settings.FIELDS
     assert settings.FIELDS[-3:] == ("dictionary_words", "time_budget", "clip_weights")  # appended: positional calls keep working
     assert settings.app_time_budget("cpu") == APP_CPU_TIME_BUDGET > 0
-    params = {p.name: p for p in settings.setting_params("toy")}
+    defaults = settings.app_defaults(server.ServerSettings())
+    params = {p.name: p for p in settings.setting_params("toy", defaults)}
     assert params["time_budget"].annotation is float and params["time_budget"].default == settings.app_time_budget()
     cfg = settings.make_config({"time_budget": 45, "dictionary_words": True, "steps": 10})
     assert cfg.time_budget == 45.0 and cfg.dictionary_words

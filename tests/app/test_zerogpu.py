@@ -13,9 +13,8 @@ import pytest
 
 import pez
 from pez.engine import accel
-from pez_app import regenerate, server, zerogpu
+from pez_app import pipeline, server, zerogpu
 from pez_app.regenerate import Draw
-from pez_app.tabs import image
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,20 +53,19 @@ def test_spaces_decorator_is_a_pass_through_off_spaces():
     def stream(x):
         yield x
 
-    assert server.on_gpu(stream, zerogpu.search_seconds) is stream
-    assert inspect.isgeneratorfunction(server.gpu_handler(stream, zerogpu.search_seconds))
-    assert inspect.isgeneratorfunction(image.invert_image)
-    assert not inspect.isgeneratorfunction(regenerate.draw_on_gpu)
+    assert pipeline.on_gpu(stream, zerogpu.search_seconds) is stream
+    gpu = pipeline.Pipeline(server.ServerSettings(), "toy", {}).gpu
+    assert inspect.isgeneratorfunction(gpu(stream, zerogpu.search_seconds))
+    assert not inspect.isgeneratorfunction(gpu(lambda x: x, zerogpu.generate_seconds))
 
 
 def test_search_duration_follows_the_request(monkeypatch, tmp_path):
-    monkeypatch.setattr(server.SERVER, "gpu_seconds", 120)
     monkeypatch.setattr(zerogpu, "PRELOADED", {"sd-turbo"})
     img = tmp_path / "a.png"
     img.write_bytes(b"x")
 
-    def secs(model="sd-turbo", own=(str(img), None, "", 1.0), **kw):
-        return zerogpu.search_seconds(own, model, pez.InvertConfig(**kw))
+    def secs(model="sd-turbo", own=(str(img), None, "", 1.0), per_image=False, **kw):
+        return zerogpu.search_seconds(own, model, pez.InvertConfig(**kw), cap=120, per_image=per_image)
 
     short, long = secs(steps=100, refine_steps=0), secs(steps=1000, refine_steps=0)
     assert zerogpu.MIN_SECONDS <= short < long <= 120
@@ -75,6 +73,13 @@ def test_search_duration_follows_the_request(monkeypatch, tmp_path):
     assert secs(steps=1000, refine_steps=50) > long
     assert secs(model="ViT-L-14/openai", steps=1000, refine_steps=0) < long  # 12 text layers, not 24
     assert secs(steps=10_000, refine_steps=0) == 120  # capped: never a visitor's whole quota beyond the cap
+    # concatenate: one search per image, each within its share of the run's budget
+    three = (str(img), str(img), str(img))
+    one_search = secs(own=three, steps=300, refine_steps=0)
+    assert secs(own=three, per_image=True, steps=300, refine_steps=0) > 2 * one_search - zerogpu.START_SECONDS * 2
+    budgeted = secs(own=three, per_image=True, steps=10_000, refine_steps=0, time_budget=10.0)  # 10 s per image
+    assert budgeted == zerogpu._clamp(zerogpu.START_SECONDS + 3 * 10.0 + 3 * zerogpu.IMAGE_SECONDS, 120)
+    assert zerogpu.search_seconds((str(img),), "sd-turbo", pez.InvertConfig(steps=10_000), cap=30) == 30
     monkeypatch.setattr(zerogpu, "ZERO_GPU", True)
     assert secs(model="sd-1.5", steps=100, refine_steps=0) > short + zerogpu.LOAD_SECONDS  # not preloaded: loads in the call
     assert zerogpu.loads_in_call("sd-1.5") and not zerogpu.loads_in_call("sd-turbo")
@@ -82,8 +87,7 @@ def test_search_duration_follows_the_request(monkeypatch, tmp_path):
     assert zerogpu._image_count((str(img), [(str(img), "c"), str(img)], "a text", 1.0)) == 3
 
 
-def test_generation_and_score_durations(monkeypatch):
-    monkeypatch.setattr(server.SERVER, "gpu_seconds", 120)
+def test_generation_and_score_durations():
     one = zerogpu.generate_seconds([[Draw("a cat")]], "sd-2.1-base", pez.GenerateConfig(num_images=1))
     four = zerogpu.generate_seconds([[Draw("a cat")], [Draw("a dog")]], "sd-2.1-base", pez.GenerateConfig(num_images=2))
     turbo = zerogpu.generate_seconds([[Draw("a cat")]], "sd-turbo", pez.GenerateConfig(num_images=1))

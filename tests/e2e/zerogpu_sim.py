@@ -71,24 +71,32 @@ def main(offload_dir: str) -> dict:
     from pez.engine import accel
     from pez_app import progress, regenerate, zerogpu
     from pez_app import server as srv
-    from pez_app.tabs import image
 
     out: dict = {"zero_gpu": srv.ZERO_GPU, "preloaded": sorted(zerogpu.PRELOADED)}
-    clip = pez.load_clip("toy", device=srv.SERVER.device)  # the preloaded one (cached)
+    settings, start = app.demo.pez.settings, app.demo.pez.start
+    clip = pez.load_clip("toy", device=settings.device)  # the preloaded one (cached)
     params = list(clip.model.parameters())
     out["clip_device"] = str(clip.device)
     out["params_on_cuda"] = all(p.device.type == "cuda" for p in params)
     out["params_recorded"] = sum(p in patching.cuda_aliases for p in params) / len(params)
     out["compile"] = accel.compile_enabled(clip.device)
     out["gpu_functions"] = len({id(fn) for fn in decorated_cache.values()})
+    # Demos built with other settings (each carries its own: the handlers run in workers on the
+    # CPU; a 2 s time limit), before the pack, as every GPU function of a Space is made at start-up.
+    on_cpu = app.build_demo(dataclasses.replace(settings, device="cpu"), start=start)
+    limited = app.build_demo(
+        dataclasses.replace(on_cpu.pez.settings, limits=dataclasses.replace(settings.limits, max_run_seconds=2.0)),
+        start=start,
+    )
+    draw_on_gpu = on_cpu.pez.pipeline.draw_on_gpu()
     out["packed_bytes"] = patching.pack()  # what the spaces package does at launch
 
     target = str(pez.toy.EXAMPLES_DIR / "toy_red_circle.png")
 
-    def search(**kw):
+    def search(demo=app.demo, **kw):
         control = progress.RunControl()
         progress.arm_run(control)
-        return image.invert_image(target, model="toy", control=control, **kw), control
+        return demo.pez.endpoints["invert"](target, model="toy", control=control, **kw), control
 
     def error_of(fn) -> dict:
         try:
@@ -106,38 +114,35 @@ def main(offload_dir: str) -> dict:
     # Phase 2: workers that start without CUDA; the handlers run in them, on the CPU.
     zero_torch.init = lambda nvidia_uuid: None
     zero_torch.move = lambda callback=None: None
-    srv.SERVER.device = "cpu"
-    stream, control = search(steps=40, seed=1)
+    stream, control = search(on_cpu, steps=40, seed=1)
     updates = list(stream)
     out["run"] = {"updates": len(updates), "status": updates[-1][1], "prompt": updates[-1][0], "record": control.record}
     workers = [p.pid for p in psutil.Process().children()]
 
-    stream, control = search(steps=3000, patience=0, seed=2)
+    stream, control = search(on_cpu, steps=3000, patience=0, seed=2)
     for n, update in enumerate(stream, 1):
         if n == 3:
             control.stop_at = time.monotonic()  # Stop, pressed in the main process
     out["stop"] = {"updates": n, "status": update[1], "record": control.record}
     out["worker_reused"] = [p.pid for p in psutil.Process().children()] == workers and len(workers) == 1
 
-    stream, control = search(steps=3000, patience=0, seed=3)
+    stream, control = search(on_cpu, steps=3000, patience=0, seed=3)
     for n, update in enumerate(stream, 1):
         if n == 3:
             for child in psutil.Process().children():
                 os.kill(child.pid, signal.SIGKILL)  # the GPU worker dies (as when its time runs out)
     out["abort"] = {"updates": n, "status": update[1], "record": control.record}
 
-    limits = srv.SERVER.limits  # the server's time limit, kept in the main process like Stop
-    srv.SERVER.limits = dataclasses.replace(limits, max_run_seconds=2.0)
-    stream, control = search(steps=3000, patience=0, seed=4)
+    # the server's time limit: the run's time budget, planned in the worker (search, then polish)
+    stream, control = search(limited, steps=3000, patience=0, seed=4, time_budget=0.0)
     update = list(stream)[-1]
-    srv.SERVER.limits = limits
     out["time_limit"] = {"status": update[1], "record": control.record}
 
-    items = regenerate.draw_on_gpu  # a plain (not streaming) GPU function
-    results, stopped = items([[regenerate.Draw("a red circle", [target])]], "toy", pez.GenerateConfig(num_images=2))
+    draws = [[regenerate.Draw("a red circle", [target])]]  # a plain (not streaming) GPU function
+    results, stopped = draw_on_gpu(draws, "toy", pez.GenerateConfig(num_images=2))
     out["regenerate"] = {"images": len(results[0][0].images), "scores": results[0][0].image_scores, "stopped": stopped}
-    out["score"] = image.score_prompt("a red circle", target, "toy")
-    gallery, summary = image.regenerate("a red circle", target, model="toy", num_images=1)  # with gr.Progress
+    out["score"] = on_cpu.pez.endpoints["score"]("a red circle", target, "toy")
+    gallery, summary = on_cpu.pez.endpoints["regenerate"]("a red circle", target, model="toy", num_images=1)  # with gr.Progress
     out["regenerate_handler"] = {"images": len(gallery), "summary": summary}
     out["durations"] = durations()
     out["calls"] = [path for path, _ in CALLS]

@@ -49,17 +49,6 @@ CLEAR_JS = f"""() => {{ {_READ}
 }}"""
 
 
-def history_upsert(history: list | None, record: dict | None) -> list:
-    """Add or update (by run id) one run record, newest first; empty prompts are not kept.
-    (The browser does the same in MERGE_JS; this is its Python twin, for tests and exports.)"""
-    history = list(history or [])
-    if not record or not record.get("prompt"):
-        return history
-    keep = {k: v for k, v in record.items() if k != "done"}
-    history = [h for h in history if h.get("id") != record.get("id")]
-    return ([keep] + history)[:HISTORY_LIMIT]
-
-
 def history_rows(history: list | None) -> list[list]:
     """The History table's rows (at most HISTORY_LIMIT: the browser keeps no more; anything else
     sent here, e.g. by a script, is not turned into rows)."""

@@ -376,9 +376,11 @@ class Pipeline:
             )
         )
 
-    def _register(self, name: str, handler: Callable, sig: inspect.Signature, doc: str) -> Callable:
+    def _register(self, name: str, handler: Callable, sig: inspect.Signature, doc: str, tool: str) -> Callable:
+        """Name the handler for gradio: `tool` (the function's name: the MCP tool's), its signature
+        and docstring (the API's and MCP's parameters and description); keep it as endpoints[name]."""
         P = inspect.Parameter
-        handler.__name__ = handler.__qualname__ = name
+        handler.__name__ = handler.__qualname__ = tool
         handler.__signature__ = sig
         handler.__annotations__ = {p.name: p.annotation for p in sig.parameters.values() if p.annotation is not P.empty}
         handler.__doc__ = doc
@@ -453,7 +455,7 @@ class Pipeline:
             "Returns:\n    the best prompt, a plain-text status line, the loss curve and the candidates table "
             "(streamed: each update improves on the last)"
         )
-        return self._register(spec.name, handler, sig, doc)
+        return self._register(spec.name, handler, sig, doc, spec.prepare.__name__.lstrip("_"))
 
     def _stream(self, on_device: Callable, seconds: Callable[..., int], request: tuple, gr_request):
         """8-9 in the main process: keep each record in the run's control, say where the server's
@@ -528,7 +530,7 @@ class Pipeline:
                     ticket.release()
             raise err  # outside the except: the error keeps no reference to the failure's frames
 
-        return self._register(name, handler, sig, regen.handler_doc(description, args_doc))
+        return self._register(name, handler, sig, regen.handler_doc(description, args_doc), plan.__name__.lstrip("_"))
 
     def score(self, fn: Callable, name: str) -> Callable:
         """A plain model call (the score): `fn(server settings, *args)` with its model checked,
@@ -556,7 +558,7 @@ class Pipeline:
                 ticket.release()
 
         handler = friendly_errors(handler)
-        return self._register(name, handler, sig, fn.__doc__)
+        return self._register(name, handler, sig, fn.__doc__, fn.__name__)
 
 
 def _either(a: Callable[[], bool], b: Callable[[], bool] | None) -> Callable[[], bool]:

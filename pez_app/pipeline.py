@@ -108,8 +108,9 @@ class Deadline:
     its clock starts at the first poll, once the model is loaded, so neither the queue nor a first
     download counts. `hit` says whether it stopped the work."""
 
-    def __init__(self, seconds: float):
+    def __init__(self, seconds: float, limit: float | None = None):
         self.seconds = seconds
+        self.limit = seconds if limit is None else limit  # the server's limit, as the note names it
         self.start: float | None = None
         self.hit = False
 
@@ -121,7 +122,7 @@ class Deadline:
         return self.hit
 
     def note(self) -> str:
-        return f"the server's time limit ({self.seconds:g} s)"
+        return f"the server's time limit ({self.limit:g} s)"
 
 
 # A search ends by its planned budget (the limit at most); the backstop stops one that overruns it
@@ -434,7 +435,7 @@ class Pipeline:
                 job = spec.prepare(*own_values, model=model, config=asked)
                 ticket = self.admit(spec.name, "search", model, a.arguments["request"], job.images)  # 3
                 config, limited = run_budget(asked, limit, searches_of(job))  # 4
-                run.deadline = Deadline(limit * BACKSTOP_FACTOR + BACKSTOP_SECONDS)
+                run.deadline = Deadline(limit * BACKSTOP_FACTOR + BACKSTOP_SECONDS, limit)
                 note = f"the server's time limit ({limit:g} s)" if limited else ""
                 asked = {"time_budget": asked.time_budget, "limited": note}
                 request = (own_values, model, config, run, asked)

@@ -80,8 +80,13 @@ class Ticket(Protocol):
 
 class Gate(Protocol):
     """Admission: `admit` returns a Ticket, or raises a gr.Error (server.user_error) whose message
-    the caller sees (e.g. "you have 2 runs waiting"). It runs in the handler's thread, after the
-    checks, before the GPU is asked for; it must be thread-safe and quick."""
+    the caller sees (e.g. "you have 2 runs waiting"), and the request ends there: nothing loaded,
+    no GPU time reserved, the tab's status shows the message. It is called once per request, in
+    the handler's thread, when gradio's queue has started the job and its inputs are checked; it
+    must be thread-safe and quick. The Ticket's `release()` is called exactly once, when the
+    request ends however it ends (done, error, Stop, a cancelled or closed stream). Jobs still
+    waiting in gradio's queue have not reached the gate (a per-caller queue cap needs gradio's
+    queue, or a check at the browser's un-queued Run click). Pass one to build_demo(gate=...)."""
 
     def admit(self, request: Admission) -> Ticket: ...
 
@@ -536,8 +541,10 @@ class Pipeline:
     def score(self, fn: Callable, name: str) -> Callable:
         """A plain model call (the score): `fn(server settings, *args)` with its model checked,
         admitted, on the GPU; `fn`'s docstring and signature (without the settings) are the API's."""
+        P = inspect.Parameter
+        request = P("request", P.POSITIONAL_OR_KEYWORD, default=None, annotation=gr.Request | None)
         sig = inspect.signature(fn)
-        sig = sig.replace(parameters=list(sig.parameters.values())[1:])
+        sig = sig.replace(parameters=[*list(sig.parameters.values())[1:], request])
         settings = self.settings
 
         def on_gpu_fn(prompt: str, image, model: str):
@@ -545,13 +552,13 @@ class Pipeline:
 
         on_device = self.gpu(on_gpu_fn, zerogpu.score_seconds)
 
-        def handler(prompt, image, model):
+        def handler(prompt, image, model, request=None):
             if not prompt or not str(prompt).strip():
                 raise user_error("The prompt is empty.")
             if image is None:
                 raise user_error("Add the target image first.")
             model = self.settings.check_model(model)  # refused before any GPU time is reserved
-            ticket = self.admit(name, "score", model, None, 1)
+            ticket = self.admit(name, "score", model, request, 1)
             try:
                 duration = functools.partial(zerogpu.score_seconds, cap=self.settings.gpu_seconds)
                 return zerogpu.call_on_gpu(on_device, duration, prompt, image, model)

@@ -151,8 +151,8 @@ def result_text(res: pez.InversionResult, extra: str = "", waited: float | None 
     if not res.stopped and res.steps_run < planned:
         budget = res.config.time_budget
         early = f" (time budget: {budget:g} s)" if budget else " (early stop: no better prompt for a while)"
-        if limit:  # the limit was the budget: it ended the run unless early stop did, well before it
-            by_clock = res.elapsed >= CLOCK_ENDED * budget
+        if limit:  # the limit was the budget: it ended the run unless early stop (on) did, well before it
+            by_clock = not res.config.patience or res.elapsed >= CLOCK_ENDED * budget
             early = f" (ended at {limit})" if by_clock else " (early stop: no better prompt for a while)"
     search = res.stats.get("search_seconds", res.elapsed)
     search = search if math.isfinite(search) else res.elapsed

@@ -444,7 +444,9 @@ class Pipeline:
                 note = f"the server's time limit ({limit:g} s)" if limited else ""
                 asked = {"time_budget": asked.time_budget, "limited": note}
                 request = (own_values, model, config, run, asked)
-                yield from self._stream(on_device, functools.partial(duration, cap=cap), request, a.arguments["request"])
+                yield from self._stream(
+                    on_device, functools.partial(duration, cap=cap), request, a.arguments["request"]
+                )
             except Exception as e:  # 10
                 err = as_gr_error(e)
                 run.error = err.message

@@ -92,7 +92,7 @@ def _open(source: Any, label: str, decode: bool = True) -> Image.Image:
         if is_dir:
             raise InvalidImageError(f"{label}: is a folder, not an image file")
         if not is_file:
-            raise InvalidImageError(f"{label}: file not found")
+            raise InvalidImageError(f"{os.fspath(source)}: file not found")  # the path as given: which cat.jpg?
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

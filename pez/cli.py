@@ -558,13 +558,23 @@ def _app(args: argparse.Namespace) -> int:
     try:
         from pez_app.main import main as app_main
     except ModuleNotFoundError as e:
-        if (e.name or "").split(".")[0] not in ("gradio", "pandas", "pez_app"):
+        message = app_missing(e)
+        if message is None:
             raise
-        raise ConfigError(
-            f"the app needs {e.name}, which is not installed: pip install '.[app]' in pez's folder (or pip install -r requirements.txt)"
-        ) from e
+        raise ConfigError(message) from e
     app_main(args.args, prog="pez app")
     return 0
 
 
-__all__ = ["add_invert_flags", "build_parser", "config_from_args", "main", "run"]
+def app_missing(error: ModuleNotFoundError) -> str | None:
+    """What to install when starting the app failed on `error`; None when the missing module is not
+    one the app extra provides (a real bug: let it raise). Shared by `pez app` and `python -m pez_app`."""
+    if (error.name or "").split(".")[0] not in ("gradio", "pandas", "pez_app"):
+        return None
+    return (
+        f"the app needs {error.name}, which is not installed: pip install '.[app]' in pez's folder "
+        "(or pip install -r requirements.txt)"
+    )
+
+
+__all__ = ["add_invert_flags", "app_missing", "build_parser", "config_from_args", "main", "run"]

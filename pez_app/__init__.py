@@ -19,8 +19,28 @@
 `app.py` at the repository root is the entry point (module-level `demo`, CLI flags, launch).
 """
 
-from .components import CSS, LAUNCH_KWARGS, THEME
-from .layout import build_demo
-from .server import SERVER, ServerSettings, StartupModel, startup_model
+import importlib
+
+# The public names and their modules, imported on first use (PEP 562) so that `python -m pez_app`
+# starts without gradio and can say what to install (pez_app/__main__.py).
+_EXPORTS = {
+    "CSS": "components",
+    "LAUNCH_KWARGS": "components",
+    "THEME": "components",
+    "build_demo": "layout",
+    "SERVER": "server",
+    "ServerSettings": "server",
+    "StartupModel": "server",
+    "startup_model": "server",
+}
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = ["CSS", "LAUNCH_KWARGS", "SERVER", "THEME", "ServerSettings", "StartupModel", "build_demo", "startup_model"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
 import logging
 import math
@@ -20,7 +21,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .config import CONCAT_SEPARATOR, GENERATE_BOUNDS, PRECISIONS, STYLE_TEMPLATE, GenerateConfig, InvertConfig, about
+from .config import (
+    CONCAT_SEPARATOR,
+    GENERATE_BOUNDS,
+    PRECISIONS,
+    SIZE_MULTIPLE,
+    STYLE_TEMPLATE,
+    GenerateConfig,
+    InvertConfig,
+    about,
+)
 from .errors import USER_ERRORS, ConfigError, describe_error
 from .models import DEFAULT_PAIR, PAIRS, list_pairs
 
@@ -43,7 +53,7 @@ def run(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except USER_ERRORS as e:
-        sys.stderr.write(f"error: {e}\n")
+        sys.stderr.write(f"error: {e}{_did_you_mean(args, e)}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
@@ -56,6 +66,36 @@ def run(argv: list[str] | None = None) -> int:
 
 def _out(text: str) -> None:
     sys.stdout.write(text + "\n")
+
+
+def _plural(n: int, word: str, many: str | None = None) -> str:
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def _did_you_mean(args: argparse.Namespace, error: Exception) -> str:
+    """' (did you mean 'toy'?)' when the error is about the --model typed and a registered name is
+    close to it (difflib), else ''. Names: the pairs, plus the toy and tiny random CLIP specs."""
+    typed = getattr(args, "model", None)
+    if not isinstance(typed, str) or repr(typed.strip()) not in str(error):
+        return ""
+    names = [*list_pairs(), "toy", "random:tiny"]
+    close = difflib.get_close_matches(typed.strip(), names, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close and close[0] != typed.strip() else ""
+
+
+def _check_out_parent(path: Path, flag: str) -> None:
+    """`flag`'s path goes in an existing folder: ConfigError when a parent is a file or missing (pez
+    creates no folders the user did not name)."""
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{flag}: {parent} is a file, not a folder; received {str(path)!r}")
+            break
+    if not path.parent.is_dir():
+        raise ConfigError(
+            f"{flag}: the folder {path.parent} does not exist; create it first (mkdir -p {path.parent}) "
+            f"or pick another path, received {str(path)!r}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -88,7 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("batch", help="invert every image in folders, one JSON line each (resumable; accelerate)")
     p.add_argument("paths", nargs="+", metavar="DIR", help="folders (searched recursively) or image files")
-    p.add_argument("--out", "-o", required=True, help="JSONL file the results are appended to")
+    p.add_argument(
+        "--out",
+        "-o",
+        required=True,
+        help="JSONL file the results are appended to (created if missing; its folder must exist)",
+    )
     p.add_argument(
         "--keep-errors",
         action="store_true",
@@ -134,18 +179,27 @@ def add_invert_flags(p: argparse.ArgumentParser, command=None) -> None:
             b = info.bound
             p.add_argument(
                 "--time", flag, dest=f.name, type=float, default=f.default, metavar="SECONDS",
-                help=f"{info.help} [{b.lo:g}..{b.hi:g}] (default {f.default:g})",
+                help=f"{info.help}, {_range(b)} (default {f.default:g})",
             )  # fmt: skip
         else:
-            extra = " (-1: draw one)" if f.name == "seed" else ""
+            extra = "; -1 for a random seed (the seed used is printed)" if f.name == "seed" else ""
             p.add_argument(
                 flag,
                 type=float if f.type == "float" else int,
                 default=f.default,
-                help=f"{info.help}{extra} [{info.bound.lo:g}..{info.bound.hi:g}] (default {f.default})",
+                help=f"{info.help}, {_range(info.bound)}{extra} (default {f.default})",
             )
     if command is not None:
         p.set_defaults(run=command)
+
+
+def _range(bound) -> str:
+    """'1 to 10,000', '0 to 2,147,483,647', '0.0001 to 10': a bound as a reader writes it."""
+
+    def number(x: float) -> str:
+        return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
+
+    return f"{number(bound.lo)} to {number(bound.hi)}"
 
 
 def config_from_args(args: argparse.Namespace) -> InvertConfig:
@@ -191,7 +245,14 @@ def _style(args: argparse.Namespace) -> int:
     clip = get_clip(args.model, args.device)
     *_, last = _progress(invert_stream(args.images, clip, cfg), cfg.steps, args.quiet, budget=cfg.time_budget)
     styled = style_prompts(args.subject, last.result.prompt, args.template)
-    _print_result(last.result, args.json, {"styled": styled})
+    if args.json:
+        _print_result(last.result, True, {"styled": styled})
+        return 0
+    _print_result(last.result, False)
+    if styled:  # one styled prompt a line, ready to paste
+        _out(f"# styled ({_plural(len(styled), 'subject')}):")
+        for line in styled:
+            _out(line)
     return 0
 
 
@@ -218,6 +279,7 @@ def _batch(args: argparse.Namespace) -> int:
     from .batch import run_batch
 
     cfg = config_from_args(args)
+    _check_out_parent(Path(args.out).expanduser(), "--out")
     try:
         summary = run_batch(
             args.paths,
@@ -239,9 +301,9 @@ def _batch(args: argparse.Namespace) -> int:
         _out(json.dumps(summary.to_dict(), indent=2))
     else:
         _out(
-            f"{summary.complete}/{summary.total} images in {summary.out} "
-            f"({summary.skipped} already done, {summary.written} new, {summary.errors} bad images; "
-            f"{summary.processes} process(es), {summary.elapsed:.1f}s)"
+            f"{summary.complete}/{_plural(summary.total, 'image')} in {summary.out} "
+            f"({summary.skipped} already done, {summary.written} new, {_plural(summary.errors, 'bad image')}; "
+            f"{_plural(summary.processes, 'process', 'processes')}, {summary.elapsed:.1f}s)"
         )
     if summary.stopped:
         sys.stderr.write("stopped; re-run the same command to resume\n")
@@ -323,11 +385,23 @@ def _add_generate(sub) -> None:
     p.add_argument("--negative", default="", metavar="TEXT", help=f"negative prompt: {info('negative_prompt')}")
     p.add_argument("--seed", type=int, default=GenerateConfig.seed, help=info("seed"))
     bound = GENERATE_BOUNDS["num_images"]
-    p.add_argument("--num-images", "-n", type=int, default=GenerateConfig.num_images, help=f"{info('num_images')} [{bound.lo}..{bound.hi}]")  # fmt: skip
+    p.add_argument("--num-images", "-n", type=int, default=GenerateConfig.num_images, help=f"{info('num_images')}, {_range(bound)}")  # fmt: skip
     p.add_argument("--steps", type=int, default=None, help=f"{info('steps')} (default: the pair's)")
     p.add_argument("--guidance", type=float, default=None, help=f"{info('guidance')} (default: the pair's)")
-    p.add_argument("--size", type=int, default=None, help="width and height in pixels (default: the pair's)")
-    p.add_argument("--out", "-o", default=".", metavar="DIR", help="folder the PNG files are written to")
+    size = GENERATE_BOUNDS["width"]
+    p.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help=f"width and height in pixels, {_range(size)}, a multiple of {SIZE_MULTIPLE} (default: the pair's)",
+    )
+    p.add_argument(
+        "--out",
+        "-o",
+        default=".",
+        metavar="DIR",
+        help="folder the PNG files are written to (created if missing; its parent folder must exist)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--offload", action="store_true", help="accelerate's model CPU offload (small GPUs, CUDA only)")
     p.add_argument("--no-score", action="store_true", help="skip CLIP scoring (saves loading the CLIP)")
@@ -346,15 +420,9 @@ def _generate(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out: expected a folder, received the file {str(out)!r}")
-    config = GenerateConfig(
-        negative_prompt=args.negative,
-        seed=args.seed,
-        num_images=args.num_images,
-        steps=args.steps,
-        guidance=args.guidance,
-        width=args.size,
-        height=args.size,
-    )
+    if not out.exists():
+        _check_out_parent(out, "--out")
+    config = _generate_config(args)
     bars = []  # the bar opens at the first denoising step, so loading time is not counted as a step
 
     def on_step(step) -> None:
@@ -378,7 +446,7 @@ def _generate(args: argparse.Namespace) -> int:
     finally:
         for bar in bars:
             bar.close()
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(exist_ok=True)
     paths = []
     for image, seed in zip(result.images, result.seeds, strict=True):
         path = out / f"{result.pair}-seed{seed}.png"
@@ -388,6 +456,37 @@ def _generate(args: argparse.Namespace) -> int:
         sys.stderr.write(f"warning: {line}\n")
     _print_images(result, paths, args.json)
     return 0
+
+
+# GenerateConfig's field -> the generate flag that sets it, so an error names what the user typed
+GENERATE_FLAGS = {
+    "negative_prompt": "--negative",
+    "seed": "--seed",
+    "num_images": "--num-images",
+    "steps": "--steps",
+    "guidance": "--guidance",
+    "width": "--size",
+    "height": "--size",
+}
+
+
+def _generate_config(args: argparse.Namespace) -> GenerateConfig:
+    """The GenerateConfig of generate's flags; a bad value is a ConfigError naming its flag."""
+    try:
+        return GenerateConfig(
+            negative_prompt=args.negative,
+            seed=args.seed,
+            num_images=args.num_images,
+            steps=args.steps,
+            guidance=args.guidance,
+            width=args.size,
+            height=args.size,
+        )
+    except ConfigError as e:
+        field, sep, rest = str(e).partition(": ")
+        if not sep or field not in GENERATE_FLAGS:
+            raise
+        raise ConfigError(f"{GENERATE_FLAGS[field]}: {rest}") from None
 
 
 def _print_images(result, paths: list[str], as_json: bool) -> None:
@@ -459,13 +558,23 @@ def _app(args: argparse.Namespace) -> int:
     try:
         from pez_app.main import main as app_main
     except ModuleNotFoundError as e:
-        if (e.name or "").split(".")[0] not in ("gradio", "pandas", "pez_app"):
+        message = app_missing(e)
+        if message is None:
             raise
-        raise ConfigError(
-            f"the app needs {e.name}, which is not installed: pip install '.[app]' in pez's folder (or pip install -r requirements.txt)"
-        ) from e
+        raise ConfigError(message) from e
     app_main(args.args, prog="pez app")
     return 0
 
 
-__all__ = ["add_invert_flags", "build_parser", "config_from_args", "main", "run"]
+def app_missing(error: ModuleNotFoundError) -> str | None:
+    """What to install when starting the app failed on `error`; None when the missing module is not
+    one the app extra provides (a real bug: let it raise). Shared by `pez app` and `python -m pez_app`."""
+    if (error.name or "").split(".")[0] not in ("gradio", "pandas", "pez_app"):
+        return None
+    return (
+        f"the app needs {error.name}, which is not installed: pip install '.[app]' in pez's folder "
+        "(or pip install -r requirements.txt)"
+    )
+
+
+__all__ = ["add_invert_flags", "app_missing", "build_parser", "config_from_args", "main", "run"]

@@ -92,7 +92,8 @@ def _open(source: Any, label: str, decode: bool = True) -> Image.Image:
         if is_dir:
             raise InvalidImageError(f"{label}: is a folder, not an image file")
         if not is_file:
-            raise InvalidImageError(f"{label}: file not found")
+            shown = os.fspath(source) if label == _label(source) else label  # the path as given: which cat.jpg?
+            raise InvalidImageError(f"{shown}: file not found")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

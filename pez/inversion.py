@@ -27,7 +27,7 @@ from .config import (
 )
 from .engine.features import check_texts, image_features, text_features
 from .engine.optim import Targets, optimize
-from .engine.vocab import clean_text
+from .engine.vocab import clean_text, text_ids
 from .errors import ConfigError
 from .images import load_images
 from .models import DEFAULT_PAIR, JointClip, LoadedClip, load_clip
@@ -151,10 +151,43 @@ def distill_stream(
     device: str | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> Iterator[StepReport]:
-    """Stream a PEZ run whose target is the CLIP text features of `text`."""
+    """Stream a PEZ run whose target is the CLIP text features of `text`. The short prompt is kept
+    shorter than `text` (distill_length); a capped length is said in the result's hint."""
     config = config or InvertConfig()
     clip = get_clip(model, device, config.clip_weights)
-    return optimize(clip, text_targets(clip, [text]), config, should_stop)
+    targets = text_targets(clip, [text])  # checks the text first
+    length, note = distill_length(clip, text, config.prompt_len)
+    if not note:
+        return optimize(clip, targets, config, should_stop)
+    return _noted(optimize(clip, targets, config.replace(prompt_len=length), should_stop), note)
+
+
+def distill_length(clip: LoadedClip | JointClip, text: str, prompt_len: int) -> tuple[int, str]:
+    """Distillation's length rule, for every front-end: the short prompt has fewer tokens than the
+    long one (as long would distil nothing). Returns (length, note): `prompt_len` and "" when it is
+    shorter; else the long prompt's token count minus 1 and a note saying so. Raises ConfigError
+    for a one-token text, which has nothing shorter."""
+    n = len(text_ids(clip, text))
+    if n <= 1:
+        raise ConfigError(f"text: expected a prompt of at least 2 tokens to distill, received {_tokens(n)}")
+    if prompt_len < n:
+        return prompt_len, ""
+    return n - 1, (
+        f"short prompt capped to {_tokens(n - 1)}: the long prompt has {_tokens(n)} "
+        f"and a short one must be shorter (asked for {_tokens(prompt_len)})"
+    )
+
+
+def _tokens(n: int) -> str:
+    return f"{n} token" + ("" if n == 1 else "s")
+
+
+def _noted(reports: Iterator[StepReport], note: str) -> Iterator[StepReport]:
+    """The reports, with `note` put first in the final result's hint."""
+    for rep in reports:
+        if rep.done and rep.result is not None:
+            rep.result.hint = f"{note}; {rep.result.hint}" if rep.result.hint else note
+        yield rep
 
 
 def distill(text: str, model: Model = DEFAULT_PAIR, config: InvertConfig | None = None, **kwargs) -> InversionResult:
@@ -261,6 +294,7 @@ __all__ = [
     "concatenate",
     "concatenate_stream",
     "distill",
+    "distill_length",
     "distill_stream",
     "get_clip",
     "image_targets",

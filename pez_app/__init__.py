@@ -24,10 +24,35 @@
 `app.py` at the repository root is the entry point (module-level `demo`, CLI flags, launch).
 """
 
-from .components import CSS, LAUNCH_KWARGS, THEME
-from .layout import App, build_demo
-from .pipeline import Admission, Gate, OpenGate, Pipeline, Ticket
-from .server import Limits, ServerSettings, StartupModel, startup_model
+import importlib
+
+# The public names and their modules, imported on first use (PEP 562) so that `python -m pez_app`
+# starts without gradio and can say what to install (pez_app/__main__.py).
+_EXPORTS = {
+    "CSS": "components",
+    "LAUNCH_KWARGS": "components",
+    "THEME": "components",
+    "App": "layout",
+    "build_demo": "layout",
+    "Admission": "pipeline",
+    "Gate": "pipeline",
+    "OpenGate": "pipeline",
+    "Pipeline": "pipeline",
+    "Ticket": "pipeline",
+    "Limits": "server",
+    "ServerSettings": "server",
+    "StartupModel": "server",
+    "startup_model": "server",
+}
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CSS",

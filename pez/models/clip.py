@@ -392,13 +392,36 @@ def load_clip(
     with _CACHE_LOCK:
         if key not in _CACHE:
             try:
-                _CACHE[key] = _load_uncached(parsed, dev, prec)
+                with quiet_open_clip():
+                    _CACHE[key] = _load_uncached(parsed, dev, prec)
             except Exception as e:
                 # The failure's frames hold what was built so far (hundreds of MB): whoever keeps
                 # the exception must not keep the half-built model alive with it.
                 traceback.clear_frames(e.__traceback__)
                 raise
         return _CACHE[key]
+
+
+class _OpenClipProgress(logging.Filter):
+    """Drops open_clip's progress records: below WARNING and logged from open_clip's own files."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or f"{os.sep}open_clip{os.sep}" not in record.pathname
+
+
+@contextmanager
+def quiet_open_clip() -> Iterator[None]:
+    """open_clip logs its progress ("Parsing tokenizer identifier ...", "Loaded ... model config")
+    at INFO through the *root* logger, so an app or script logging at INFO shows it on every load.
+    While pez loads, a filter on the root logger drops those records. A logger's filters see only
+    the records logged on it, so every other logger (and open_clip's warnings) is untouched, and
+    the filter is gone after the load."""
+    root, quiet = logging.getLogger(), _OpenClipProgress()
+    root.addFilter(quiet)
+    try:
+        yield
+    finally:
+        root.removeFilter(quiet)
 
 
 def clear_cache() -> None:

@@ -127,7 +127,7 @@ def test_an_output_that_cannot_be_written_is_reported_before_any_search(tmp_path
             code = e.code
         seconds = time.monotonic() - start
         err = capsys.readouterr().err.strip()
-        assert code == 2 and err.startswith("error: out"), f"{what}: exit {code}: {err}"
+        assert code == 2 and err.startswith(("error: out", "error: --out")), f"{what}: exit {code}: {err}"
         assert "\n" not in err and "failed (will be retried)" not in err, f"{what}: {err}"
         assert seconds < 20, f"{what}: reported after {seconds:.0f} s (searched first?)"
 

@@ -287,19 +287,25 @@ class BodyLimit:
                 too_big = False  # the server refuses a malformed length itself
             if too_big:
                 return await self._refuse(send, int(length))
-        seen, started = 0, False
+        seen, started, exceeded = 0, False, False
 
         async def counted_receive():
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    exceeded = True
                     raise BodyTooLarge()
             return message
 
         async def watched_send(message):
             nonlocal started
+            if exceeded:  # the app answered the error it got from receive (FastAPI: 400): ours instead
+                if not started:
+                    started = True
+                    await self._refuse(send, seen)
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)

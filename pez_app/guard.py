@@ -73,12 +73,20 @@ def caller_keys(request: Any, trusted_proxies: int = 0) -> tuple[str, ...]:
     and `client.host`."""
     keys = []
     session = getattr(request, "session_hash", None)
-    if session:
+    if session and not _from_mcp(request):
         keys.append(f"session:{session}")
     address = client_address(request, trusted_proxies)
     if address:
         keys.append(f"addr:{address}")
     return tuple(keys)
+
+
+def _from_mcp(request: Any) -> bool:
+    """A job gradio's MCP server queued for an MCP caller: it joins through one gradio_client
+    shared by every MCP caller (one session id for all; header x-gradio-user: mcp) and forwards the
+    caller's own headers, so only the address (X-Forwarded-For behind a trusted proxy) tells MCP
+    callers apart. Forging the header only drops the session key; the address still counts."""
+    return _headers(request).get("x-gradio-user") == "mcp"
 
 
 def _headers(request: Any) -> Mapping[str, str]:
@@ -168,7 +176,8 @@ class CallerBudget:
 def event_keys(event: Any, trusted_proxies: int = 0) -> tuple[str, ...]:
     """caller_keys of a gradio queue Event (its session hash and the request it joined with)."""
     request = getattr(event, "request", None)
-    keys = [f"session:{event.session_hash}"] if getattr(event, "session_hash", None) else []
+    session = getattr(event, "session_hash", None)
+    keys = [f"session:{session}"] if session and not _from_mcp(request) else []
     address = client_address(request, trusted_proxies) if request is not None else None
     return tuple(keys + ([f"addr:{address}"] if address else []))
 
@@ -440,6 +449,32 @@ class DiskBudget:
 
 
 # ---------------------------------------------------------------------------------------------
+# Gradio's own routes
+
+GRADIO_SETTINGS = """\
+What gradio 6.31's own routes do, and the least pez needs (set by the app at launch):
+- Upload route (/gradio_api/upload): any caller may post files, written to GRADIO_TEMP_DIR before
+  any handler sees them. launch(max_file_size=...) (pez already sets PEZ_MAX_FILE_MB, 20 MB)
+  refuses one file over it while it streams (413), per file: the number of files in one request
+  is unbounded, so BodyLimit must cap the whole body (launch(app_kwargs=body_limit_kwargs(n))).
+  n: what one request legitimately needs, e.g. 64 MiB (images as data: URLs are 4/3 of their
+  bytes; MAX_IMAGES x 20 MB = 640 MB would be no bound worth having).
+- Cache retention: uploads and files that handlers return stay in GRADIO_TEMP_DIR for good with
+  the default delete_cache=None (not even removed at shutdown). gr.Blocks(delete_cache=(frequency,
+  age)) removes them every `frequency` s once older than `age` s, and all at shutdown: e.g. (600,
+  3600). Files the app writes itself (share links, exports, upload checks) go through DiskBudget.
+- Session state: launch(state_session_capacity=N) (default 10,000; ~330 KB each for pez) and
+  gr.State(time_to_live=...); see SESSION_NOTES.
+- Queue: demo.queue(max_size=...) bounds all callers together (pez: PEZ_QUEUE_SIZE, api_open=False
+  already); install_queue_cap adds the per-caller cap and the fair order.
+- MCP (launch(mcp_server=True)): a stateless streamable-HTTP manager (no per-MCP-session memory);
+  queued tools go through one gradio_client shared by all MCP callers (one session id), carrying each
+  caller's headers; un-queued tools run in a fresh SessionState per call. So per-caller limits on MCP
+  work by address only (behind a trusted proxy); without one, MCP callers share one budget.
+"""
+
+
+# ---------------------------------------------------------------------------------------------
 # Per-session memory
 
 SESSION_NOTES = """\
@@ -484,6 +519,7 @@ def drop_idle_sessions(demo: Any, idle_seconds: float, now: float | None = None)
 
 
 __all__ = [
+    "GRADIO_SETTINGS",
     "SESSION_NOTES",
     "BodyLimit",
     "BodyTooLarge",

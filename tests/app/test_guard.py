@@ -174,3 +174,9 @@ def test_disk_budget_caps_count_bytes_and_age(tmp_path):
     assert disk.cleanup() == 2 and disk.files() == []
     with pytest.raises(ValueError):
         disk.write_bytes(b"x", "/../../evil.html")
+
+
+def test_mcp_jobs_count_by_address_not_their_shared_session():
+    mcp = req(host="127.0.0.1", session="shared-mcp", **{"x-gradio-user": "mcp", "x-forwarded-for": "7.7.7.7"})
+    assert caller_keys(mcp) == ("addr:127.0.0.1",)
+    assert caller_keys(mcp, trusted_proxies=1) == ("addr:7.7.7.7",)

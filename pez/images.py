@@ -99,7 +99,7 @@ def check_request(
     return total
 
 
-def check_image(source: str | os.PathLike, name: str | None = None) -> None:
+def check_image(source: Any, name: str | None = None) -> None:
     """A quick check that the file at `source` is an image pez can use, without decoding its
     pixels (the header, the size limits and, where the format allows, the file's structure);
     raises InvalidImageError like load_image. For checks that must stay cheap (an upload)."""

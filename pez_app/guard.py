@@ -211,7 +211,9 @@ def queued_per_key(queue: Any, trusted_proxies: int = 0) -> tuple[Counter[str], 
 
 def install_queue_cap(demo: Any, max_jobs: int, trusted_proxies: int = 0, fair: bool = True) -> CallerBudget:
     """Cap each caller at `max_jobs` queued+running jobs in `demo`'s gradio queue, refusing a join
-    beyond it (HTTP 503 with the refusal as its detail, as gradio's own "Queue is full"), and with
+    beyond it with HTTP 429 and the refusal as its detail (gradio's browser client shows the detail
+    of any refusal but a 503, which it words "This application is currently busy"; gradio_client
+    raises httpx.HTTPStatusError for it, the detail in the response), and with
     `fair`, keep each queue in round-robin order by caller. Call after `demo.queue(...)` and before
     or after launch. Returns the CallerBudget whose message and limit are used.
 
@@ -231,7 +233,9 @@ def install_queue_cap(demo: Any, max_jobs: int, trusted_proxies: int = 0, fair: 
         held = queued + running
         for key in event_keys(probe, trusted_proxies):
             if held[key] >= max_jobs:
-                return False, budget.refusal(held[key]), "queue_full"
+                from fastapi import HTTPException
+
+                raise HTTPException(status_code=429, detail=budget.refusal(held[key]))
         result = await original(body, request, username)
         if fair and result[0]:
             _reorder(queue, trusted_proxies)

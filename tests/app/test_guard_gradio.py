@@ -122,7 +122,7 @@ def test_queue_cap_per_caller_and_fair_order(server):
         wait_until(lambda: q.get_active_worker_count() == 1, "the first job to start")
         assert _join(http, api, "a2", "1.1.1.1").status_code == 200
         refused = _join(http, api, "a3", "1.1.1.1")  # a third job of the same address
-        assert refused.status_code == 503 and "at most 2 per visitor" in refused.json()["detail"]
+        assert refused.status_code == 429 and "at most 2 per visitor" in refused.json()["detail"]
         assert _join(http, api, "b1", "2.2.2.2").status_code == 200  # another caller is not blocked
         queued = [e.session_hash for eq in q.event_queue_per_concurrency_id.values() for e in eq.queue]
         assert queued == ["b1", "a2"]  # B's first job ahead of A's second (A has one running)

@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, quote_value
 
 # ---------------------------------------------------------------------------------------------
 # How a setting is declared: default, bound, label, help
@@ -31,9 +31,9 @@ class Bound:
 
     def check(self, name: str, value) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name}: expected a number in [{self.lo}, {self.hi}], received {value!r}")
+            raise ConfigError(f"{name}: expected a number in [{self.lo}, {self.hi}], received {quote_value(value)}")
         if not (self.lo <= value <= self.hi):
-            raise ConfigError(f"{name}: expected a value in [{self.lo}, {self.hi}], received {value!r}")
+            raise ConfigError(f"{name}: expected a value in [{self.lo}, {self.hi}], received {quote_value(value)}")
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def check_fields(config: Any) -> None:
         if bound is None or (value is None and "None" in types):
             continue
         if "int" in types and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ConfigError(f"{f.name}: expected an integer, received {value!r}")
+            raise ConfigError(f"{f.name}: expected an integer, received {quote_value(value)}")
         bound.check(f.name, value)
 
 
@@ -196,15 +196,15 @@ class InvertConfig:
         return self. Raises ConfigError saying expected vs received. Runs when a config is built."""
         check_fields(self)
         if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision: expected one of {list(PRECISIONS)}, received {self.precision!r}")
+            raise ConfigError(f"precision: expected one of {list(PRECISIONS)}, received {quote_value(self.precision)}")
         if not isinstance(self.init_prompt, str) or len(self.init_prompt) > MAX_TEXT_CHARS:
             raise ConfigError(
-                f"init_prompt: expected a text of at most {MAX_TEXT_CHARS} characters, received {self.init_prompt!r:.80}"
+                f"init_prompt: expected a text of at most {MAX_TEXT_CHARS} characters, received {quote_value(self.init_prompt)}"
             )
         if isinstance(self.blocklist, str):
             raise ConfigError("blocklist: expected a sequence of words, received a single string")
         if any(not isinstance(w, str) for w in self.blocklist):
-            raise ConfigError(f"blocklist: expected words (text), received {list(self.blocklist)!r:.80}")
+            raise ConfigError(f"blocklist: expected words (text), received {quote_value(list(self.blocklist))}")
         chars = sum(len(w) + 1 for w in self.blocklist) - 1  # as one line, words separated by spaces
         if chars > MAX_TEXT_CHARS:  # each word is matched against the whole vocabulary
             raise ConfigError(f"blocklist: expected at most {MAX_TEXT_CHARS} characters of words, received {chars}")
@@ -230,12 +230,12 @@ def check_clip_weights(weights) -> tuple[float, ...]:
     """Weights of a model's CLIPs: numbers in [0, 1], at least one above 0. Returns them normalised
     to sum 1. Raises ConfigError (their number is checked against the model when it loads)."""
     if isinstance(weights, (str, bytes)) or not isinstance(weights, (tuple, list)) or not weights:
-        raise ConfigError(f"clip_weights: expected one number in [0, 1] per CLIP, received {weights!r}")
+        raise ConfigError(f"clip_weights: expected one number in [0, 1] per CLIP, received {quote_value(weights)}")
     for w in weights:
         CLIP_WEIGHT.check("clip_weights", w)
     total = float(sum(weights))
     if total <= 0:
-        raise ConfigError(f"clip_weights: expected at least one weight above 0, received {tuple(weights)}")
+        raise ConfigError(f"clip_weights: expected at least one weight above 0, received {quote_value(tuple(weights))}")
     return tuple(float(w) / total for w in weights)
 
 

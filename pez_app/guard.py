@@ -1,0 +1,543 @@
+"""Budgets one caller cannot exceed: jobs per caller, bytes per request body, bytes on disk.
+
+Small building blocks, each testable without a browser, for the one request pipeline to call:
+
+- `caller_keys(request)`: who is calling (the session, and the client's address where known).
+- `CallerBudget`: at most N jobs at once per caller key, thread-safe, released on any exit
+  (a `Ticket` is a context manager); for handlers that run outside gradio's queue.
+- `install_queue_cap(demo, max_jobs)`: the same cap on gradio's queue, checked when a job joins
+  (before it takes a queue place), counted from gradio's own list of queued and running events (so
+  a job that finishes, fails, is cancelled or whose caller goes away stops counting without any
+  bookkeeping of ours), and a fair order: each caller's k-th job waits behind every other caller's
+  earlier ones (round robin), instead of gradio's first-come order.
+- `BodyLimit` / `install_body_limit` / `body_limit_kwargs`: an ASGI middleware refusing request
+  bodies over a size with 413, by Content-Length and by counting streamed (chunked) bytes, on every
+  route (queued or not, the upload route, MCP).
+- `DiskBudget`: caller bytes written only under one folder capped in bytes, files and age; images
+  verified before anything is written; `cleanup()` for a timer.
+- `drop_idle_sessions(demo, idle_seconds)`: per-session memory gradio keeps (see SESSION_NOTES).
+
+What gradio 6.31 does not offer, and the mitigation used here (details in each docstring):
+- No per-caller limit or ordering hook in its queue (gradio/queueing.py: one FIFO list per
+  concurrency id, `max_size` for all callers together). install_queue_cap wraps the queue's
+  `push` on the instance; it reads private attributes (`demo._queue`, `event_queue_per_concurrency_id`,
+  `active_jobs`), which tests/app/test_guard_gradio.py checks against the installed gradio.
+- No request-body limit (only `max_file_size` on its upload route, checked while the file is
+  streamed to disk): BodyLimit through launch's `app_kwargs={"middleware": [...]}`.
+- `gr.Request.client.host` is the socket's peer: behind a proxy (a Space), the proxy's address,
+  unless uvicorn's proxy-header rewrite trusts it (gradio leaves uvicorn's default:
+  FORWARDED_ALLOW_IPS, 127.0.0.1 only). `caller_keys(trusted_proxies=n)` reads the client from
+  X-Forwarded-For, n hops from its right end (entries left of that are the caller's to forge).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pez.errors import quote_value
+
+# ---------------------------------------------------------------------------------------------
+# Who is calling
+
+
+def client_address(request: Any, trusted_proxies: int = 0) -> str | None:
+    """The caller's address: with `trusted_proxies` = n > 0 proxies in front of the server, the n-th
+    entry of X-Forwarded-For from its right (the one the outermost trusted proxy appended; the
+    caller may forge anything left of it), else X-Real-IP when n > 0 and no X-Forwarded-For, else
+    the socket's peer (`request.client.host`). None when none is known (an in-process call)."""
+    headers = _headers(request)
+    if trusted_proxies > 0:
+        hops = [h.strip() for h in headers.get("x-forwarded-for", "").split(",") if h.strip()]
+        if hops:
+            return hops[-min(trusted_proxies, len(hops))]
+        if headers.get("x-real-ip", "").strip():
+            return headers["x-real-ip"].strip()
+    client = getattr(request, "client", None)
+    host = getattr(client, "host", None) if client is not None else None
+    return str(host) if host else None
+
+
+def caller_keys(request: Any, trusted_proxies: int = 0) -> tuple[str, ...]:
+    """The keys a caller's jobs count against: "session:<hash>" and "addr:<address>", as known.
+    `request` is a gr.Request, a starlette Request or anything with `session_hash`, `headers`
+    and `client.host`."""
+    keys = []
+    session = getattr(request, "session_hash", None)
+    if session and not _from_mcp(request):
+        keys.append(f"session:{session}")
+    address = client_address(request, trusted_proxies)
+    if address:
+        keys.append(f"addr:{address}")
+    return tuple(keys)
+
+
+def _from_mcp(request: Any) -> bool:
+    """A job gradio's MCP server queued for an MCP caller: it joins through one gradio_client
+    shared by every MCP caller (one session id for all; header x-gradio-user: mcp) and forwards the
+    caller's own headers, so only the address (X-Forwarded-For behind a trusted proxy) tells MCP
+    callers apart. Forging the header only drops the session key; the address still counts."""
+    return _headers(request).get("x-gradio-user") == "mcp"
+
+
+def _headers(request: Any) -> Mapping[str, str]:
+    try:
+        raw = getattr(request, "headers", None) or {}
+    except AttributeError:  # a gr.Request without a request behind it
+        raw = {}
+    return {str(k).lower(): str(v) for k, v in dict(raw).items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Jobs per caller
+
+
+class BudgetExceeded(Exception):
+    """A caller is over a budget; the message is ready for gr.Error (names the limit)."""
+
+
+class Ticket:
+    """One admitted job; release() (or leaving the `with`) gives its place back, once."""
+
+    def __init__(self, budget: CallerBudget, keys: tuple[str, ...]):
+        self._budget, self.keys, self._released = budget, keys, False
+
+    def release(self) -> None:
+        self._budget._release(self)
+
+    def __enter__(self) -> Ticket:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+class CallerBudget:
+    """At most `max_jobs` jobs at once per caller key (each of a caller's keys counts on its
+    own: a fresh session id from the same address still counts against the address). Thread-safe.
+
+        with budget.admit(caller_keys(request)):   # raises BudgetExceeded when over
+            ...the work...
+    """
+
+    def __init__(self, max_jobs: int, what: str = "jobs"):
+        if max_jobs < 1:
+            raise ValueError(f"max_jobs: expected at least 1, received {max_jobs}")
+        self.max_jobs, self.what = max_jobs, what
+        self._held: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def admit(self, keys: Iterable[str], also: Mapping[str, int] | None = None) -> Ticket:
+        """A ticket for one more job of the caller with `keys`, or BudgetExceeded. `also`: jobs per
+        key counted elsewhere (e.g. gradio's queue) added to this budget's own."""
+        keys = tuple(dict.fromkeys(keys))
+        with self._lock:
+            for key in keys:
+                held = self._held[key] + (also or {}).get(key, 0)
+                if held >= self.max_jobs:
+                    raise BudgetExceeded(self.refusal(held))
+            self._held.update(keys)
+        return Ticket(self, keys)
+
+    def refusal(self, held: int) -> str:
+        return (
+            f"Too many {self.what} at once: you have {held} queued or running (at most {self.max_jobs} "
+            f"per visitor on this server). Wait for one to finish, or stop one, then try again."
+        )
+
+    def held(self, key: str) -> int:
+        with self._lock:
+            return self._held[key]
+
+    def _release(self, ticket: Ticket) -> None:
+        with self._lock:
+            if ticket._released:
+                return
+            ticket._released = True
+            self._held.subtract(ticket.keys)
+            for key in ticket.keys:
+                if self._held[key] <= 0:
+                    del self._held[key]
+
+
+# ---------------------------------------------------------------------------------------------
+# The same cap on gradio's queue, with a fair order
+
+
+def event_keys(event: Any, trusted_proxies: int = 0) -> tuple[str, ...]:
+    """caller_keys of a gradio queue Event (its session hash and the request it joined with)."""
+    request = getattr(event, "request", None)
+    session = getattr(event, "session_hash", None)
+    keys = [f"session:{session}"] if session and not _from_mcp(request) else []
+    address = client_address(request, trusted_proxies) if request is not None else None
+    return tuple(keys + ([f"addr:{address}"] if address else []))
+
+
+def fair_order(events: list, key: Callable[[Any], str], running: Mapping[str, int] | None = None) -> list:
+    """`events` (in arrival order) reordered round robin by caller: a caller's k-th waiting job
+    (counting its running ones first) goes behind every other caller's jobs of lower rounds;
+    arrival order within a round and within a caller. Stable, O(n log n)."""
+    seen: Counter[str] = Counter(running or {})
+    rounds = []
+    for i, e in enumerate(events):
+        k = key(e)
+        rounds.append((seen[k], i))
+        seen[k] += 1
+    return [events[i] for _, i in sorted(rounds)]
+
+
+def queued_per_key(queue: Any, trusted_proxies: int = 0) -> tuple[Counter[str], Counter[str]]:
+    """(queued, running) jobs per caller key in a gradio Queue (gradio 6.31 internals:
+    `event_queue_per_concurrency_id[...].queue` lists, `active_jobs` slots)."""
+    queued: Counter[str] = Counter()
+    running: Counter[str] = Counter()
+    for event_queue in list(queue.event_queue_per_concurrency_id.values()):
+        for event in list(event_queue.queue):
+            queued.update(event_keys(event, trusted_proxies))
+    for jobs in list(queue.active_jobs):
+        for event in jobs or ():
+            running.update(event_keys(event, trusted_proxies))
+    return queued, running
+
+
+def install_queue_cap(demo: Any, max_jobs: int, trusted_proxies: int = 0, fair: bool = True) -> CallerBudget:
+    """Cap each caller at `max_jobs` queued+running jobs in `demo`'s gradio queue, refusing a join
+    beyond it with HTTP 429 and the refusal as its detail (gradio's browser client shows the detail
+    of any refusal but a 503, which it words "This application is currently busy"; gradio_client
+    raises httpx.HTTPStatusError for it, the detail in the response), and with
+    `fair`, keep each queue in round-robin order by caller. Call after `demo.queue(...)` and before
+    or after launch. Returns the CallerBudget whose message and limit are used.
+
+    Sound without locks: gradio's join awaits `Queue.push`, which (for an event without a
+    `validator`) runs from its size check to appending the event without yielding to the event
+    loop; this check runs just before, on the same loop, so two joins cannot both pass on a stale
+    count. An event with a validator yields in between: such events should not be capped here."""
+    queue = demo._queue
+    budget = CallerBudget(max_jobs)
+    original = queue.push
+    if getattr(original, "_pez_capped", False):
+        raise RuntimeError("install_queue_cap: this demo's queue is capped already")
+
+    async def push(body, request, username):
+        probe = _Probe(getattr(body, "session_hash", None), request)
+        queued, running = queued_per_key(queue, trusted_proxies)
+        held = queued + running
+        for key in event_keys(probe, trusted_proxies):
+            if held[key] >= max_jobs:
+                from fastapi import HTTPException
+
+                raise HTTPException(status_code=429, detail=budget.refusal(held[key]))
+        result = await original(body, request, username)
+        if fair and result[0]:
+            _reorder(queue, trusted_proxies)
+        return result
+
+    push._pez_capped = True  # type: ignore[attr-defined]
+    queue.push = push
+    return budget
+
+
+@dataclass
+class _Probe:  # the shape of a gradio Event, for a join not yet one
+    session_hash: str | None
+    request: Any
+
+
+def _fairness_key(trusted_proxies: int) -> Callable[[Any], str]:
+    def key(event: Any) -> str:
+        keys = event_keys(event, trusted_proxies)
+        return next((k for k in keys if k.startswith("addr:")), keys[0] if keys else "")
+
+    return key
+
+
+def _reorder(queue: Any, trusted_proxies: int) -> None:
+    key = _fairness_key(trusted_proxies)
+    running: Counter[str] = Counter()
+    for jobs in list(queue.active_jobs):
+        running.update(key(e) for e in jobs or ())
+    for concurrency_id, event_queue in list(queue.event_queue_per_concurrency_id.items()):
+        if len(event_queue.queue) > 1:
+            order = fair_order(list(event_queue.queue), key, running)
+            if order != event_queue.queue:
+                event_queue.queue[:] = order  # in place: gradio holds this list
+                queue.broadcast_estimations(concurrency_id)  # everyone's rank, as now ordered
+
+
+# ---------------------------------------------------------------------------------------------
+# Request bodies
+
+
+class BodyTooLarge(Exception):
+    """Raised into the app from `receive` when a streamed body passes the limit."""
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for any HTTP request whose body exceeds `max_bytes`, refused from its
+    Content-Length before a byte is read, or (chunked, or a lying length) once the bytes the app
+    has read pass the limit; the app never holds more than `max_bytes` + one chunk of it."""
+
+    def __init__(self, app: Callable, max_bytes: int):
+        self.app, self.max_bytes = app, int(max_bytes)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None:
+            try:
+                too_big = int(length) > self.max_bytes
+            except ValueError:
+                too_big = False  # the server refuses a malformed length itself
+            if too_big:
+                return await self._refuse(send, int(length))
+        seen, started, exceeded = 0, False, False
+
+        async def counted_receive():
+            nonlocal seen, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    exceeded = True
+                    raise BodyTooLarge()
+            return message
+
+        async def watched_send(message):
+            nonlocal started
+            if exceeded:  # the app answered the error it got from receive (FastAPI: 400): ours instead
+                if not started:
+                    started = True
+                    await self._refuse(send, seen)
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, watched_send)
+        except BodyTooLarge:
+            if not started:
+                await self._refuse(send, seen)
+
+    async def _refuse(self, send, size: int) -> None:
+        body = (
+            f'{{"detail": "Request body too large: at least {size:,} bytes, at most {self.max_bytes:,} '
+            f'on this server."}}'
+        ).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 413, "headers": headers + [(b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def install_body_limit(app: Any, max_bytes: int) -> Any:
+    """Add BodyLimit to a Starlette/FastAPI app that has not started serving (e.g. one passed to
+    gr.mount_gradio_app). For `demo.launch`, pass `body_limit_kwargs(...)` as its `app_kwargs`:
+    gradio builds its app inside launch, too late for add_middleware."""
+    app.add_middleware(BodyLimit, max_bytes=max_bytes)
+    return app
+
+
+def body_limit_kwargs(max_bytes: int, app_kwargs: dict | None = None) -> dict:
+    """`app_kwargs` for `demo.launch(app_kwargs=...)` adding BodyLimit (gradio 6.31 passes them to
+    its FastAPI app; the middleware then wraps every route, the MCP server's included)."""
+    from starlette.middleware import Middleware
+
+    out = dict(app_kwargs or {})
+    out["middleware"] = [*out.get("middleware", []), Middleware(BodyLimit, max_bytes=max_bytes)]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Bytes on disk
+
+
+class DiskBudget:
+    """Caller bytes on disk only under `folder`, at most `max_bytes` and `max_files` in all, each
+    file removed `max_age` seconds after it was written. Writing makes room by removing the expired
+    files and then the oldest ones; a single file over `max_file_bytes` is refused. Images are
+    verified (pez.images.check_image on the bytes) before anything is written and stored under the
+    suffix of their real format, never a name the caller chose. Thread-safe within a process."""
+
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        max_bytes: int,
+        max_files: int,
+        max_age: float,
+        max_file_bytes: int | None = None,
+    ):
+        self.folder = Path(folder)
+        self.max_bytes, self.max_files, self.max_age = int(max_bytes), int(max_files), float(max_age)
+        self.max_file_bytes = int(max_file_bytes or max_bytes)
+        self._lock = threading.Lock()
+
+    def write_image(self, data: bytes, label: str = "image") -> Path:
+        """Store `data` if it is an image pez can read (InvalidImageError otherwise, nothing written)."""
+        from PIL import Image
+
+        import pez
+
+        self._check_size(data, label)
+        pez.images.check_image(io.BytesIO(data), name=label)
+        with Image.open(io.BytesIO(data)) as img:
+            suffix = "." + (img.format or "img").lower()
+        return self._store(data, suffix)
+
+    def write_bytes(self, data: bytes, suffix: str) -> Path:
+        """Store bytes the app produced itself (a share link's JSON, an export); `suffix` is the app's."""
+        self._check_size(data, "file")
+        return self._store(data, suffix)
+
+    def cleanup(self, now: float | None = None) -> int:
+        """Remove expired files, then the oldest until within the caps; return how many went."""
+        with self._lock:
+            return self._cleanup(0, now)
+
+    def files(self) -> list[Path]:
+        return sorted(p for p in self.folder.glob("*") if p.is_file() and not p.name.startswith("."))
+
+    def _check_size(self, data: bytes, label: str) -> None:
+        if len(data) > self.max_file_bytes:
+            import pez
+
+            raise pez.ConfigError(f"{label}: expected at most {self.max_file_bytes:,} bytes, received {len(data):,}")
+
+    def _store(self, data: bytes, suffix: str) -> Path:
+        if not suffix.startswith(".") or not suffix[1:].isalnum():
+            raise ValueError(f"suffix: expected '.' and letters or digits, received {quote_value(suffix)}")
+        with self._lock:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._cleanup(len(data))
+            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            path = self.folder / f"{uuid.uuid4().hex}{suffix}"
+            os.replace(tmp, path)
+            return path
+
+    def _cleanup(self, incoming: int, now: float | None = None) -> int:
+        """Make room for `incoming` more bytes and one more file (0: just keep within the caps)."""
+        if not self.folder.is_dir():
+            return 0
+        now = time.time() if now is None else now
+        entries = []
+        for p in self.folder.iterdir():
+            try:
+                st = p.stat()
+            except FileNotFoundError:
+                continue
+            if p.is_file():
+                entries.append((st.st_mtime, st.st_size, p))
+        entries.sort()
+        removed = 0
+        total, count = sum(e[1] for e in entries), len(entries)
+        extra_file = 1 if incoming else 0
+        for mtime, size, p in entries:
+            expired = now - mtime > self.max_age
+            over = total + incoming > self.max_bytes or count + extra_file > self.max_files
+            if not (expired or over):
+                continue
+            p.unlink(missing_ok=True)
+            removed, total, count = removed + 1, total - size, count - 1
+        return removed
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradio's own routes
+
+GRADIO_SETTINGS = """\
+What gradio 6.31's own routes do, and the least pez needs (set by the app at launch):
+- Upload route (/gradio_api/upload): any caller may post files, written to GRADIO_TEMP_DIR before
+  any handler sees them. launch(max_file_size=...) (pez already sets PEZ_MAX_FILE_MB, 20 MB)
+  refuses one file over it while it streams (413), per file: the number of files in one request
+  is unbounded, so BodyLimit must cap the whole body (launch(app_kwargs=body_limit_kwargs(n))).
+  n: what one request legitimately needs, e.g. 64 MiB (images as data: URLs are 4/3 of their
+  bytes; MAX_IMAGES x 20 MB = 640 MB would be no bound worth having).
+- Cache retention: uploads and files that handlers return stay in GRADIO_TEMP_DIR for good with
+  the default delete_cache=None (not even removed at shutdown). gr.Blocks(delete_cache=(frequency,
+  age)) removes them every `frequency` s once older than `age` s, and all at shutdown: e.g. (600,
+  3600). Files the app writes itself (share links, exports, upload checks) go through DiskBudget.
+- Session state: launch(state_session_capacity=N) (default 10,000; ~330 KB each for pez) and
+  gr.State(time_to_live=...); see SESSION_NOTES.
+- Queue: demo.queue(max_size=...) bounds all callers together (pez: PEZ_QUEUE_SIZE, api_open=False
+  already); install_queue_cap adds the per-caller cap and the fair order.
+- MCP (launch(mcp_server=True)): a stateless streamable-HTTP manager (no per-MCP-session memory);
+  queued tools go through one gradio_client shared by all MCP callers (one session id), carrying each
+  caller's headers; un-queued tools run in a fresh SessionState per call. So per-caller limits on MCP
+  work by address only (behind a trusted proxy); without one, MCP callers share one budget.
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-session memory
+
+SESSION_NOTES = """\
+How gradio 6.31 keeps per-session memory, and how to bound it (gradio/state_holder.py):
+- Every session id that calls a handler gets a SessionState: a copy of the demo's config and one
+  config dict per component (~330 KB for pez's layout), plus gr.State values. They live in an LRU
+  OrderedDict of `state_session_capacity` entries (launch parameter, default 10,000); nothing else
+  removes a SessionState (a closed or idle session keeps its entry until evicted).
+- gr.State(time_to_live=s, delete_callback=f): a State value is deleted (f called) s seconds after
+  it was last set, checked every second by a background task; after the browser closes the session
+  (heartbeat lost), values expire after 3,600 s (SessionState.STATE_TTL_WHEN_CLOSED, fixed).
+  Only State values go; the session's config copy stays.
+- Bound: launch(state_session_capacity=N) caps memory at about N x 330 KB plus State values
+  (each bounded by the app: no large inputs in State; give every gr.State a time_to_live).
+  Eviction is LRU: a flood of fresh session ids evicts the oldest idle sessions' state, which
+  those visitors then lose (their page keeps working; gr.State resets to its default).
+- drop_idle_sessions(demo, idle_seconds) removes SessionStates idle longer than that (reads
+  gradio internals: state_holder.session_data and time_last_used), for a periodic timer.
+"""
+
+
+def drop_idle_sessions(demo: Any, idle_seconds: float, now: float | None = None) -> int:
+    """Remove the per-session state gradio keeps for sessions unused for `idle_seconds` (their
+    gr.State delete_callbacks run first); return how many went. Gradio 6.31 internals
+    (Blocks.state_holder: StateHolder.session_data, time_last_used, lock). See SESSION_NOTES."""
+    import datetime
+
+    holder = demo.state_holder
+    now_dt = datetime.datetime.fromtimestamp(time.time() if now is None else now)
+    with holder.lock:
+        idle = [
+            s
+            for s, last in list(holder.time_last_used.items())
+            if (now_dt - last).total_seconds() > idle_seconds and s in holder.session_data
+        ]
+    for session in idle:
+        holder.delete_state(session)  # gr.State values, with their delete_callback
+        with holder.lock:
+            holder.session_data.pop(session, None)
+            holder.time_last_used.pop(session, None)
+    return len(idle)
+
+
+__all__ = [
+    "GRADIO_SETTINGS",
+    "SESSION_NOTES",
+    "BodyLimit",
+    "BodyTooLarge",
+    "BudgetExceeded",
+    "CallerBudget",
+    "DiskBudget",
+    "Ticket",
+    "body_limit_kwargs",
+    "caller_keys",
+    "client_address",
+    "drop_idle_sessions",
+    "event_keys",
+    "fair_order",
+    "install_body_limit",
+    "install_queue_cap",
+    "queued_per_key",
+]

@@ -412,10 +412,10 @@ def _phase_report(
         best_prompt=tracker.best.prompt,
         best_score=tracker.best.score,
         elapsed=plan.elapsed(),
-        steps_per_sec=r / seconds,
+        steps_per_sec=r / seconds,  # prune: the pick may hold fewer removals than the path tried
         phase=phase,
         hint=hint,
-        eta=plan.eta(phase, r, rounds, seconds / r),
+        eta=plan.eta(phase, r, rounds, seconds / max(r, 1)),
         time_budget=plan.budget,
     )
 

@@ -248,12 +248,13 @@ class Polisher:
             ref = max(ref, s)
             ids, score, removed = text_ids(self.clip, text), s, removed + 1
             path.append((ids, text, s))
-            yield PolishRound("prune", removed, total, ids, text, score)
-        if per_word:
+            if not per_word:
+                yield PolishRound("prune", removed, total, ids, text, score)
+        if per_word:  # one report: the pick (the path's longer and worse prompts are never shown)
             top = max(s for *_, s in path)
             pick = max(i for i, (*_, s) in enumerate(path) if s >= top - tolerance)
-            ids, text, score = path[pick]
-            yield PolishRound("prune", pick, total, ids, text, score)
+            if pick:
+                yield PolishRound("prune", pick, total, *path[pick])
 
     # -- order ---------------------------------------------------------------------------------
 

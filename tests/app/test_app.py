@@ -33,8 +33,8 @@ API_NAMES = {
 
 
 MODEL = "toy"  # the toy world model (ships in pez/assets/): no download
-# (prompt_len, steps, candidates, seed, lr, blocklist, words_only): a few fast steps
-FAST = (4, 12, 2, 0, 0.1, "", False)
+# (prompt_len, steps, candidates, seed, lr, blocklist, prompt_style): a few fast steps
+FAST = (4, 12, 2, 0, 0.1, "", "readable")
 
 
 @pytest.fixture(scope="module")

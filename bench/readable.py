@@ -23,7 +23,8 @@ dictionary words only), prune (max-score with the old cumulative prune at 0.01).
 
     PYTHONPATH=. python bench/readable.py toy patterns --n 8 --seconds 10
     PYTHONPATH=. python bench/readable.py planted --n 4 --seconds 20 --methods pez max-score readable
-    PYTHONPATH=. python bench/readable.py toy --held-out --n 8 --seconds 10   # once, after the design
+    PYTHONPATH=. python bench/readable.py toy --held-out --n 8 --seconds 8   # once, after the design
+    PYTHONPATH=. python bench/readable.py patterns --cases 24 25 26 27 28 29 --seconds 8   # held out too
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ def measure(world: str, args) -> list[dict]:
     if args.held_out:
         clip, cases, base = held_out_toy(args.n)
     else:
-        clip, cases, base = load_world(world, args.n)
+        clip, cases, base = load_world(world, args.n, pick=args.cases)
         base = base.replace(prompt_len=16)  # the product's default length: the style decides the rest
     methods = args.methods
     slots = slot_values(world) if world != "planted" else None
@@ -232,6 +233,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--seconds", type=float, default=10.0, help="wall-clock budget per method per case")
     ap.add_argument("--methods", nargs="*", choices=list(METHODS), default=["pez", "max-score", "readable"])
     ap.add_argument("--held-out", action="store_true", help="toy: the held-out renders (measure once)")
+    ap.add_argument("--cases", type=int, nargs="*", help="indices of a world's cases (default: the first n)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--quiet", action="store_true")

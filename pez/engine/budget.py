@@ -10,7 +10,8 @@ A run has up to four phases: the search (PEZ steps), then refine, prune and orde
   first round may use the whole polish's time left (every phase that is on runs once at least).
 - Short budgets: the first step carries one-off costs (compiling, vocabulary masks, caches), so
   it never predicts the rate, and the search's share is planned from the end of the first step
-  (`work_start`). The search takes at least MIN_SEARCH_STEPS steps while the run's budget lasts;
+  (`work_start`); the budget itself counts from the end of the search's set-up (`restart`:
+  vocabulary masks, which take seconds the first time a filter is used). The search takes at least MIN_SEARCH_STEPS steps while the run's budget lasts;
   a run that still ends with fewer gets SHORT_BUDGET_HINT (`short_hint`).
 - With a budget T (`InvertConfig.time_budget`, seconds), "took" is wall-clock time: the search
   ends at (1 - POLISH_SHARE) T when there is a polish (at T when there is none), or earlier by
@@ -19,8 +20,8 @@ A run has up to four phases: the search (PEZ steps), then refine, prune and orde
   measured cost (the last one's; the first one's estimated from the search's step time) fits
   before the deadline, and each round's number of swaps is sized from the measured cost of the
   last one's forward (`refine_batch`: small batches for big text towers on a CPU, 64 on a GPU).
-  The budget counts from the start of `pez.engine.optim.optimize` (the model is loaded and the
-  targets encoded before it). Timing decides, so a budgeted run depends on the machine's speed.
+  The budget counts from the end of the search's set-up in `pez.engine.optim.optimize` (the
+  model is loaded, the targets encoded and the vocabulary mask built before it). Timing decides, so a budgeted run depends on the machine's speed.
 - Without a budget, the run stays reproducible (same seed, settings and device, same prompt):
   "took" is counted in search steps of one prompt, and each refine round and prune pass is
   charged its cost in those units from a fixed model measured by bench/polish_cost.py
@@ -88,9 +89,16 @@ class Plan:
     _last_report: float = field(init=False, default=-math.inf)
 
     def __post_init__(self):
+        self.restart()
+
+    def restart(self) -> None:
+        """The budget counts from now: called when the search's set-up (vocabulary masks, the
+        projector, the start prompts) is done, so one-off costs outside the search are not spent
+        from it."""
         self.start = self.clock()
         self.work_start = self.start
         self._steps_at = (0, self.start)
+        self._last_report = -math.inf
 
     # -- the deadlines -------------------------------------------------------------------------
 

@@ -139,6 +139,7 @@ def optimize(
     last: tuple[torch.Tensor, torch.Tensor] | None = None  # (ids, scores) of the latest step
     plateau = _Plateau(config.patience)
     interrupted = user_stop = False
+    plan.restart()  # the budget counts from here: the set-up above (masks: seconds on first use) is not spent from it
     plan.reported()
     yield _report(0, config, history, _current(tracker, last), tracker, plan)  # the search starts
     try:

@@ -179,7 +179,7 @@ def test_cli_flags():
 
 
 def test_invert_image_streams_progress_then_the_best_prompt(image_files):
-    updates = run(image.invert_image, image_files[0], MODEL, 4, 40, 2, 0, 0.1, "", False)
+    updates = run(image.invert_image, image_files[0], MODEL, 4, 40, 2, 0, 0.1, "", "readable")
     assert len(updates) >= 3  # loading, at least one live update, final
     prompt, status, plot, cands, record = updates[-1]
     assert prompt and prompt == record["prompt"] and record["done"] and not record["stopped"]
@@ -197,7 +197,7 @@ def test_run_is_reproducible_with_a_seed_and_reports_a_drawn_one(image_files):
     a = run(image.invert_image, image_files[0], MODEL, *FAST, time_budget=0.0)[-1]
     b = run(image.invert_image, image_files[0], MODEL, *FAST, time_budget=0.0)[-1]
     assert a[0] == b[0]
-    drawn = run(image.invert_image, image_files[0], MODEL, 4, 10, 1, None, 0.1, "", False)[-1]
+    drawn = run(image.invert_image, image_files[0], MODEL, 4, 10, 1, None, 0.1, "", "readable")[-1]
     assert isinstance(drawn[4]["settings"]["seed"], int) and f"seed {drawn[4]['settings']['seed']}" in drawn[1]
 
 
@@ -216,7 +216,7 @@ def test_closing_the_stream_frees_the_run(image_files, monkeypatch):
     monkeypatch.setattr(pez, "invert_stream", recorded)
     control = progress.RunControl()
     progress.arm_run(control)
-    stream = image.invert_image(image_files[0], MODEL, 4, 3000, 1, 0, 0.1, "", False, control=control)
+    stream = image.invert_image(image_files[0], MODEL, 4, 3000, 1, 0, 0.1, "", "readable", control=control)
     next(stream), next(stream)  # loading, then a live update
     assert control.started and len(runs) == 1 and ins.getgeneratorstate(runs[0]) == ins.GEN_SUSPENDED
     start = time.monotonic()
@@ -258,7 +258,7 @@ def test_score_prompt(image_files):
     [
         (lambda f: run(image.invert_image, None, MODEL, *FAST), "Add an image first"),
         (lambda f: run(multi.invert_multi, [], MODEL, *FAST), "Add at least 1 image first"),
-        (lambda f: run(image.invert_image, f, MODEL, 4, 0, 1, 0, 0.1, "", False), "steps"),
+        (lambda f: run(image.invert_image, f, MODEL, 4, 0, 1, 0, 0.1, "", "readable"), "steps"),
         (lambda f: run(distill.distill_prompt, "   ", MODEL, *FAST), "long prompt"),
     ],
 )
@@ -359,7 +359,7 @@ def test_stop_ends_the_run_gracefully_keeping_the_best_prompt(image_files):
     control = progress.RunControl()
     assert progress.arm_run(control) == progress.STARTING  # what the Run click shows first (idle server)
     stream = with_records(
-        image.invert_image(image_files[0], MODEL, 4, 3000, 2, 0, 0.1, "", False, control=control), control
+        image.invert_image(image_files[0], MODEL, 4, 3000, 2, 0, 0.1, "", "readable", control=control), control
     )
     live = [next(stream), next(stream)]  # loading, then a live update
     while live[-1][4].get("score") is None:  # the search's step-0 report has no score yet
@@ -380,10 +380,10 @@ def test_stop_while_queued_says_so_and_the_run_never_starts(image_files):
     control = progress.RunControl()
     progress.arm_run(control)
     assert "waiting in the queue" in components.stop_run(control)  # Stop while still queued
-    final = run(image.invert_image, image_files[0], MODEL, 4, 3000, 1, 0, 0.1, "", False, control=control)[-1]
+    final = run(image.invert_image, image_files[0], MODEL, 4, 3000, 1, 0, 0.1, "", "readable", control=control)[-1]
     assert final[4]["steps_run"] == 0 and final[0] == "" and "Stopped before the first step" in final[1]
     progress.arm_run(control)  # a new Run click is not stopped by the old Stop
-    final = run(image.invert_image, image_files[0], MODEL, 4, 10, 1, 0, 0.1, "", False, control=control)[-1]
+    final = run(image.invert_image, image_files[0], MODEL, 4, 10, 1, 0, 0.1, "", "readable", control=control)[-1]
     assert final[4]["steps_run"] == 10 and not final[4]["stopped"]
 
 
@@ -398,7 +398,7 @@ def test_a_failed_run_leaves_its_error_in_the_status(image_files):
 
 def test_range_errors_name_the_field_and_plurals_read_well(image_files):
     with pytest.raises(gr.Error) as e:
-        run(image.invert_image, image_files[0], MODEL, 4, 10, 1, 0, -5, "", False)
+        run(image.invert_image, image_files[0], MODEL, 4, 10, 1, 0, -5, "", "readable")
     assert e.value.message.startswith("Learning rate (lr): expected a value in")
     assert "similar" not in server.tidy_message("model: unknown open_clip architecture 'x'; similar: []")
     assert server.tidy_message("model: unknown 'Vit'; similar: ['ViT-B-32', 'ViT-L-14']").endswith(
@@ -411,7 +411,7 @@ def test_range_errors_name_the_field_and_plurals_read_well(image_files):
 
 def test_distill_refuses_a_short_length_longer_than_the_input():
     with pytest.raises(gr.Error) as e:
-        run(distill.distill_prompt, "a red star", MODEL, 8, 10, 1, 0, 0.1, "", False)
+        run(distill.distill_prompt, "a red star", MODEL, 8, 10, 1, 0, 0.1, "", "readable")
     assert "must be shorter than the long one" in e.value.message
 
 

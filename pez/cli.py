@@ -125,7 +125,8 @@ def add_invert_flags(p: argparse.ArgumentParser, command=None) -> None:
         elif f.name == "precision":
             p.add_argument(flag, choices=PRECISIONS, default=f.default, help=f"{info.help} (default {f.default})")
         elif info.choices:  # --prompt-style; not given: custom when a vocabulary or prune flag is (config_from_args)
-            p.add_argument(flag, choices=info.choices, default=None, help=f"{info.help} (default {f.default})")
+            default = None if f.name == "prompt_style" else f.default
+            p.add_argument(flag, choices=info.choices, default=default, help=f"{info.help} (default {f.default})")
         elif f.name == "blocklist":
             p.add_argument(flag, nargs="*", default=[], metavar="WORD", help=info.help)
         elif f.name == "clip_weights":

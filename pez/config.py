@@ -89,7 +89,13 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 #              READABLE_TOLERANCE unless prune_tolerance is set), the best-scoring of a few orders;
 #   max-score  the search's best prompt, refined: every slot filled, the highest score;
 #   custom     the vocabulary and polish settings exactly as given (dictionary_words, prune_tolerance, ...).
-PROMPT_STYLES = ("readable", "max-score", "custom")  # of a search's gradient pass; "auto": see pez.engine.accel
+PROMPT_STYLES = ("readable", "max-score", "custom")
+# How the final prompt is chosen among the result's top_k (pez.inversion.judge_by_regeneration):
+#   score       the highest prompt-image score (the objective PEZ optimises);
+#   regenerate  the highest CLIP image-image similarity of its regeneration (the pair's generator,
+#               one image, seed 0) to the target images. Costs one generation per candidate: nothing
+#               on the toy pair, ~13 s per candidate for SD-Turbo on a 2-core CPU (BENCHMARKS.md).
+JUDGES = ("score", "regenerate")  # of a search's gradient pass; "auto": see pez.engine.accel
 STYLE_TEMPLATE = "{subject} in the style of {style}"
 CONCAT_SEPARATOR = ", "
 TEXT_WEIGHT = 1.0  # default weight of an optional text target beside the images (pez.image_targets)
@@ -186,6 +192,15 @@ class InvertConfig:
         "Prompt style",
         choices=PROMPT_STYLES,
     )
+    # Measured in the toy world (bench/readable.py): picking by regeneration helps max-score prompts
+    # (which may name a wrong colour first), not readable ones; an option (image -> prompt only).
+    judge: str = setting(
+        "score",
+        "how the final prompt is picked among the top k: score (prompt vs image) or regenerate (its regenerated "
+        "image vs the targets; needs a model pair with a generator, one generation per candidate)",
+        "Judge",
+        choices=JUDGES,
+    )
     # The library runs every step by default; the app turns early stop on (APP_PATIENCE).
     patience: int = setting(
         0,
@@ -216,6 +231,8 @@ class InvertConfig:
         check_fields(self)
         if self.prompt_style not in PROMPT_STYLES:
             raise ConfigError(f"prompt_style: expected one of {list(PROMPT_STYLES)}, received {self.prompt_style!r}")
+        if self.judge not in JUDGES:
+            raise ConfigError(f"judge: expected one of {list(JUDGES)}, received {self.judge!r}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision: expected one of {list(PRECISIONS)}, received {self.precision!r}")
         if not isinstance(self.init_prompt, str) or len(self.init_prompt) > MAX_TEXT_CHARS:
@@ -400,6 +417,7 @@ __all__ = [
     "GENERATE_BOUNDS",
     "GenerateConfig",
     "InvertConfig",
+    "JUDGES",
     "MAX_ASPECT_RATIO",
     "MAX_IMAGES",
     "MAX_IMAGE_PIXELS",

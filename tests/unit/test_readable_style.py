@@ -110,3 +110,20 @@ def test_every_word_of_a_readable_prompt_earns_its_place(tiny_clip, images):
     if len(words) > 1:
         without = [" ".join(words[:i] + words[i + 1 :]) for i in range(len(words))]
         assert max(pez.score_texts(tiny_clip, without, images[:1])) < res.score
+
+
+def test_judge_by_regeneration_picks_the_candidate_whose_drawing_is_closest():
+    image = pez.toy.render("orange", "star", 1_234_567_891)
+    cfg = pez.InvertConfig(steps=40, seed=0, refine_steps=5, prompt_style="max-score", judge="regenerate")
+    res = pez.invert([image], model="toy", config=cfg)
+    s = res.stats
+    assert s["regen_candidates"] == len(res.top_k) >= 1 and res.top_k[0].prompt == res.prompt
+    assert s["regen_similarity"] >= s["regen_similarity_by_score"]
+    assert res.score == pytest.approx(pez.score_texts(pez.load_clip("toy"), [res.prompt], [image])[0], abs=1e-4)
+    with pytest.raises(pez.ConfigError, match="judge: 'regenerate' needs a model pair"):
+        pez.invert([image], model="random:tiny", config=cfg)
+    with pytest.raises(pez.ConfigError, match="judge: expected one of"):
+        pez.InvertConfig(judge="vibes")
+    args = build_parser().parse_args(["invert", "x.png", "--judge", "regenerate"])
+    assert config_from_args(args).judge == "regenerate"
+    assert config_from_args(build_parser().parse_args(["invert", "x.png"])).judge == "score"

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 
 import pez
+import pez.toy
 from bench.defaults import PLAIN, Case, encode_image, encode_text, load_line, load_world, machine
 from pez.engine.readability import dictionary_share, prompt_words, repeated_words
 from pez.engine.safety import WordFilter

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import pez
+import pez.toy
 from pez.cli import build_parser, config_from_args
 from pez.config import DIVERSE_JACCARD, PROMPT_STYLES, READABLE_TOLERANCE
 from pez.engine import polish

@@ -413,7 +413,7 @@ def _phase_report(
         best_prompt=tracker.best.prompt,
         best_score=tracker.best.score,
         elapsed=plan.elapsed(),
-        steps_per_sec=r / seconds,  # prune: the pick may hold fewer removals than the path tried
+        steps_per_sec=r / seconds,
         phase=phase,
         hint=hint,
         eta=plan.eta(phase, r, rounds, seconds / max(r, 1)),

@@ -156,7 +156,8 @@ class InvertConfig:
         "Whole words only",
         note="no glued pieces",
     )
-    # Readable mode: only tokens that are whole English words by wordfreq (pez.engine.readability).
+    # Only tokens that are whole English words by wordfreq (pez.engine.readability). The readable
+    # style turns it (and whole_words) on, max-score off (InvertConfig.resolved); custom: as given.
     dictionary_words: bool = setting(
         False,
         "only whole words of an English dictionary (wordfreq): every word of the prompt is a real word",

@@ -169,6 +169,9 @@ def add_invert_flags(p: argparse.ArgumentParser, command=None) -> None:
             )
         elif f.name == "precision":
             p.add_argument(flag, choices=PRECISIONS, default=f.default, help=f"{info.help} (default {f.default})")
+        elif info.choices:  # --prompt-style; not given: custom when a vocabulary or prune flag is (config_from_args)
+            default = None if f.name == "prompt_style" else f.default
+            p.add_argument(flag, choices=info.choices, default=default, help=f"{info.help} (default {f.default})")
         elif f.name == "blocklist":
             p.add_argument(flag, nargs="*", default=[], metavar="WORD", help=info.help)
         elif f.name == "clip_weights":
@@ -210,6 +213,10 @@ def config_from_args(args: argparse.Namespace) -> InvertConfig:
         values["clip_weights"] = tuple(values["clip_weights"])
     if values["seed"] == -1:
         values["seed"] = None
+    if values["prompt_style"] is None:  # today's flags keep working: given alone, they are the style
+        own = ("dictionary_words", "whole_words", "words_only", "prune_tolerance")
+        custom = any(values[n] != getattr(InvertConfig, n) for n in own)
+        values["prompt_style"] = "custom" if custom else InvertConfig.prompt_style
     return InvertConfig(**values)
 
 

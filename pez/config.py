@@ -45,11 +45,15 @@ class About:
     bound: Bound | None = None  # valid range of a number
     note: str = ""  # appended to the label in the app's panel: "Prompt length (tokens)"
     info: str = ""  # the app's hint under the control
+    choices: tuple[str, ...] = ()  # the values a text setting may take (a choice in the app, the CLI)
 
 
-def setting(default: Any, help: str, label: str = "", bound: Bound | None = None, *, note: str = "", info: str = ""):
+def setting(
+    default: Any, help: str, label: str = "", bound: Bound | None = None, *, note: str = "", info: str = "", choices=()
+):
     """A dataclass field with its description: `x: int = setting(16, "tokens in the prompt", ...)`."""
-    return dataclasses.field(default=default, metadata={"about": About(help, label, bound, note, info)})
+    about = About(help, label, bound, note, info, tuple(choices))
+    return dataclasses.field(default=default, metadata={"about": about})
 
 
 def about(cls: type, name: str) -> About:
@@ -79,7 +83,19 @@ MIN_IMAGE_SIDE = 2  # pixels; smaller images carry no usable content
 MAX_ASPECT_RATIO = 20.0  # longest side / shortest side
 MAX_TEXT_CHARS = 2_000  # prompts and distillation targets
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # of a search's gradient pass; "auto": see pez.engine.accel
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# What the user gets (InvertConfig.prompt_style, resolved by InvertConfig.resolved):
+#   readable   dictionary words only, no word twice, every word earns its place (pruned below
+#              READABLE_TOLERANCE unless prune_tolerance is set), the best-scoring of a few orders;
+#   max-score  the search's best prompt, refined: every slot filled, the highest score;
+#   custom     the vocabulary and polish settings exactly as given (dictionary_words, prune_tolerance, ...).
+PROMPT_STYLES = ("readable", "max-score", "custom")
+# How the final prompt is chosen among the result's top_k (pez.inversion.judge_by_regeneration):
+#   score       the highest prompt-image score (the objective PEZ optimises);
+#   regenerate  the highest CLIP image-image similarity of its regeneration (the pair's generator,
+#               one image, seed 0) to the target images. Costs one generation per candidate: nothing
+#               on the toy pair, ~13 s per candidate for SD-Turbo on a 2-core CPU (BENCHMARKS.md).
+JUDGES = ("score", "regenerate")  # of a search's gradient pass; "auto": see pez.engine.accel
 STYLE_TEMPLATE = "{subject} in the style of {style}"
 CONCAT_SEPARATOR = ", "
 TEXT_WEIGHT = 1.0  # default weight of an optional text target beside the images (pez.image_targets)
@@ -140,7 +156,8 @@ class InvertConfig:
         "Whole words only",
         note="no glued pieces",
     )
-    # Readable mode: only tokens that are whole English words by wordfreq (pez.engine.readability).
+    # Only tokens that are whole English words by wordfreq (pez.engine.readability). The readable
+    # style turns it (and whole_words) on, max-score off (InvertConfig.resolved); custom: as given.
     dictionary_words: bool = setting(
         False,
         "only whole words of an English dictionary (wordfreq): every word of the prompt is a real word",
@@ -166,6 +183,24 @@ class InvertConfig:
         "Prune tolerance",
         Bound(0.0, 0.2, 0.005),
         note="0 = off",
+    )
+    # One choice for what the user gets (PROMPT_STYLES above); decided at equal wall-clock time
+    # (bench/readable.py; BENCHMARKS.md, "Readable prompts by default").
+    prompt_style: str = setting(
+        "readable",
+        "readable: real words, none twice, each earns its place, in a readable order; max-score: every slot, the "
+        "highest score; custom: the vocabulary and prune settings as given",
+        "Prompt style",
+        choices=PROMPT_STYLES,
+    )
+    # Measured in the toy world (bench/readable.py): picking by regeneration helps max-score prompts
+    # (which may name a wrong colour first), not readable ones; an option (image -> prompt only).
+    judge: str = setting(
+        "score",
+        "how the final prompt is picked among the top k: score (prompt vs image) or regenerate (its regenerated "
+        "image vs the targets; needs a model pair with a generator, one generation per candidate)",
+        "Judge",
+        choices=JUDGES,
     )
     # The library runs every step by default; the app turns early stop on (APP_PATIENCE).
     patience: int = setting(
@@ -195,6 +230,10 @@ class InvertConfig:
         """Check every field (and, given a model's context length, that the prompt fits it);
         return self. Raises ConfigError saying expected vs received. Runs when a config is built."""
         check_fields(self)
+        if self.prompt_style not in PROMPT_STYLES:
+            raise ConfigError(f"prompt_style: expected one of {list(PROMPT_STYLES)}, received {self.prompt_style!r}")
+        if self.judge not in JUDGES:
+            raise ConfigError(f"judge: expected one of {list(JUDGES)}, received {self.judge!r}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision: expected one of {list(PRECISIONS)}, received {quote_value(self.precision)}")
         if not isinstance(self.init_prompt, str) or len(self.init_prompt) > MAX_TEXT_CHARS:
@@ -224,6 +263,22 @@ class InvertConfig:
 
     def replace(self, **changes) -> InvertConfig:
         return dataclasses.replace(self, **changes)
+
+    @property
+    def readable(self) -> bool:
+        """The readable style: no word twice and a readable order, besides its vocabulary and pruning."""
+        return self.prompt_style == "readable"
+
+    def resolved(self) -> InvertConfig:
+        """The settings the engine runs with: the style's vocabulary and pruning applied (readable:
+        dictionary words, pruning at READABLE_TOLERANCE unless prune_tolerance is set; max-score:
+        any tokens the other filters allow, no pruning); custom: exactly as given."""
+        if self.prompt_style == "readable":
+            tol = self.prune_tolerance if self.prune_tolerance > 0 else READABLE_TOLERANCE
+            return self.replace(dictionary_words=True, whole_words=True, prune_tolerance=tol)
+        if self.prompt_style == "max-score":
+            return self.replace(dictionary_words=False, words_only=False, prune_tolerance=0.0)
+        return self
 
 
 def check_clip_weights(weights) -> tuple[float, ...]:
@@ -270,6 +325,24 @@ REFINE_BATCH = 64  # at most this many candidate swaps per round (one batched fo
 REFINE_BATCH_MIN = 8  # at least this many; pez.engine.budget.refine_batch sizes each round in between
 REFINE_VERIFY = 4  # best candidates per round decoded and honestly re-scored
 REFINE_COMBOS = 6  # at most this many gaining swaps (at distinct positions) tried together
+
+# The readable style (pez.engine.polish): a word whose removal costs less than READABLE_TOLERANCE
+# is dropped (one at a time, the cheapest first), so the length follows the image; then up to
+# ORDER_CANDIDATES orders of the words are scored in one batch and the best kept. Top-k
+# alternatives are kept apart: two prompts whose word sets overlap more than DIVERSE_JACCARD
+# (Jaccard: shared words / all words) count as one. Measured by bench/readable.py (BENCHMARKS.md).
+READABLE_TOLERANCE = 0.005
+ORDER_CANDIDATES = 24
+DIVERSE_JACCARD = 0.5
+# How the polish's time is split between its phases when several are on (pez.engine.budget): each
+# phase gets its weight's share of what is left when it starts, so none eats another's time.
+POLISH_SPLIT = {"refine": 0.6, "prune": 0.3, "order": 0.1}
+# Short budgets (pez.engine.budget): the first step (one-off costs: compiling, masks, caches) is
+# not used to predict the rate, the shares are planned from the end of the first step, and the
+# search takes at least MIN_SEARCH_STEPS steps while the budget lasts (the polish gets what is
+# left). A run that ends with fewer search steps says so (SHORT_BUDGET_HINT).
+MIN_SEARCH_STEPS = 20
+SHORT_BUDGET_HINT = "the time budget was too short for a real search (only {steps} steps): the prompt may be close to random; give it more time"
 
 # The run's clock (pez.engine.budget). Polish (refine + prune) takes at most POLISH_SHARE of the
 # run's wall time: at equal wall-clock time, searching 75% and refining 25% beat searching 100%
@@ -345,12 +418,14 @@ __all__ = [
     "GENERATE_BOUNDS",
     "GenerateConfig",
     "InvertConfig",
+    "JUDGES",
     "MAX_ASPECT_RATIO",
     "MAX_IMAGES",
     "MAX_IMAGE_PIXELS",
     "MAX_TEXT_CHARS",
     "MIN_IMAGE_SIDE",
     "PRECISIONS",
+    "PROMPT_STYLES",
     "STYLE_TEMPLATE",
     "about",
     "bounds",

@@ -9,7 +9,9 @@ registry pair name, any CLIP spec accepted by `pez.models.load_clip`, a LoadedCl
 
 from __future__ import annotations
 
+import dataclasses
 import string
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -129,9 +131,66 @@ def invert_stream(
     """Stream a PEZ run that finds one prompt for all `images` (and away from negatives), also
     matching `texts` with `text_weight` when given (see image_targets)."""
     config = config or InvertConfig()
+    if config.judge == "regenerate":
+        _judge_pair(model)  # before any work
     clip = get_clip(model, device, config.clip_weights)
     targets = image_targets(clip, images, negative_images, config.negative_weight, texts, text_weight)
-    return optimize(clip, targets, config, should_stop)
+    stream = optimize(clip, targets, config, should_stop)
+    if config.judge == "regenerate":
+        return _judged(stream, model, images, clip)
+    return stream
+
+
+def _judge_pair(model: Model) -> str:
+    """The pair name judge="regenerate" regenerates with; ConfigError unless `model` names a pair."""
+    from .models import PAIRS
+
+    if not (isinstance(model, str) and model in PAIRS):
+        raise ConfigError(
+            f"judge: 'regenerate' needs a model pair with a generator (one of {sorted(PAIRS)}), received {model!r}"
+        )
+    return model
+
+
+def _judged(stream: Iterator[StepReport], pair: str, images, clip) -> Iterator[StepReport]:
+    """The stream, its final result re-judged by regeneration (judge_by_regeneration)."""
+    for rep in stream:
+        if rep.done and rep.result is not None and not rep.result.stopped:
+            rep.result = judge_by_regeneration(rep.result, pair, images, clip=clip)
+            rep.best_prompt, rep.best_score = rep.result.prompt, rep.result.score
+            rep.best_clip_scores = dict(rep.result.clip_scores)
+        yield rep
+
+
+def judge_by_regeneration(
+    result: InversionResult, pair: str, images: Sequence[Any], *, clip=None, generate_config=None, pipeline=None
+) -> InversionResult:
+    """`result` with its final prompt picked among its top_k by regeneration: each candidate is drawn
+    by the pair's generator (one image, seed 0 unless `generate_config` says otherwise) and the one
+    whose image is most similar to the target `images` (CLIP image-image cosine, the pair's CLIP)
+    wins. Its score stays its prompt-image score; stats gain regen_similarity (the winner's),
+    regen_similarity_by_score (the first candidate's), regen_candidates and regen_seconds. One
+    generation per candidate."""
+    from .generate import regenerate
+
+    if not result.top_k:
+        return result
+    start = time.perf_counter()
+    sims = []
+    for cand in result.top_k:
+        out = regenerate(pair, cand.prompt, generate_config, targets=list(images), clip=clip, pipeline=pipeline)
+        sims.append(sum(out.image_scores) / len(out.image_scores))
+    k = max(range(len(sims)), key=sims.__getitem__)
+    best = result.top_k[k]
+    stats = {**result.stats, "regen_similarity": sims[k], "regen_candidates": len(sims)}
+    stats.update(regen_seconds=time.perf_counter() - start, regen_similarity_by_score=sims[0])
+    same = best.prompt == result.prompt
+    names = list(result.clip_scores)
+    clip_scores = result.clip_scores if same else ({names[0]: best.score} if len(names) == 1 else {})
+    top_k = [best, *(p for i, p in enumerate(result.top_k) if i != k)]
+    return dataclasses.replace(
+        result, prompt=best.prompt, score=best.score, top_k=top_k, stats=stats, clip_scores=clip_scores
+    )
 
 
 def invert(images, model: Model = DEFAULT_PAIR, config: InvertConfig | None = None, **kwargs) -> InversionResult:
@@ -301,6 +360,7 @@ __all__ = [
     "invert",
     "invert_stream",
     "join_prompts",
+    "judge_by_regeneration",
     "run_to_end",
     "style_prompts",
     "text_targets",

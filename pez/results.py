@@ -75,7 +75,7 @@ class StepReport:
     steps_per_sec: float  # the phase's rate: steps, rounds or tokens removed per second (0: not measured yet)
     done: bool = False
     result: InversionResult | None = None  # set on the final report
-    phase: str = "search"  # "search" (PEZ), "refine" (token swaps) or "prune" (dropping tokens)
+    phase: str = "search"  # "search" (PEZ), "refine" (token swaps), "prune" (dropping tokens), "order" (word order)
     hint: str = ""  # advice for the user, e.g. "the search looks stuck: ..." (pez.config.STUCK_HINT)
     best_clip_scores: dict[str, float] | None = None  # best prompt's score in each CLIP (final report)
     eta: float = math.nan  # estimated seconds until the run ends (all phases; nan: not known yet)
@@ -84,7 +84,7 @@ class StepReport:
     @property
     def unit(self) -> str:
         """What `step`, `steps` and `steps_per_sec` count in this phase."""
-        return {"refine": "rounds", "prune": "tokens removed"}.get(self.phase, "steps")
+        return {"refine": "rounds", "prune": "tokens removed", "order": "rounds"}.get(self.phase, "steps")
 
 
 @dataclass

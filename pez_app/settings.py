@@ -35,21 +35,19 @@ FIELDS = (
     "seed",
     "lr",
     "blocklist",
-    "words_only",
-    "whole_words",
+    "prompt_style",  # issue 22: one choice instead of words_only, whole_words and dictionary_words
     "safe",
     "patience",
     "refine_steps",
     "prune_tolerance",
     "init_prompt",
-    "dictionary_words",  # added later: at the end, so positional API calls keep their meaning
     "time_budget",
     "clip_weights",  # issue 17: after main's additions, for the same reason
 )
 ROWS = (  # the panel's layout
     ("model", "prompt_len", "steps", "time_budget"),
     ("candidates", "seed", "lr", "patience"),
-    ("blocklist", "words_only", "whole_words", "dictionary_words", "safe"),
+    ("blocklist", "prompt_style", "safe"),
     ("refine_steps", "prune_tolerance", "init_prompt", "clip_weights"),
 )
 MODEL_HELP = "model pair name, e.g. 'sd-turbo' or 'toy' (one this server offers)"

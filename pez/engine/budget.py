@@ -1,11 +1,18 @@
 """The run's clock: a time budget planned over the search, its candidates and the polish, and the
 time left that progress reports show.
 
-A run has up to three phases: the search (PEZ steps), then refine and prune (pez.engine.polish).
+A run has up to four phases: the search (PEZ steps), then refine, prune and order (pez.engine.polish).
 
-- Polish is paid for out of the run's time, never on top of it: refine and prune together take
+- Polish is paid for out of the run's time, never on top of it: its phases together take
   at most POLISH_SHARE of the run, i.e. POLISH_SHARE / (1 - POLISH_SHARE) of what the search
-  took (a third of it at 25%).
+  took (a third of it at 25%). Each phase that is on gets its POLISH_SPLIT weight's share of
+  what is left when it starts (`begin`), so refinement cannot leave pruning nothing; a phase's
+  first round may use the whole polish's time left (every phase that is on runs once at least).
+- Short budgets: the first step carries one-off costs (compiling, vocabulary masks, caches), so
+  it never predicts the rate, and the search's share is planned from the end of the first step
+  (`work_start`); the budget itself counts from the end of the search's set-up (`restart`:
+  vocabulary masks, which take seconds the first time a filter is used). The search takes at least MIN_SEARCH_STEPS steps while the run's budget lasts;
+  a run that still ends with fewer gets SHORT_BUDGET_HINT (`short_hint`).
 - With a budget T (`InvertConfig.time_budget`, seconds), "took" is wall-clock time: the search
   ends at (1 - POLISH_SHARE) T when there is a polish (at T when there is none), or earlier by
   its steps or early stop; the polish then ends by the rule above and at T at the latest; the
@@ -13,8 +20,8 @@ A run has up to three phases: the search (PEZ steps), then refine and prune (pez
   measured cost (the last one's; the first one's estimated from the search's step time) fits
   before the deadline, and each round's number of swaps is sized from the measured cost of the
   last one's forward (`refine_batch`: small batches for big text towers on a CPU, 64 on a GPU).
-  The budget counts from the start of `pez.engine.optim.optimize` (the model is loaded and the
-  targets encoded before it). Timing decides, so a budgeted run depends on the machine's speed.
+  The budget counts from the end of the search's set-up in `pez.engine.optim.optimize` (the
+  model is loaded, the targets encoded and the vocabulary mask built before it). Timing decides, so a budgeted run depends on the machine's speed.
 - Without a budget, the run stays reproducible (same seed, settings and device, same prompt):
   "took" is counted in search steps of one prompt, and each refine round and prune pass is
   charged its cost in those units from a fixed model measured by bench/polish_cost.py
@@ -38,12 +45,15 @@ from dataclasses import dataclass, field
 from ..config import (
     ITEM_STEPS,
     MIN_BUDGET_STEPS,
+    MIN_SEARCH_STEPS,
     PLAN_STEPS,
     POLISH_SHARE,
+    POLISH_SPLIT,
     REFINE_BATCH,
     REFINE_BATCH_MIN,
     REFINE_ROUND_STEPS,
     REPORT_SECONDS,
+    SHORT_BUDGET_HINT,
 )
 
 Clock = Callable[[], float]
@@ -69,13 +79,26 @@ class Plan:
     polish_end: float = field(init=False, default=math.inf)  # deadline of refine and prune (with a budget)
     polish_units: float = field(init=False, default=math.inf)  # what they may spend without one (prompt steps)
     polish_spent: float = field(init=False, default=0.0)
+    work_start: float = field(init=False)  # when the first step ended (its one-off costs are behind)
+    phase: str = field(init=False, default="")  # the polish phase under way
+    phase_end: float = field(init=False, default=math.inf)  # its deadline (with a budget)
+    phase_units: float = field(init=False, default=math.inf)  # its limit in polish_spent units (without)
+    _first: bool = field(init=False, default=False)  # the phase's first round is still to come
     _measured: dict = field(init=False, default_factory=dict)  # "round"/"pass" -> (size, seconds) of the last
     _steps_at: tuple[int, float] = field(init=False, default=(0, 0.0))  # (step, time) of the first timed step
     _last_report: float = field(init=False, default=-math.inf)
 
     def __post_init__(self):
+        self.restart()
+
+    def restart(self) -> None:
+        """The budget counts from now: called when the search's set-up (vocabulary masks, the
+        projector, the start prompts) is done, so one-off costs outside the search are not spent
+        from it."""
         self.start = self.clock()
+        self.work_start = self.start
         self._steps_at = (0, self.start)
+        self._last_report = -math.inf
 
     # -- the deadlines -------------------------------------------------------------------------
 
@@ -89,7 +112,7 @@ class Plan:
         """When the search must end to leave the polish its share of the budget."""
         if self.budget <= 0:
             return math.inf
-        return self.start + (1 - POLISH_SHARE if self.polish else 1.0) * self.budget
+        return self.work_start + (1 - POLISH_SHARE if self.polish else 1.0) * (self.end - self.work_start)
 
     def now(self) -> float:
         return self.clock()
@@ -101,13 +124,17 @@ class Plan:
 
     def search_over(self, step: int) -> bool:
         """True when the search must not take another step: its steps are done, or the next step
-        (at the mean step time so far) would end after the search's deadline."""
+        (at the mean step time of the steps after the first) would end after the search's deadline;
+        before MIN_SEARCH_STEPS steps, only when the run's budget is spent."""
         if step >= self.steps:
             return True
         if self.search_end == math.inf:
             return False
-        t = self.step_seconds if math.isfinite(self.step_seconds) else 0.0
-        return self.clock() + t > self.search_end
+        now = self.clock()
+        if step < MIN_SEARCH_STEPS:
+            return now >= self.end
+        t = self.step_seconds if step > 1 and math.isfinite(self.step_seconds) else 0.0
+        return now + t > self.search_end
 
     def stepped(self, step: int) -> None:
         """The search finished step `step`: update the mean step time. The first step is left out
@@ -116,6 +143,7 @@ class Plan:
         if step == 1:
             self._steps_at = (1, now)
             self.step_seconds = now - self.start
+            self.work_start = now
         elif step > 1:
             first, t1 = self._steps_at
             self.step_seconds = (now - t1) / (step - first)
@@ -144,7 +172,24 @@ class Plan:
         self.polish_end = min(self.end, now + self.search_seconds * ratio)
         self.polish_units = steps * (self.candidates if self.scales else 1) * ratio
 
+    def short_hint(self, steps: int) -> str:
+        """SHORT_BUDGET_HINT when a budget ended the search before MIN_SEARCH_STEPS steps."""
+        if self.budget > 0 and steps < min(MIN_SEARCH_STEPS, self.steps):
+            return SHORT_BUDGET_HINT.format(steps=steps)
+        return ""
+
     # -- the polish ----------------------------------------------------------------------------
+
+    def begin(self, phase: str, phases: list[str]) -> None:
+        """Polish phase `phase` starts; `phases` are those still to run, it first: it gets its
+        POLISH_SPLIT weight's share of the polish's time (or units) left."""
+        share = POLISH_SPLIT[phase] / sum(POLISH_SPLIT[p] for p in phases)
+        self.phase, self._first = phase, True
+        if self.timed:
+            now = self.clock()
+            self.phase_end = now + max(self.polish_end - now, 0.0) * share
+        else:
+            self.phase_units = self.polish_spent + max(self.polish_units - self.polish_spent, 0.0) * share
 
     @property
     def timed(self) -> bool:
@@ -152,12 +197,19 @@ class Plan:
         return self.budget > 0
 
     def admit(self, kind: str, size: int) -> bool:
-        """May a refine round of `size` swaps ("round") or a prune pass over `size` removals
-        ("pass") start? Only when its expected cost fits in what the polish has left."""
+        """May a refine round of `size` swaps ("round") or a prune or order pass over `size` prompts
+        ("pass") start? When its expected cost fits in the phase's share (see `begin`); the
+        phase's first may use all the polish has left."""
         cost = self._expected(kind, size)
+        first, self._first = self._first, False
         if self.timed:
-            return self.clock() + cost <= self.polish_end
-        return self.polish_spent + cost <= self.polish_units
+            end = self.polish_end if first else min(self.phase_end, self.polish_end)
+            ok = self.clock() + cost <= end
+        else:
+            limit = self.polish_units if first else min(self.phase_units, self.polish_units)
+            ok = self.polish_spent + cost <= limit
+        self._first = first and not ok  # a refused first round leaves the next try first
+        return ok
 
     def record(self, kind: str, size: int, seconds: float) -> None:
         """A round or pass of `size` took `seconds`: remember it (the next one's expected cost)

@@ -49,7 +49,8 @@ from ..models.clip import JointClip, LoadedClip
 from ..results import InversionResult, ScoredPrompt, StepReport
 from . import accel
 from .budget import Clock, Plan
-from .polish import Polish, Polisher, polish, polish_hint
+from .polish import Polish, Polisher, PolishRound, diverse_top, polish, polish_hint
+from .readability import is_readable
 from .scorer import TextScorer
 from .tower import PromptEncoder, SpaceEncoder
 from .vocab import VocabFilter, text_ids, text_rejector, vocabulary
@@ -105,7 +106,7 @@ def optimize(
     `config.time_budget` the run ends within it (pez.engine.budget); `clock` (seconds, default
     time.perf_counter) is for tests. `clip` is one CLIP or a JointClip; `targets` are features in
     its text space (pez.engine.features)."""
-    config = config or InvertConfig()  # checked when built; here only whether the prompt fits
+    config = (config or InvertConfig()).resolved()  # checked when built; the prompt style applied
     config.fits(clip.context_length)
     _check_weights(clip, config)
     polishing = bool(config.refine_steps or config.prune_tolerance > 0)
@@ -138,6 +139,7 @@ def optimize(
     last: tuple[torch.Tensor, torch.Tensor] | None = None  # (ids, scores) of the latest step
     plateau = _Plateau(config.patience)
     interrupted = user_stop = False
+    plan.restart()  # the budget counts from here: the set-up above (masks: seconds on first use) is not spent from it
     plan.reported()
     yield _report(0, config, history, _current(tracker, last), tracker, plan)  # the search starts
     try:
@@ -183,7 +185,7 @@ def optimize(
     tracker.flush(_current_entry(last))
     plan.search_ended(step)
     stopped = interrupted or user_stop
-    hint = plateau.hint(tracker)
+    hint = plan.short_hint(step) or plateau.hint(tracker)
 
     # 4. Beyond PEZ: refine and prune the best prompt (pez.engine.polish), unless the user stopped.
     polished = None
@@ -197,14 +199,14 @@ def optimize(
                 if isinstance(item, Polish):
                     polished = item
                 else:
-                    tracker.offer(*item[4:])  # (text, score) of the round
-                    yield _phase_report(item, history, tracker, plan, polisher.started[item[0]], hint)
+                    tracker.offer(item.text, item.score)
+                    yield _phase_report(item, history, tracker, plan, polisher.started[item.phase], hint)
         except KeyboardInterrupt:
             stopped = True
         stopped = stopped or (should_stop is not None and should_stop())
     if polished is not None:
         stats.update(polished.stats)
-        hint = polish_hint(hint, polished.stats)
+        hint = plan.short_hint(step) or polish_hint(hint, polished.stats)
     elapsed = plan.elapsed()
     stats["polish_seconds"] = elapsed - plan.search_seconds
     prompt, score = (
@@ -213,7 +215,7 @@ def optimize(
     result = InversionResult(
         prompt=prompt,
         score=score if step else float("nan"),
-        top_k=_top_k(tracker, config.top_k, polished),
+        top_k=_top_k(tracker, config.top_k, polished, config.readable),
         steps_run=step,
         elapsed=elapsed,
         stopped=stopped,
@@ -343,14 +345,17 @@ class _BestTracker:
         return [ScoredPrompt(t, s) for t, s in ranked]
 
 
-def _top_k(tracker: _BestTracker, k: int, polished: Polish | None) -> list[ScoredPrompt]:
-    """Distinct prompts, best first. After pruning, the returned (shortest) prompt leads and the
-    longer ones it was pruned from (scoring less than prune_tolerance more) are left out."""
-    if polished is None or not polished.prompt:
-        return tracker.top_k(k)
+def _top_k(tracker: _BestTracker, k: int, polished: Polish | None, readable: bool = False) -> list[ScoredPrompt]:
+    """Distinct prompts that differ in their words (polish.diverse_top), best first. After pruning,
+    the returned (shortest) prompt leads and the longer ones it was pruned from (scoring less than
+    prune_tolerance more) are left out; in the readable style only readable prompts follow it."""
     everything = tracker.top_k(len(tracker.scorer.scores))
+    if polished is None or not polished.prompt:
+        return diverse_top(everything, k)
     rest = [p for p in everything if p.score <= polished.score and p.prompt != polished.prompt]
-    return [ScoredPrompt(polished.prompt, polished.score), *rest[: k - 1]]
+    if readable:
+        rest = [p for p in rest if is_readable(p.prompt)]
+    return diverse_top([ScoredPrompt(polished.prompt, polished.score), *rest], k)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -392,10 +397,12 @@ def stuck_hint(step: int, start_score: float, best_score: float) -> str:
 # Reports
 
 
-def _phase_report(item, history, tracker: _BestTracker, plan: Plan, phase_start: float, hint: str) -> StepReport:
-    """A StepReport for a refine/prune round: ("refine"|"prune", round, rounds, ids, text, score);
-    its rate is rounds (refine) or removed tokens (prune) per second of that phase."""
-    phase, r, rounds, _, text, score = item
+def _phase_report(
+    item: PolishRound, history, tracker: _BestTracker, plan: Plan, phase_start: float, hint: str
+) -> StepReport:
+    """A StepReport for a polish round; its rate is rounds (refine, order) or removed tokens
+    (prune) per second of that phase."""
+    phase, r, rounds, text, score = item.phase, item.round, item.rounds, item.text, item.score
     seconds = max(plan.now() - phase_start, 1e-9)
     return StepReport(
         step=r,
@@ -409,7 +416,7 @@ def _phase_report(item, history, tracker: _BestTracker, plan: Plan, phase_start:
         steps_per_sec=r / seconds,
         phase=phase,
         hint=hint,
-        eta=plan.eta(phase, r, rounds, seconds / r),
+        eta=plan.eta(phase, r, rounds, seconds / max(r, 1)),
         time_budget=plan.budget,
     )
 

@@ -52,6 +52,18 @@ def dictionary_share(text: str, min_zipf: float = ZIPF_MIN) -> float:
     return sum(is_dictionary_word(w, min_zipf) for w in words) / len(words) if words else 0.0
 
 
+def repeated_words(text: str) -> int:
+    """How many words of `text` repeat an earlier one (case and surrounding punctuation ignored)."""
+    words = [w.strip(_PUNCT).lower() for w in prompt_words(text)]
+    return len(words) - len(set(words))
+
+
+def is_readable(text: str, min_zipf: float = ZIPF_MIN) -> bool:
+    """The readable style's test of a prompt: every word a dictionary word, none twice."""
+    words = prompt_words(text)
+    return bool(words) and all(is_dictionary_word(w, min_zipf) for w in words) and not repeated_words(text)
+
+
 def is_dictionary_token(token_text: str, min_zipf: float = ZIPF_MIN) -> bool:
     """For a vocabulary mask: True when a token's decoded text ("cat " for CLIP's `cat</w>`)
     ends a word (trailing whitespace) and is a dictionary word on its own. Pieces that need a
@@ -60,4 +72,14 @@ def is_dictionary_token(token_text: str, min_zipf: float = ZIPF_MIN) -> bool:
     return token_text[-1:].isspace() and is_dictionary_word(token_text, min_zipf)
 
 
-__all__ = ["LANG", "ZIPF_MIN", "dictionary_share", "is_dictionary_token", "is_dictionary_word", "prompt_words", "zipf"]
+__all__ = [
+    "LANG",
+    "ZIPF_MIN",
+    "dictionary_share",
+    "is_dictionary_token",
+    "is_dictionary_word",
+    "is_readable",
+    "prompt_words",
+    "repeated_words",
+    "zipf",
+]

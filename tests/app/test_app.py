@@ -48,8 +48,8 @@ def endpoints(**changes) -> dict:
 
 
 EP = endpoints()
-# (prompt_len, steps, candidates, seed, lr, blocklist, words_only): a few fast steps
-FAST = (4, 12, 2, 0, 0.1, "", False)
+# (prompt_len, steps, candidates, seed, lr, blocklist, prompt_style): a few fast steps
+FAST = (4, 12, 2, 0, 0.1, "", "readable")
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +194,7 @@ def test_cli_flags():
 
 
 def test_invert_image_streams_progress_then_the_best_prompt(image_files):
-    updates = run(EP["invert"], image_files[0], MODEL, 4, 40, 2, 0, 0.1, "", False)
+    updates = run(EP["invert"], image_files[0], MODEL, 4, 40, 2, 0, 0.1, "", "readable")
     assert len(updates) >= 3  # loading, at least one live update, final
     prompt, status, plot, cands, record = updates[-1]
     assert prompt and prompt == record["prompt"] and record["done"] and not record["stopped"]
@@ -230,7 +230,7 @@ def test_run_is_reproducible_with_a_seed_and_reports_a_drawn_one(image_files):
     a = run(EP["invert"], image_files[0], MODEL, *FAST, time_budget=0.0, refine_steps=0)[-1]
     b = run(EP["invert"], image_files[0], MODEL, *FAST, time_budget=0.0, refine_steps=0)[-1]
     assert a[0] == b[0]
-    drawn = run(EP["invert"], image_files[0], MODEL, 4, 10, 1, None, 0.1, "", False)[-1]
+    drawn = run(EP["invert"], image_files[0], MODEL, 4, 10, 1, None, 0.1, "", "readable")[-1]
     assert isinstance(drawn[4]["settings"]["seed"], int) and f"seed {drawn[4]['settings']['seed']}" in drawn[1]
 
 
@@ -249,7 +249,7 @@ def test_closing_the_stream_frees_the_run(image_files, monkeypatch):
     monkeypatch.setattr(pez, "invert_stream", recorded)
     control = progress.RunControl()
     progress.arm_run(control)
-    stream = EP["invert"](image_files[0], MODEL, 4, 3000, 1, 0, 0.1, "", False, control=control)
+    stream = EP["invert"](image_files[0], MODEL, 4, 3000, 1, 0, 0.1, "", "readable", control=control)
     next(stream), next(stream)  # loading, then a live update
     assert control.started and len(runs) == 1 and ins.getgeneratorstate(runs[0]) == ins.GEN_SUSPENDED
     stream.close()
@@ -289,7 +289,7 @@ def test_score_prompt(image_files):
     [
         (lambda f: run(EP["invert"], None, MODEL, *FAST), "Add an image first"),
         (lambda f: run(EP["invert_multi"], [], MODEL, *FAST), "Add at least 1 image first"),
-        (lambda f: run(EP["invert"], f, MODEL, 4, 0, 1, 0, 0.1, "", False), "steps"),
+        (lambda f: run(EP["invert"], f, MODEL, 4, 0, 1, 0, 0.1, "", "readable"), "steps"),
         (lambda f: run(EP["distill"], "   ", MODEL, *FAST), "long prompt"),
     ],
 )
@@ -387,7 +387,7 @@ def test_stop_ends_the_run_gracefully_keeping_the_best_prompt(image_files):
     control = progress.RunControl()
     assert progress.arm_run(control) == progress.STARTING  # what the Run click shows first (idle server)
     stream = with_records(
-        EP["invert"](image_files[0], MODEL, 4, 3000, 2, 0, 0.1, "", False, control=control), control
+        EP["invert"](image_files[0], MODEL, 4, 3000, 2, 0, 0.1, "", "readable", control=control), control
     )
     live = [next(stream), next(stream)]  # loading, then a live update
     while live[-1][4].get("score") is None:  # the search's step-0 report has no score yet
@@ -407,10 +407,10 @@ def test_stop_while_queued_says_so_and_the_run_never_starts(image_files):
     control = progress.RunControl()
     progress.arm_run(control)
     assert "waiting in the queue" in pipeline.stop_run(control)  # Stop while still queued
-    final = run(EP["invert"], image_files[0], MODEL, 4, 3000, 1, 0, 0.1, "", False, control=control)[-1]
+    final = run(EP["invert"], image_files[0], MODEL, 4, 3000, 1, 0, 0.1, "", "readable", control=control)[-1]
     assert final[4]["steps_run"] == 0 and final[0] == "" and "Stopped before the first step" in final[1]
     progress.arm_run(control)  # a new Run click is not stopped by the old Stop
-    final = run(EP["invert"], image_files[0], MODEL, 4, 10, 1, 0, 0.1, "", False, control=control)[-1]
+    final = run(EP["invert"], image_files[0], MODEL, 4, 10, 1, 0, 0.1, "", "readable", control=control)[-1]
     assert final[4]["steps_run"] == 10 and not final[4]["stopped"]
 
 
@@ -425,7 +425,7 @@ def test_a_failed_run_leaves_its_error_in_the_status(image_files):
 
 def test_range_errors_name_the_field_and_plurals_read_well(image_files):
     with pytest.raises(gr.Error) as e:
-        run(EP["invert"], image_files[0], MODEL, 4, 10, 1, 0, -5, "", False)
+        run(EP["invert"], image_files[0], MODEL, 4, 10, 1, 0, -5, "", "readable")
     assert e.value.message.startswith("Learning rate (lr): expected a value in")
     assert "similar" not in server.tidy_message("model: unknown open_clip architecture 'x'; similar: []")
     assert server.tidy_message("model: unknown 'Vit'; similar: ['ViT-B-32', 'ViT-L-14']").endswith(
@@ -438,7 +438,7 @@ def test_range_errors_name_the_field_and_plurals_read_well(image_files):
 
 def test_distill_refuses_a_short_length_longer_than_the_input():
     with pytest.raises(gr.Error) as e:
-        run(EP["distill"], "a red star", MODEL, 8, 10, 1, 0, 0.1, "", False)
+        run(EP["distill"], "a red star", MODEL, 8, 10, 1, 0, 0.1, "", "readable")
     assert "must be shorter than the long one" in e.value.message
 
 

@@ -56,12 +56,13 @@ def test_loading_says_downloading_only_while_bytes_move(monkeypatch):
 
 
 def test_time_budget_is_an_app_setting_with_a_cpu_default():
-    assert "time_budget" in settings.FIELDS and "dictionary_words" in settings.FIELDS
-    assert settings.FIELDS[-3:] == ("dictionary_words", "time_budget", "clip_weights")  # appended: positional calls keep working
+    assert "time_budget" in settings.FIELDS and "prompt_style" in settings.FIELDS  # issue 22: one style choice
+    assert not {"dictionary_words", "words_only", "whole_words"} & set(settings.FIELDS)
+    assert settings.FIELDS[-2:] == ("time_budget", "clip_weights")
     assert settings.app_time_budget("cpu") == APP_CPU_TIME_BUDGET > 0
     defaults = settings.app_defaults(server.ServerSettings())
     params = {p.name: p for p in settings.setting_params("toy", defaults)}
     assert params["time_budget"].annotation is float and params["time_budget"].default == settings.app_time_budget()
-    cfg = settings.make_config({"time_budget": 45, "dictionary_words": True, "steps": 10})
-    assert cfg.time_budget == 45.0 and cfg.dictionary_words
+    cfg = settings.make_config({"time_budget": 45, "prompt_style": "max-score", "steps": 10})
+    assert cfg.time_budget == 45.0 and cfg.prompt_style == "max-score"
     assert settings.label("time_budget") == "Time budget (seconds, 0 = none)"

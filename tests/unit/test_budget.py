@@ -207,3 +207,79 @@ def test_the_budget_is_a_setting_and_a_flag():
     with pytest.raises(pez.ConfigError, match="time_budget"):
         pez.InvertConfig(time_budget=-1.0)
     assert pez.StepReport(0, 1, 0.0, "", 0.0, "", 0.0, 0.0, 0.0, phase="refine").unit == "rounds"
+
+
+# ---------------------------------------------------------------------------------------------
+# Short budgets (issue 24, item 2) and the polish's split between its phases (issue 22)
+
+
+def test_a_slow_first_step_does_not_end_a_short_budget():
+    """`--time 2` on the toy: the first step took 1.5 s (one-off costs), later ones 10 ms. The
+    first step no longer predicts the rate and the shares are planned from its end."""
+    from pez.config import MIN_SEARCH_STEPS
+
+    clock = ManualClock(0.0)
+    plan = Plan(budget=2.0, steps=10_000, polish=True, clock=clock)
+    step = 0
+    while not plan.search_over(step):
+        clock.advance(1.5 if step == 0 else 0.01)
+        step += 1
+        plan.stepped(step)
+    assert step >= MIN_SEARCH_STEPS and clock.t <= 2.0
+    assert plan.search_end == pytest.approx(1.5 + (1 - POLISH_SHARE) * 0.5)  # from the first step's end
+    assert plan.short_hint(step) == ""
+
+
+def test_a_budget_too_short_for_a_search_says_so():
+    clock = ManualClock(0.0)
+    plan = Plan(budget=2.0, steps=10_000, polish=True, clock=clock)
+    steps = _search(plan, clock, 0.5)  # 4 steps fill the whole budget
+    assert steps == 4  # the minimum search runs to the run's end, not to the search's share
+    assert "too short" in plan.short_hint(steps) and "4 steps" in plan.short_hint(steps)
+    assert Plan(budget=0.0, steps=3, polish=False).short_hint(3) == ""  # no budget: the steps asked for
+
+
+def test_a_short_budget_run_reports_a_short_search(tiny_clip, images):
+    cfg = pez.InvertConfig(prompt_len=4, steps=10_000, time_budget=2.0, seed=0)
+    res = _run(tiny_clip, images[:1], cfg, TickClock(0.2))[-1].result
+    assert res.steps_run < 20 and "too short" in res.hint
+
+
+def test_each_polish_phase_gets_its_share():
+    from pez.config import POLISH_SPLIT
+
+    clock = ManualClock(0.0)
+    plan = Plan(budget=40.0, steps=10_000, polish=True, clock=clock)
+    _search(plan, clock, 1.0)
+    plan.search_ended(30)
+    phases = ["refine", "prune", "order"]
+    plan.begin("refine", phases)
+    assert plan.phase_end == pytest.approx(30 + 10 * POLISH_SPLIT["refine"] / sum(POLISH_SPLIT.values()))
+    plan.record("round", REFINE_BATCH_MIN, 1.0)
+    while plan.admit("round", REFINE_BATCH_MIN):  # refinement would take every second it is given
+        clock.advance(1.0)
+    assert clock.t <= plan.phase_end
+    plan.begin("prune", phases[1:])
+    assert plan.admit("pass", 8)  # pruning still has its share
+    share = POLISH_SPLIT["prune"] / (POLISH_SPLIT["prune"] + POLISH_SPLIT["order"])
+    assert plan.phase_end == pytest.approx(clock.t + (40 - clock.t) * share)
+    # Without a budget the same split holds in modelled units.
+    plan = Plan(budget=0.0, steps=100, polish=True)
+    plan.search_ended(100)
+    plan.begin("refine", phases)
+    while plan.admit("round", REFINE_BATCH_MIN):
+        plan.record("round", REFINE_BATCH_MIN, 0.0)
+    assert plan.polish_spent <= plan.polish_units * POLISH_SPLIT["refine"] / sum(POLISH_SPLIT.values()) + 1e-9
+    plan.begin("prune", phases[1:])
+    assert plan.admit("pass", 16)
+
+
+@pytest.mark.parametrize("budget", [0.0, 4.0])
+def test_with_refine_and_prune_on_pruning_runs(tiny_clip, images, budget):
+    """Issue 22: refinement used to spend the whole polish share, leaving pruning none."""
+    cfg = pez.InvertConfig(
+        prompt_len=8, steps=40 if not budget else 10_000, time_budget=budget, refine_steps=1_000,
+        prune_tolerance=0.01, prompt_style="custom", seed=0,
+    )  # fmt: skip
+    res = _run(tiny_clip, images[:1], cfg, TickClock(0.002))[-1].result
+    assert res.stats["refine_rounds"] >= 1 and res.stats["prune_passes"] >= 1

@@ -40,6 +40,7 @@ import torch
 
 from ..config import PRECISIONS, VISION_OFFLOAD_BYTES, check_clip_weights
 from ..errors import ConfigError, WeightsNotFoundError
+from ..quiet import quiet_open_clip
 from . import hub
 from .registry import DEFAULT_PAIR, PAIRS, list_pairs
 
@@ -400,28 +401,6 @@ def load_clip(
                 traceback.clear_frames(e.__traceback__)
                 raise
         return _CACHE[key]
-
-
-class _OpenClipProgress(logging.Filter):
-    """Drops open_clip's progress records: below WARNING and logged from open_clip's own files."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING or f"{os.sep}open_clip{os.sep}" not in record.pathname
-
-
-@contextmanager
-def quiet_open_clip() -> Iterator[None]:
-    """open_clip logs its progress ("Parsing tokenizer identifier ...", "Loaded ... model config")
-    at INFO through the *root* logger, so an app or script logging at INFO shows it on every load.
-    While pez loads, a filter on the root logger drops those records. A logger's filters see only
-    the records logged on it, so every other logger (and open_clip's warnings) is untouched, and
-    the filter is gone after the load."""
-    root, quiet = logging.getLogger(), _OpenClipProgress()
-    root.addFilter(quiet)
-    try:
-        yield
-    finally:
-        root.removeFilter(quiet)
 
 
 def clear_cache() -> None:

@@ -132,7 +132,7 @@ def tokenizer():
     """The toy CLIP's tokenizer: open_clip's ViT-B-32 BPE (the real 49,408-token vocabulary)."""
     import open_clip
 
-    from ..models.clip import quiet_open_clip
+    from ..quiet import quiet_open_clip
 
     with quiet_open_clip():
         return open_clip.get_tokenizer("ViT-B-32")

@@ -23,6 +23,7 @@ from pathlib import Path
 from .config import CONCAT_SEPARATOR, GENERATE_BOUNDS, PRECISIONS, STYLE_TEMPLATE, GenerateConfig, InvertConfig, about
 from .errors import USER_ERRORS, ConfigError, describe_error
 from .models import DEFAULT_PAIR, PAIRS, list_pairs
+from . import testing as _fixtures  # noqa: F401  registers "random:tiny" (smoke runs, tests) with the loader
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def main() -> None:
 def run(argv: list[str] | None = None) -> int:
     """Parse `argv`, run the command, return the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["app"]:  # every later flag is the app's own (pez_app.main.parse_args)
+    if argv[:1] == ["app"]:  # every later flag is the app's own (the app's parse_args)
         argv, app_flags = argv[:1], argv[1:]
     args = build_parser().parse_args(argv)
     if args.command == "app":
@@ -455,11 +456,20 @@ def _add_app(sub) -> None:
 
 
 def _app(args: argparse.Namespace) -> int:
-    """The app lives in pez_app (it needs gradio); the core imports it only when asked to start it."""
+    """The app is a front-end above the core: it plugs itself in as the entry point `app` of the
+    group "pez.commands" (pyproject.toml), so the core never imports it."""
+    from importlib.metadata import entry_points
+
+    found = list(entry_points(group="pez.commands", name="app"))
+    if not found:
+        raise ConfigError(
+            "the app is not installed with this pez (no entry point 'app' in the group 'pez.commands'): "
+            "pip install '.[app]' in pez's folder (an editable install needs it run again after an update)"
+        )
     try:
-        from pez_app.main import main as app_main
+        app_main = found[0].load()
     except ModuleNotFoundError as e:
-        if (e.name or "").split(".")[0] not in ("gradio", "pandas", "pez_app"):
+        if (e.name or "").split(".")[0] not in ("gradio", "pandas"):
             raise
         raise ConfigError(
             f"the app needs {e.name}, which is not installed: pip install '.[app]' in pez's folder (or pip install -r requirements.txt)"

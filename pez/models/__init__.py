@@ -16,6 +16,7 @@ from .clip import (
     clip_specs,
     load_clip,
     parse_clip_spec,
+    register_random_clip,
     resolve_device,
     resolve_precision,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "load_clip",
     "pair_availability",
     "parse_clip_spec",
+    "register_random_clip",
     "resolve_device",
     "resolve_precision",
 ]

@@ -11,8 +11,9 @@ A CLIP spec is a string:
   - a local folder holding open_clip_config.json and the weights (open_clip's hub layout),
     also accepted as "local-dir:PATH"; or "hf-hub:ORG/REPO";
   - "toy", the small offline CLIP of the toy world (ships with pez, no download);
-  - "random:ARCH", an architecture with random weights (benchmarks), "random:tiny" (and a second
-    tower, "random:tiny-wide") for tests;
+  - "random:ARCH", an architecture with random weights (benchmarks), or a named random CLIP that
+    another package registered (`register_random_clip`): pez.testing registers "random:tiny" (and a
+    second tower, "random:tiny-wide") for tests when it is imported;
   - several of these joined by "+", e.g. "ViT-L-14/openai+ViT-bigG-14/laion2b_s39b_b160k" (SDXL's
     two encoders; a pair may name several): one prompt is searched for all of them (JointClip).
 
@@ -122,8 +123,12 @@ def parse_clip_spec(spec: str) -> ClipSpec:
         return ClipSpec("toy")
     if spec.startswith("random:"):
         arch = spec.split(":", 1)[1]
-        if arch not in ("tiny", "tiny-wide") and arch not in open_clip.list_models():
-            raise ConfigError(f"model: unknown open_clip architecture {arch!r}; see open_clip.list_models()")
+        if arch not in _RANDOM_CLIPS and arch not in open_clip.list_models():
+            fixtures = f", or one of the registered {sorted(_RANDOM_CLIPS)}" if _RANDOM_CLIPS else ""
+            raise ConfigError(
+                f"model: expected 'random:' and an open_clip architecture (see open_clip.list_models()){fixtures}, "
+                f"received {spec!r} (the test CLIPs 'random:tiny' and 'random:tiny-wide' exist once pez.testing is imported)"
+            )
         return ClipSpec("random", arch)
     if spec.startswith("hf-hub:"):
         return ClipSpec("hub", location=spec.split(":", 1)[1])
@@ -187,6 +192,17 @@ def _check_arch(arch: str) -> None:
     if arch not in open_clip.list_models():
         close = [m for m in open_clip.list_models() if arch.lower()[:5] in m.lower()][:8]
         raise ConfigError(f"model: unknown open_clip architecture {arch!r}; similar: {close}")
+
+
+# Named random CLIPs provided by other packages (the loader knows none itself): name -> a function
+# returning (model, eval preprocess, tokenizer). pez.testing registers its tiny CLIPs on import.
+RandomClipBuilder = Callable[[], tuple[Any, Callable, Any]]
+_RANDOM_CLIPS: dict[str, RandomClipBuilder] = {}
+
+
+def register_random_clip(name: str, build: RandomClipBuilder) -> None:
+    """Serve the spec "random:NAME" with `build()` (called once per device and precision, then cached)."""
+    _RANDOM_CLIPS[name] = build
 
 
 # ---------------------------------------------------------------------------------------------
@@ -415,11 +431,8 @@ def _load_uncached(spec: ClipSpec, device: torch.device, precision: str) -> Load
 
         model, preprocess = create_toy_clip()
         tokenizer = open_clip.get_tokenizer("ViT-B-32")
-    elif spec.source == "random" and spec.arch in ("tiny", "tiny-wide"):
-        from ..testing.tiny_clip import tiny_clip_model
-
-        model, preprocess = tiny_clip_model(name=spec.arch)
-        tokenizer = open_clip.get_tokenizer("ViT-B-32")
+    elif spec.source == "random" and spec.arch in _RANDOM_CLIPS:
+        model, preprocess, tokenizer = _RANDOM_CLIPS[spec.arch]()
     else:
         model, preprocess, tokenizer = _load_open_clip(spec, device, precision)
     offload_vision = device.type == "cuda" and _vision_bytes(model, precision) > VISION_OFFLOAD_BYTES
@@ -507,6 +520,7 @@ __all__ = [
     "clip_weights",
     "load_clip",
     "parse_clip_spec",
+    "register_random_clip",
     "resolve_device",
     "resolve_precision",
     "same_vocabulary",

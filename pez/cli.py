@@ -20,10 +20,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from . import testing as _fixtures  # noqa: F401  registers "random:tiny" (smoke runs, tests) with the loader
 from .config import CONCAT_SEPARATOR, GENERATE_BOUNDS, PRECISIONS, STYLE_TEMPLATE, GenerateConfig, InvertConfig, about
 from .errors import USER_ERRORS, ConfigError, describe_error
 from .models import DEFAULT_PAIR, PAIRS, list_pairs
-from . import testing as _fixtures  # noqa: F401  registers "random:tiny" (smoke runs, tests) with the loader
 
 log = logging.getLogger(__name__)
 

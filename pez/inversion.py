@@ -30,13 +30,13 @@ from .engine.optim import Targets, optimize
 from .engine.vocab import clean_text
 from .errors import ConfigError
 from .images import load_images
-from .models import DEFAULT_PAIR, JointClip, LoadedClip, load_clip
+from .models import DEFAULT_PAIR, JointClip, LoadedClip, TextSpace, load_clip
 from .results import ConcatReport, ConcatResult, InversionResult, StepReport
 
-Model = str | LoadedClip | JointClip
+Model = str | TextSpace
 
 
-def get_clip(model: Model = DEFAULT_PAIR, device: str | None = None, weights=None) -> LoadedClip | JointClip:
+def get_clip(model: Model = DEFAULT_PAIR, device: str | None = None, weights=None) -> TextSpace:
     """The loaded CLIP(s) of `model`; `weights` (InvertConfig.clip_weights: one per CLIP, None for
     the pair's) weight the CLIPs of a joint model, a CLIP of weight 0 is left out."""
     if isinstance(model, JointClip):
@@ -53,7 +53,7 @@ def get_clip(model: Model = DEFAULT_PAIR, device: str | None = None, weights=Non
 
 
 def image_targets(
-    clip: LoadedClip | JointClip,
+    clip: TextSpace,
     images: Sequence[Any] | None,
     negative_images: Sequence[Any] | None = None,
     negative_weight: float = 1.0,
@@ -88,18 +88,18 @@ def _check_weight(name: str, value) -> None:
     BOUNDS["negative_weight"].check(name, value)  # the same [0, 10] range as the negative weight
 
 
-def text_targets(clip: LoadedClip | JointClip, texts: Sequence[str], negative_texts: Sequence[str] = ()) -> Targets:
+def text_targets(clip: TextSpace, texts: Sequence[str], negative_texts: Sequence[str] = ()) -> Targets:
     """Targets from texts (prompt distillation)."""
     pos = text_features(clip, check_texts(texts, "text")) if texts else _empty(clip)
     neg = text_features(clip, check_texts(negative_texts, "negative text")) if negative_texts else _empty(clip)
     return Targets(pos, neg)
 
 
-def _features(clip: LoadedClip | JointClip, images: list) -> torch.Tensor:
+def _features(clip: TextSpace, images: list) -> torch.Tensor:
     return image_features(clip, load_images(images)) if images else _empty(clip)
 
 
-def _empty(clip: LoadedClip | JointClip) -> torch.Tensor:
+def _empty(clip: TextSpace) -> torch.Tensor:
     return torch.zeros(0, clip.feature_dim, device=clip.device)
 
 
@@ -208,7 +208,7 @@ def concatenate(images, model: Model = DEFAULT_PAIR, config: InvertConfig | None
     return last.result
 
 
-def _score_text(clip: LoadedClip | JointClip, text: str, feats: torch.Tensor) -> float:
+def _score_text(clip: TextSpace, text: str, feats: torch.Tensor) -> float:
     if not text.strip():
         return float("nan")
     return float((text_features(clip, [text]) @ feats.T).mean())

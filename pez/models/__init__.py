@@ -1,8 +1,8 @@
 """Models: which CLIP goes with which generator, loading CLIPs, and the Hugging Face Hub.
 
     registry.py   ModelPair, PAIRS, DEFAULT_PAIR, list_pairs, get_pair, pair_availability
-    clip.py       CLIP spec strings, LoadedClip, JointClip (several CLIPs, one prompt), load_clip (cached),
-                  devices and precision
+    clip.py       CLIP spec strings, LoadedClip, JointClip (several CLIPs, one prompt), TextSpace (what
+                  both offer the engine), load_clip (cached), devices and precision
     hub.py        the Hub in one place: cached, offline, reachable, download, availability
 
 The generators' pipelines are loaded by pez.generate.pipeline (diffusers is slow to import).
@@ -12,6 +12,7 @@ from .clip import (
     ClipSpec,
     JointClip,
     LoadedClip,
+    TextSpace,
     clear_cache,
     clip_specs,
     load_clip,
@@ -31,6 +32,7 @@ __all__ = [
     "JointClip",
     "LoadedClip",
     "ModelPair",
+    "TextSpace",
     "clear_cache",
     "clip_specs",
     "get_pair",

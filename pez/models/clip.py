@@ -18,7 +18,8 @@ A CLIP spec is a string:
     two encoders; a pair may name several): one prompt is searched for all of them (JointClip).
 
 `load_clip` returns a LoadedClip for one CLIP and a JointClip for several (with their weights).
-Both are a *text space* to the engine: `clips`, `weights`, and `join`/`split` of features. A
+Both are a `TextSpace` to the engine (the Protocol below): `clips`, `weights`, and `join`/`split` of
+features, with the tokenizer, device and sizes the engine reads. A
 JointClip's features are its CLIPs' unit features, each scaled by sqrt(weight), joined; the dot
 product of two such features is the weighted sum of the per-CLIP cosines. So every score built
 on features (targets, the objective, scores of texts and of images) is that weighted sum in the
@@ -35,7 +36,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -209,6 +210,38 @@ def register_random_clip(name: str, build: RandomClipBuilder) -> None:
 # Loaded models
 
 
+class TextSpace(Protocol):
+    """What the engine runs on: one CLIP (LoadedClip) or several searched as one (JointClip).
+
+    A prompt is read by one tokenizer, and its features live in one space of `feature_dim`: the
+    CLIPs' unit features scaled by sqrt(weight) and joined (`join`; `split` is the inverse), so a
+    dot product of two features is the weighted sum of the per-CLIP cosines."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def clips(self) -> tuple[LoadedClip, ...]: ...  # the CLIPs, each searched with its own tower
+    @property
+    def weights(self) -> tuple[float, ...]: ...  # one per CLIP, above 0, summing to 1
+    @property
+    def tokenizer(self) -> Any: ...  # shared by the CLIPs (list[str] -> (B, context) ids)
+    @property
+    def device(self) -> torch.device: ...
+    @property
+    def precision(self) -> str: ...
+    @property
+    def context_length(self) -> int: ...
+    @property
+    def sot_id(self) -> int: ...
+    @property
+    def eot_id(self) -> int: ...
+    @property
+    def feature_dim(self) -> int: ...  # the sum of the CLIPs' D
+
+    def join(self, parts: list[torch.Tensor]) -> torch.Tensor: ...  # per-CLIP unit (..., D_t) -> (..., sum D_t)
+    def split(self, feats: torch.Tensor) -> list[torch.Tensor]: ...  # the inverse of join
+
+
 @dataclass(eq=False)
 class LoadedClip:
     """A frozen CLIP with what PEZ needs around it. Shared between users: never mutate it."""
@@ -357,7 +390,7 @@ class JointClip:
         blocks = feats.split([c.feature_dim for c in self.clips], dim=-1)
         return [b / w**0.5 for b, w in zip(blocks, self.weights)]
 
-    def reweighted(self, weights) -> LoadedClip | JointClip:
+    def reweighted(self, weights) -> TextSpace:
         """The same CLIPs with other weights (one per CLIP); a CLIP of weight 0 is left out."""
         weights = check_clip_weights(weights)
         if len(weights) != len(self.clips):
@@ -387,7 +420,7 @@ _CACHE_LOCK = threading.Lock()
 
 def load_clip(
     spec: str = DEFAULT_PAIR, device: str | None = None, precision: str | None = None, weights=None
-) -> LoadedClip | JointClip:
+) -> TextSpace:
     """Load (once) and return the CLIP for `spec` on `device`. Thread-safe; cached.
 
     A spec naming several CLIPs (a pair such as "sdxl", or specs joined by "+") gives a JointClip
@@ -515,6 +548,7 @@ __all__ = [
     "ClipSpec",
     "JointClip",
     "LoadedClip",
+    "TextSpace",
     "clear_cache",
     "clip_specs",
     "clip_weights",

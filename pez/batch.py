@@ -338,7 +338,7 @@ def run_batch(
     images with a result are skipped, images that failed before are tried again (unless
     `keep_errors`). Under `accelerate launch` the images are sharded across the processes.
     An output that cannot be written is a ConfigError before any work."""
-    from .inversion import get_clip
+    from .models import get_clip
 
     start = time.perf_counter()
     config = config or InvertConfig()

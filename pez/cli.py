@@ -23,7 +23,7 @@ from pathlib import Path
 from . import testing as _fixtures  # noqa: F401  registers "random:tiny" (smoke runs, tests) with the loader
 from .config import CONCAT_SEPARATOR, GENERATE_BOUNDS, PRECISIONS, STYLE_TEMPLATE, GenerateConfig, InvertConfig, about
 from .errors import USER_ERRORS, ConfigError, describe_error
-from .models import DEFAULT_PAIR, PAIRS, list_pairs
+from .models import DEFAULT_PAIR, PAIRS, get_clip, list_pairs
 
 log = logging.getLogger(__name__)
 
@@ -165,10 +165,10 @@ def config_from_args(args: argparse.Namespace) -> InvertConfig:
 
 
 def _invert(args: argparse.Namespace) -> int:
-    from .inversion import get_clip, invert_stream
+    from .inversion import invert_stream
 
     cfg = config_from_args(args)
-    clip = get_clip(args.model, args.device)
+    clip = get_clip(args.model, args.device, cfg.clip_weights)
     stream = invert_stream(args.images, clip, cfg, negative_images=args.negative)
     *_, last = _progress(stream, cfg.steps, args.quiet, budget=cfg.time_budget)
     _print_result(last.result, args.json)
@@ -176,20 +176,20 @@ def _invert(args: argparse.Namespace) -> int:
 
 
 def _distill(args: argparse.Namespace) -> int:
-    from .inversion import distill_stream, get_clip
+    from .inversion import distill_stream
 
     cfg = config_from_args(args)
-    clip = get_clip(args.model, args.device)
+    clip = get_clip(args.model, args.device, cfg.clip_weights)
     *_, last = _progress(distill_stream(args.text, clip, cfg), cfg.steps, args.quiet, budget=cfg.time_budget)
     _print_result(last.result, args.json, {"target": args.text})
     return 0
 
 
 def _style(args: argparse.Namespace) -> int:
-    from .inversion import get_clip, invert_stream, style_prompts
+    from .inversion import invert_stream, style_prompts
 
     cfg = config_from_args(args)
-    clip = get_clip(args.model, args.device)
+    clip = get_clip(args.model, args.device, cfg.clip_weights)
     *_, last = _progress(invert_stream(args.images, clip, cfg), cfg.steps, args.quiet, budget=cfg.time_budget)
     styled = style_prompts(args.subject, last.result.prompt, args.template)
     _print_result(last.result, args.json, {"styled": styled})
@@ -197,10 +197,10 @@ def _style(args: argparse.Namespace) -> int:
 
 
 def _concatenate(args: argparse.Namespace) -> int:
-    from .inversion import concatenate_stream, get_clip
+    from .inversion import concatenate_stream
 
     cfg = config_from_args(args)
-    clip = get_clip(args.model, args.device)
+    clip = get_clip(args.model, args.device, cfg.clip_weights)
     stream = concatenate_stream(args.images, clip, cfg, separator=args.separator)
     *_, last = _progress(stream, cfg.steps, args.quiet)
     res = last.result

@@ -23,33 +23,16 @@ from .config import (
     STYLE_TEMPLATE,
     TEXT_WEIGHT,
     InvertConfig,
-    check_clip_weights,
 )
 from .engine.features import check_texts, image_features, text_features
 from .engine.optim import Targets, optimize
 from .engine.vocab import clean_text
 from .errors import ConfigError
 from .images import load_images
-from .models import DEFAULT_PAIR, JointClip, LoadedClip, TextSpace, load_clip
+from .models import DEFAULT_PAIR, TextSpace, get_clip
 from .results import ConcatReport, ConcatResult, InversionResult, StepReport
 
 Model = str | TextSpace
-
-
-def get_clip(model: Model = DEFAULT_PAIR, device: str | None = None, weights=None) -> TextSpace:
-    """The loaded CLIP(s) of `model`; `weights` (InvertConfig.clip_weights: one per CLIP, None for
-    the pair's) weight the CLIPs of a joint model, a CLIP of weight 0 is left out."""
-    if isinstance(model, JointClip):
-        return model if weights is None else model.reweighted(weights)
-    if isinstance(model, LoadedClip):
-        if weights is not None:
-            check_clip_weights(weights)
-            if len(weights) != 1:
-                raise ConfigError(
-                    f"clip_weights: expected 1 weight for the one CLIP {model.name}, received {len(weights)}"
-                )
-        return model
-    return load_clip(model, device=device, weights=weights)
 
 
 def image_targets(

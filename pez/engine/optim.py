@@ -42,10 +42,9 @@ from ..config import (
     STUCK_MIN_GAIN,
     STUCK_MIN_STEPS,
     InvertConfig,
-    check_clip_weights,
 )
 from ..errors import ConfigError
-from ..models.clip import LoadedClip, TextSpace
+from ..models.clip import LoadedClip, TextSpace, has_weights
 from ..results import InversionResult, ScoredPrompt, StepReport
 from . import accel
 from .budget import Clock, Plan
@@ -317,11 +316,8 @@ def initial_ids(
 
 def _check_weights(clip: TextSpace, config: InvertConfig) -> None:
     """The config's clip_weights, when set, must be the weights the text space (and so the
-    targets' features) was built with (pez.inversion.get_clip applies them when loading)."""
-    if config.clip_weights is None:
-        return
-    wanted = [w for w in check_clip_weights(config.clip_weights) if w > 0]
-    if len(wanted) != len(clip.weights) or any(abs(a - b) > 1e-9 for a, b in zip(wanted, clip.weights)):
+    targets' features) was built with (pez.models.get_clip applies them when loading)."""
+    if config.clip_weights is not None and not has_weights(clip, config.clip_weights):
         raise ConfigError(
             f"clip_weights: the model {clip.name} was loaded with weights {clip.weights}, the config asks for "
             f"{tuple(config.clip_weights)}; load it with these weights (pez.load_clip(..., weights=...))"

@@ -2,7 +2,7 @@
 
     registry.py   ModelPair, PAIRS, DEFAULT_PAIR, list_pairs, get_pair, pair_availability
     clip.py       CLIP spec strings, LoadedClip, JointClip (several CLIPs, one prompt), TextSpace (what
-                  both offer the engine), load_clip (cached), devices and precision
+                  both offer the engine), load_clip (cached), devices and precision; get_clip (a model and its clip_weights, resolved once)
     hub.py        the Hub in one place: cached, offline, reachable, download, availability
 
 The generators' pipelines are loaded by pez.generate.pipeline (diffusers is slow to import).
@@ -15,6 +15,8 @@ from .clip import (
     TextSpace,
     clear_cache,
     clip_specs,
+    get_clip,
+    has_weights,
     load_clip,
     parse_clip_spec,
     register_random_clip,
@@ -35,6 +37,8 @@ __all__ = [
     "TextSpace",
     "clear_cache",
     "clip_specs",
+    "get_clip",
+    "has_weights",
     "get_pair",
     "hub_cached",
     "hub_offline",

@@ -172,19 +172,41 @@ def clip_specs(spec: str) -> tuple[str, ...]:
     return (spec,)
 
 
+# ---------------------------------------------------------------------------------------------
+# CLIP weights (InvertConfig.clip_weights): resolved here only. A model's weights are one number per
+# CLIP it names, normalised to sum 1; a CLIP of weight 0 is left out (not loaded, not searched).
+
+
 def clip_weights(spec: str, weights=None) -> tuple[float, ...]:
     """The normalised weight of each CLIP of `spec`: `weights` when given (one per CLIP), else the
     pair's defaults, else equal. Raises ConfigError."""
     specs = clip_specs(spec)
     if weights is None:
-        weights = PAIRS[spec.strip()].weights if spec.strip() in PAIRS else (1.0,) * len(specs)
+        pair = PAIRS.get(spec.strip())
+        weights = (pair.clip_weights if pair else None) or (1.0,) * len(specs)
+    return _normalised(weights, specs, f"{spec.strip()!r} {list(specs)}")
+
+
+def _normalised(weights, names, owner: str) -> tuple[float, ...]:
+    """`weights` checked (numbers in [0, 1], one per name of `names`) and normalised to sum 1."""
     weights = check_clip_weights(weights)
-    if len(weights) != len(specs):
+    if len(weights) != len(names):
         raise ConfigError(
-            f"clip_weights: expected {len(specs)} weight(s), one per CLIP of {spec.strip()!r} {list(specs)}, "
-            f"received {len(weights)}"
+            f"clip_weights: expected {len(names)} weight(s), one per CLIP of {owner}, received {len(weights)}"
         )
     return weights
+
+
+def _kept(items, weights: tuple[float, ...]) -> list[tuple[Any, float]]:
+    """(item, weight) of the items whose weight is above 0."""
+    return [(x, w) for x, w in zip(items, weights) if w > 0]
+
+
+def has_weights(space: TextSpace, weights) -> bool:
+    """Whether `weights` (one per CLIP the space was loaded from, zeros included) give the space's
+    own weights once normalised, the zeros left out."""
+    kept = tuple(w for w in check_clip_weights(weights) if w > 0)
+    return len(kept) == len(space.weights) and all(abs(a - b) <= 1e-9 for a, b in zip(kept, space.weights))
 
 
 def _check_arch(arch: str) -> None:
@@ -392,13 +414,14 @@ class JointClip:
 
     def reweighted(self, weights) -> TextSpace:
         """The same CLIPs with other weights (one per CLIP); a CLIP of weight 0 is left out."""
-        weights = check_clip_weights(weights)
-        if len(weights) != len(self.clips):
-            raise ConfigError(
-                f"clip_weights: expected {len(self.clips)} weights, one per CLIP of {self.name}, received {len(weights)}"
-            )
-        kept = [(c, w) for c, w in zip(self.clips, weights) if w > 0]
-        return kept[0][0] if len(kept) == 1 else JointClip(tuple(c for c, _ in kept), tuple(w for _, w in kept))
+        return _text_space(_kept(self.clips, _normalised(weights, self.clips, self.name)))
+
+
+def _text_space(weighted: list[tuple[LoadedClip, float]]) -> TextSpace:
+    """One CLIP alone (its weight is 1), or several searched as one JointClip."""
+    if len(weighted) == 1:
+        return weighted[0][0]
+    return JointClip(tuple(c for c, _ in weighted), tuple(w for _, w in weighted))
 
 
 def same_vocabulary(a: LoadedClip, b: LoadedClip) -> bool:
@@ -431,9 +454,7 @@ def load_clip(
     """
     specs, chosen = clip_specs(spec), clip_weights(spec, weights)
     if len(specs) > 1 or weights is not None:
-        kept = [(s, w) for s, w in zip(specs, chosen) if w > 0]
-        clips = tuple(load_clip(s, device, precision) for s, _ in kept)
-        return clips[0] if len(clips) == 1 else JointClip(clips, tuple(w for _, w in kept))
+        return _text_space([(load_clip(s, device, precision), w) for s, w in _kept(specs, chosen)])
     parsed = parse_clip_spec(specs[0])
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
@@ -448,6 +469,26 @@ def load_clip(
                 traceback.clear_frames(e.__traceback__)
                 raise
         return _CACHE[key]
+
+
+def get_clip(
+    model: str | TextSpace = DEFAULT_PAIR, device: str | None = None, weights=None, precision: str | None = None
+) -> TextSpace:
+    """The text space a search runs on, with its CLIP weights: where every front-end (the CLI,
+    batch, the app) gets its CLIP, so `weights` (InvertConfig.clip_weights: one per CLIP of the
+    model, None for the pair's) are resolved once.
+
+    A spec is loaded (load_clip). A text space already loaded is returned as it is when `weights`
+    are None or its own (has_weights), and re-weighted when it is a JointClip given other weights
+    (one per CLIP); `device` and `precision` apply only to loading. Raises ConfigError."""
+    if isinstance(model, str):
+        return load_clip(model, device=device, precision=precision, weights=weights)
+    if weights is None or has_weights(model, weights):
+        return model
+    if isinstance(model, JointClip):
+        return model.reweighted(weights)
+    _normalised(weights, model.clips, model.name)  # a single CLIP: the count is wrong
+    raise ConfigError(f"clip_weights: {model.name} is one CLIP; expected one weight, received {tuple(weights)}")
 
 
 def clear_cache() -> None:
@@ -552,6 +593,8 @@ __all__ = [
     "clear_cache",
     "clip_specs",
     "clip_weights",
+    "get_clip",
+    "has_weights",
     "load_clip",
     "parse_clip_spec",
     "register_random_clip",

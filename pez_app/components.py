@@ -13,6 +13,7 @@ import gradio as gr
 
 import pez
 from pez.config import MAX_TEXT_CHARS
+from pez.paths import assets_dir
 from pez.toy.generator import EXAMPLES_DIR
 
 from . import progress as prog
@@ -21,7 +22,7 @@ from .inputs import ImageList, is_mcp_call, queue_full
 from .server import SERVER, ZERO_GPU, Deadline, StartupModel, as_gr_error, gpu_handler, public_text
 from .settings import check_caps, make_config, setting_params, settings_doc
 
-ASSETS = Path(__file__).resolve().parent / "assets"  # package data: the example photos and style images
+ASSETS = assets_dir()  # the example photos and style images (top-level assets/, pez/assets/ in a wheel)
 
 CSS = """
 .pez-header { display: flex; align-items: baseline; gap: 14px; flex-wrap: wrap; }
@@ -308,7 +309,7 @@ def stop_run(control: prog.RunControl):
 
 
 # ---------------------------------------------------------------------------------------------
-# Examples (pez_app/assets/, the toy world's in pez/assets/) and the header
+# Examples (assets/: photos, style, the toy world's examples) and the header
 
 
 def toy_examples() -> list[str]:

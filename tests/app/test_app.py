@@ -32,7 +32,7 @@ API_NAMES = {
 }
 
 
-MODEL = "toy"  # the toy world model (ships in pez/assets/): no download
+MODEL = "toy"  # the toy world model (ships in assets/): no download
 # (prompt_len, steps, candidates, seed, lr, blocklist, words_only): a few fast steps
 FAST = (4, 12, 2, 0, 0.1, "", False)
 
@@ -40,7 +40,7 @@ FAST = (4, 12, 2, 0, 0.1, "", False)
 @pytest.fixture(scope="module")
 def image_files() -> list[str]:
     toys = components.toy_examples()
-    assert len(toys) >= 3, "pez/assets/examples/toy_*.png are missing"
+    assert len(toys) >= 3, "assets/examples/toy_*.png are missing"
     return toys[:3]
 
 

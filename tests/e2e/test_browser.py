@@ -133,7 +133,7 @@ def wait_status(page, tab: str, pattern: str) -> None:
 
 def test_browser_flow(page, shots):
     toys = toy_examples()
-    assert toys, "pez/assets/examples/toy_*.png are missing"
+    assert toys, "assets/examples/toy_*.png are missing"
     assert page.is_visible("#offline-banner")
 
     # Settings: a long run, so there is time to watch it and press Stop (no early stop: the toy

@@ -30,8 +30,8 @@ pytestmark = [
 ]
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
 
-TOYS = sorted(str(p) for p in (ROOT / "pez" / "assets" / "examples").glob("toy_*.png"))
-PHOTO = str(ROOT / "pez_app" / "assets" / "photos" / "cat.jpg")
+TOYS = sorted(str(p) for p in (ROOT / "assets" / "examples").glob("toy_*.png"))
+PHOTO = str(ROOT / "assets" / "photos" / "cat.jpg")
 RUN_SECONDS = 30  # the server's time limit: no run outlasts a test by more than this
 SERVER_ENV = {"PEZ_QUEUE_SIZE": "1", "PEZ_MAX_STEPS": "5000", "PEZ_MAX_RUN_SECONDS": str(RUN_SECONDS)}
 WAIT = 10_000  # ms: how long a state may take to show up (a fixed app shows it in ~1 s)

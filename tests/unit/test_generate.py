@@ -334,7 +334,7 @@ def test_toy_pair_draws_without_diffusers(clip):
 
 
 def test_toy_pair_scored_with_toy_clip():
-    toy_clip = pez.load_clip("toy", device="cpu")  # ships in pez/assets/
+    toy_clip = pez.load_clip("toy", device="cpu")  # ships in assets/
     target = toy.render("red", "circle", seed=99)
     good = generate("toy", "a red circle", GenerateConfig(num_images=2), targets=[target], device="cpu")
     bad = generate("toy", "a blue star", GenerateConfig(num_images=2), clip=toy_clip, targets=[target])

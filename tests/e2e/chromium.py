@@ -43,5 +43,7 @@ def require_browser():
         return sync_api
     why = f"{' and '.join(missing)} not installed"
     if under_ci():
-        pytest.fail(f"{why}: CI must run the browser tests (.ci/run installs chromium; pip the dev requirements)", False)
+        pytest.fail(
+            f"{why}: CI must run the browser tests (.ci/run installs chromium; pip the dev requirements)", False
+        )
     pytest.skip(why, allow_module_level=True)

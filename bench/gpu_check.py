@@ -20,12 +20,14 @@ from the published SD 2.x configs, and the tokenizer comes from open_clip's bund
     python bench/gpu_check.py --only joint flux # some parts only
 
 Last, it prints the per-step estimates pez_app/zerogpu.py reserves ZeroGPU durations from, to compare.
+A check that fails is reported as FAILED and the others still run; the script then exits 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 import torch
@@ -136,7 +138,7 @@ def check_pez(args, device: torch.device) -> None:
                 warm_s = time.perf_counter() - t
                 secs, result = run_search(clip, precision, n, steps, compile, args.prompt_len)
             except Exception as e:  # noqa: BLE001 - report and go on to the other checks
-                print(f"[pez] {label}: FAILED {type(e).__name__}: {e}", flush=True)
+                failed(f"[pez] {label}", e)
                 continue
             tower = accel.search_tower(clip, precision, compile=compile)
             fell_back = compile and tower._run is tower._eager
@@ -269,7 +271,7 @@ def check_joint(args, device: torch.device) -> None:
                     _sync(device)
                     secs = time.perf_counter() - t
             except Exception as e:  # noqa: BLE001 - report and go on
-                print(f"[joint] {label} candidates={n}: FAILED {type(e).__name__}: {e}", flush=True)
+                failed(f"[joint] {label} candidates={n}", e)
                 continue
             res = last.result
             scores = ", ".join(f"{k.split('/')[0].removeprefix('random:')} {v:.3f}" for k, v in res.clip_scores.items())
@@ -345,6 +347,13 @@ def check_flux(args, device: torch.device) -> None:
 
 
 PARTS = ("pez", "joint", "sd", "flux")
+FAILURES: list[str] = []  # the checks that raised; any makes the script exit 1 (after the others ran)
+
+
+def failed(label: str, e: Exception) -> None:
+    """Report a failed check and go on to the others; main() exits 1 at the end."""
+    print(f"{label}: FAILED {type(e).__name__}: {e}", flush=True)
+    FAILURES.append(label)
 
 
 def main() -> None:
@@ -373,9 +382,12 @@ def main() -> None:
         try:
             checks[part](args, device)
         except Exception as e:  # noqa: BLE001 - the other parts' figures still count
-            print(f"[{part}] FAILED {type(e).__name__}: {e}", flush=True)
+            failed(f"[{part}]", e)
     print_zerogpu_estimates()
     print(f"total {time.perf_counter() - start:.0f} s", flush=True)
+    if FAILURES:
+        print(f"{len(FAILURES)} check(s) FAILED: {'; '.join(FAILURES)}", flush=True)
+        sys.exit(1)
 
 
 def print_zerogpu_estimates() -> None:

@@ -44,7 +44,7 @@ import torch
 from .config import InvertConfig
 from .errors import ConfigError, Interrupted, InvalidImageError, describe_error, is_oom
 from .images import IMAGE_SUFFIXES
-from .models import DEFAULT_PAIR, JointClip, LoadedClip
+from .models import DEFAULT_PAIR, TextSpace
 
 try:  # POSIX advisory locks; elsewhere O_APPEND writes of one line are still whole
     import fcntl
@@ -251,7 +251,7 @@ def _now() -> str:
 
 
 def invert_file(
-    path: Path, clip: LoadedClip | JointClip, config: InvertConfig, should_stop: Callable[[], bool] | None = None
+    path: Path, clip: TextSpace, config: InvertConfig, should_stop: Callable[[], bool] | None = None
 ) -> dict:
     """Invert one image file -> its result record. Raises InvalidImageError for a bad image and
     Interrupted when stopped (a partial result is never recorded)."""
@@ -325,7 +325,7 @@ def _device_for(state, device: str | None) -> str | None:
 def run_batch(
     paths: Sequence[str | os.PathLike],
     out: str | os.PathLike,
-    model: str | LoadedClip | JointClip = DEFAULT_PAIR,
+    model: str | TextSpace = DEFAULT_PAIR,
     config: InvertConfig | None = None,
     *,
     device: str | None = None,
@@ -338,7 +338,7 @@ def run_batch(
     images with a result are skipped, images that failed before are tried again (unless
     `keep_errors`). Under `accelerate launch` the images are sharded across the processes.
     An output that cannot be written is a ConfigError before any work."""
-    from .inversion import get_clip
+    from .models import get_clip
 
     start = time.perf_counter()
     config = config or InvertConfig()

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from . import testing as _fixtures  # noqa: F401  registers "random:tiny" (smoke runs, tests) with the loader
 from .config import (
     CONCAT_SEPARATOR,
     GENERATE_BOUNDS,
@@ -32,7 +33,7 @@ from .config import (
     about,
 )
 from .errors import USER_ERRORS, ConfigError, describe_error
-from .models import DEFAULT_PAIR, PAIRS, list_pairs
+from .models import DEFAULT_PAIR, PAIRS, get_clip, list_pairs
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def main() -> None:
 def run(argv: list[str] | None = None) -> int:
     """Parse `argv`, run the command, return the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["app"]:  # every later flag is the app's own (pez_app.main.parse_args)
+    if argv[:1] == ["app"]:  # every later flag is the app's own (the app's parse_args)
         argv, app_flags = argv[:1], argv[1:]
     args = build_parser().parse_args(argv)
     if args.command == "app":
@@ -225,10 +226,10 @@ def config_from_args(args: argparse.Namespace) -> InvertConfig:
 
 
 def _invert(args: argparse.Namespace) -> int:
-    from .inversion import get_clip, invert_stream
+    from .inversion import invert_stream
 
     cfg = config_from_args(args)
-    clip = get_clip(args.model, args.device)
+    clip = get_clip(args.model, args.device, cfg.clip_weights)
     stream = invert_stream(args.images, clip, cfg, negative_images=args.negative)
     *_, last = _progress(stream, cfg.steps, args.quiet, budget=cfg.time_budget)
     _print_result(last.result, args.json)
@@ -236,20 +237,20 @@ def _invert(args: argparse.Namespace) -> int:
 
 
 def _distill(args: argparse.Namespace) -> int:
-    from .inversion import distill_stream, get_clip
+    from .inversion import distill_stream
 
     cfg = config_from_args(args)
-    clip = get_clip(args.model, args.device)
+    clip = get_clip(args.model, args.device, cfg.clip_weights)
     *_, last = _progress(distill_stream(args.text, clip, cfg), cfg.steps, args.quiet, budget=cfg.time_budget)
     _print_result(last.result, args.json, {"target": args.text})
     return 0
 
 
 def _style(args: argparse.Namespace) -> int:
-    from .inversion import get_clip, invert_stream, style_prompts
+    from .inversion import invert_stream, style_prompts
 
     cfg = config_from_args(args)
-    clip = get_clip(args.model, args.device)
+    clip = get_clip(args.model, args.device, cfg.clip_weights)
     *_, last = _progress(invert_stream(args.images, clip, cfg), cfg.steps, args.quiet, budget=cfg.time_budget)
     styled = style_prompts(args.subject, last.result.prompt, args.template)
     if args.json:
@@ -264,10 +265,10 @@ def _style(args: argparse.Namespace) -> int:
 
 
 def _concatenate(args: argparse.Namespace) -> int:
-    from .inversion import concatenate_stream, get_clip
+    from .inversion import concatenate_stream
 
     cfg = config_from_args(args)
-    clip = get_clip(args.model, args.device)
+    clip = get_clip(args.model, args.device, cfg.clip_weights)
     stream = concatenate_stream(args.images, clip, cfg, separator=args.separator)
     *_, last = _progress(stream, cfg.steps, args.quiet)
     res = last.result
@@ -561,9 +562,18 @@ def _add_app(sub) -> None:
 
 
 def _app(args: argparse.Namespace) -> int:
-    """The app lives in pez_app (it needs gradio); the core imports it only when asked to start it."""
+    """The app is a front-end above the core: it plugs itself in as the entry point `app` of the
+    group "pez.commands" (pyproject.toml), so the core never imports it."""
+    from importlib.metadata import entry_points
+
+    found = list(entry_points(group="pez.commands", name="app"))
+    if not found:
+        raise ConfigError(
+            "the app is not installed with this pez (no entry point 'app' in the group 'pez.commands'): "
+            "pip install '.[app]' in pez's folder (an editable install needs it run again after an update)"
+        )
     try:
-        from pez_app.main import main as app_main
+        app_main = found[0].load()
     except ModuleNotFoundError as e:
         message = app_missing(e)
         if message is None:

@@ -25,37 +25,20 @@ from .config import (
     STYLE_TEMPLATE,
     TEXT_WEIGHT,
     InvertConfig,
-    check_clip_weights,
 )
 from .engine.features import check_texts, image_features, text_features
 from .engine.optim import Targets, optimize
 from .engine.vocab import clean_text, text_ids
 from .errors import ConfigError
 from .images import load_images
-from .models import DEFAULT_PAIR, JointClip, LoadedClip, load_clip
+from .models import DEFAULT_PAIR, TextSpace, get_clip
 from .results import ConcatReport, ConcatResult, InversionResult, StepReport
 
-Model = str | LoadedClip | JointClip
-
-
-def get_clip(model: Model = DEFAULT_PAIR, device: str | None = None, weights=None) -> LoadedClip | JointClip:
-    """The loaded CLIP(s) of `model`; `weights` (InvertConfig.clip_weights: one per CLIP, None for
-    the pair's) weight the CLIPs of a joint model, a CLIP of weight 0 is left out."""
-    if isinstance(model, JointClip):
-        return model if weights is None else model.reweighted(weights)
-    if isinstance(model, LoadedClip):
-        if weights is not None:
-            check_clip_weights(weights)
-            if len(weights) != 1:
-                raise ConfigError(
-                    f"clip_weights: expected 1 weight for the one CLIP {model.name}, received {len(weights)}"
-                )
-        return model
-    return load_clip(model, device=device, weights=weights)
+Model = str | TextSpace
 
 
 def image_targets(
-    clip: LoadedClip | JointClip,
+    clip: TextSpace,
     images: Sequence[Any] | None,
     negative_images: Sequence[Any] | None = None,
     negative_weight: float = 1.0,
@@ -90,18 +73,18 @@ def _check_weight(name: str, value) -> None:
     BOUNDS["negative_weight"].check(name, value)  # the same [0, 10] range as the negative weight
 
 
-def text_targets(clip: LoadedClip | JointClip, texts: Sequence[str], negative_texts: Sequence[str] = ()) -> Targets:
+def text_targets(clip: TextSpace, texts: Sequence[str], negative_texts: Sequence[str] = ()) -> Targets:
     """Targets from texts (prompt distillation)."""
     pos = text_features(clip, check_texts(texts, "text")) if texts else _empty(clip)
     neg = text_features(clip, check_texts(negative_texts, "negative text")) if negative_texts else _empty(clip)
     return Targets(pos, neg)
 
 
-def _features(clip: LoadedClip | JointClip, images: list) -> torch.Tensor:
+def _features(clip: TextSpace, images: list) -> torch.Tensor:
     return image_features(clip, load_images(images)) if images else _empty(clip)
 
 
-def _empty(clip: LoadedClip | JointClip) -> torch.Tensor:
+def _empty(clip: TextSpace) -> torch.Tensor:
     return torch.zeros(0, clip.feature_dim, device=clip.device)
 
 
@@ -300,7 +283,7 @@ def concatenate(images, model: Model = DEFAULT_PAIR, config: InvertConfig | None
     return last.result
 
 
-def _score_text(clip: LoadedClip | JointClip, text: str, feats: torch.Tensor) -> float:
+def _score_text(clip: TextSpace, text: str, feats: torch.Tensor) -> float:
     if not text.strip():
         return float("nan")
     return float((text_features(clip, [text]) @ feats.T).mean())

@@ -77,7 +77,6 @@ class StepReport:
     result: InversionResult | None = None  # set on the final report
     phase: str = "search"  # "search" (PEZ), "refine" (token swaps), "prune" (dropping tokens), "order" (word order)
     hint: str = ""  # advice for the user, e.g. "the search looks stuck: ..." (pez.config.STUCK_HINT)
-    best_clip_scores: dict[str, float] | None = None  # best prompt's score in each CLIP (final report)
     eta: float = math.nan  # estimated seconds until the run ends (all phases; nan: not known yet)
     time_budget: float = 0.0  # the run's time budget in seconds (0: none)
 

@@ -10,6 +10,7 @@ import gradio as gr
 
 import pez
 from pez.config import MAX_TEXT_CHARS
+from pez.paths import assets_dir
 from pez.toy.generator import EXAMPLES_DIR
 
 from . import progress as prog
@@ -17,7 +18,7 @@ from .inputs import ImageList
 from .pipeline import QUICK
 from .server import StartupModel, public_text
 
-ASSETS = Path(__file__).resolve().parent / "assets"  # package data: the example photos and style images
+ASSETS = assets_dir()  # the example photos and style images (top-level assets/, pez/assets/ in a wheel)
 
 CSS = """
 .pez-header { display: flex; align-items: baseline; gap: 14px; flex-wrap: wrap; }
@@ -145,7 +146,7 @@ def pick_row(evt: gr.SelectData):
 
 
 # ---------------------------------------------------------------------------------------------
-# Examples (pez_app/assets/, the toy world's in pez/assets/) and the header
+# Examples (assets/: photos, style, the toy world's examples) and the header
 
 
 def toy_examples() -> list[str]:

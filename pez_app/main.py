@@ -15,6 +15,7 @@ import logging
 import gradio as gr
 
 import pez
+import pez.testing  # noqa: F401  registers "random:tiny", which an operator may offer (PEZ_EXTRA_MODELS) for smoke tests
 
 from .layout import build_demo
 from .server import ServerSettings

@@ -99,6 +99,7 @@ def make_sessions(n: int, folder: Path, base_seed: int = 100) -> list[Session]:
 def expect(sessions: list[Session], model: str, steps: int, prompt_len: int) -> None:
     """The core's answer for each (image, seed), with every best-so-far prompt along the way."""
     import pez
+    import pez.testing  # noqa: F401  registers "random:tiny", this script's default model
 
     clip = pez.load_clip(model, device="cpu")
     for s in sessions:

@@ -27,8 +27,8 @@ from tests.public_server import start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
-TOY = sorted((ROOT / "pez" / "assets" / "examples").glob("toy_*.png"))[0]
-PHOTO = ROOT / "pez_app" / "assets" / "photos" / "cat.jpg"
+TOY = sorted((ROOT / "assets" / "examples").glob("toy_*.png"))[0]
+PHOTO = ROOT / "assets" / "photos" / "cat.jpg"
 DATA_URL = "data:image/png;base64," + base64.b64encode(TOY.read_bytes()).decode()
 FAST = dict(model="toy", prompt_len=2, steps=2, candidates=1, seed=0, refine_steps=0, patience=0)
 GEN = dict(model="toy", negative_prompt="", seed=0, steps=1, guidance=0.0, num_images=1)

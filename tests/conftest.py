@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import pez.testing  # noqa: F401  registers the fixtures "random:tiny" and "random:tiny-wide" with the loader
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # model hubs are unreachable in tests
 
 

@@ -17,13 +17,13 @@ import torch.nn.functional as F
 from ..config import MAX_TEXT_CHARS
 from ..errors import ConfigError
 from ..images import load_image
-from ..models.clip import JointClip, LoadedClip
+from ..models.clip import TextSpace
 
 IMAGE_BATCH = 16  # images per encode_image call (bounds memory; a private detail, not a setting)
 
 
 @torch.no_grad()
-def image_features(clip: LoadedClip | JointClip, images: Sequence[Any]) -> torch.Tensor:
+def image_features(clip: TextSpace, images: Sequence[Any]) -> torch.Tensor:
     """(K, D) unit CLIP features of K images (PIL images, paths, arrays...)."""
     if len(images) == 0:
         raise ConfigError("images: expected at least one image, received none")
@@ -53,7 +53,7 @@ def check_texts(texts: Sequence[str], what: str = "prompt") -> list[str]:
 
 
 @torch.no_grad()
-def text_features(clip: LoadedClip | JointClip, texts: Sequence[str]) -> torch.Tensor:
+def text_features(clip: TextSpace, texts: Sequence[str]) -> torch.Tensor:
     """(n, D) unit CLIP features of texts, via the model's own encode_text (truncated to context)."""
     if len(clip.clips) > 1:
         return clip.join([text_features(c, texts) for c in clip.clips])
@@ -61,13 +61,13 @@ def text_features(clip: LoadedClip | JointClip, texts: Sequence[str]) -> torch.T
     return F.normalize(clip.model.encode_text(ids).float(), dim=-1)
 
 
-def score_texts(clip: LoadedClip | JointClip, texts: Sequence[str], images: Sequence[Any]) -> list[float]:
+def score_texts(clip: TextSpace, texts: Sequence[str], images: Sequence[Any]) -> list[float]:
     """Mean cosine of each text against the images (the PEZ score of a prompt)."""
     sims = text_features(clip, texts) @ image_features(clip, images).T  # (n, K)
     return sims.mean(dim=1).tolist()
 
 
-def image_similarity(clip: LoadedClip | JointClip, images: Sequence[Any], targets: Sequence[Any]) -> torch.Tensor:
+def image_similarity(clip: TextSpace, images: Sequence[Any], targets: Sequence[Any]) -> torch.Tensor:
     """(n, K) cosine between each image and each target image (the paper's image metric)."""
     return image_features(clip, images) @ image_features(clip, targets).T
 

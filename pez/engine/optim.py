@@ -42,10 +42,9 @@ from ..config import (
     STUCK_MIN_GAIN,
     STUCK_MIN_STEPS,
     InvertConfig,
-    check_clip_weights,
 )
 from ..errors import ConfigError
-from ..models.clip import JointClip, LoadedClip
+from ..models.clip import LoadedClip, TextSpace, has_weights
 from ..results import InversionResult, ScoredPrompt, StepReport
 from . import accel
 from .budget import Clock, Plan
@@ -82,7 +81,7 @@ class Targets:
             score = score - self.negative_weight * (feats @ self.negative.T).mean(dim=1)
         return score
 
-    def split(self, clip: LoadedClip | JointClip) -> list[Targets]:
+    def split(self, clip: TextSpace) -> list[Targets]:
         """The targets of each CLIP of a joint text space (features split by `clip.split`)."""
         pairs = zip(clip.split(self.positive), clip.split(self.negative))
         return [Targets(p, n, self.negative_weight) for p, n in pairs]
@@ -93,7 +92,7 @@ class Targets:
 
 
 def optimize(
-    clip: LoadedClip | JointClip,
+    clip: TextSpace,
     targets: Targets,
     config: InvertConfig | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -109,137 +108,177 @@ def optimize(
     config = (config or InvertConfig()).resolved()  # checked when built; the prompt style applied
     config.fits(clip.context_length)
     _check_weights(clip, config)
-    polishing = bool(config.refine_steps or config.prune_tolerance > 0)
-    plan = Plan(
-        config.time_budget,
-        config.steps,
-        polishing,
-        config.candidates,
-        clip.device.type == "cpu",
-        clock or time.perf_counter,
-    )
-    seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
-    gen = torch.Generator().manual_seed(seed)
-    encoder, scoring, fp32 = _encoders(clip, config.precision)  # the gradient pass; the fp32 scores
-    vocabs = encoder.vocabs  # one table per CLIP; their ids, masks and texts are shared
-    scorer = TextScorer(clip, scoring, targets, text_rejector(config))
-    vf = VocabFilter.from_config(config)
-    mask = vocabs[0].mask(vf)  # (V,) 0 allowed, -inf not
-    n, k = config.candidates, targets.positive.shape[0]
-    tracker = _BestTracker(scorer, n, clip.device, pass_is_fp32=fp32)
+    search = _Search(clip, targets, config, clock or time.perf_counter)  # 1. the start
+    yield from search.run(should_stop)  # 2.-3. PEZ steps
+    polished = yield from search.polish(should_stop)  # 4. refine and prune the best prompt
+    yield search.final_report(search.result(polished))
 
-    # 1. Initialise P (one per CLIP) from the embeddings of random allowed tokens (or the start prompt).
-    init = initial_ids(clip.clips[0], vf, mask, config, gen).to(clip.device)
-    softs = [v.embeddings[init].float().clone().requires_grad_(True) for v in vocabs]  # (N, M, d_t) each
-    opt = torch.optim.AdamW(softs, lr=config.lr, weight_decay=config.weight_decay)
-    project = accel.projector(vocabs[0], mask, tuple(vocabs[1:]), clip.weights)  # exact; skips most scans
 
-    history: list[tuple[int, float, float]] = []
-    step = 0
-    last: tuple[torch.Tensor, torch.Tensor] | None = None  # (ids, scores) of the latest step
-    plateau = _Plateau(config.patience)
-    interrupted = user_stop = False
-    plan.restart()  # the budget counts from here: the set-up above (masks: seconds on first use) is not spent from it
-    plan.reported()
-    yield _report(0, config, history, _current(tracker, last), tracker, plan)  # the search starts
-    try:
-        while not plan.search_over(step):
-            if should_stop is not None and should_stop():
-                user_stop = True
-                break
-            # 2. Project, then take the gradient at the projection on a batch of targets.
-            ids = project(*softs)  # (N, M): one token per slot, for every CLIP
-            projected = encoder.embed(ids)  # (N, M, d_t) per CLIP
-            with torch.enable_grad():
-                feats = encoder.features(projected)  # (N, D) unit (joined for several CLIPs)
-                batch = _sample_batch(k, config.batch_size, gen, clip.device)
-                objective = targets.objective(feats, batch)  # (N,)
-                loss = (1 - objective).sum()
-                grads = torch.autograd.grad(loss, projected)
-            for soft, grad in zip(softs, grads):
-                soft.grad = grad.to(soft.dtype)
-            opt.step()
+class _Search:
+    """One run's state: the soft prompts and their optimiser, the best tracking, the clock."""
 
-            # 3. Score the projected prompts against all targets (free: features are at hand).
-            with torch.no_grad():
-                full = objective.detach() if batch is None else targets.objective(feats.detach())  # (N,)
-            tracker.observe(ids, full)
-            step, last = step + 1, (ids, full)
-            plan.stepped(step)
-            if step <= config.report_every or step % config.report_every == 0 or step == config.steps:
-                tracker.flush(_current_entry(last))  # decode, honestly re-score: every step at first, then per report
-            history.append((step, float(loss.detach()) / n, tracker.best.score))
-            if plateau.update(step, full):
-                break
-            keep = plan.keep_candidates(step)
-            if keep < n:  # the budget leaves too few steps for them all: keep the best
-                softs, opt, last = _keep_best(keep, softs, opt, tracker, last)
-                n = keep
-            flushed = step <= config.report_every or step % config.report_every == 0
-            if step < config.steps and (flushed or plan.report_due()):
-                plan.reported()
-                current = _current(tracker, last) if flushed else _peek(tracker, last)
-                yield _report(step, config, history, current, tracker, plan, plateau.hint(tracker))
-    except KeyboardInterrupt:  # Ctrl-C in a CLI: stop and keep the best
-        interrupted = True
-    tracker.flush(_current_entry(last))
-    plan.search_ended(step)
-    stopped = interrupted or user_stop
-    hint = plan.short_hint(step) or plateau.hint(tracker)
+    def __init__(self, clip: TextSpace, targets: Targets, config: InvertConfig, clock: Clock):
+        self.clip, self.targets, self.config = clip, targets, config
+        self.polishing = bool(config.refine_steps or config.prune_tolerance > 0)
+        self.plan = Plan(
+            config.time_budget, config.steps, self.polishing, config.candidates, clip.device.type == "cpu", clock
+        )
+        self.seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
+        self.gen = torch.Generator().manual_seed(self.seed)
+        self.encoder, scoring, self.fp32 = _encoders(clip, config.precision)  # the gradient pass; the fp32 scores
+        vocabs = self.encoder.vocabs  # one table per CLIP; their ids, masks and texts are shared
+        self.scorer = TextScorer(clip, scoring, targets, text_rejector(config))
+        vf = VocabFilter.from_config(config)
+        self.mask = vocabs[0].mask(vf)  # (V,) 0 allowed, -inf not
+        self.n = config.candidates
+        self.tracker = _BestTracker(self.scorer, self.n, clip.device, pass_is_fp32=self.fp32)
 
-    # 4. Beyond PEZ: refine and prune the best prompt (pez.engine.polish), unless the user stopped.
-    polished = None
-    stats = {"search_steps": step, "search_score": tracker.best.score, "search_seconds": plan.search_seconds}
-    stats.update(candidates_kept=n, time_budget=config.time_budget)
-    if not stopped and polishing:
-        fast = _polish_encoder(clip, config.precision)  # each CLIP's search precision
-        polisher = Polisher(scorer, mask, config, gen, tracker.scorer.scores, fast, fp32, plan)
+        # 1. Initialise P (one per CLIP) from the embeddings of random allowed tokens (or the start prompt).
+        init = initial_ids(clip.clips[0], vf, self.mask, config, self.gen).to(clip.device)
+        self.softs = [v.embeddings[init].float().clone().requires_grad_(True) for v in vocabs]  # (N, M, d_t) each
+        self.opt = torch.optim.AdamW(self.softs, lr=config.lr, weight_decay=config.weight_decay)
+        self.project = accel.projector(vocabs[0], self.mask, tuple(vocabs[1:]), clip.weights)  # exact; skips most scans
+
+        self.history: list[tuple[int, float, float]] = []  # (step, mean loss, best score)
+        self.step = 0
+        self.last: tuple[torch.Tensor, torch.Tensor] | None = None  # (ids, scores) of the latest step
+        self.plateau = _Plateau(config.patience)
+        self.stopped = False  # by the user (should_stop, Ctrl-C): no polish
+        self.hint = ""
+
+    def run(self, should_stop: Callable[[], bool] | None) -> Iterator[StepReport]:
+        """The PEZ steps until the plan, a plateau or the user ends them; reports on the way."""
+        config, plan = self.config, self.plan
+        plan.restart()  # the budget counts from here: the set-up (masks: seconds on first use) is not spent from it
+        plan.reported()
+        yield self.report(_current(self.tracker, self.last))  # the search starts
         try:
-            for item in polish(polisher, tracker.best, should_stop):
+            while not plan.search_over(self.step):
+                if should_stop is not None and should_stop():
+                    self.stopped = True
+                    break
+                loss, full = self.gradient_step()
+                self.tracker.observe(self.last[0], full)
+                plan.stepped(self.step)
+                flushed = self.step <= config.report_every or self.step % config.report_every == 0
+                if flushed or self.step == config.steps:
+                    self.tracker.flush(_current_entry(self.last))  # decode, honestly re-score: every step at first, then per report
+                self.history.append((self.step, loss / self.n, self.tracker.best.score))
+                if self.plateau.update(self.step, full):
+                    break
+                keep = plan.keep_candidates(self.step)
+                if keep < self.n:  # the budget leaves too few steps for them all: keep the best
+                    self.softs, self.opt, self.last = _keep_best(keep, self.softs, self.opt, self.tracker, self.last)
+                    self.n = keep
+                if self.step < config.steps and (flushed or plan.report_due()):
+                    plan.reported()
+                    current = _current(self.tracker, self.last) if flushed else _peek(self.tracker, self.last)
+                    yield self.report(current, self.plateau.hint(self.tracker))
+        except KeyboardInterrupt:  # Ctrl-C in a CLI: stop and keep the best
+            self.stopped = True
+        self.tracker.flush(_current_entry(self.last))
+        plan.search_ended(self.step)
+        self.hint = plan.short_hint(self.step) or self.plateau.hint(self.tracker)
+
+    def gradient_step(self) -> tuple[float, torch.Tensor]:
+        """One PEZ step; returns (the summed loss, (N,) the projected prompts' scores on all targets)."""
+        # 2. Project, then take the gradient at the projection on a batch of targets.
+        ids = self.project(*self.softs)  # (N, M): one token per slot, for every CLIP
+        projected = self.encoder.embed(ids)  # (N, M, d_t) per CLIP
+        with torch.enable_grad():
+            feats = self.encoder.features(projected)  # (N, D) unit (joined for several CLIPs)
+            batch = _sample_batch(self.targets.positive.shape[0], self.config.batch_size, self.gen, self.clip.device)
+            objective = self.targets.objective(feats, batch)  # (N,)
+            loss = (1 - objective).sum()
+            grads = torch.autograd.grad(loss, projected)
+        for soft, grad in zip(self.softs, grads):
+            soft.grad = grad.to(soft.dtype)
+        self.opt.step()
+
+        # 3. Score the projected prompts against all targets (free: features are at hand).
+        with torch.no_grad():
+            full = objective.detach() if batch is None else self.targets.objective(feats.detach())  # (N,)
+        self.step, self.last = self.step + 1, (ids, full)
+        return float(loss.detach()), full
+
+    def polish(self, should_stop: Callable[[], bool] | None) -> Iterator[StepReport]:
+        """Beyond PEZ: refine and prune the best prompt (pez.engine.polish), unless the user
+        stopped; reports each round. Returns the Polish, or None."""
+        if self.stopped or not self.polishing:
+            return None
+        fast = _polish_encoder(self.clip, self.config.precision)  # each CLIP's search precision
+        polisher = Polisher(
+            self.scorer, self.mask, self.config, self.gen, self.scorer.scores, fast, self.fp32, self.plan
+        )
+        polished = None
+        try:
+            for item in polish(polisher, self.tracker.best, should_stop):
                 if isinstance(item, Polish):
                     polished = item
                 else:
-                    tracker.offer(item.text, item.score)
-                    yield _phase_report(item, history, tracker, plan, polisher.started[item.phase], hint)
+                    self.tracker.offer(item.text, item.score)
+                    yield _phase_report(item, self.history, self.tracker, self.plan, polisher.started[item.phase], self.hint)
         except KeyboardInterrupt:
-            stopped = True
-        stopped = stopped or (should_stop is not None and should_stop())
-    if polished is not None:
-        stats.update(polished.stats)
-        hint = plan.short_hint(step) or polish_hint(hint, polished.stats)
-    elapsed = plan.elapsed()
-    stats["polish_seconds"] = elapsed - plan.search_seconds
-    prompt, score = (
-        (polished.prompt, polished.score) if polished is not None else (tracker.best.prompt, tracker.best.score)
-    )
-    result = InversionResult(
-        prompt=prompt,
-        score=score if step else float("nan"),
-        top_k=_top_k(tracker, config.top_k, polished, config.readable),
-        steps_run=step,
-        elapsed=elapsed,
-        stopped=stopped,
-        seed=seed,
-        model=clip.name,
-        config=config,
-        history=history,
-        stats={
-            "scan_fraction": project.scans / max(project.calls, 1),
-            "fp32_search": float(fp32),
-            **stats,
-        },
-        hint=hint,
-        clip_scores=scorer.clip_scores(prompt) if step else {},
-        clip_weights={c.name: w for c, w in zip(clip.clips, clip.weights)},
-    )
-    final = _report(step, config, history, _current(tracker, last), tracker, plan, hint)
-    final.done, final.result, final.eta = True, result, 0.0
-    final.best_prompt, final.best_score = prompt, result.score
-    final.best_clip_scores = dict(result.clip_scores)
-    yield final
+            self.stopped = True
+        self.stopped = self.stopped or (should_stop is not None and should_stop())
+        if polished is not None:
+            self.hint = self.plan.short_hint(self.step) or polish_hint(self.hint, polished.stats)
+        return polished
+
+    def result(self, polished: Polish | None) -> InversionResult:
+        """The run's InversionResult: the polished prompt when there is one, else the search's best."""
+        tracker, step, plan = self.tracker, self.step, self.plan
+        best = ScoredPrompt(polished.prompt, polished.score) if polished is not None else tracker.best
+        elapsed = plan.elapsed()
+        stats = {
+            "scan_fraction": self.project.scans / max(self.project.calls, 1),
+            "fp32_search": float(self.fp32),
+            "search_steps": step,
+            "search_score": tracker.best.score,
+            "search_seconds": plan.search_seconds,
+            "candidates_kept": self.n,
+            "time_budget": self.config.time_budget,
+            **(polished.stats if polished is not None else {}),
+            "polish_seconds": elapsed - plan.search_seconds,
+        }
+        return InversionResult(
+            prompt=best.prompt,
+            score=best.score if step else float("nan"),
+            top_k=_top_k(tracker, self.config.top_k, polished, self.config.readable),
+            steps_run=step,
+            elapsed=elapsed,
+            stopped=self.stopped,
+            seed=self.seed,
+            model=self.clip.name,
+            config=self.config,
+            history=self.history,
+            stats=stats,
+            hint=self.hint,
+            clip_scores=self.scorer.clip_scores(best.prompt) if step else {},
+            clip_weights={c.name: w for c, w in zip(self.clip.clips, self.clip.weights)},
+        )
+
+    def report(self, current: ScoredPrompt, hint: str = "") -> StepReport:
+        return _report(self.step, self.config, self.history, current, self.tracker, self.plan, hint)
+
+    def final_report(self, result: InversionResult) -> StepReport:
+        """The last report: done, with the result, its prompt as the best."""
+        return _report(
+            self.step,
+            self.config,
+            self.history,
+            _current(self.tracker, self.last),
+            self.tracker,
+            self.plan,
+            self.hint,
+            done=True,
+            result=result,
+            eta=0.0,
+            best=ScoredPrompt(result.prompt, result.score),
+        )
 
 
-def _encoders(clip: LoadedClip | JointClip, precision: str) -> tuple[SpaceEncoder, SpaceEncoder, bool]:
+def _encoders(clip: TextSpace, precision: str) -> tuple[SpaceEncoder, SpaceEncoder, bool]:
     """(the gradient pass's encoder in the search precision, the fp32 scoring encoder, whether the
     pass is fp32 too), one tower of each per CLIP; the precision is chosen per CLIP (accel)."""
     precisions = _precisions(clip, precision)
@@ -248,12 +287,12 @@ def _encoders(clip: LoadedClip | JointClip, precision: str) -> tuple[SpaceEncode
     return search, scoring, all(p == "fp32" for p in precisions)
 
 
-def _precisions(clip: LoadedClip | JointClip, precision: str) -> list[str]:
+def _precisions(clip: TextSpace, precision: str) -> list[str]:
     """Each CLIP's search precision for the setting `precision` (accel.search_precision)."""
     return [accel.search_precision(precision, c.device, vocabulary(c).embeddings.shape[1]) for c in clip.clips]
 
 
-def _polish_encoder(clip: LoadedClip | JointClip, precision: str) -> SpaceEncoder:
+def _polish_encoder(clip: TextSpace, precision: str) -> SpaceEncoder:
     """Refinement and pruning's encoder: each CLIP's polish tower in its search precision."""
     towers = [PromptEncoder(c, accel.polish_tower(c, p)) for c, p in zip(clip.clips, _precisions(clip, precision))]
     return SpaceEncoder(clip, towers)
@@ -277,13 +316,10 @@ def initial_ids(
     return init
 
 
-def _check_weights(clip: LoadedClip | JointClip, config: InvertConfig) -> None:
+def _check_weights(clip: TextSpace, config: InvertConfig) -> None:
     """The config's clip_weights, when set, must be the weights the text space (and so the
-    targets' features) was built with (pez.inversion.get_clip applies them when loading)."""
-    if config.clip_weights is None:
-        return
-    wanted = [w for w in check_clip_weights(config.clip_weights) if w > 0]
-    if len(wanted) != len(clip.weights) or any(abs(a - b) > 1e-9 for a, b in zip(wanted, clip.weights)):
+    targets' features) was built with (pez.models.get_clip applies them when loading)."""
+    if config.clip_weights is not None and not has_weights(clip, config.clip_weights):
         raise ConfigError(
             f"clip_weights: the model {clip.name} was loaded with weights {clip.weights}, the config asks for "
             f"{tuple(config.clip_weights)}; load it with these weights (pez.load_clip(..., weights=...))"
@@ -457,21 +493,37 @@ def _current_entry(last) -> tuple[list[int], float] | None:
     return ids[n].tolist(), float(scores[n])
 
 
-def _report(step, config, history, current, tracker, plan: Plan, hint: str = "") -> StepReport:
+def _report(
+    step,
+    config,
+    history,
+    current,
+    tracker,
+    plan: Plan,
+    hint: str = "",
+    done: bool = False,
+    result: InversionResult | None = None,
+    eta: float | None = None,
+    best: ScoredPrompt | None = None,
+) -> StepReport:
+    """A search report; the final one passes done, the result, eta 0 and the result's prompt as `best`."""
     elapsed = plan.elapsed()
     rate = 1 / plan.step_seconds if plan.step_seconds > 0 else 0.0  # nan (no step yet) compares False
+    best = best or tracker.best
     return StepReport(
         step=step,
         steps=config.steps,
         loss=history[-1][1] if history else float("nan"),
         current_prompt=current.prompt,
         current_score=current.score,
-        best_prompt=tracker.best.prompt,
-        best_score=tracker.best.score,
+        best_prompt=best.prompt,
+        best_score=best.score,
         elapsed=elapsed,
         steps_per_sec=rate,
+        done=done,
+        result=result,
         hint=hint,
-        eta=plan.eta("search", step, config.steps),
+        eta=plan.eta("search", step, config.steps) if eta is None else eta,
         time_budget=plan.budget,
     )
 

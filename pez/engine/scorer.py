@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ..models.clip import JointClip, LoadedClip
+from ..models.clip import TextSpace
 from .tower import SpaceEncoder
 from .vocab import clean_text, text_ids
 
@@ -33,7 +33,7 @@ class TextScorer:
 
     def __init__(
         self,
-        clip: LoadedClip | JointClip,
+        clip: TextSpace,
         encoder: SpaceEncoder,
         targets,
         reject: Callable[[str], bool],

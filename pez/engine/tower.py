@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from ..models.clip import JointClip, LoadedClip
+from ..models.clip import LoadedClip, TextSpace
 from .vocab import vocabulary
 
 log = logging.getLogger(__name__)
@@ -227,7 +227,7 @@ class SpaceEncoder:
     `embed(ids)` gives each CLIP's raw embeddings of the ids as fresh leaves (where PEZ takes its
     gradients); `features(leaves)` encodes them, `id_features(bodies)` encodes token id bodies."""
 
-    def __init__(self, clip: LoadedClip | JointClip, encoders: Sequence[PromptEncoder]):
+    def __init__(self, clip: TextSpace, encoders: Sequence[PromptEncoder]):
         self.clip, self.encoders = clip, list(encoders)
         self.vocabs = [vocabulary(c) for c in clip.clips]
 

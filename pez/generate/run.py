@@ -32,7 +32,7 @@ import torch
 from ..config import CFG_THRESHOLD, MAX_IMAGES, GenerateConfig
 from ..engine.features import check_texts, image_features, text_features
 from ..errors import ConfigError
-from ..models import JointClip, LoadedClip, ModelPair, load_clip
+from ..models import JointClip, LoadedClip, ModelPair, TextSpace, load_clip
 from . import flux
 from .pipeline import LoadedGenerator, as_generator, load_generator, resolve_pair
 
@@ -216,7 +216,7 @@ def _nsfw_warnings(flags: list) -> list[str]:
 
 @torch.inference_mode()
 def score_images(
-    clip: LoadedClip | JointClip, images: Sequence[Any], prompt: str | None = None, targets: Any = None
+    clip: TextSpace, images: Sequence[Any], prompt: str | None = None, targets: Any = None
 ) -> ImageScores:
     """CLIP cosines of `images` to `prompt` and to `targets` (images, or (K, D) unit features)."""
     if len(images) == 0:
@@ -229,7 +229,7 @@ def score_images(
     return ImageScores(text, sims.mean(dim=1).tolist(), sims.tolist())
 
 
-def target_features(clip: LoadedClip | JointClip, targets: Any) -> torch.Tensor:
+def target_features(clip: TextSpace, targets: Any) -> torch.Tensor:
     """(K, D) unit features of target images, or checked precomputed features. Raises ConfigError."""
     if isinstance(targets, torch.Tensor):
         if targets.ndim != 2 or targets.shape[0] == 0:
@@ -243,8 +243,8 @@ def target_features(clip: LoadedClip | JointClip, targets: Any) -> torch.Tensor:
 
 
 def _prepare_scoring(
-    pair: ModelPair, prompt: str, clip: LoadedClip | JointClip | None, targets: Any, device: Any
-) -> tuple[LoadedClip | JointClip, torch.Tensor | None]:
+    pair: ModelPair, prompt: str, clip: TextSpace | None, targets: Any, device: Any
+) -> tuple[TextSpace, torch.Tensor | None]:
     """Load the CLIP(s) and encode the targets before generating, so bad inputs fail fast."""
     clip = clip if clip is not None else load_clip(pair.clip, device=device)
     if not isinstance(clip, (LoadedClip, JointClip)):
@@ -268,7 +268,7 @@ def generate(
     config: GenerateConfig | None = None,
     *,
     targets: Any = None,
-    clip: LoadedClip | JointClip | None = None,
+    clip: TextSpace | None = None,
     score: bool = True,
     device: str | torch.device | None = None,
     offload: bool = False,
@@ -335,7 +335,7 @@ def _stop_warnings(hook: _StepHook, toy: bool) -> list[str]:
     return [f"stopped after {hook.steps_done} of {hook.total} steps; the images are only partly denoised"]
 
 
-def _score_into(result: GenerationResult, clip: LoadedClip | JointClip, target_feats: torch.Tensor | None) -> None:
+def _score_into(result: GenerationResult, clip: TextSpace, target_feats: torch.Tensor | None) -> None:
     t0 = time.perf_counter()
     scores = score_images(clip, result.images, result.prompt, target_feats)
     result.text_scores, result.image_scores, result.image_score_matrix = scores.text, scores.image, scores.matrix

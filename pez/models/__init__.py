@@ -1,8 +1,8 @@
 """Models: which CLIP goes with which generator, loading CLIPs, and the Hugging Face Hub.
 
     registry.py   ModelPair, PAIRS, DEFAULT_PAIR, list_pairs, get_pair, pair_availability
-    clip.py       CLIP spec strings, LoadedClip, JointClip (several CLIPs, one prompt), load_clip (cached),
-                  devices and precision
+    clip.py       CLIP spec strings, LoadedClip, JointClip (several CLIPs, one prompt), TextSpace (what
+                  both offer the engine), load_clip (cached), devices and precision; get_clip (a model and its clip_weights, resolved once)
     hub.py        the Hub in one place: cached, offline, reachable, download, availability
 
 The generators' pipelines are loaded by pez.generate.pipeline (diffusers is slow to import).
@@ -12,10 +12,14 @@ from .clip import (
     ClipSpec,
     JointClip,
     LoadedClip,
+    TextSpace,
     clear_cache,
     clip_specs,
+    get_clip,
+    has_weights,
     load_clip,
     parse_clip_spec,
+    register_random_clip,
     resolve_device,
     resolve_precision,
 )
@@ -30,8 +34,11 @@ __all__ = [
     "JointClip",
     "LoadedClip",
     "ModelPair",
+    "TextSpace",
     "clear_cache",
     "clip_specs",
+    "get_clip",
+    "has_weights",
     "get_pair",
     "hub_cached",
     "hub_offline",
@@ -40,6 +47,7 @@ __all__ = [
     "load_clip",
     "pair_availability",
     "parse_clip_spec",
+    "register_random_clip",
     "resolve_device",
     "resolve_precision",
 ]

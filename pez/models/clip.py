@@ -11,13 +11,15 @@ A CLIP spec is a string:
   - a local folder holding open_clip_config.json and the weights (open_clip's hub layout),
     also accepted as "local-dir:PATH"; or "hf-hub:ORG/REPO";
   - "toy", the small offline CLIP of the toy world (ships with pez, no download);
-  - "random:ARCH", an architecture with random weights (benchmarks), "random:tiny" (and a second
-    tower, "random:tiny-wide") for tests;
+  - "random:ARCH", an architecture with random weights (benchmarks), or a named random CLIP that
+    another package registered (`register_random_clip`): pez.testing registers "random:tiny" (and a
+    second tower, "random:tiny-wide") for tests when it is imported;
   - several of these joined by "+", e.g. "ViT-L-14/openai+ViT-bigG-14/laion2b_s39b_b160k" (SDXL's
     two encoders; a pair may name several): one prompt is searched for all of them (JointClip).
 
 `load_clip` returns a LoadedClip for one CLIP and a JointClip for several (with their weights).
-Both are a *text space* to the engine: `clips`, `weights`, and `join`/`split` of features. A
+Both are a `TextSpace` to the engine (the Protocol below): `clips`, `weights`, and `join`/`split` of
+features, with the tokenizer, device and sizes the engine reads. A
 JointClip's features are its CLIPs' unit features, each scaled by sqrt(weight), joined; the dot
 product of two such features is the weighted sum of the per-CLIP cosines. So every score built
 on features (targets, the objective, scores of texts and of images) is that weighted sum in the
@@ -34,7 +36,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -123,8 +125,12 @@ def parse_clip_spec(spec: str) -> ClipSpec:
         return ClipSpec("toy")
     if spec.startswith("random:"):
         arch = spec.split(":", 1)[1]
-        if arch not in ("tiny", "tiny-wide") and arch not in open_clip.list_models():
-            raise ConfigError(f"model: unknown open_clip architecture {arch!r}; see open_clip.list_models()")
+        if arch not in _RANDOM_CLIPS and arch not in open_clip.list_models():
+            fixtures = f", or one of the registered {sorted(_RANDOM_CLIPS)}" if _RANDOM_CLIPS else ""
+            raise ConfigError(
+                f"model: expected 'random:' and an open_clip architecture (see open_clip.list_models()){fixtures}, "
+                f"received {spec!r} (the test CLIPs 'random:tiny' and 'random:tiny-wide' exist once pez.testing is imported)"
+            )
         return ClipSpec("random", arch)
     if spec.startswith("hf-hub:"):
         return ClipSpec("hub", location=spec.split(":", 1)[1])
@@ -167,19 +173,41 @@ def clip_specs(spec: str) -> tuple[str, ...]:
     return (spec,)
 
 
+# ---------------------------------------------------------------------------------------------
+# CLIP weights (InvertConfig.clip_weights): resolved here only. A model's weights are one number per
+# CLIP it names, normalised to sum 1; a CLIP of weight 0 is left out (not loaded, not searched).
+
+
 def clip_weights(spec: str, weights=None) -> tuple[float, ...]:
     """The normalised weight of each CLIP of `spec`: `weights` when given (one per CLIP), else the
     pair's defaults, else equal. Raises ConfigError."""
     specs = clip_specs(spec)
     if weights is None:
-        weights = PAIRS[spec.strip()].weights if spec.strip() in PAIRS else (1.0,) * len(specs)
+        pair = PAIRS.get(spec.strip())
+        weights = (pair.clip_weights if pair else None) or (1.0,) * len(specs)
+    return _normalised(weights, specs, f"{spec.strip()!r} {list(specs)}")
+
+
+def _normalised(weights, names, owner: str) -> tuple[float, ...]:
+    """`weights` checked (numbers in [0, 1], one per name of `names`) and normalised to sum 1."""
     weights = check_clip_weights(weights)
-    if len(weights) != len(specs):
+    if len(weights) != len(names):
         raise ConfigError(
-            f"clip_weights: expected {len(specs)} weight(s), one per CLIP of {spec.strip()!r} {list(specs)}, "
-            f"received {len(weights)}"
+            f"clip_weights: expected {len(names)} weight(s), one per CLIP of {owner}, received {len(weights)}"
         )
     return weights
+
+
+def _kept(items, weights: tuple[float, ...]) -> list[tuple[Any, float]]:
+    """(item, weight) of the items whose weight is above 0."""
+    return [(x, w) for x, w in zip(items, weights) if w > 0]
+
+
+def has_weights(space: TextSpace, weights) -> bool:
+    """Whether `weights` (one per CLIP the space was loaded from, zeros included) give the space's
+    own weights once normalised, the zeros left out."""
+    kept = tuple(w for w in check_clip_weights(weights) if w > 0)
+    return len(kept) == len(space.weights) and all(abs(a - b) <= 1e-9 for a, b in zip(kept, space.weights))
 
 
 def _check_arch(arch: str) -> None:
@@ -190,8 +218,51 @@ def _check_arch(arch: str) -> None:
         raise ConfigError(f"model: unknown open_clip architecture {arch!r}; similar: {close}")
 
 
+# Named random CLIPs provided by other packages (the loader knows none itself): name -> a function
+# returning (model, eval preprocess, tokenizer). pez.testing registers its tiny CLIPs on import.
+RandomClipBuilder = Callable[[], tuple[Any, Callable, Any]]
+_RANDOM_CLIPS: dict[str, RandomClipBuilder] = {}
+
+
+def register_random_clip(name: str, build: RandomClipBuilder) -> None:
+    """Serve the spec "random:NAME" with `build()` (called once per device and precision, then cached)."""
+    _RANDOM_CLIPS[name] = build
+
+
 # ---------------------------------------------------------------------------------------------
 # Loaded models
+
+
+class TextSpace(Protocol):
+    """What the engine runs on: one CLIP (LoadedClip) or several searched as one (JointClip).
+
+    A prompt is read by one tokenizer, and its features live in one space of `feature_dim`: the
+    CLIPs' unit features scaled by sqrt(weight) and joined (`join`; `split` is the inverse), so a
+    dot product of two features is the weighted sum of the per-CLIP cosines."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def clips(self) -> tuple[LoadedClip, ...]: ...  # the CLIPs, each searched with its own tower
+    @property
+    def weights(self) -> tuple[float, ...]: ...  # one per CLIP, above 0, summing to 1
+    @property
+    def tokenizer(self) -> Any: ...  # shared by the CLIPs (list[str] -> (B, context) ids)
+    @property
+    def device(self) -> torch.device: ...
+    @property
+    def precision(self) -> str: ...
+    @property
+    def context_length(self) -> int: ...
+    @property
+    def sot_id(self) -> int: ...
+    @property
+    def eot_id(self) -> int: ...
+    @property
+    def feature_dim(self) -> int: ...  # the sum of the CLIPs' D
+
+    def join(self, parts: list[torch.Tensor]) -> torch.Tensor: ...  # per-CLIP unit (..., D_t) -> (..., sum D_t)
+    def split(self, feats: torch.Tensor) -> list[torch.Tensor]: ...  # the inverse of join
 
 
 @dataclass(eq=False)
@@ -342,15 +413,16 @@ class JointClip:
         blocks = feats.split([c.feature_dim for c in self.clips], dim=-1)
         return [b / w**0.5 for b, w in zip(blocks, self.weights)]
 
-    def reweighted(self, weights) -> LoadedClip | JointClip:
+    def reweighted(self, weights) -> TextSpace:
         """The same CLIPs with other weights (one per CLIP); a CLIP of weight 0 is left out."""
-        weights = check_clip_weights(weights)
-        if len(weights) != len(self.clips):
-            raise ConfigError(
-                f"clip_weights: expected {len(self.clips)} weights, one per CLIP of {self.name}, received {len(weights)}"
-            )
-        kept = [(c, w) for c, w in zip(self.clips, weights) if w > 0]
-        return kept[0][0] if len(kept) == 1 else JointClip(tuple(c for c, _ in kept), tuple(w for _, w in kept))
+        return _text_space(_kept(self.clips, _normalised(weights, self.clips, self.name)))
+
+
+def _text_space(weighted: list[tuple[LoadedClip, float]]) -> TextSpace:
+    """One CLIP alone (its weight is 1), or several searched as one JointClip."""
+    if len(weighted) == 1:
+        return weighted[0][0]
+    return JointClip(tuple(c for c, _ in weighted), tuple(w for _, w in weighted))
 
 
 def same_vocabulary(a: LoadedClip, b: LoadedClip) -> bool:
@@ -372,7 +444,7 @@ _CACHE_LOCK = threading.Lock()
 
 def load_clip(
     spec: str = DEFAULT_PAIR, device: str | None = None, precision: str | None = None, weights=None
-) -> LoadedClip | JointClip:
+) -> TextSpace:
     """Load (once) and return the CLIP for `spec` on `device`. Thread-safe; cached.
 
     A spec naming several CLIPs (a pair such as "sdxl", or specs joined by "+") gives a JointClip
@@ -383,9 +455,7 @@ def load_clip(
     """
     specs, chosen = clip_specs(spec), clip_weights(spec, weights)
     if len(specs) > 1 or weights is not None:
-        kept = [(s, w) for s, w in zip(specs, chosen) if w > 0]
-        clips = tuple(load_clip(s, device, precision) for s, _ in kept)
-        return clips[0] if len(clips) == 1 else JointClip(clips, tuple(w for _, w in kept))
+        return _text_space([(load_clip(s, device, precision), w) for s, w in _kept(specs, chosen)])
     parsed = parse_clip_spec(specs[0])
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
@@ -403,6 +473,26 @@ def load_clip(
         return _CACHE[key]
 
 
+def get_clip(
+    model: str | TextSpace = DEFAULT_PAIR, device: str | None = None, weights=None, precision: str | None = None
+) -> TextSpace:
+    """The text space a search runs on, with its CLIP weights: where every front-end (the CLI,
+    batch, the app) gets its CLIP, so `weights` (InvertConfig.clip_weights: one per CLIP of the
+    model, None for the pair's) are resolved once.
+
+    A spec is loaded (load_clip). A text space already loaded is returned as it is when `weights`
+    are None or its own (has_weights), and re-weighted when it is a JointClip given other weights
+    (one per CLIP); `device` and `precision` apply only to loading. Raises ConfigError."""
+    if isinstance(model, str):
+        return load_clip(model, device=device, precision=precision, weights=weights)
+    if weights is None or has_weights(model, weights):
+        return model
+    if isinstance(model, JointClip):
+        return model.reweighted(weights)
+    _normalised(weights, model.clips, model.name)  # a single CLIP: the count is wrong
+    raise ConfigError(f"clip_weights: {model.name} is one CLIP; expected one weight, received {tuple(weights)}")
+
+
 def clear_cache() -> None:
     with _CACHE_LOCK:
         _CACHE.clear()
@@ -417,11 +507,8 @@ def _load_uncached(spec: ClipSpec, device: torch.device, precision: str) -> Load
 
         model, preprocess = create_toy_clip()
         tokenizer = open_clip.get_tokenizer("ViT-B-32")
-    elif spec.source == "random" and spec.arch in ("tiny", "tiny-wide"):
-        from ..testing.tiny_clip import tiny_clip_model
-
-        model, preprocess = tiny_clip_model(name=spec.arch)
-        tokenizer = open_clip.get_tokenizer("ViT-B-32")
+    elif spec.source == "random" and spec.arch in _RANDOM_CLIPS:
+        model, preprocess, tokenizer = _RANDOM_CLIPS[spec.arch]()
     else:
         model, preprocess, tokenizer = _load_open_clip(spec, device, precision)
     offload_vision = device.type == "cuda" and _vision_bytes(model, precision) > VISION_OFFLOAD_BYTES
@@ -504,11 +591,15 @@ __all__ = [
     "ClipSpec",
     "JointClip",
     "LoadedClip",
+    "TextSpace",
     "clear_cache",
     "clip_specs",
     "clip_weights",
+    "get_clip",
+    "has_weights",
     "load_clip",
     "parse_clip_spec",
+    "register_random_clip",
     "resolve_device",
     "resolve_precision",
     "same_vocabulary",

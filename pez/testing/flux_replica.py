@@ -41,17 +41,17 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError
-from .replica import (
+from .hub_files import (
     EOT,
     TEXT_CLIP_L,  # openai/clip-vit-large-patch14's text tower: Flux's text_encoder, as SD 1.x's and SDXL's
     Component,
     ValueSource,
-    _saved_config,
-    _write_json,
     count_parameters,
     fake_revision,
     repo_dir,
+    saved_config,
     write_clip_repo,
+    write_json,
     write_safetensors,
     write_tokenizer,
 )
@@ -270,7 +270,7 @@ def write_weights(
         weight_map.update({n: path.name for n in names})
         paths.append(path)
     index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
-    _write_json(folder / f"{stem}.safetensors.index.json", index)
+    write_json(folder / f"{stem}.safetensors.index.json", index)
     return paths
 
 
@@ -335,8 +335,8 @@ def write_t5_tokenizer(folder: Path) -> None:
         "model_max_length": T5_MAX_LENGTH,
         "tokenizer_class": "T5Tokenizer",
     }
-    _write_json(folder / "tokenizer_config.json", config)
-    _write_json(folder / "special_tokens_map.json", special)
+    write_json(folder / "tokenizer_config.json", config)
+    write_json(folder / "special_tokens_map.json", special)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -351,16 +351,16 @@ def write_flux_repo(hub: Path, sizes: FluxSizes, dtype: str, values: ValueSource
     snap = repo_dir(hub, FLUX_REPO, fake_revision(FLUX_REPO, tag, values.seed))
     index: dict[str, Any] = {**MODEL_INDEX, "_diffusers_version": diffusers.__version__}
     sched_cls = MODEL_INDEX["scheduler"][1]
-    _write_json(snap / "scheduler" / "scheduler_config.json", {"_class_name": sched_cls, **SCHEDULER})
+    write_json(snap / "scheduler" / "scheduler_config.json", {"_class_name": sched_cls, **SCHEDULER})
     write_tokenizer(snap / "tokenizer", EOT)
     write_t5_tokenizer(snap / "tokenizer_2")
     for comp in components(sizes):
         module = meta_module(comp)
-        _write_json(snap / comp.folder / "config.json", _saved_config(comp, module))
+        write_json(snap / comp.folder / "config.json", saved_config(comp, module))
         shapes = saved_shapes(module)
         write_weights(snap / comp.folder, comp.weights, shapes, values, DTYPES[dtype], SHARDS.get(comp.folder, 1))
         del module
-    _write_json(snap / "model_index.json", dict(sorted(index.items())))
+    write_json(snap / "model_index.json", dict(sorted(index.items())))
     return snap.parent.parent
 
 

@@ -18,12 +18,8 @@ takes seconds and holds one tensor at a time.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import math
 import os
-import shutil
-import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,14 +29,29 @@ import torch
 
 from ..errors import ConfigError
 from ..models import PAIRS, get_pair, list_pairs, parse_clip_spec
-from ..models.hub import open_clip_files
+from . import flux_replica
+from .hub_files import (  # the building blocks, also read through this module by tests and bench
+    DTYPES,
+    EOT,
+    TEXT_CLIP_L,
+    TEXT_COMMON,
+    Component,
+    ValueSource,
+    count_parameters,
+    fake_revision,
+    meta_clip,
+    repo_dir,
+    saved_config,
+    state_shapes,
+    write_clip_repo,
+    write_json,
+    write_safetensors,
+    write_tokenizer,
+)
 
 log = logging.getLogger(__name__)
 
-DTYPES = {"fp16": torch.float16, "fp32": torch.float32}
 REPLICA_PAIRS = [name for name in list_pairs() if PAIRS[name].generator]  # the toy pair needs none
-POOL_SIZE = 1_000_003  # random values reused cyclically; prime, so matrix rows never repeat exactly
-SOT, EOT = "<|startoftext|>", "<|endoftext|>"
 
 # ---------------------------------------------------------------------------------------------
 # Published configs (values from the repos' config.json files)
@@ -124,29 +135,8 @@ VAE_SD = {
 }
 VAE_SDXL = {**VAE_SD, "sample_size": 1024, "scaling_factor": 0.13025, "force_upcast": True}
 
-_TEXT_COMMON = {
-    "attention_dropout": 0.0,
-    "bos_token_id": 0,  # legacy ids in the published configs; pooling then reads argmax(ids) = EOT
-    "dropout": 0.0,
-    "eos_token_id": 2,
-    "initializer_factor": 1.0,
-    "initializer_range": 0.02,
-    "layer_norm_eps": 1e-05,
-    "max_position_embeddings": 77,
-    "pad_token_id": 1,
-    "vocab_size": 49408,
-}
-TEXT_CLIP_L = {  # OpenAI CLIP ViT-L/14 text tower (SD 1.x; SDXL's first encoder)
-    **_TEXT_COMMON,
-    "hidden_act": "quick_gelu",
-    "hidden_size": 768,
-    "intermediate_size": 3072,
-    "num_attention_heads": 12,
-    "num_hidden_layers": 12,
-    "projection_dim": 768,
-}
 TEXT_OPENCLIP_H = {  # OpenCLIP ViT-H/14 text tower without its last layer (SD 2.x reads the penultimate)
-    **_TEXT_COMMON,
+    **TEXT_COMMON,
     "hidden_act": "gelu",
     "hidden_size": 1024,
     "intermediate_size": 4096,
@@ -155,7 +145,7 @@ TEXT_OPENCLIP_H = {  # OpenCLIP ViT-H/14 text tower without its last layer (SD 2
     "projection_dim": 512,
 }
 TEXT_OPENCLIP_BIGG = {  # OpenCLIP ViT-bigG/14 text tower with its projection (SDXL's second encoder)
-    **_TEXT_COMMON,
+    **TEXT_COMMON,
     "hidden_act": "gelu",
     "hidden_size": 1280,
     "intermediate_size": 5120,
@@ -186,17 +176,6 @@ FEATURE_EXTRACTOR = {  # CLIPImageProcessor's preprocessor_config.json in the SD
     "rescale_factor": 0.00392156862745098,
     "size": {"shortest_edge": 224},
 }
-
-
-@dataclass(frozen=True)
-class Component:
-    """One weights folder of a diffusers repo: its class, config and how to build it on meta."""
-
-    folder: str  # "unet", "text_encoder_2", ...
-    library: str  # "diffusers", "transformers" or "stable_diffusion"
-    cls: str
-    config: dict
-    weights: str  # file stem: "diffusion_pytorch_model" or "model"
 
 
 def _sd_components(unet: dict, text: dict, vae: dict) -> list[Component]:
@@ -276,162 +255,12 @@ def safety_checker_config():
     return CLIPConfig(text_config=text, vision_config=SAFETY_VISION, projection_dim=768)
 
 
-def meta_clip(arch: str) -> torch.nn.Module:
-    """An open_clip CLIP of architecture `arch` on the meta device."""
-    import open_clip
-
-    cfg = open_clip.get_model_config(arch)
-    if cfg is None:
-        raise ConfigError(f"replica: unknown open_clip architecture {arch!r}")
-    with torch.device("meta"):
-        return open_clip.model.CLIP(**cfg)
-
-
-def count_parameters(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 # ---------------------------------------------------------------------------------------------
 # Random values, tensor by tensor, straight into safetensors
 
 
-class ValueSource:
-    """Cheap seeded values of a sensible scale for any named parameter.
-
-    Matrices and convolutions: N(0, 1/fan_in); norm weights 1; biases 0; other vectors and
-    embeddings N(0, 0.02^2); logit_scale ln(100). Values come from one pool of POOL_SIZE normal
-    draws, read cyclically from an offset derived from the seed and the tensor's name."""
-
-    def __init__(self, seed: int = 0):
-        gen = torch.Generator().manual_seed(seed)
-        self.pool = torch.randn(POOL_SIZE, generator=gen)
-        self.seed = seed
-
-    def normal(self, name: str, n: int) -> torch.Tensor:
-        offset = int.from_bytes(hashlib.sha256(f"{self.seed}:{name}".encode()).digest()[:8], "little") % POOL_SIZE
-        rolled = torch.cat([self.pool[offset:], self.pool[:offset]])
-        return rolled.repeat(math.ceil(n / POOL_SIZE))[:n]
-
-    def __call__(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
-        n = math.prod(shape)
-        leaf = name.rsplit(".", 1)[-1]
-        if leaf == "logit_scale":
-            return torch.full(shape, math.log(100.0))
-        if leaf.endswith("embeds_weights") or leaf == "running_var":  # safety thresholds; BatchNorm
-            return torch.ones(shape)
-        if leaf in ("running_mean", "num_batches_tracked"):
-            return torch.zeros(shape)
-        if len(shape) <= 1:
-            if leaf == "bias" or leaf.endswith("_bias"):
-                return torch.zeros(shape)
-            if leaf == "weight":  # LayerNorm / GroupNorm scales
-                return torch.ones(shape)
-            return self.normal(name, n).mul_(0.02).view(shape)
-        fan_in = n // shape[0]
-        return self.normal(name, n).mul_(1.0 / math.sqrt(fan_in)).view(shape)
-
-
-_ST_DTYPES = {torch.float16: "F16", torch.float32: "F32", torch.bfloat16: "BF16"}
-
-
-def write_safetensors(
-    path: Path,
-    shapes: dict[str, tuple[int, ...]],
-    values: Callable[[str, tuple[int, ...]], torch.Tensor],
-    dtype: torch.dtype,
-) -> int:
-    """Write a safetensors file tensor by tensor (only one tensor in memory). Returns its bytes."""
-    item = torch.empty((), dtype=dtype).element_size()
-    header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
-    offset = 0
-    for name, shape in shapes.items():
-        size = math.prod(shape) * item
-        header[name] = {"dtype": _ST_DTYPES[dtype], "shape": list(shape), "data_offsets": [offset, offset + size]}
-        offset += size
-    blob = json.dumps(header, separators=(",", ":")).encode()
-    blob += b" " * (-len(blob) % 8)  # the format aligns the data to 8 bytes
-    tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(blob)))
-        f.write(blob)
-        for name, shape in shapes.items():
-            tensor = values(name, shape).to(dtype).contiguous()
-            if dtype == torch.bfloat16:  # numpy has no bf16: write its bytes as int16
-                tensor = tensor.view(torch.int16)
-            f.write(tensor.numpy().tobytes())
-    os.replace(tmp, path)
-    return offset
-
-
-def state_shapes(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:
-    """Name -> shape of every persistent tensor the module saves (its state_dict)."""
-    return {name: tuple(t.shape) for name, t in module.state_dict().items()}
-
-
 # ---------------------------------------------------------------------------------------------
 # The hub cache
-
-
-def repo_dir(hub: Path, repo: str, revision: str) -> Path:
-    """Create `hub/models--ORG--NAME` with refs/main -> revision; return its snapshot folder."""
-    root = hub / ("models--" + repo.replace("/", "--"))
-    (root / "refs").mkdir(parents=True, exist_ok=True)
-    (root / "refs" / "main").write_text(revision)
-    snap = root / "snapshots" / revision
-    snap.mkdir(parents=True, exist_ok=True)
-    return snap
-
-
-def fake_revision(repo: str, dtype: str, seed: int) -> str:
-    """A 40-hex commit id for the replica (stable for the same repo, dtype and seed)."""
-    return hashlib.sha1(f"pez-replica:{repo}:{dtype}:{seed}".encode()).hexdigest()
-
-
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
-
-
-def write_clip_repo(hub: Path, clip_spec: str, dtype: str, values: ValueSource) -> Path:
-    """The open_clip hub repo of a CLIP spec ("ARCH/TAG"): weights + open_clip_config.json."""
-    import open_clip
-
-    spec = parse_clip_spec(clip_spec)
-    repo, names = open_clip_files(spec.arch, spec.location)
-    if not repo:
-        raise ConfigError(f"replica: {clip_spec!r} is not loaded from the Hugging Face Hub")
-    snap = repo_dir(hub, repo, fake_revision(repo, dtype, values.seed))
-    pre = open_clip.get_pretrained_cfg(spec.arch, spec.location)
-    model_cfg = open_clip.get_model_config(spec.arch)
-    if pre.get("quick_gelu"):
-        model_cfg = {**model_cfg, "quick_gelu": True}
-    preprocess = {k: pre[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in pre}
-    _write_json(snap / "open_clip_config.json", {"model_cfg": model_cfg, "preprocess_cfg": preprocess})
-    weights = next(n for n in names if n.endswith(".safetensors"))
-    write_safetensors(snap / weights, state_shapes(meta_clip(spec.arch)), values, DTYPES[dtype])
-    return snap.parent.parent
-
-
-def write_tokenizer(folder: Path, pad: str) -> None:
-    """CLIP BPE tokenizer files with open_clip's ids; `pad` is the published pad token."""
-    from .tiny_sd import tokenizer_files
-
-    folder.mkdir(parents=True, exist_ok=True)
-    src = tokenizer_files()
-    for name in ("vocab.json", "merges.txt"):
-        shutil.copyfile(src / name, folder / name)
-    tokens = {"bos_token": SOT, "eos_token": EOT, "pad_token": pad, "unk_token": EOT}
-    config = {
-        **tokens,
-        "add_prefix_space": False,
-        "clean_up_tokenization_spaces": True,
-        "do_lower_case": True,
-        "errors": "replace",
-        "model_max_length": 77,
-        "tokenizer_class": "CLIPTokenizer",
-    }
-    _write_json(folder / "tokenizer_config.json", config)
-    _write_json(folder / "special_tokens_map.json", tokens)
 
 
 def write_generator_repo(hub: Path, generator: str, dtype: str, values: ValueSource) -> Path:
@@ -443,23 +272,23 @@ def write_generator_repo(hub: Path, generator: str, dtype: str, values: ValueSou
     index: dict[str, Any] = {"_class_name": plan.pipeline, "_diffusers_version": diffusers.__version__}
     sched_cls, sched_cfg = SCHEDULERS[generator]
     index["scheduler"] = ["diffusers", sched_cls]
-    _write_json(snap / "scheduler" / "scheduler_config.json", {"_class_name": sched_cls, **sched_cfg})
+    write_json(snap / "scheduler" / "scheduler_config.json", {"_class_name": sched_cls, **sched_cfg})
     for folder, pad in plan.tokenizers.items():
         index[folder] = ["transformers", "CLIPTokenizer"]
         write_tokenizer(snap / folder, pad)
     if plan.extra.get("feature_extractor", [None])[0]:
-        _write_json(snap / "feature_extractor" / "preprocessor_config.json", FEATURE_EXTRACTOR)
+        write_json(snap / "feature_extractor" / "preprocessor_config.json", FEATURE_EXTRACTOR)
     variant = ".fp16" if dtype == "fp16" else ""
     for comp in plan.components:
         index[comp.folder] = [comp.library, comp.cls]
         module = meta_model(comp)
-        _write_json(snap / comp.folder / "config.json", _saved_config(comp, module))
+        write_json(snap / comp.folder / "config.json", saved_config(comp, module))
         path = snap / comp.folder / f"{comp.weights}{variant}.safetensors"
         source = _clip_tower_values(generator, comp, values) if comp.folder == "text_encoder" else None
         write_safetensors(path, state_shapes(module), source or values, DTYPES[dtype])
         del module
     index.update(plan.extra)
-    _write_json(snap / "model_index.json", dict(sorted(index.items())))
+    write_json(snap / "model_index.json", dict(sorted(index.items())))
     return snap.parent.parent
 
 
@@ -487,14 +316,6 @@ def _clip_tower_values(generator: str, comp: Component, values: ValueSource) -> 
         return full.reshape(shape)
 
     return value
-
-
-def _saved_config(comp: Component, module: torch.nn.Module) -> dict:
-    if comp.library == "diffusers":
-        return {"_class_name": comp.cls, **dict(module.config)}
-    config = module.config.to_dict()
-    config["architectures"] = [comp.cls]
-    return config
 
 
 def build_replica(
@@ -550,7 +371,6 @@ def build_replica(
 def _flux_writer(size: str) -> Callable:
     """write(hub, repo, dtype, values) of the FLUX.1-schnell repo at `size`; fp16 -> bf16 (the
     published weights are bf16, with no fp16 files)."""
-    from . import flux_replica
 
     def write(hub: Path, repo: str, dtype: str, values: ValueSource) -> Path:
         return flux_replica.write_flux_repo(hub, flux_replica.SIZES[size], "bf16" if dtype == "fp16" else dtype, values)

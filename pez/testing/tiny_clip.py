@@ -40,4 +40,12 @@ def tiny_clip_model(seed: int | None = None, name: str = "tiny") -> tuple[torch.
     return model, preprocess
 
 
-__all__ = ["TINY_CONFIG", "TINY_CONFIGS", "TINY_WIDE_CONFIG", "tiny_clip_model"]
+def tiny_clip(name: str = "tiny") -> tuple[torch.nn.Module, Callable, object]:
+    """(model, eval preprocess, tokenizer) of the tiny CLIP `name`: what the spec "random:NAME" loads."""
+    import open_clip
+
+    model, preprocess = tiny_clip_model(name=name)
+    return model, preprocess, open_clip.get_tokenizer("ViT-B-32")
+
+
+__all__ = ["TINY_CONFIG", "TINY_CONFIGS", "TINY_WIDE_CONFIG", "tiny_clip", "tiny_clip_model"]

@@ -2,7 +2,7 @@
 "generator" that draws the shapes a prompt names. Works with no download at all.
 
     world.py       colours, shapes, the renderer, words as the tokenizer reads them
-    clip.py        the toy CLIP: its configuration and its shipped weights (pez/assets/toy_clip)
+    clip.py        the toy CLIP: its configuration and its shipped weights (assets/toy_clip)
     generator.py   toy_generate (the toy pair's generator) and the app's example images
     train.py       training the toy CLIP: `python -m pez.toy train` rebuilds the shipped assets
 

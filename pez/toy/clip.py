@@ -1,4 +1,4 @@
-"""The toy world's CLIP: its architecture, its shipped weights (pez/assets/toy_clip), loading them.
+"""The toy world's CLIP: its architecture, its shipped weights (assets/toy_clip), loading them.
 
 A tiny open_clip CLIP (a ModifiedResNet image tower, a 2-layer text tower) with the real
 ViT-B-32 tokenizer and its whole 49,408-token vocabulary, so PEZ runs on it exactly as on a real
@@ -15,9 +15,10 @@ from pathlib import Path
 import torch
 
 from ..errors import WeightsNotFoundError
+from ..paths import asset_path
 from .world import COLOURS, SHAPES
 
-ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets" / "toy_clip"  # package data: pez/assets/toy_clip
+ASSETS_DIR = asset_path("toy_clip")  # assets/toy_clip (pez/assets/toy_clip in a wheel)
 CONFIG_FILE = "open_clip_config.json"  # open_clip's hub layout, so "local-dir:" loading works too
 WEIGHTS_FILE = "open_clip_model.safetensors"
 MEAN = STD = (0.5, 0.5, 0.5)

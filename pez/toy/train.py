@@ -1,4 +1,4 @@
-"""Training the toy world's CLIP: `python -m pez.toy train` writes pez/assets/toy_clip and the examples.
+"""Training the toy world's CLIP: `python -m pez.toy train` writes assets/toy_clip and the examples.
 
 Real CLIP weights cannot always be downloaded, so pez ships a tiny CLIP (pez.toy.clip) trained in
 a couple of minutes on synthetic images whose right prompt is known ("a red circle").

@@ -35,7 +35,7 @@ API_NAMES = {
 }
 
 
-MODEL = "toy"  # the toy world model (ships in pez/assets/): no download
+MODEL = "toy"  # the toy world model (ships in assets/): no download
 BASE = app.demo.pez.settings
 
 
@@ -55,7 +55,7 @@ FAST = (4, 12, 2, 0, 0.1, "", "readable")
 @pytest.fixture(scope="module")
 def image_files() -> list[str]:
     toys = components.toy_examples()
-    assert len(toys) >= 3, "pez/assets/examples/toy_*.png are missing"
+    assert len(toys) >= 3, "assets/examples/toy_*.png are missing"
     return toys[:3]
 
 

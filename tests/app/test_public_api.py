@@ -25,7 +25,7 @@ from gradio_client import Client, handle_file
 
 from ..public_server import EXTRA, MAX_CANDIDATES, MAX_RUN_SECONDS, MAX_STEPS, ROOT, assert_refused, call
 
-TOYS = sorted(str(p) for p in (ROOT / "pez" / "assets" / "examples").glob("toy_*.png"))
+TOYS = sorted(str(p) for p in (ROOT / "assets" / "examples").glob("toy_*.png"))
 DEFAULT_MAX_SUBJECTS, DEFAULT_MAX_FILE_MB = 8, 20  # the defaults (no setting given here)
 FAST = dict(model="toy", prompt_len=3, steps=3, candidates=1, seed=0, refine_steps=0, patience=0)
 GEN = dict(model="toy", negative_prompt="", seed=0, steps=1, guidance=0.0, num_images=1)

@@ -22,7 +22,7 @@ from ..public_server import ROOT
 
 pytest.importorskip("mcp", reason="the gradio[mcp] extra is not installed")
 
-TOYS = sorted((ROOT / "pez" / "assets" / "examples").glob("toy_*.png"))
+TOYS = sorted((ROOT / "assets" / "examples").glob("toy_*.png"))
 URLS = ["data:image/png;base64," + base64.b64encode(p.read_bytes()).decode() for p in TOYS[:3]]
 FAST = {"model": "toy", "prompt_len": 3, "steps": 3, "candidates": 1, "seed": 0, "refine_steps": 0, "patience": 0}
 GEN = {"model": "toy", "seed": 0, "steps": 1, "guidance": 0, "num_images": 1}

@@ -1,5 +1,5 @@
-"""`pip install .` builds a wheel with both packages, their data files (the toy world's CLIP and
-examples, the app's photos and style images), the dependencies, the [app] extra and the `pez`
+"""`pip install .` builds a wheel with both packages, the data files of the top-level assets/ folder
+as pez/assets/ (the toy world's CLIP and examples, the app's photos and style images), the dependencies, the [app] extra and the `pez`
 command. Built from a copy of the sources (no build files left in the checkout), without network.
 Installed into a venv, the command and the app run from any folder on the files in site-packages."""
 
@@ -23,10 +23,10 @@ def wheel(tmp_path_factory) -> Path:
     tmp_path = tmp_path_factory.mktemp("wheel")
     src = tmp_path / "src"
     src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(ROOT / name, src / name)
-    for package in ("pez", "pez_app"):
-        shutil.copytree(ROOT / package, src / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyi"))
+    for folder in ("pez", "pez_app", "assets"):
+        shutil.copytree(ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyi"))
     done = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(src)],
         capture_output=True,
@@ -53,12 +53,13 @@ def test_wheel_holds_both_packages_their_assets_and_the_command(wheel):
         "pez_app/__init__.py",
         "pez_app/__main__.py",
         "pez_app/tabs/image.py",
-        "pez_app/assets/photos/cat.jpg",
-        "pez_app/assets/style/glass_sea.png",
+        "pez/assets/photos/cat.jpg",  # the top-level assets/ folder, mapped into the package (setup.py)
+        "pez/assets/style/glass_sea.png",
     ):
         assert path in names, path
-    assert not any(n.startswith(("tests/", "bench/", "app.py")) for n in names)
+    assert not any(n.startswith(("tests/", "bench/", "app.py", "assets/", "pez_app/assets/")) for n in names)
     assert "pez = pez.cli:main" in entry_points
+    assert "app = pez_app.main:main" in entry_points  # `pez app` finds the app through it (pez never imports it)
     requires = [line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
     # Every runtime requirement (requirements.txt, gradio aside: the [app] extra) is declared.
     pinned = [line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()]
@@ -91,7 +92,12 @@ def test_installed_wheel_runs_from_any_folder(wheel, tmp_path):
         assert done.returncode == 0, done.stderr[-2000:]
         return done.stdout
 
-    where = run(str(python), "-c", "import pez, pez_app, pez.toy as t; print(pez.__file__, pez_app.__file__, t.EXAMPLES_DIR)")
+    where = run(
+        str(python),
+        "-c",
+        "import pez, pez_app, pez.toy as t, pez.paths as p; print(pez.__file__, pez_app.__file__, t.EXAMPLES_DIR, "
+        "p.asset_path('photos', 'cat.jpg'))",
+    )
     site = str(venv / "lib")
     assert all(path.startswith(site) for path in where.split()), where
     assert "toy" in run(str(pez), "models")

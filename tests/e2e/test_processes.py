@@ -12,8 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from pez import batch
 from pez.cli import run as cli_run
 
@@ -65,15 +63,18 @@ def test_cli_in_a_real_process_exits_2_with_one_line(tmp_path):
     assert done.stderr.startswith("error: model: expected a pair name") and done.stderr.count("\n") == 1
 
 
-def test_missing_weights_offline_is_fast_and_clear():
-    """Real loading code, up to the point of download: offline + not cached -> a clear error."""
+def test_missing_weights_offline_are_found_first_and_clear():
+    """Real loading code, up to the point of download: offline + not cached -> a clear error, raised
+    before any model is built (fast on any machine: no timing asserted)."""
     code = (
-        "import time, pez, open_clip  # imported first: the timing is of the load itself\n"
-        "t = time.time()\n"
+        "import pez, open_clip\n"
+        "def built(*a, **k):\n"
+        "    raise SystemExit('BUILT: a model was built before the missing weights were noticed')\n"
+        "open_clip.create_model_and_transforms = open_clip.create_model = built\n"
         "try:\n"
         "    pez.load_clip('sd-1.5', device='cpu')\n"
         "except pez.WeightsNotFoundError as e:\n"
-        "    print('ERR', round(time.time() - t, 1), e)\n"
+        "    print('ERR', e)\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": "/nonexistent-pez-test-home"}
     out = subprocess.run(
@@ -85,8 +86,6 @@ def test_missing_weights_offline_is_fast_and_clear():
         cwd=ROOT,
     )
     assert out.stdout.startswith("ERR"), out.stderr[-2000:]
-    seconds = float(out.stdout.split()[1])
-    assert seconds < 5, out.stdout
     msg = out.stdout
     assert "ViT-L-14/openai" in msg and "HF_HUB_OFFLINE" in msg and "local file" in msg
     assert "Traceback" not in out.stderr
@@ -117,9 +116,9 @@ def test_sigkill_mid_run_then_resume_gives_each_image_exactly_once(tmp_path, cap
     assert set(recs) == {str(p) for p in batch.find_images([folder])}
 
 
-@pytest.mark.slow
 def test_accelerate_two_processes_shard_into_one_file(tmp_path):
-    """`accelerate launch` with 2 CPU processes: one valid file, every image once, same prompts."""
+    """`accelerate launch` with 2 CPU processes: one valid file, every image once, same prompts.
+    The only test of sharded batch; needs no GPU (about 30 s on a loaded 2-core machine), so CI runs it."""
     folder = make_folder(tmp_path / "in", n=5)
     args = ["-m", "pez", "batch", str(folder), "-m", MODEL, "--steps", "10", "--prompt-len", "3", "-q", "--out"]
     one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
@@ -143,6 +142,22 @@ def test_gpu_check_smoke_runs_on_cpu():
         timeout=300,
         cwd=ROOT,
     )
-    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]  # gpu_check exits 1 when a check failed
+    assert "FAILED" not in out.stdout, out.stdout
     for line in ("steps", "agreement", "image"):
         assert line in out.stdout, out.stdout
+
+
+def test_gpu_check_exits_1_when_a_check_fails():
+    """Guard: a failing check (here the pez part on a device that cannot run it) is reported and
+    makes the script exit 1, so the smoke test above cannot pass on failures."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--smoke", "--only", "pez", "--device", "meta"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "[pez]: FAILED" in out.stdout and "1 check(s) FAILED" in out.stdout, out.stdout

@@ -223,7 +223,7 @@ def test_cli_batch_out_of_memory_before_any_image_is_one_line(tmp_path, capsys, 
     def oom(*a, **k):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
-    monkeypatch.setattr("pez.inversion.get_clip", oom)
+    monkeypatch.setattr("pez.models.get_clip", oom)
     rc = cli_run(["batch", str(folder), "--out", str(tmp_path / "r.jsonl"), "-m", MODEL, "-q"])
     err = capsys.readouterr().err.strip()
     assert rc == 1 and err == f"error: {OOM_HINT}"

@@ -191,6 +191,23 @@ def test_weights_must_match_the_loaded_model(joint, images):
         pez.invert(images, model=joint.clips[0], config=FAST.replace(clip_weights=(0.5, 0.5)))
 
 
+def test_clip_weights_are_resolved_where_the_clip_is_got(towers):
+    """pez.models.get_clip resolves clip_weights once: a space loaded with weights comes back as
+    itself for the same weights (no second JointClip), a weight of 0 leaves a CLIP out, and a
+    loaded JointClip given other weights is re-weighted."""
+    from pez.models import get_clip, has_weights
+
+    space = get_clip(JOINT, "cpu", (0.25, 0.75))
+    assert isinstance(space, JointClip) and space.weights == pytest.approx((0.25, 0.75))
+    assert get_clip(space, weights=(0.1, 0.3)) is space and has_weights(space, (0.25, 0.75))
+    assert get_clip(JOINT, "cpu", (1, 0)) is towers[0] and get_clip(towers[0], weights=(1, 0)) is towers[0]
+    again = get_clip(space, weights=(0.5, 0.5))
+    assert again is not space and again.weights == (0.5, 0.5) and again.clips == space.clips
+    assert not has_weights(space, (0.5, 0.5))
+    with pytest.raises(pez.ConfigError, match="expected 2 weight"):
+        get_clip(space, weights=(0.2, 0.3, 0.5))
+
+
 def test_clips_must_read_text_alike(towers):
     import dataclasses
 

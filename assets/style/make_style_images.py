@@ -1,7 +1,7 @@
 """Paint the style-transfer example images: stained-glass mosaics (Voronoi cells with dark leading).
 
 Made for pez and released under CC0, like the images it writes. Deterministic:
-    python pez_app/assets/style/make_style_images.py
+    python assets/style/make_style_images.py
 """
 
 from pathlib import Path

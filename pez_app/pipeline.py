@@ -497,7 +497,9 @@ class Pipeline:
             settings = self.settings
 
             def draw(galleries: list, model: str, cfg: pez.GenerateConfig, progress=None):
-                return regen.draw_all(settings, galleries, model, cfg, progress)
+                # the server's time limit, counted in the GPU worker where the draws run
+                deadline = Deadline(settings.limits.max_run_seconds)
+                return regen.draw_all(settings, galleries, model, cfg, deadline, progress)
 
             self._draw = self.gpu(draw, zerogpu.generate_seconds)
         return self._draw

@@ -82,13 +82,16 @@ def run_generation(
 
 
 def draw_all(
-    server: ServerSettings, galleries: list[list[Draw]], model: str, cfg: pez.GenerateConfig, progress=None
+    server: ServerSettings,
+    galleries: list[list[Draw]],
+    model: str,
+    cfg: pez.GenerateConfig,
+    deadline,
+    progress=None,
 ) -> tuple[list[list], str]:
     """Every draw of a regeneration (on ZeroGPU, in a GPU worker): GenerationResults per gallery,
-    and what stopped them early ("" when nothing did: the server's time limit, pipeline.Deadline)."""
-    from .pipeline import Deadline
-
-    deadline = Deadline(server.limits.max_run_seconds)
+    and what stopped them early ("" when nothing did; `deadline` is the server's time limit,
+    pipeline.Deadline)."""
     results = [[run_generation(server, model, d, cfg, progress, deadline) for d in draws] for draws in galleries]
     return results, deadline.note() if deadline.hit else ""
 

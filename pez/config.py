@@ -83,7 +83,7 @@ MIN_IMAGE_SIDE = 2  # pixels; smaller images carry no usable content
 MAX_ASPECT_RATIO = 20.0  # longest side / shortest side
 MAX_TEXT_CHARS = 2_000  # prompts and distillation targets
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # of a search's gradient pass; "auto": see pez.engine.accel
 # What the user gets (InvertConfig.prompt_style, resolved by InvertConfig.resolved):
 #   readable   dictionary words only, no word twice, every word earns its place (pruned below
 #              READABLE_TOLERANCE unless prune_tolerance is set), the best-scoring of a few orders;
@@ -95,7 +95,7 @@ PROMPT_STYLES = ("readable", "max-score", "custom")
 #   regenerate  the highest CLIP image-image similarity of its regeneration (the pair's generator,
 #               one image, seed 0) to the target images. Costs one generation per candidate: nothing
 #               on the toy pair, ~13 s per candidate for SD-Turbo on a 2-core CPU (BENCHMARKS.md).
-JUDGES = ("score", "regenerate")  # of a search's gradient pass; "auto": see pez.engine.accel
+JUDGES = ("score", "regenerate")
 STYLE_TEMPLATE = "{subject} in the style of {style}"
 CONCAT_SEPARATOR = ", "
 TEXT_WEIGHT = 1.0  # default weight of an optional text target beside the images (pez.image_targets)
@@ -231,9 +231,9 @@ class InvertConfig:
         return self. Raises ConfigError saying expected vs received. Runs when a config is built."""
         check_fields(self)
         if self.prompt_style not in PROMPT_STYLES:
-            raise ConfigError(f"prompt_style: expected one of {list(PROMPT_STYLES)}, received {self.prompt_style!r}")
+            raise ConfigError(f"prompt_style: expected one of {list(PROMPT_STYLES)}, received {quote_value(self.prompt_style)}")
         if self.judge not in JUDGES:
-            raise ConfigError(f"judge: expected one of {list(JUDGES)}, received {self.judge!r}")
+            raise ConfigError(f"judge: expected one of {list(JUDGES)}, received {quote_value(self.judge)}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision: expected one of {list(PRECISIONS)}, received {quote_value(self.precision)}")
         if not isinstance(self.init_prompt, str) or len(self.init_prompt) > MAX_TEXT_CHARS:

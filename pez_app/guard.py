@@ -394,6 +394,32 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+class QueueStreamGuard:
+    """ASGI middleware: a request for the queue's event stream (GET .../queue/data) naming a
+    session with nothing queued is answered 404 at once. gradio 6.31 starts the stream and then
+    raises its 404 inside it (two tracebacks in the log per request: 20 requests, 115 KB); the
+    check is gradio's own (Queue.pending_messages_per_session), made before the stream starts."""
+
+    def __init__(self, app: Callable, blocks: Any):
+        self.app, self.blocks = app, blocks
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope.get("method") == "GET" and scope.get("path", "").endswith("/queue/data"):
+            from urllib.parse import parse_qs
+
+            query = parse_qs((scope.get("query_string") or b"").decode(errors="replace"))
+            session = (query.get("session_hash") or [""])[0]
+            queue = getattr(self.blocks, "_queue", None)
+            pending = getattr(queue, "pending_messages_per_session", None)
+            if pending is not None and session not in pending:
+                body = b'{"detail": "Nothing is queued for this session."}'
+                headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+                await send({"type": "http.response.start", "status": 404, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
 def install_body_limit(app: Any, max_bytes: int) -> Any:
     """Add BodyLimit to a Starlette/FastAPI app that has not started serving (e.g. one passed to
     gr.mount_gradio_app). For `demo.launch`, pass `body_limit_kwargs(...)` as its `app_kwargs`:
@@ -402,13 +428,17 @@ def install_body_limit(app: Any, max_bytes: int) -> Any:
     return app
 
 
-def body_limit_kwargs(max_bytes: int, app_kwargs: dict | None = None) -> dict:
+def body_limit_kwargs(max_bytes: int, app_kwargs: dict | None = None, blocks: Any = None) -> dict:
     """`app_kwargs` for `demo.launch(app_kwargs=...)` adding BodyLimit (gradio 6.31 passes them to
-    its FastAPI app; the middleware then wraps every route, the MCP server's included)."""
+    its FastAPI app; the middleware then wraps every route, the MCP server's included) and, given
+    the demo as `blocks`, QueueStreamGuard."""
     from starlette.middleware import Middleware
 
     out = dict(app_kwargs or {})
-    out["middleware"] = [*out.get("middleware", []), Middleware(BodyLimit, max_bytes=max_bytes)]
+    extra = [Middleware(BodyLimit, max_bytes=max_bytes)]
+    if blocks is not None:
+        extra.append(Middleware(QueueStreamGuard, blocks=blocks))
+    out["middleware"] = [*out.get("middleware", []), *extra]
     return out
 
 
@@ -583,6 +613,7 @@ __all__ = [
     "BodyLimit",
     "BodyTooLarge",
     "BudgetExceeded",
+    "QueueStreamGuard",
     "CallerBudget",
     "DiskBudget",
     "Ticket",

@@ -247,6 +247,30 @@ def is_mcp_call(request: gr.Request | None) -> bool:
     return headers.get(MCP_HEADER[0]) == MCP_HEADER[1]
 
 
+SERVER_PATH_REFUSAL = (
+    "A file must be uploaded first (gradio_client: handle_file(path)) or sent as a data: URL (base64): "
+    "a path on the server is not read."
+)
+
+
+def refuse_server_paths(demo: gr.Blocks) -> None:
+    """Make gradio's refusal of a file path it did not receive (a caller naming a server path as
+    an image) a message, not `{"error": null}` and a traceback in the log. gradio 6.31 checks such
+    paths in Blocks.preprocess_data, before any component sees the value (InvalidPathError, not a
+    gr.Error); this wraps that method on `demo` only (queued and un-queued events both call it)."""
+    from gradio.exceptions import InvalidPathError
+
+    original = demo.preprocess_data
+
+    async def preprocess_data(*args, **kwargs):
+        try:
+            return await original(*args, **kwargs)
+        except InvalidPathError:
+            raise user_error(SERVER_PATH_REFUSAL) from None
+
+    demo.preprocess_data = preprocess_data
+
+
 def queue_full(blocks: gr.Blocks | None) -> bool:
     """Whether the demo's queue refuses new runs now (gradio 6.31: Blocks._queue, its len() and
     max_size, as gradio's own 'queue full' check reads them)."""
@@ -268,4 +292,5 @@ __all__ = [
     "is_mcp_call",
     "limit_uploads",
     "queue_full",
+    "refuse_server_paths",
 ]

@@ -19,7 +19,7 @@ from . import zerogpu
 from .api_help import api_help, api_help_for
 from .guard import DiskBudget, body_limit_kwargs, bound_unqueued, drop_idle_sessions, install_queue_cap
 from .history import HistoryStore
-from .inputs import ImageList, TargetImage, limit_uploads
+from .inputs import ImageList, TargetImage, limit_uploads, refuse_server_paths
 from .pipeline import Gate, Pipeline
 from .regenerate import RegeneratePanel
 from .server import ZERO_GPU, ServerSettings, StartupModel, startup_model
@@ -132,6 +132,7 @@ def build_demo(
     for block in demo.blocks.values():  # every image input held to this server's PEZ_MAX_FILE_MB
         if isinstance(block, (TargetImage, ImageList)):
             limit_uploads(block, limits.max_file_mb, disk)
+    refuse_server_paths(demo)
     # api_open=False: a queued endpoint is reached only through the queue (and its one GPU slot),
     # never by POST /gradio_api/run/<name> around it.
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.gpu_concurrency, api_open=False)
@@ -143,7 +144,7 @@ def build_demo(
     launch = {
         **ui.LAUNCH_KWARGS,
         "max_file_size": f"{limits.max_file_mb}mb",  # one uploaded file
-        "app_kwargs": body_limit_kwargs(limits.max_body_mb << 20),  # any request's body, every route
+        "app_kwargs": body_limit_kwargs(limits.max_body_mb << 20, blocks=demo),  # any body, every route
         "state_session_capacity": settings.sessions,  # sessions whose state gradio keeps (LRU)
     }
     demo.pez = App(settings, start, pipeline, launch, disk)

@@ -278,7 +278,7 @@ class InversionView:
 
     def final(self, res: pez.InversionResult, clip, waited: float, limit: str) -> tuple:
         note = self.job.note(clip, res) if self.job.note and res.steps_run else ""
-        text = prog.result_text(res, note, waited, limit)
+        text = found_nothing(res.prompt, res.stopped, prog.result_text(res, note, waited, limit))
         record = {"prompt": res.prompt, "score": prog.finite(res.score), "steps_run": res.steps_run}
         record.update(done=True, stopped=res.stopped)
         plot = prog.plot_frame(prog.history_plot_rows(res.history))
@@ -308,6 +308,7 @@ class ConcatenationView:
     def final(self, res, clip, waited: float, limit: str) -> tuple:
         parts = [[i + 1, p.prompt, prog.fmt_score(p.score)] for i, p in enumerate(res.parts)]
         text = prog.concat_text(res, self.job.images, self.job.note(clip, res) if self.job.note else "")
+        text = found_nothing(res.prompt, res.stopped, text)
         if limit and any(p.steps_run < self.config.steps for p in res.parts):
             text += f" · ended at {limit}"
         record = {"prompt": res.prompt, "score": prog.finite(res.score), "done": True, "stopped": res.stopped}
@@ -316,6 +317,15 @@ class ConcatenationView:
 
 
 VIEWS = {"inversion": InversionView, "concatenate": ConcatenationView}
+NOTHING_FOUND = "Found no prompt: the search ended before its first step"
+
+
+def found_nothing(prompt: str, stopped: bool, text: str) -> str:
+    """A run that ended with no prompt (a time budget too short for one step) says so first,
+    instead of "Done" next to an empty prompt (the engine's hint, in `text`, says what to change)."""
+    if prompt or stopped:
+        return text
+    return f"{NOTHING_FOUND} · {text}"
 
 
 def stream_job(

@@ -301,6 +301,32 @@ def _bounded(fn: Callable, budget: CallerBudget, trusted_proxies: int, by_addres
     return wrapped
 
 
+def hide_etas(demo: Any) -> None:
+    """Send queue positions without gradio's time estimates. gradio 6.31 estimates a waiting job's
+    ETA from the average duration of past runs of the same endpoint, which says nothing of a pez
+    run (its time is the caller's budget, up to the server's limit, and differs run to run): a
+    caller waited a whole run limit told "ETA 0". With the fair order the rank is true (re-sent
+    after every reorder); the time is left out (rank_eta and eta None: the browser then shows the
+    rank alone). Wraps `demo._queue.send_message` on the instance (gradio internals: Queue,
+    EstimationMessage, ProcessStartsMessage; tests/app/test_guard_gradio.py checks they exist)."""
+    from gradio.server_messages import EstimationMessage, ProcessStartsMessage
+
+    queue = demo._queue
+    original = queue.send_message
+    if getattr(original, "_pez_no_eta", False):
+        return
+
+    def send_message(event, message):
+        if isinstance(message, EstimationMessage):
+            message.rank_eta = None
+        elif isinstance(message, ProcessStartsMessage):
+            message.eta = None
+        return original(event, message)
+
+    send_message._pez_no_eta = True  # type: ignore[attr-defined]
+    queue.send_message = send_message
+
+
 @dataclass
 class _Probe:  # the shape of a gradio Event, for a join not yet one
     session_hash: str | None
@@ -624,6 +650,7 @@ __all__ = [
     "drop_idle_sessions",
     "event_keys",
     "fair_order",
+    "hide_etas",
     "install_body_limit",
     "install_queue_cap",
     "queued_per_key",

@@ -17,7 +17,14 @@ import gradio as gr
 from . import components as ui
 from . import zerogpu
 from .api_help import api_help, api_help_for
-from .guard import DiskBudget, body_limit_kwargs, bound_unqueued, drop_idle_sessions, install_queue_cap
+from .guard import (
+    DiskBudget,
+    body_limit_kwargs,
+    bound_unqueued,
+    drop_idle_sessions,
+    hide_etas,
+    install_queue_cap,
+)
 from .history import HistoryStore
 from .inputs import ImageList, TargetImage, limit_uploads, refuse_server_paths
 from .pipeline import Gate, Pipeline
@@ -141,6 +148,7 @@ def build_demo(
     by_address = settings.trusted_proxies > 0
     install_queue_cap(demo, limits.max_jobs, settings.trusted_proxies, by_address=by_address)
     bound_unqueued(demo, UNQUEUED_PER_CALLER, settings.trusted_proxies, by_address=by_address)
+    hide_etas(demo)  # a rank is true; gradio's time estimate is not (guard.hide_etas)
     launch = {
         **ui.LAUNCH_KWARGS,
         "max_file_size": f"{limits.max_file_mb}mb",  # one uploaded file

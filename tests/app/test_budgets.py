@@ -174,6 +174,29 @@ def test_a_callers_second_job_waits_behind_another_callers_first(server):
         assert j.result()[0], "a job found no prompt"
 
 
+def test_a_waiting_caller_is_told_its_rank_without_a_made_up_eta(server):
+    """Before issue 23: B waited the whole run limit while the queue said "rank 0, ETA 0"."""
+    image = upload(server, TOYS[0])
+    _, seed = join(server, "invert", {"image-input": image, "Steps": 3})  # gradio then has an average time
+    assert listen(server, seed).get("success")
+    _, a = join(server, "invert", {"image-input": image, "Steps": 5000})
+    reply, b = join(server, "invert", {"image-input": image, "Steps": 3})
+    assert reply.status_code == 200
+    messages = []
+    with httpx.stream("GET", server.url + "gradio_api/queue/data", params={"session_hash": b}, timeout=60) as r:
+        for line in r.iter_lines():
+            if line.startswith("data:"):
+                messages.append(json.loads(line[5:]))
+                if messages[-1].get("msg") == "process_completed":
+                    break
+    listen(server, a)
+    estimates = [m for m in messages if m.get("msg") == "estimation"]
+    assert estimates and all(m["rank"] is not None and m.get("rank_eta") is None for m in estimates), estimates
+    starts = [m for m in messages if m.get("msg") == "process_starts"]
+    assert starts and all(m.get("eta") is None for m in starts), starts
+    assert messages[-1].get("success"), messages[-1]
+
+
 # ---------------------------------------------------------------------------------------------
 # 2. Per request: decoding counted before it happens; memory given back
 

@@ -59,7 +59,11 @@ def test_gradio_internals_read_by_guard_exist(server):
     demo = server[0]
     q = demo._queue
     assert hasattr(q, "event_queue_per_concurrency_id") and hasattr(q, "active_jobs")
-    assert callable(q.broadcast_estimations)
+    assert callable(q.broadcast_estimations) and callable(q.send_message)
+    from gradio.server_messages import EstimationMessage, ProcessStartsMessage
+
+    assert "rank_eta" in EstimationMessage.model_fields and "eta" in ProcessStartsMessage.model_fields
+    assert hasattr(q, "pending_messages_per_session")  # QueueStreamGuard
     holder = demo.state_holder
     assert hasattr(holder, "session_data") and hasattr(holder, "time_last_used") and hasattr(holder, "lock")
     assert holder.capacity == 10_000 and "state_session_capacity" in SESSION_NOTES

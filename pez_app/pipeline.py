@@ -491,7 +491,7 @@ class Pipeline:
         def handler(*args, **kwargs):
             a = sig.bind(*args, **kwargs)  # 1
             a.apply_defaults()
-            run = a.arguments["control"] or prog.RunControl()
+            run = own_control(a.arguments["control"], a.arguments["request"])
             run.started = True
             ticket = None
             try:
@@ -582,7 +582,7 @@ class Pipeline:
         def handler(*args, **kwargs):
             a = sig.bind(*args, **kwargs)  # 1
             a.apply_defaults()
-            run = a.arguments["control"] or prog.RunControl()
+            run = own_control(a.arguments["control"], a.arguments["request"])
             run.regen_error = ""
             ticket = None
             try:
@@ -637,6 +637,16 @@ class Pipeline:
 
         handler = friendly_errors(handler)
         return self._register(name, handler, sig, fn.__doc__, fn.__name__)
+
+
+def own_control(control: prog.RunControl | None, request) -> prog.RunControl:
+    """The run's control: the tab's (its Stop, its record), or a fresh one for an API caller and
+    for every MCP call. gradio's MCP server calls every tool through one client session shared by
+    all MCP callers, so the session's control (gr.State) would be one for all of them: one caller's
+    time limit or error would read as another's (issue 23). MCP callers have no Stop button."""
+    if control is None or is_mcp_call(request):
+        return prog.RunControl()
+    return control
 
 
 def _either(a: Callable[[], bool], b: Callable[[], bool] | None) -> Callable[[], bool]:

@@ -65,6 +65,7 @@ class BuildContext:
     photos: list[str]
     styles: list[str]
     toy_styles: list[str]
+    disk: DiskBudget | None = None  # where handlers write caller bytes (exports): bounded, expiring
     panels: list[RegeneratePanel] = field(default_factory=list)
     tabs: gr.Tabs | None = None
     prompt: gr.Textbox | None = None  # Image → Prompt's prompt (History sends prompts there)
@@ -101,6 +102,7 @@ def build_demo(
     defaults = app_defaults(settings)
     pipeline = Pipeline(settings, start.pair, defaults, gate)
     toys = ui.toy_examples()
+    disk = server_disk(settings)
     # Uploads and results in gradio's cache are removed after an hour (checked every 10 minutes).
     with gr.Blocks(title="pez — image to prompt", delete_cache=CACHE_RETENTION) as demo:
         ui.header(start)
@@ -115,6 +117,7 @@ def build_demo(
             photos=ui.photo_examples(),
             styles=ui.style_examples(),
             toy_styles=ui.toy_style_examples() if toys else [],
+            disk=disk,
         )
         with gr.Tabs(elem_id="tabs") as tabs:
             ctx.tabs = tabs
@@ -135,7 +138,6 @@ def build_demo(
             lambda m: [u for p in ctx.panels for u in p.pair_defaults(m)], ctx.settings.model, outs, **ui.QUICK
         )
     limits = settings.limits
-    disk = server_disk(settings)
     for block in demo.blocks.values():  # every image input held to this server's PEZ_MAX_FILE_MB
         if isinstance(block, (TargetImage, ImageList)):
             limit_uploads(block, limits.max_file_mb, disk)
@@ -175,7 +177,11 @@ def server_disk(settings: ServerSettings) -> DiskBudget:
     folder = Path(get_upload_folder()) / f"pez-{uuid.uuid4().hex[:12]}"
     limits = settings.limits
     return DiskBudget(
-        folder, settings.disk_mb << 20, max_files=4096, max_age=CACHE_RETENTION[1], max_file_bytes=limits.max_file_mb << 20
+        folder,
+        settings.disk_mb << 20,
+        max_files=4096,
+        max_age=CACHE_RETENTION[1],
+        max_file_bytes=limits.max_file_mb << 20,
     )
 
 

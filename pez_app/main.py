@@ -103,7 +103,9 @@ def main(argv: list[str] | None = None, demo: gr.Blocks | None = None, prog: str
         log.info("default pair %r: weights download on first use (%s)", start.pair, ", ".join(start.missing))
     mcp = demo.pez.settings.mcp
     quiet_gradio_notes()
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, mcp_server=mcp, **demo.pez.launch_kwargs)
+    demo.launch(
+        server_name=args.host, server_port=args.port, share=args.share, mcp_server=mcp, **demo.pez.launch_kwargs
+    )
 
 
 # gradio's start-up notes that do not apply to pez, and how pez words them instead (None: dropped).

@@ -102,7 +102,9 @@ class Limits:
         from pez.images import MAX_IMAGE_BYTES, DecodeBudget
 
         pixels = self.max_decode_mp * 1_000_000
-        return DecodeBudget(image_bytes=min(MAX_IMAGE_BYTES, pixels * 4), request_pixels=pixels, request_bytes=pixels * 4)
+        return DecodeBudget(
+            image_bytes=min(MAX_IMAGE_BYTES, pixels * 4), request_pixels=pixels, request_bytes=pixels * 4
+        )
 
     @classmethod
     def from_env(

@@ -5,8 +5,10 @@ One request, in order (`Pipeline.search`; regenerations and the score take the s
     1. bind     the call's values to the endpoint's signature (built with the demo: the API and
                 MCP defaults are the panel's)
     2. check    the server's caps, the settings (one InvertConfig), the tab's inputs (Search.prepare):
-                a bad value is refused here, before any GPU time is reserved or a model is loaded
-    3. admit    the Gate: may this caller run this now? (Admission -> Ticket; released at the end)
+                a bad value is refused here, before any GPU time is reserved or a model is loaded;
+                the images' decode cost from their headers (check_images: PEZ_MAX_DECODE_MP)
+    3. admit    the Gate: may this caller run this now? (Admission -> Ticket; released at the end;
+                default CallerGate: PEZ_MAX_JOBS_PER_CALLER, as the queue's cap in guard.py)
     4. clock    the run's time budget: min(the user's budget, the server's limit), handed to the
                 engine's planner, so a run ends at the limit with its polish; concatenate's budget
                 is for the whole run, split across its images

@@ -15,7 +15,7 @@ from typing import Any
 import gradio as gr
 
 from . import components as ui
-from . import zerogpu
+from . import resilience, zerogpu
 from .api_help import api_help, api_help_for
 from .guard import (
     DiskBudget,
@@ -156,6 +156,7 @@ def build_demo(
         "max_file_size": f"{limits.max_file_mb}mb",  # one uploaded file
         "app_kwargs": body_limit_kwargs(limits.max_body_mb << 20, blocks=demo),  # any body, every route
         "state_session_capacity": settings.sessions,  # sessions whose state gradio keeps (LRU)
+        "head": resilience.HEAD,  # a run survives losing the server, in the browser
     }
     demo.pez = App(settings, start, pipeline, launch, disk)
     housekeeping(demo, disk)

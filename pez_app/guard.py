@@ -67,15 +67,16 @@ def client_address(request: Any, trusted_proxies: int = 0) -> str | None:
     return str(host) if host else None
 
 
-def caller_keys(request: Any, trusted_proxies: int = 0) -> tuple[str, ...]:
-    """The keys a caller's jobs count against: "session:<hash>" and "addr:<address>", as known.
+def caller_keys(request: Any, trusted_proxies: int = 0, by_address: bool = True) -> tuple[str, ...]:
+    """The keys a caller's jobs count against: "session:<hash>" and "addr:<address>", as known
+    (the address only `by_address`: behind a proxy no one trusts, every caller has the proxy's).
     `request` is a gr.Request, a starlette Request or anything with `session_hash`, `headers`
     and `client.host`."""
     keys = []
     session = getattr(request, "session_hash", None)
     if session and not _from_mcp(request):
         keys.append(f"session:{session}")
-    address = client_address(request, trusted_proxies)
+    address = client_address(request, trusted_proxies) if by_address else None
     if address:
         keys.append(f"addr:{address}")
     return tuple(keys)
@@ -173,12 +174,12 @@ class CallerBudget:
 # The same cap on gradio's queue, with a fair order
 
 
-def event_keys(event: Any, trusted_proxies: int = 0) -> tuple[str, ...]:
+def event_keys(event: Any, trusted_proxies: int = 0, by_address: bool = True) -> tuple[str, ...]:
     """caller_keys of a gradio queue Event (its session hash and the request it joined with)."""
     request = getattr(event, "request", None)
     session = getattr(event, "session_hash", None)
     keys = [f"session:{session}"] if session and not _from_mcp(request) else []
-    address = client_address(request, trusted_proxies) if request is not None else None
+    address = client_address(request, trusted_proxies) if request is not None and by_address else None
     return tuple(keys + ([f"addr:{address}"] if address else []))
 
 
@@ -195,21 +196,23 @@ def fair_order(events: list, key: Callable[[Any], str], running: Mapping[str, in
     return [events[i] for _, i in sorted(rounds)]
 
 
-def queued_per_key(queue: Any, trusted_proxies: int = 0) -> tuple[Counter[str], Counter[str]]:
+def queued_per_key(queue: Any, trusted_proxies: int = 0, by_address: bool = True) -> tuple[Counter[str], Counter[str]]:
     """(queued, running) jobs per caller key in a gradio Queue (gradio 6.31 internals:
     `event_queue_per_concurrency_id[...].queue` lists, `active_jobs` slots)."""
     queued: Counter[str] = Counter()
     running: Counter[str] = Counter()
     for event_queue in list(queue.event_queue_per_concurrency_id.values()):
         for event in list(event_queue.queue):
-            queued.update(event_keys(event, trusted_proxies))
+            queued.update(event_keys(event, trusted_proxies, by_address))
     for jobs in list(queue.active_jobs):
         for event in jobs or ():
-            running.update(event_keys(event, trusted_proxies))
+            running.update(event_keys(event, trusted_proxies, by_address))
     return queued, running
 
 
-def install_queue_cap(demo: Any, max_jobs: int, trusted_proxies: int = 0, fair: bool = True) -> CallerBudget:
+def install_queue_cap(
+    demo: Any, max_jobs: int, trusted_proxies: int = 0, fair: bool = True, by_address: bool = True
+) -> CallerBudget:
     """Cap each caller at `max_jobs` queued+running jobs in `demo`'s gradio queue, refusing a join
     beyond it with HTTP 429 and the refusal as its detail (gradio's browser client shows the detail
     of any refusal but a 503, which it words "This application is currently busy"; gradio_client
@@ -229,21 +232,99 @@ def install_queue_cap(demo: Any, max_jobs: int, trusted_proxies: int = 0, fair: 
 
     async def push(body, request, username):
         probe = _Probe(getattr(body, "session_hash", None), request)
-        queued, running = queued_per_key(queue, trusted_proxies)
+        queued, running = queued_per_key(queue, trusted_proxies, by_address)
         held = queued + running
-        for key in event_keys(probe, trusted_proxies):
+        for key in event_keys(probe, trusted_proxies, by_address):
             if held[key] >= max_jobs:
                 from fastapi import HTTPException
 
                 raise HTTPException(status_code=429, detail=budget.refusal(held[key]))
         result = await original(body, request, username)
         if fair and result[0]:
-            _reorder(queue, trusted_proxies)
+            _reorder(queue, trusted_proxies, by_address)
         return result
 
     push._pez_capped = True  # type: ignore[attr-defined]
     queue.push = push
     return budget
+
+
+def bound_unqueued(demo: Any, max_jobs: int, trusted_proxies: int = 0, by_address: bool = True) -> CallerBudget:
+    """Cap each caller at `max_jobs` un-queued handlers (queue=False: UI events such as the style
+    preview and the upload checks, which anyone can post to) running at once; a surplus call is
+    refused at once (gr.Error naming the limit) instead of taking one more of the server's worker
+    threads. The caller (session; address when `by_address`) is read from the request gradio
+    keeps in its context while a handler runs (gradio 6.31: gradio.context.LocalContext.request).
+    Call after the demo is built (its `fns`); handlers run by the browser only (js) stay as they are."""
+    import inspect
+
+    budget = CallerBudget(max_jobs, "requests")
+    for block_fn in list(demo.fns.values()):
+        fn = getattr(block_fn, "fn", None)
+        if block_fn.queue or fn is None or getattr(fn, "_pez_bounded", False) or inspect.iscoroutinefunction(fn):
+            continue
+        block_fn.fn = _bounded(fn, budget, trusted_proxies, by_address)
+    return budget
+
+
+def _bounded(fn: Callable, budget: CallerBudget, trusted_proxies: int, by_address: bool) -> Callable:
+    import functools
+    import inspect
+
+    def ticket():
+        import gradio as gr
+        from gradio.context import LocalContext
+
+        request = LocalContext.request.get()
+        try:
+            return budget.admit(caller_keys(request, trusted_proxies, by_address) if request is not None else ())
+        except BudgetExceeded as e:
+            raise gr.Error(str(e), title="Too many requests at once", print_exception=False) from None
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def stream(*args, **kwargs):
+            with ticket():
+                yield from fn(*args, **kwargs)
+
+        wrapped = stream
+    else:
+
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            with ticket():
+                return fn(*args, **kwargs)
+
+        wrapped = call
+    wrapped._pez_bounded = True  # type: ignore[attr-defined]
+    return wrapped
+
+
+def hide_etas(demo: Any) -> None:
+    """Send queue positions without gradio's time estimates. gradio 6.31 estimates a waiting job's
+    ETA from the average duration of past runs of the same endpoint, which says nothing of a pez
+    run (its time is the caller's budget, up to the server's limit, and differs run to run): a
+    caller waited a whole run limit told "ETA 0". With the fair order the rank is true (re-sent
+    after every reorder); the time is left out (rank_eta and eta None: the browser then shows the
+    rank alone). Wraps `demo._queue.send_message` on the instance (gradio internals: Queue,
+    EstimationMessage, ProcessStartsMessage; tests/app/test_guard_gradio.py checks they exist)."""
+    from gradio.server_messages import EstimationMessage, ProcessStartsMessage
+
+    queue = demo._queue
+    original = queue.send_message
+    if getattr(original, "_pez_no_eta", False):
+        return
+
+    def send_message(event, message):
+        if isinstance(message, EstimationMessage):
+            message.rank_eta = None
+        elif isinstance(message, ProcessStartsMessage):
+            message.eta = None
+        return original(event, message)
+
+    send_message._pez_no_eta = True  # type: ignore[attr-defined]
+    queue.send_message = send_message
 
 
 @dataclass
@@ -252,16 +333,16 @@ class _Probe:  # the shape of a gradio Event, for a join not yet one
     request: Any
 
 
-def _fairness_key(trusted_proxies: int) -> Callable[[Any], str]:
+def _fairness_key(trusted_proxies: int, by_address: bool = True) -> Callable[[Any], str]:
     def key(event: Any) -> str:
-        keys = event_keys(event, trusted_proxies)
+        keys = event_keys(event, trusted_proxies, by_address)
         return next((k for k in keys if k.startswith("addr:")), keys[0] if keys else "")
 
     return key
 
 
-def _reorder(queue: Any, trusted_proxies: int) -> None:
-    key = _fairness_key(trusted_proxies)
+def _reorder(queue: Any, trusted_proxies: int, by_address: bool = True) -> None:
+    key = _fairness_key(trusted_proxies, by_address)
     running: Counter[str] = Counter()
     for jobs in list(queue.active_jobs):
         running.update(key(e) for e in jobs or ())
@@ -339,6 +420,32 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+class QueueStreamGuard:
+    """ASGI middleware: a request for the queue's event stream (GET .../queue/data) naming a
+    session with nothing queued is answered 404 at once. gradio 6.31 starts the stream and then
+    raises its 404 inside it (two tracebacks in the log per request: 20 requests, 115 KB); the
+    check is gradio's own (Queue.pending_messages_per_session), made before the stream starts."""
+
+    def __init__(self, app: Callable, blocks: Any):
+        self.app, self.blocks = app, blocks
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope.get("method") == "GET" and scope.get("path", "").endswith("/queue/data"):
+            from urllib.parse import parse_qs
+
+            query = parse_qs((scope.get("query_string") or b"").decode(errors="replace"))
+            session = (query.get("session_hash") or [""])[0]
+            queue = getattr(self.blocks, "_queue", None)
+            pending = getattr(queue, "pending_messages_per_session", None)
+            if pending is not None and session not in pending:
+                body = b'{"detail": "Nothing is queued for this session."}'
+                headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+                await send({"type": "http.response.start", "status": 404, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
 def install_body_limit(app: Any, max_bytes: int) -> Any:
     """Add BodyLimit to a Starlette/FastAPI app that has not started serving (e.g. one passed to
     gr.mount_gradio_app). For `demo.launch`, pass `body_limit_kwargs(...)` as its `app_kwargs`:
@@ -347,13 +454,17 @@ def install_body_limit(app: Any, max_bytes: int) -> Any:
     return app
 
 
-def body_limit_kwargs(max_bytes: int, app_kwargs: dict | None = None) -> dict:
+def body_limit_kwargs(max_bytes: int, app_kwargs: dict | None = None, blocks: Any = None) -> dict:
     """`app_kwargs` for `demo.launch(app_kwargs=...)` adding BodyLimit (gradio 6.31 passes them to
-    its FastAPI app; the middleware then wraps every route, the MCP server's included)."""
+    its FastAPI app; the middleware then wraps every route, the MCP server's included) and, given
+    the demo as `blocks`, QueueStreamGuard."""
     from starlette.middleware import Middleware
 
     out = dict(app_kwargs or {})
-    out["middleware"] = [*out.get("middleware", []), Middleware(BodyLimit, max_bytes=max_bytes)]
+    extra = [Middleware(BodyLimit, max_bytes=max_bytes)]
+    if blocks is not None:
+        extra.append(Middleware(QueueStreamGuard, blocks=blocks))
+    out["middleware"] = [*out.get("middleware", []), *extra]
     return out
 
 
@@ -528,15 +639,18 @@ __all__ = [
     "BodyLimit",
     "BodyTooLarge",
     "BudgetExceeded",
+    "QueueStreamGuard",
     "CallerBudget",
     "DiskBudget",
     "Ticket",
     "body_limit_kwargs",
+    "bound_unqueued",
     "caller_keys",
     "client_address",
     "drop_idle_sessions",
     "event_keys",
     "fair_order",
+    "hide_etas",
     "install_body_limit",
     "install_queue_cap",
     "queued_per_key",

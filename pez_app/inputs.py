@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import io
 from typing import Any, ClassVar
 
 import gradio as gr
@@ -29,8 +30,11 @@ from gradio.utils import get_upload_folder
 from gradio_client.utils import is_file_obj_with_meta
 from pydantic import model_validator
 
+import pez
 from pez.config import MAX_IMAGES
+from pez.errors import quote_value
 
+from .guard import DiskBudget
 from .server import Limits, ServerSettings, user_error
 
 IMAGE_DOC = "an image: an uploaded file (gradio_client: handle_file(path)) or a data: URL (base64)"
@@ -40,7 +44,7 @@ class Refused(str):
     """Why a value sent as an image cannot be used (made only here: JSON cannot make one)."""
 
 
-def image_item(item: Any, max_mb: int = Limits.max_file_mb) -> dict | Refused:
+def image_item(item: Any, max_mb: int = Limits.max_file_mb, disk: DiskBudget | None = None) -> dict | Refused:
     """One image as a caller sent it -> a file dict (`{"path", "meta"}`: a file gradio received
     and checked was uploaded, or a data: URL decoded into gradio's cache now, its size checked
     first), or a Refused. A plain string, a server path or an http(s) URL included, is refused."""
@@ -49,27 +53,38 @@ def image_item(item: Any, max_mb: int = Limits.max_file_mb) -> dict | Refused:
     if is_file_obj_with_meta(item):
         url = item.get("url") or ""
         if url.startswith("data:"):  # a pasted or webcam image the browser did not upload
-            return data_url_file(url, max_mb)
+            return data_url_file(url, max_mb, disk)
         if not item["path"].startswith(("http://", "https://")):
             return {"path": item["path"], "meta": {"_type": "gradio.FileData"}}
     elif isinstance(item, str) and item.startswith("data:"):
-        return data_url_file(item, max_mb)
+        return data_url_file(item, max_mb, disk)
     shown = item if isinstance(item, str) else type(item).__name__
     return Refused(f"expected {IMAGE_DOC}, received {shown!r:.80}")
 
 
-def data_url_file(url: str, limit: int = Limits.max_file_mb) -> dict | Refused:
-    """A data: URL -> a file dict in gradio's cache, or a Refused (larger than `limit` MB, not base64)."""
+def data_url_file(url: str, limit: int = Limits.max_file_mb, disk: DiskBudget | None = None) -> dict | Refused:
+    """A data: URL -> a file dict, or a Refused (larger than `limit` MB, not base64, not an image
+    pez can read). Its size is checked from the URL's length before decoding, and its bytes are
+    checked to be an image before anything is written: into `disk` (a DiskBudget: bounded in
+    bytes, files and age; the server's, demo.pez.disk) or, without one, gradio's cache."""
     head, _, body = url.partition(",")
     if len(body) * 3 // 4 > limit << 20:
         return Refused(f"expected an image of at most {limit} MB, received {len(body) * 3 // 4 >> 20} MB")
     if not head.endswith(";base64"):
-        return Refused(f"expected a base64 data: URL, received {head[:60]!r}")
+        return Refused(f"expected a base64 data: URL, received {quote_value(head)}")
     try:
-        base64.b64decode(body, validate=True)
+        data = base64.b64decode(body, validate=True)
     except (binascii.Error, ValueError):
         return Refused("the data: URL is not valid base64")
-    return {"path": processing_utils.save_base64_to_cache(url, get_upload_folder()), "meta": {"_type": "gradio.FileData"}}
+    try:
+        if disk is not None:
+            path = str(disk.write_image(data, "the data: URL"))
+        else:
+            pez.images.check_image(io.BytesIO(data), name="the data: URL")
+            path = processing_utils.save_bytes_to_cache(data, "image", get_upload_folder())
+    except (pez.InvalidImageError, pez.ConfigError) as e:  # not an image, a bomb, too large
+        return Refused(str(e))
+    return {"path": path, "meta": {"_type": "gradio.FileData"}}
 
 
 def image_path(item: Any, field: str, max_mb: int = Limits.max_file_mb) -> str:
@@ -87,11 +102,12 @@ class ImagePayload(GradioRootModel):
 
     root: Any = None
     max_mb: ClassVar[int] = Limits.max_file_mb  # this server's PEZ_MAX_FILE_MB (payload_models)
+    disk: ClassVar[DiskBudget | None] = None  # where this server writes data: URLs (payload_models)
 
     @model_validator(mode="before")
     @classmethod
     def _normalise(cls, value: Any) -> Any:
-        return None if value is None else image_item(value, cls.max_mb)
+        return None if value is None else image_item(value, cls.max_mb, cls.disk)
 
 
 class ImagesPayload(GradioRootModel):
@@ -100,6 +116,7 @@ class ImagesPayload(GradioRootModel):
 
     root: Any = None
     max_mb: ClassVar[int] = Limits.max_file_mb  # this server's PEZ_MAX_FILE_MB (payload_models)
+    disk: ClassVar[DiskBudget | None] = None  # where this server writes data: URLs (payload_models)
 
     @model_validator(mode="before")
     @classmethod
@@ -110,22 +127,25 @@ class ImagesPayload(GradioRootModel):
             return Refused(f"expected a list of images, received {type(value).__name__}")
         if len(value) > MAX_IMAGES:
             return Refused(f"expected at most {MAX_IMAGES} images, received {len(value)}")
-        items = [image_item(item, cls.max_mb) for item in value]
+        items = [image_item(item, cls.max_mb, cls.disk) for item in value]
         return [i if isinstance(i, Refused) else {"image": i, "caption": None} for i in items]
 
 
 @functools.cache
-def payload_models(max_mb: int) -> tuple[type[ImagePayload], type[ImagesPayload]]:
-    """The image payloads of a server whose uploads are at most `max_mb` MB (gradio validates a
-    component's value with its `data_model`, a class: one pair per limit, made once)."""
-    one = type(f"ImagePayload{max_mb}", (ImagePayload,), {"max_mb": max_mb, "__module__": __name__})
-    many = type(f"ImagesPayload{max_mb}", (ImagesPayload,), {"max_mb": max_mb, "__module__": __name__})
+def payload_models(max_mb: int, disk: DiskBudget | None = None) -> tuple[type[ImagePayload], type[ImagesPayload]]:
+    """The image payloads of a server whose uploads are at most `max_mb` MB, its data: URLs
+    written into `disk` (gradio validates a component's value with its `data_model`, a class: one
+    pair per limit and disk, made once)."""
+    attrs = {"max_mb": max_mb, "disk": disk, "__module__": __name__}
+    one = type(f"ImagePayload{max_mb}", (ImagePayload,), attrs)
+    many = type(f"ImagesPayload{max_mb}", (ImagesPayload,), attrs)
     return one, many
 
 
-def limit_uploads(component: TargetImage | ImageList, max_mb: int) -> None:
-    """Hold `component`'s images (uploads and data: URLs) to this server's PEZ_MAX_FILE_MB."""
-    one, many = payload_models(max_mb)
+def limit_uploads(component: TargetImage | ImageList, max_mb: int, disk: DiskBudget | None = None) -> None:
+    """Hold `component`'s images (uploads and data: URLs) to this server's PEZ_MAX_FILE_MB, its
+    data: URLs written into `disk`."""
+    one, many = payload_models(max_mb, disk)
     component.data_model = one if isinstance(component, TargetImage) else many
 
 
@@ -227,6 +247,30 @@ def is_mcp_call(request: gr.Request | None) -> bool:
     return headers.get(MCP_HEADER[0]) == MCP_HEADER[1]
 
 
+SERVER_PATH_REFUSAL = (
+    "A file must be uploaded first (gradio_client: handle_file(path)) or sent as a data: URL (base64): "
+    "a path on the server is not read."
+)
+
+
+def refuse_server_paths(demo: gr.Blocks) -> None:
+    """Make gradio's refusal of a file path it did not receive (a caller naming a server path as
+    an image) a message, not `{"error": null}` and a traceback in the log. gradio 6.31 checks such
+    paths in Blocks.preprocess_data, before any component sees the value (InvalidPathError, not a
+    gr.Error); this wraps that method on `demo` only (queued and un-queued events both call it)."""
+    from gradio.exceptions import InvalidPathError
+
+    original = demo.preprocess_data
+
+    async def preprocess_data(*args, **kwargs):
+        try:
+            return await original(*args, **kwargs)
+        except InvalidPathError:
+            raise user_error(SERVER_PATH_REFUSAL) from None
+
+    demo.preprocess_data = preprocess_data
+
+
 def queue_full(blocks: gr.Blocks | None) -> bool:
     """Whether the demo's queue refuses new runs now (gradio 6.31: Blocks._queue, its len() and
     max_size, as gradio's own 'queue full' check reads them)."""
@@ -248,4 +292,5 @@ __all__ = [
     "is_mcp_call",
     "limit_uploads",
     "queue_full",
+    "refuse_server_paths",
 ]

@@ -4,17 +4,29 @@ tabs (model pair -> sampling defaults, the API snippet)."""
 from __future__ import annotations
 
 import dataclasses
+import threading
+import uuid
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from . import components as ui
-from . import zerogpu
+from . import resilience, zerogpu
 from .api_help import api_help, api_help_for
+from .guard import (
+    DiskBudget,
+    body_limit_kwargs,
+    bound_unqueued,
+    drop_idle_sessions,
+    hide_etas,
+    install_queue_cap,
+)
 from .history import HistoryStore
-from .inputs import ImageList, TargetImage, limit_uploads
+from .inputs import ImageList, TargetImage, limit_uploads, refuse_server_paths
 from .pipeline import Gate, Pipeline
 from .regenerate import RegeneratePanel
 from .server import ZERO_GPU, ServerSettings, StartupModel, startup_model
@@ -32,6 +44,7 @@ class App:
     start: StartupModel
     pipeline: Pipeline
     launch_kwargs: dict[str, Any]
+    disk: DiskBudget | None = None  # caller bytes this server writes (data: URLs; exports may too)
 
     @property
     def endpoints(self) -> dict[str, Callable]:
@@ -52,6 +65,7 @@ class BuildContext:
     photos: list[str]
     styles: list[str]
     toy_styles: list[str]
+    disk: DiskBudget | None = None  # where handlers write caller bytes (exports): bounded, expiring
     panels: list[RegeneratePanel] = field(default_factory=list)
     tabs: gr.Tabs | None = None
     prompt: gr.Textbox | None = None  # Image → Prompt's prompt (History sends prompts there)
@@ -88,8 +102,9 @@ def build_demo(
     defaults = app_defaults(settings)
     pipeline = Pipeline(settings, start.pair, defaults, gate)
     toys = ui.toy_examples()
-    # Uploads and results in gradio's cache are removed after a day (checked every hour).
-    with gr.Blocks(title="pez — image to prompt", delete_cache=(3600, 86400)) as demo:
+    disk = server_disk(settings)
+    # Uploads and results in gradio's cache are removed after an hour (checked every 10 minutes).
+    with gr.Blocks(title="pez — image to prompt", delete_cache=CACHE_RETENTION) as demo:
         ui.header(start)
         ctx = BuildContext(
             demo=demo,
@@ -102,6 +117,7 @@ def build_demo(
             photos=ui.photo_examples(),
             styles=ui.style_examples(),
             toy_styles=ui.toy_style_examples() if toys else [],
+            disk=disk,
         )
         with gr.Tabs(elem_id="tabs") as tabs:
             ctx.tabs = tabs
@@ -121,12 +137,70 @@ def build_demo(
         ctx.settings.model.change(
             lambda m: [u for p in ctx.panels for u in p.pair_defaults(m)], ctx.settings.model, outs, **ui.QUICK
         )
+    limits = settings.limits
     for block in demo.blocks.values():  # every image input held to this server's PEZ_MAX_FILE_MB
         if isinstance(block, (TargetImage, ImageList)):
-            limit_uploads(block, settings.limits.max_file_mb)
+            limit_uploads(block, limits.max_file_mb, disk)
+    refuse_server_paths(demo)
     # api_open=False: a queued endpoint is reached only through the queue (and its one GPU slot),
     # never by POST /gradio_api/run/<name> around it.
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.gpu_concurrency, api_open=False)
-    launch = {**ui.LAUNCH_KWARGS, "max_file_size": f"{settings.limits.max_file_mb}mb"}
-    demo.pez = App(settings, start, pipeline, launch)
+    # Per caller: at most PEZ_MAX_JOBS_PER_CALLER queued + running jobs (429 beyond), taken in turn
+    # (round robin by caller); un-queued UI handlers a few at once.
+    by_address = settings.trusted_proxies > 0
+    install_queue_cap(demo, limits.max_jobs, settings.trusted_proxies, by_address=by_address)
+    bound_unqueued(demo, UNQUEUED_PER_CALLER, settings.trusted_proxies, by_address=by_address)
+    hide_etas(demo)  # a rank is true; gradio's time estimate is not (guard.hide_etas)
+    launch = {
+        **ui.LAUNCH_KWARGS,
+        "max_file_size": f"{limits.max_file_mb}mb",  # one uploaded file
+        "app_kwargs": body_limit_kwargs(limits.max_body_mb << 20, blocks=demo),  # any body, every route
+        "state_session_capacity": settings.sessions,  # sessions whose state gradio keeps (LRU)
+        "head": resilience.HEAD,  # a run survives losing the server, in the browser
+    }
+    demo.pez = App(settings, start, pipeline, launch, disk)
+    housekeeping(demo, disk)
     return demo
+
+
+CACHE_RETENTION = (600, 3600)  # gradio's delete_cache: (check every s, remove files older than s)
+UNQUEUED_PER_CALLER = 8  # un-queued UI handlers (previews, upload checks) running at once per caller
+SESSION_IDLE_SECONDS = 3 * 3600  # a session unused this long loses its state (guard.SESSION_NOTES)
+HOUSEKEEPING_SECONDS = 600.0
+
+
+def server_disk(settings: ServerSettings) -> DiskBudget:
+    """The folder caller bytes go to (data: URLs; exports may use it too: demo.pez.disk), inside
+    gradio's cache folder (so gradio may serve what it holds: only verified images and the app's
+    own files), at most PEZ_DISK_MB in all, each file kept an hour at most."""
+    from gradio.utils import get_upload_folder
+
+    folder = Path(get_upload_folder()) / f"pez-{uuid.uuid4().hex[:12]}"
+    limits = settings.limits
+    return DiskBudget(
+        folder,
+        settings.disk_mb << 20,
+        max_files=4096,
+        max_age=CACHE_RETENTION[1],
+        max_file_bytes=limits.max_file_mb << 20,
+    )
+
+
+def housekeeping(demo: gr.Blocks, disk: DiskBudget, every: float = HOUSEKEEPING_SECONDS) -> threading.Thread:
+    """A daemon thread that, every `every` s while `demo` exists, removes expired caller files and
+    the state of sessions idle for SESSION_IDLE_SECONDS (gradio keeps both until evicted)."""
+    ref = weakref.ref(demo)
+    stop = threading.Event()
+
+    def loop():
+        while not stop.wait(every):
+            blocks = ref()
+            if blocks is None:
+                return
+            disk.cleanup()
+            drop_idle_sessions(blocks, SESSION_IDLE_SECONDS)
+            del blocks
+
+    thread = threading.Thread(target=loop, name="pez-housekeeping", daemon=True)
+    thread.start()
+    return thread

@@ -103,7 +103,43 @@ def main(argv: list[str] | None = None, demo: gr.Blocks | None = None, prog: str
     elif start.downloads:
         log.info("default pair %r: weights download on first use (%s)", start.pair, ", ".join(start.missing))
     mcp = demo.pez.settings.mcp
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, mcp_server=mcp, **demo.pez.launch_kwargs)
+    quiet_gradio_notes()
+    demo.launch(
+        server_name=args.host, server_port=args.port, share=args.share, mcp_server=mcp, **demo.pez.launch_kwargs
+    )
+
+
+# gradio's start-up notes that do not apply to pez, and how pez words them instead (None: dropped).
+# gr.State inputs: the tools' `control` parameter is the browser tab's run record, never an input.
+GRADIO_NOTES = {"set `share=True` in `launch()`": "start with `--share`"}
+STATE_IN_MCP_WARNING = "This MCP server includes a tool that has a gr.State input"
+
+
+def quiet_gradio_notes() -> None:
+    """gradio's launch prints advice for its own API ("set `share=True` in `launch()`": pez's flag
+    is --share) and warns that MCP tools have a gr.State input (pez's run control, not a tool
+    argument): the first is reworded on stdout, the second not shown."""
+    import sys
+    import warnings
+
+    warnings.filterwarnings("ignore", message=STATE_IN_MCP_WARNING)
+    if not isinstance(sys.stdout, _Reworded):
+        sys.stdout = _Reworded(sys.stdout, GRADIO_NOTES)
+
+
+class _Reworded:
+    """A text stream that rewrites a few fixed phrases of what is written through it."""
+
+    def __init__(self, stream, replacements: dict[str, str]):
+        self._stream, self._replacements = stream, replacements
+
+    def write(self, text: str) -> int:
+        for old, new in self._replacements.items():
+            text = text.replace(old, new)
+        return self._stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
 
 
 def _differs(built: ServerSettings, wanted: ServerSettings) -> bool:

@@ -5,8 +5,10 @@ One request, in order (`Pipeline.search`; regenerations and the score take the s
     1. bind     the call's values to the endpoint's signature (built with the demo: the API and
                 MCP defaults are the panel's)
     2. check    the server's caps, the settings (one InvertConfig), the tab's inputs (Search.prepare):
-                a bad value is refused here, before any GPU time is reserved or a model is loaded
-    3. admit    the Gate: may this caller run this now? (Admission -> Ticket; released at the end)
+                a bad value is refused here, before any GPU time is reserved or a model is loaded;
+                the images' decode cost from their headers (check_images: PEZ_MAX_DECODE_MP)
+    3. admit    the Gate: may this caller run this now? (Admission -> Ticket; released at the end;
+                default CallerGate: PEZ_MAX_JOBS_PER_CALLER, as the queue's cap in guard.py)
     4. clock    the run's time budget: min(the user's budget, the server's limit), handed to the
                 engine's planner, so a run ends at the limit with its polish; concatenate's budget
                 is for the whole run, split across its images
@@ -46,11 +48,13 @@ import pez
 from . import progress as prog
 from . import zerogpu
 from .downloads import load_with_progress
+from .guard import BudgetExceeded, CallerBudget, client_address
 from .inputs import is_mcp_call, queue_full
 from .server import ZERO_GPU, ServerSettings, as_gr_error, friendly_errors, spaces, user_error
 from .settings import check_caps, make_config, setting_params, settings_doc
 
 QUICK = {"queue": False, "api_visibility": "private"}  # UI-only events: outside the queue, off the API
+IMAGE_PARAMS = ("image", "images", "negative_images")  # the endpoints' image parameters (pez_app.inputs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,10 +101,33 @@ class _NoHold:
 
 
 class OpenGate:
-    """The default gate: admits every request (the queue's size and concurrency bound the rest)."""
+    """A gate that admits every request (the queue's size and concurrency bound the rest)."""
 
     def admit(self, request: Admission) -> Ticket:
         return _NoHold()
+
+
+class CallerGate:
+    """The default gate: at most `max_jobs` requests at once per caller (its session, and its
+    address when `by_address`: a server whose callers' addresses can be told apart, directly or
+    behind PEZ_TRUSTED_PROXIES proxies), across all endpoints. gradio's queue refuses a caller's
+    surplus joins before they wait (guard.install_queue_cap, same limit); this gate also holds
+    for calls that do not come through the queue (in-process, un-queued MCP tools)."""
+
+    def __init__(self, max_jobs: int, by_address: bool = False):
+        self.budget, self.by_address = CallerBudget(max_jobs, "runs"), by_address
+
+    def keys(self, request: Admission) -> tuple[str, ...]:
+        keys = [f"session:{request.session}"] if request.session and not request.mcp else []
+        if self.by_address and request.client:
+            keys.append(f"addr:{request.client}")
+        return tuple(keys)
+
+    def admit(self, request: Admission) -> Ticket:
+        try:
+            return self.budget.admit(self.keys(request))
+        except BudgetExceeded as e:
+            raise user_error(str(e), "Too many runs at once") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,8 +137,8 @@ class OpenGate:
 class Deadline:
     """The server's time limit of one request as a should_stop, for work the engine's planner does
     not plan (regenerations) and as the backstop of a search (which ends by its planned budget):
-    its clock starts at the first poll, once the model is loaded, so neither the queue nor a first
-    download counts. `hit` says whether it stopped the work."""
+    its clock starts once the model is loaded (`begin`; else at the first poll): decoding the
+    images counts, neither the queue nor a first download does. `hit`: whether it stopped the work."""
 
     def __init__(self, seconds: float, limit: float | None = None):
         self.seconds = seconds
@@ -125,6 +152,11 @@ class Deadline:
             self.start = now
         self.hit = self.hit or now - self.start >= self.seconds
         return self.hit
+
+    def begin(self) -> None:
+        """Start the clock now (once the model is loaded: decoding the images then counts)."""
+        if self.start is None:
+            self.start = time.monotonic()
 
     def note(self) -> str:
         return f"the server's time limit ({self.limit:g} s)"
@@ -248,7 +280,7 @@ class InversionView:
 
     def final(self, res: pez.InversionResult, clip, waited: float, limit: str) -> tuple:
         note = self.job.note(clip, res) if self.job.note and res.steps_run else ""
-        text = prog.result_text(res, note, waited, limit)
+        text = found_nothing(res.prompt, res.stopped, prog.result_text(res, note, waited, limit))
         record = {"prompt": res.prompt, "score": prog.finite(res.score), "steps_run": res.steps_run}
         record.update(done=True, stopped=res.stopped)
         plot = prog.plot_frame(prog.history_plot_rows(res.history))
@@ -278,6 +310,7 @@ class ConcatenationView:
     def final(self, res, clip, waited: float, limit: str) -> tuple:
         parts = [[i + 1, p.prompt, prog.fmt_score(p.score)] for i, p in enumerate(res.parts)]
         text = prog.concat_text(res, self.job.images, self.job.note(clip, res) if self.job.note else "")
+        text = found_nothing(res.prompt, res.stopped, text)
         if limit and any(p.steps_run < self.config.steps for p in res.parts):
             text += f" · ended at {limit}"
         record = {"prompt": res.prompt, "score": prog.finite(res.score), "done": True, "stopped": res.stopped}
@@ -286,6 +319,15 @@ class ConcatenationView:
 
 
 VIEWS = {"inversion": InversionView, "concatenate": ConcatenationView}
+NOTHING_FOUND = "Found no prompt: the search ended before its first step"
+
+
+def found_nothing(prompt: str, stopped: bool, text: str) -> str:
+    """A run that ended with no prompt (a time budget too short for one step) says so first,
+    instead of "Done" next to an empty prompt (the engine's hint, in `text`, says what to change)."""
+    if prompt or stopped:
+        return text
+    return f"{NOTHING_FOUND} · {text}"
 
 
 def stream_job(
@@ -296,6 +338,7 @@ def stream_job(
     should_stop: Callable[[], bool],
     throttle: Throttle,
     limit: str = "",
+    loaded: Callable[[], None] | None = None,
 ) -> Iterator[tuple]:
     """6-9: load the model (saying so), run the job's stream and turn its reports into UI values
     (throttled; the last one always). Yields (prompt, status, plot, candidates, record fields)."""
@@ -307,6 +350,8 @@ def stream_job(
             yield "", item, None, [], {}
         else:
             clip = item
+    if loaded is not None:  # the run's clock: from here, decoding the images counts
+        loaded()
     if job.check:
         job.check(clip)
     view, rep = VIEWS[job.view](job, config), None
@@ -348,7 +393,9 @@ class Pipeline:
         self.settings = settings
         self.model_value = model_value  # the start-up pair: the handlers' default model
         self.defaults = defaults  # the app's search defaults (settings.app_defaults): the panel's
-        self.gate: Gate = gate or OpenGate()
+        limits = settings.limits
+        self.gate: Gate = gate or CallerGate(limits.max_jobs, by_address=settings.trusted_proxies > 0)
+        self.decode_budget = limits.decode_budget()
         self.slots = ModelSlots(settings.gpu_concurrency)
         self.throttle = lambda: Throttle(settings.ui_interval)
         self.load_model: Callable[[str], Any] = settings.load_model  # replaceable (tests: a slow download)
@@ -366,9 +413,24 @@ class Pipeline:
         cap = self.settings.gpu_seconds
         return self.slots.hold(on_gpu(fn, functools.partial(duration, cap=cap)))
 
+    def check_images(self, arguments: dict) -> None:
+        """2: every image of the request (IMAGE_PARAMS) checked from its header against this
+        server's decode budget (PEZ_MAX_DECODE_MP: pixels and bytes of all images together), so a
+        request too costly to decode, or a decompression bomb anywhere in a list, is refused
+        before anything is decoded, admitted or loaded."""
+        sources = []
+        for name in IMAGE_PARAMS:
+            value = arguments.get(name)
+            if value is None:
+                continue
+            items = value if isinstance(value, (list, tuple)) else [value]
+            sources += [i[0] if isinstance(i, (tuple, list)) else i for i in items]
+        if sources:
+            pez.images.check_request(sources, self.decode_budget, limit=len(sources))
+
     def admit(self, endpoint: str, kind: str, model: str, request, images: int) -> Ticket:
         """3: ask the gate."""
-        client = getattr(getattr(request, "client", None), "host", None)
+        client = client_address(request, self.settings.trusted_proxies) if request is not None else None
         return self.gate.admit(
             Admission(
                 endpoint=endpoint,
@@ -419,7 +481,9 @@ class Pipeline:
             record["settings"]["time_budget"] = asked["time_budget"]
             stop = _either(run.should_stop(), run.deadline)  # no backstop in a ZeroGPU worker: kept here
             limited = asked["limited"]
-            for *values, fields in stream_job(job, model, config, self.load_model, stop, self.throttle(), limited):
+            begin = run.deadline.begin if run.deadline is not None else None
+            steps = stream_job(job, model, config, self.load_model, stop, self.throttle(), limited, begin)
+            for *values, fields in steps:
                 record = {**record, **fields}
                 yield (*values, record)
 
@@ -429,7 +493,7 @@ class Pipeline:
         def handler(*args, **kwargs):
             a = sig.bind(*args, **kwargs)  # 1
             a.apply_defaults()
-            run = a.arguments["control"] or prog.RunControl()
+            run = own_control(a.arguments["control"], a.arguments["request"])
             run.started = True
             ticket = None
             try:
@@ -438,6 +502,7 @@ class Pipeline:
                 asked = make_config(a.arguments)
                 own_values = tuple(a.arguments[p.name] for p in own)
                 job = spec.prepare(*own_values, model=model, config=asked)
+                self.check_images(a.arguments)
                 ticket = self.admit(spec.name, "search", model, a.arguments["request"], job.images)  # 3
                 config, limited = run_budget(asked, limit, searches_of(job))  # 4
                 run.deadline = Deadline(limit * BACKSTOP_FACTOR + BACKSTOP_SECONDS, limit)
@@ -456,6 +521,7 @@ class Pipeline:
                 run.armed = run.started = False
                 if ticket is not None:
                     ticket.release()
+                pez.images.release_memory()  # what decoding took goes back to the system
             raise err  # outside the except: the error keeps no reference to the failure's frames
 
         doc = (
@@ -520,13 +586,14 @@ class Pipeline:
         def handler(*args, **kwargs):
             a = sig.bind(*args, **kwargs)  # 1
             a.apply_defaults()
-            run = a.arguments["control"] or prog.RunControl()
+            run = own_control(a.arguments["control"], a.arguments["request"])
             run.regen_error = ""
             ticket = None
             try:
                 model = self.settings.check_model(a.arguments["model"])  # 2
                 cfg = regen.gen_config(*(a.arguments[n] for n in regen.GENERATION))
                 galleries = plan(*(a.arguments[p.name] for p in own))
+                self.check_images(a.arguments)
                 images = sum(len(d.targets or []) for draws in galleries for d in draws)
                 ticket = self.admit(name, "regenerate", model, a.arguments["request"], images)  # 3
                 duration = functools.partial(zerogpu.generate_seconds, cap=self.settings.gpu_seconds)
@@ -538,6 +605,7 @@ class Pipeline:
             finally:
                 if ticket is not None:
                     ticket.release()
+                pez.images.release_memory()
             raise err  # outside the except: the error keeps no reference to the failure's frames
 
         return self._register(name, handler, sig, regen.handler_doc(description, args_doc), plan.__name__.lstrip("_"))
@@ -562,15 +630,27 @@ class Pipeline:
             if image is None:
                 raise user_error("Add the target image first.")
             model = self.settings.check_model(model)  # refused before any GPU time is reserved
+            self.check_images({"image": image})
             ticket = self.admit(name, "score", model, request, 1)
             try:
                 duration = functools.partial(zerogpu.score_seconds, cap=self.settings.gpu_seconds)
                 return zerogpu.call_on_gpu(on_device, duration, prompt, image, model)
             finally:
                 ticket.release()
+                pez.images.release_memory()
 
         handler = friendly_errors(handler)
         return self._register(name, handler, sig, fn.__doc__, fn.__name__)
+
+
+def own_control(control: prog.RunControl | None, request) -> prog.RunControl:
+    """The run's control: the tab's (its Stop, its record), or a fresh one for an API caller and
+    for every MCP call. gradio's MCP server calls every tool through one client session shared by
+    all MCP callers, so the session's control (gr.State) would be one for all of them: one caller's
+    time limit or error would read as another's (issue 23). MCP callers have no Stop button."""
+    if control is None or is_mcp_call(request):
+        return prog.RunControl()
+    return control
 
 
 def _either(a: Callable[[], bool], b: Callable[[], bool] | None) -> Callable[[], bool]:

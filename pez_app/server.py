@@ -54,6 +54,16 @@ def _env_number(environ: Mapping[str, str], name: str, default, kind=int):
     return value
 
 
+def _env_count(environ: Mapping[str, str], name: str, default: int) -> int:
+    """A whole number of 0 or more (e.g. PEZ_TRUSTED_PROXIES)."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit():
+        raise ConfigError(f"{name}: expected a whole number of 0 or more, received {raw!r:.60}")
+    return int(raw)
+
+
 # PEZ_CPU_SPACE=1 (a free CPU Space: 2 vCPU, 16 GB): the search settings the app starts with, so a
 # first prompt comes within about a minute (ViT-H-14 on 2 vCPUs; BENCHMARKS.md), in place of the
 # core's defaults.
@@ -62,6 +72,9 @@ CPU_SPACE_DEFAULTS = {"prompt_len": 8, "steps": 60, "candidates": 1, "refine_ste
 # search a visitor asks for ends at it with its best prompt, so one run never holds the 2 vCPUs
 # for minutes while others wait.
 CPU_SPACE_RUN_SECONDS = 120.0
+# ... and the most megapixels one request may decode there (PEZ_MAX_DECODE_MP, when not set): one
+# image at pez's size limit (40 MP), so decoding holds at most ~160 MB and a few seconds of a vCPU.
+CPU_SPACE_DECODE_MP = 40
 
 
 # ---------------------------------------------------------------------------------------------
@@ -79,6 +92,19 @@ class Limits:
     max_run_seconds: float = 300.0  # PEZ_MAX_RUN_SECONDS: a run's time once it has its model (its budget)
     max_subjects: int = 8  # PEZ_MAX_SUBJECTS: subjects per style regeneration
     max_file_mb: int = 20  # PEZ_MAX_FILE_MB: one uploaded (or data: URL) image
+    max_decode_mp: int = 160  # PEZ_MAX_DECODE_MP: decoded megapixels of all images of one request
+    max_jobs: int = 2  # PEZ_MAX_JOBS_PER_CALLER: queued + running jobs per caller (session, address)
+    max_body_mb: int = 64  # PEZ_MAX_BODY_MB: one HTTP request's body, on every route
+
+    def decode_budget(self):
+        """What decoding one request's images may cost (pez.images.DecodeBudget, counted from the
+        headers before any decode): `max_decode_mp` megapixels, 4 bytes each, for all images."""
+        from pez.images import MAX_IMAGE_BYTES, DecodeBudget
+
+        pixels = self.max_decode_mp * 1_000_000
+        return DecodeBudget(
+            image_bytes=min(MAX_IMAGE_BYTES, pixels * 4), request_pixels=pixels, request_bytes=pixels * 4
+        )
 
     @classmethod
     def from_env(
@@ -88,6 +114,7 @@ class Limits:
         value is a ConfigError naming the variable."""
         env, d = os.environ if environ is None else environ, cls()
         run_seconds = CPU_SPACE_RUN_SECONDS if cpu_space else d.max_run_seconds
+        decode_mp = CPU_SPACE_DECODE_MP if cpu_space else d.max_decode_mp
         extra = [m.strip() for m in env.get("PEZ_EXTRA_MODELS", "").split(",") if m.strip()]
         return cls(
             extra_models=tuple(dict.fromkeys([*extra, *extra_models])),
@@ -96,6 +123,9 @@ class Limits:
             max_run_seconds=_env_number(env, "PEZ_MAX_RUN_SECONDS", run_seconds, float),
             max_subjects=_env_number(env, "PEZ_MAX_SUBJECTS", d.max_subjects),
             max_file_mb=_env_number(env, "PEZ_MAX_FILE_MB", d.max_file_mb),
+            max_decode_mp=_env_number(env, "PEZ_MAX_DECODE_MP", decode_mp),
+            max_jobs=_env_number(env, "PEZ_MAX_JOBS_PER_CALLER", d.max_jobs),
+            max_body_mb=_env_number(env, "PEZ_MAX_BODY_MB", d.max_body_mb),
         )
 
 
@@ -115,6 +145,9 @@ class ServerSettings:
     allowed_models: tuple[str, ...] = ()  # --allow-model: CLIP specs beyond the pairs (also in limits)
     limits: Limits = field(default_factory=Limits)  # the per-request caps
     ui_interval: float = 0.15  # seconds between streamed UI updates (tests set 0: every report)
+    trusted_proxies: int = 0  # PEZ_TRUSTED_PROXIES: proxies in front (a Space: 1), for the caller's address
+    sessions: int = 1000  # PEZ_SESSIONS: browser sessions whose state the server keeps (LRU)
+    disk_mb: int = 256  # PEZ_DISK_MB: bytes callers may have on the server's disk (data: URLs, exports)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> ServerSettings:
@@ -131,6 +164,9 @@ class ServerSettings:
             "mcp": env_flag("PEZ_MCP", True, env),
             "probe_seconds": _env_number(env, "PEZ_PROBE_SECONDS", cls.probe_seconds, float),
             "cpu_space": env_flag("PEZ_CPU_SPACE", False, env),
+            "trusted_proxies": _env_count(env, "PEZ_TRUSTED_PROXIES", cls.trusted_proxies),
+            "sessions": _env_number(env, "PEZ_SESSIONS", cls.sessions),
+            "disk_mb": _env_number(env, "PEZ_DISK_MB", cls.disk_mb),
         }
         values.update({k: v for k, v in overrides.items() if k != "limits"})
         allowed = tuple(values.get("allowed_models", ()))

@@ -137,6 +137,34 @@ class Probe:
                 body = {"fn_index": dep["id"], "data": data, "session_hash": uuid.uuid4().hex[:10]}
                 self.raw(f"ui fn {dep['id']}", f"{case} x{n}", "gradio_api/run/predict", body)
 
+    def budgets(self) -> None:
+        """Issue 23: what one caller can hold (queue places, request bodies, log lines)."""
+        config = httpx.get(self.url + "config").json()
+        dep = next(d for d in config["dependencies"] if d.get("api_name") == "distill")
+        comps = {c["id"]: c for c in config["components"]}
+        data = [comps[i].get("props", {}).get("value") for i in dep["inputs"]]
+        data[0] = "a red circle on a grey picture"
+        session, start = uuid.uuid4().hex[:10], time.monotonic()
+        codes = []
+        for _ in range(8):
+            body = {"data": data, "fn_index": dep["id"], "session_hash": session, "trigger_id": None}
+            codes.append(httpx.post(self.url + "gradio_api/queue/join", json=body, timeout=30).status_code)
+        self.record("queue/join", "8 joins, one session", f"status codes {codes}", time.monotonic() - start)
+        stream = {"params": {"session_hash": session}, "timeout": 600}
+        with httpx.stream("GET", self.url + "gradio_api/queue/data", **stream) as r:
+            for line in r.iter_lines():  # listen until the session's jobs are done
+                if line.startswith("data:") and '"close_stream"' in line:
+                    break
+        start = time.monotonic()
+        codes = [
+            httpx.get(self.url + "gradio_api/queue/data", params={"session_hash": f"x{i}"}).status_code
+            for i in range(20)
+        ]
+        self.record("queue/data", "20 unknown sessions", f"status codes {sorted(set(codes))}", time.monotonic() - start)
+        start = time.monotonic()
+        r = httpx.post(self.url + "gradio_api/run/predict", content=b"x" * (80 << 20), timeout=120)
+        self.record("run/predict", "80 MB body", f"{r.status_code} {r.text[:120]}", time.monotonic() - start)
+
     def mcp(self) -> None:
         from mcp import ClientSession
         from mcp.client.streamable_http import streamablehttp_client
@@ -193,6 +221,7 @@ def main() -> int:
             print(f"server {server.url}: {server.rss_mb():.0f} MiB after start; log {server.log_path}")
         probe.endpoints()
         probe.raw_http()
+        probe.budgets()
         probe.mcp()
         return probe.report()
     finally:

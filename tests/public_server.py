@@ -83,10 +83,13 @@ class PublicServer:
                 self.proc.wait()
 
 
-def start_server(log_dir: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> PublicServer:
-    """`python app.py --offline-demo` (the toy world: no download) on a free loopback port."""
-    port = free_port()
-    log_path = Path(log_dir) / f"server-{port}.log"
+def start_server(
+    log_dir: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = (), port: int | None = None
+) -> PublicServer:
+    """`python app.py --offline-demo` (the toy world: no download) on a free loopback port (or
+    `port`: a server started again where a stopped one was)."""
+    port = port or free_port()
+    log_path = Path(log_dir) / f"server-{port}-{time.monotonic_ns()}.log"
     full_env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",

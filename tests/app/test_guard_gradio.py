@@ -4,13 +4,14 @@ the way an outsider would. Also checks that the gradio internals guard.py reads 
 
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import gradio as gr
 import httpx
 import pytest
 
-from pez_app.guard import SESSION_NOTES, body_limit_kwargs, drop_idle_sessions, install_queue_cap
+from pez_app.guard import SESSION_NOTES, body_limit_kwargs, bound_unqueued, drop_idle_sessions, install_queue_cap
 
 LIMIT = 1 << 20  # 1 MiB
 
@@ -58,7 +59,11 @@ def test_gradio_internals_read_by_guard_exist(server):
     demo = server[0]
     q = demo._queue
     assert hasattr(q, "event_queue_per_concurrency_id") and hasattr(q, "active_jobs")
-    assert callable(q.broadcast_estimations)
+    assert callable(q.broadcast_estimations) and callable(q.send_message)
+    from gradio.server_messages import EstimationMessage, ProcessStartsMessage
+
+    assert "rank_eta" in EstimationMessage.model_fields and "eta" in ProcessStartsMessage.model_fields
+    assert hasattr(q, "pending_messages_per_session")  # QueueStreamGuard
     holder = demo.state_holder
     assert hasattr(holder, "session_data") and hasattr(holder, "time_last_used") and hasattr(holder, "lock")
     assert holder.capacity == 10_000 and "state_session_capacity" in SESSION_NOTES
@@ -141,3 +146,51 @@ def test_drop_idle_sessions(server):
     assert "idle-one" not in holder and "fresh-one" not in holder
     holder["fresh-two"]  # noqa: B018
     assert drop_idle_sessions(demo, idle_seconds=60) == 0 and "fresh-two" in holder
+
+
+def test_unqueued_handlers_are_bounded_per_caller():
+    """bound_unqueued: a caller's surplus un-queued calls (a UI event anyone can post to) are
+    refused with the limit named, instead of taking more of the server's threads; another
+    caller's call still runs; places are given back when the calls end."""
+    release, entered = threading.Event(), threading.Semaphore(0)
+
+    def hold(x):
+        entered.release()
+        release.wait(30)
+        return x
+
+    with gr.Blocks() as demo:
+        box, out = gr.Textbox(), gr.Textbox()
+        box.submit(hold, box, out, api_name="hold", queue=False)
+    demo.queue()
+    bound_unqueued(demo, max_jobs=2, trusted_proxies=1)  # callers told apart by X-Forwarded-For
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    api = url.rstrip("/") + "/gradio_api"
+
+    def post(session):
+        body = {"fn_index": 0, "data": [session], "session_hash": uuid.uuid4().hex}  # fresh ids: the address counts
+        return httpx.post(f"{api}/run/predict", json=body, headers={"x-forwarded-for": session}, timeout=40)
+
+    try:
+        results: list = []
+        threads = [threading.Thread(target=lambda: results.append(post("1.1.1.1"))) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for _ in range(2):
+            assert entered.acquire(timeout=30), "a held call did not start"
+        refused = post("1.1.1.1")
+        assert refused.status_code != 200 or "error" in refused.json()
+        assert "Too many requests at once" in refused.text and "at most 2" in refused.text, refused.text
+        other = threading.Thread(target=lambda: results.append(post("2.2.2.2")))
+        other.start()
+        assert entered.acquire(timeout=30), "another caller's call was refused too"
+        release.set()
+        for t in (*threads, other):
+            t.join(40)
+        assert [r.status_code for r in results] == [200, 200, 200]
+        release.clear()
+        threading.Timer(0.5, release.set).start()
+        assert post("1.1.1.1").json()["data"] == ["1.1.1.1"]  # its places were given back
+    finally:
+        release.set()
+        demo.close()

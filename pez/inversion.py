@@ -204,7 +204,7 @@ def distill_stream(
     return _noted(optimize(clip, targets, config.replace(prompt_len=length), should_stop), note)
 
 
-def distill_length(clip: LoadedClip | JointClip, text: str, prompt_len: int) -> tuple[int, str]:
+def distill_length(clip: TextSpace, text: str, prompt_len: int) -> tuple[int, str]:
     """Distillation's length rule, for every front-end: the short prompt has fewer tokens than the
     long one (as long would distil nothing). Returns (length, note): `prompt_len` and "" when it is
     shorter; else the long prompt's token count minus 1 and a note saying so. Raises ConfigError

@@ -102,7 +102,8 @@ def optimize(
     `config.report_every` steps (and at least every REPORT_SECONDS), one per refine/prune round,
     and a final one with `done=True` and the InversionResult. Stopping (should_stop() true, or
     closing the generator after any report) keeps the best prompt found so far. With
-    `config.time_budget` the run ends within it (pez.engine.budget); `clock` (seconds, default
+    `config.time_budget` the run ends within it; with `config.time_limit` a run that would pass
+    the limit ends there, search then polish, and its reports say `limited` (pez.engine.budget); `clock` (seconds, default
     time.perf_counter) is for tests. `clip` is one CLIP or a JointClip; `targets` are features in
     its text space (pez.engine.features)."""
     config = (config or InvertConfig()).resolved()  # checked when built; the prompt style applied
@@ -121,7 +122,13 @@ class _Search:
         self.clip, self.targets, self.config = clip, targets, config
         self.polishing = bool(config.refine_steps or config.prune_tolerance > 0)
         self.plan = Plan(
-            config.time_budget, config.steps, self.polishing, config.candidates, clip.device.type == "cpu", clock
+            config.time_budget,
+            config.steps,
+            self.polishing,
+            config.candidates,
+            clip.device.type == "cpu",
+            clock,
+            limit=config.time_limit,
         )
         self.seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
         self.gen = torch.Generator().manual_seed(self.seed)
@@ -238,6 +245,8 @@ class _Search:
             "search_seconds": plan.search_seconds,
             "candidates_kept": self.n,
             "time_budget": self.config.time_budget,
+            "time_limit": self.config.time_limit,
+            "limited": float(plan.limited),
             **(polished.stats if polished is not None else {}),
             "polish_seconds": elapsed - plan.search_seconds,
         }
@@ -454,6 +463,7 @@ def _phase_report(
         hint=hint,
         eta=plan.eta(phase, r, rounds, seconds / max(r, 1)),
         time_budget=plan.budget,
+        limited=plan.limited,
     )
 
 
@@ -525,6 +535,7 @@ def _report(
         hint=hint,
         eta=plan.eta("search", step, config.steps) if eta is None else eta,
         time_budget=plan.budget,
+        limited=plan.limited,
     )
 
 

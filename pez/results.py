@@ -79,7 +79,7 @@ class StepReport:
     phase: str = "search"  # "search" (PEZ), "refine" (token swaps), "prune" (dropping tokens), "order" (word order)
     hint: str = ""  # advice for the user, e.g. "the search looks stuck: ..." (pez.config.STUCK_HINT)
     eta: float = math.nan  # estimated seconds until the run ends (all phases; nan: not known yet)
-    time_budget: float = 0.0  # the run's time budget in seconds (0: none)
+    time_budget: float = 0.0  # seconds the run may take: its time budget or time limit, the shorter (0: neither)
     limited: bool = False  # the run's time limit (InvertConfig.time_limit) ended the search or held back the polish
 
     @property

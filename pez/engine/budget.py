@@ -118,7 +118,7 @@ class Plan:
     @property
     def end(self) -> float:
         """The run's deadline: the budget's or the limit's, the earlier (inf without either)."""
-        return min((self.start + t for t in (self.budget, self.limit) if t > 0), default=math.inf)
+        return self.start + self.seconds if self.seconds > 0 else math.inf
 
     @property
     def limit_binds(self) -> bool:
@@ -131,6 +131,11 @@ class Plan:
         if self.end == math.inf:
             return math.inf
         return self.work_start + (1 - POLISH_SHARE if self.polish else 1.0) * (self.end - self.work_start)
+
+    @property
+    def seconds(self) -> float:
+        """Seconds the run may take: the budget or the limit, the shorter (0: neither)."""
+        return min((t for t in (self.budget, self.limit) if t > 0), default=0.0)
 
     def now(self) -> float:
         return self.clock()

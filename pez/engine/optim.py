@@ -462,7 +462,7 @@ def _phase_report(
         phase=phase,
         hint=hint,
         eta=plan.eta(phase, r, rounds, seconds / max(r, 1)),
-        time_budget=plan.budget,
+        time_budget=plan.seconds,
         limited=plan.limited,
     )
 
@@ -534,7 +534,7 @@ def _report(
         result=result,
         hint=hint,
         eta=plan.eta("search", step, config.steps) if eta is None else eta,
-        time_budget=plan.budget,
+        time_budget=plan.seconds,
         limited=plan.limited,
     )
 

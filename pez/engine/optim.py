@@ -12,7 +12,7 @@ and compilation from pez.engine.accel).
 
 The text space is one CLIP or several (a JointClip: SDXL's ViT-L/14 and bigG/14 read every prompt).
 With several there is one soft prompt P_t per CLIP, one token per slot chosen for all at once
-(pez.engine.vocab.JointProjector: argmax_v sum_t w_t cos(P_t, E_t[v])), each CLIP encodes its own
+(pez.engine.vocab.Projector: argmax_v sum_t w_t cos(P_t, E_t[v])), each CLIP encodes its own
 embeddings of those ids, and the features are joined (pez.models.clip.JointClip.join) so that the
 objective is the weighted sum of the per-CLIP objectives; each P_t gets the gradient at its E_t[ids].
 With one CLIP every step is exactly the single-tower PEZ above.
@@ -144,7 +144,7 @@ class _Search:
         init = initial_ids(clip.clips[0], vf, self.mask, config, self.gen).to(clip.device)
         self.softs = [v.embeddings[init].float().clone().requires_grad_(True) for v in vocabs]  # (N, M, d_t) each
         self.opt = torch.optim.AdamW(self.softs, lr=config.lr, weight_decay=config.weight_decay)
-        self.project = accel.projector(vocabs[0], self.mask, tuple(vocabs[1:]), clip.weights)  # exact; skips most scans
+        self.project = accel.projector(vocabs, self.mask, clip.weights)  # exact; skips most scans
 
         self.history: list[tuple[int, float, float]] = []  # (step, mean loss, best score)
         self.step = 0

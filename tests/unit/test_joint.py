@@ -85,6 +85,11 @@ def test_one_table_joint_projection_is_the_plain_one(towers):
     mask = vocab.mask(VocabFilter())
     soft = vocab.embeddings[torch.arange(100, 110)].reshape(2, 5, -1) + 0.01
     assert torch.equal(Projector([vocab], mask, (1.0,), skip=False)(soft), vocab.project(soft, mask))
+    assert torch.equal(Projector(vocab, mask)(soft), vocab.project(soft, mask))  # one table: the plain call
+    with pytest.raises(ValueError, match="one soft prompt per vocabulary"):
+        Projector(vocab, mask)(soft, soft)
+    with pytest.raises(ValueError, match="one weight per vocabulary"):
+        Projector([vocab, vocab], mask, (1.0,))
 
 
 def test_the_gradients_are_each_clips_weighted_gradient(joint, towers, images):

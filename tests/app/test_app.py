@@ -774,7 +774,7 @@ def test_the_servers_limit_is_the_engines_time_limit_and_the_users_budget_stays_
 
 
 def test_the_servers_limit_ends_a_run_with_its_polish_not_like_stop(image_files):
-    """The limit is the engine's time budget: the run ends at it as planned (search, then polish),
+    """The limit is the engine's time limit: the run ends at it as planned (search, then polish),
     "Done", its record not stopped; the status says the limit ended it."""
     ep = endpoints(limits=server.Limits(max_run_seconds=3.0))
     control = progress.RunControl()

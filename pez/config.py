@@ -123,6 +123,17 @@ class InvertConfig:
         Bound(0.0, 86_400.0, 5.0),
         note="seconds, 0 = none",
     )
+    # Beyond the reference: a hard cap (a server's limit on one run), not a plan: a run that ends
+    # before it is the run planned in steps (reproducible); one that would pass it ends there,
+    # search then polish, and says so (pez.engine.budget). Not in the app's panel: a server setting.
+    time_limit: float = setting(
+        0.0,
+        "hard cap in seconds: a run that would pass it ends there with its polish and says so; "
+        "unlike a time budget it leaves shorter runs reproducible (0: none)",
+        "Time limit",
+        Bound(0.0, 86_400.0, 5.0),
+        note="seconds, 0 = none",
+    )
     lr: float = setting(0.1, "AdamW learning rate", "Learning rate", Bound(1e-4, 10.0, 0.01))  # reference
     weight_decay: float = setting(0.1, "AdamW weight decay", "Weight decay", Bound(0.0, 10.0, 0.01))  # reference
     # Target images per step (reference: 1); all of them when there are fewer.

@@ -34,7 +34,8 @@ class InversionResult:
     model: str
     config: InvertConfig
     history: list[tuple[int, float, float]] = field(default_factory=list)  # (step, loss, best score)
-    stats: dict[str, float] = field(default_factory=dict)  # diagnostics: scan fraction, per-phase scores
+    # Diagnostics: scan fraction, per-phase scores, "limited" (1.0: the time limit ended the run).
+    stats: dict[str, float] = field(default_factory=dict)
     hint: str = ""  # advice when the run went badly, e.g. pez.config.STUCK_HINT
     # The prompt's honest score in each CLIP alone, and each CLIP's weight in `score` (their weighted
     # sum): one entry for a single CLIP, several for a joint search (SDXL's ViT-L and bigG).
@@ -78,7 +79,8 @@ class StepReport:
     phase: str = "search"  # "search" (PEZ), "refine" (token swaps), "prune" (dropping tokens), "order" (word order)
     hint: str = ""  # advice for the user, e.g. "the search looks stuck: ..." (pez.config.STUCK_HINT)
     eta: float = math.nan  # estimated seconds until the run ends (all phases; nan: not known yet)
-    time_budget: float = 0.0  # the run's time budget in seconds (0: none)
+    time_budget: float = 0.0  # seconds the run may take: its time budget or time limit, the shorter (0: neither)
+    limited: bool = False  # the run's time limit (InvertConfig.time_limit) ended the search or held back the polish
 
     @property
     def unit(self) -> str:

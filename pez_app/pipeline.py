@@ -168,13 +168,16 @@ BACKSTOP_FACTOR, BACKSTOP_SECONDS = 1.25, 5.0
 
 
 def run_budget(config: pez.InvertConfig, limit: float, searches: int = 1) -> tuple[pez.InvertConfig, bool]:
-    """The config the engine gets: its time budget the user's or the server's limit, whichever is
-    shorter, for the whole request (split evenly across `searches`, e.g. concatenate's images).
-    Also whether the server's limit is the binding one."""
+    """The config the engine gets: the user's time budget as asked, and the server's limit as the
+    engine's time limit (a cap, not a plan: a run that ends before it stays reproducible), both
+    for the whole request (split evenly across `searches`, e.g. concatenate's images). Also
+    whether the server's limit is shorter than the user's budget (the engine's result says,
+    in stats["limited"], whether it ended the run)."""
+    n = max(searches, 1)
     wanted = config.time_budget if config.time_budget > 0 else math.inf
     limited = limit < wanted
-    total = min(wanted, limit)
-    return dataclasses.replace(config, time_budget=total / max(searches, 1)), limited
+    capped = dataclasses.replace(config, time_budget=config.time_budget / n, time_limit=limit / n if limit > 0 else 0.0)
+    return capped, limited
 
 
 class ModelSlots:

@@ -13,6 +13,6 @@ pez.results. The tasks built on it (invert, distill, ...) are in pez.inversion.
 
 The search runs in a text space of one CLIP or several (pez.models.clip.JointClip: SDXL's two
 encoders, one prompt scored in both): one soft prompt and one tower per CLIP (tower.SpaceEncoder),
-one token per slot for all (vocab.JointProjector), features joined so every score is the weighted
+one token per slot for all (vocab.Projector), features joined so every score is the weighted
 sum of the per-CLIP scores. With one CLIP it is exactly the single-tower search.
 """

@@ -19,12 +19,10 @@ Compilation. On CUDA the tower is compiled with `torch.compile(mode="reduce-over
 (`PEZ_COMPILE=1`); never on a ZeroGPU Space (SPACES_ZERO_GPU), which does not support run-time
 compilation. A compile that fails falls back to eager with a warning.
 
-Scans. `projector()` picks the exact projection for the hardware: a full fp32 scan every step on
-CUDA (no host sync), scans that read a bf16 copy of the vocabulary and re-rank in fp32 on a CPU
-where bf16 is fast, else the scan-skipping Projector of pez.engine.vocab. For a joint search
-(several CLIPs' tables, one token per slot) the same three, for pez.engine.vocab.JointProjector:
-a full scan every step on CUDA, bf16 reads with an fp32 re-rank (CoarseJointProjector) on a CPU
-where bf16 is fast, else fp32 scans.
+Scans. `projector()` picks the exact projection (pez.engine.vocab.Projector, one CLIP's table or
+a joint search's several) for the hardware: a full fp32 scan every step on CUDA (no host sync),
+scans that read bf16 copies of the tables and re-rank in fp32 on a CPU where bf16 is fast
+(CoarseScanProjector), else the fp32 scans that skip most steps.
 """
 
 from __future__ import annotations
@@ -44,7 +42,7 @@ from ..config import BF16_MIN_GAIN, BF16_MIN_WIDTH
 from ..errors import ConfigError
 from ..models.clip import LoadedClip, resolve_precision
 from .tower import TextTower
-from .vocab import JointProjector, Projector, Vocabulary
+from .vocab import Projector, Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -153,64 +151,39 @@ def compile_enabled(device: torch.device) -> bool:
 
 
 class CoarseScanProjector(Projector):
-    """`Projector` whose full scans read a bf16 copy of the unit vocabulary (half the bytes of
-    fp32) and stay exact: the bf16 cosines are within `SLACK` of the fp32 ones, so every token
-    outside the coarse top-k scores at most (k-th coarse cosine + SLACK) in fp32. The kept set is
-    re-ranked in fp32; if its best clears that bound it is the exact nearest token (else this
-    scan falls back to the fp32 scan). The bound also becomes the row's floor for later steps.
+    """`Projector` whose full scans read bf16 copies of the tables (half the bytes of fp32) and
+    stay exact: each table's bf16 cosines are within its `SLACK` of the fp32 ones, so the joint
+    score (their weighted sum) is within sum_t w_t SLACK_t, and every token outside the coarse
+    top-k scores at most (k-th coarse score + that slack) in fp32. The kept set is re-ranked in
+    fp32; if its best clears that bound it is the exact argmax (else this scan falls back to the
+    fp32 scan). The bound also becomes the row's floor for later steps.
 
     SLACK: inputs rounded to bf16 (unit roundoff u = 2^-8) move a dot product of unit vectors by
     at most 2u + u^2; the bf16 output adds u; fp32 accumulation over d terms adds d * 2^-24."""
 
-    def __init__(self, vocab, mask: torch.Tensor, keep: int = 256, dtype: torch.dtype = torch.bfloat16):
-        super().__init__(vocab, mask, keep)
-        self.dtype = dtype
-        u = torch.finfo(dtype).eps / 2  # unit roundoff, 2^-8 for bf16
-        self.slack = 3 * u + u * u + vocab.unit.shape[1] * 2.0**-24
-        self.low = coarse_unit(vocab, dtype)  # (V, d)
-        self.fallbacks = 0  # coarse scans that needed the fp32 scan (for benchmarks)
-
-    def _scan(self, flat: torch.Tensor) -> torch.Tensor:
-        sims = torch.addmm(self.mask.to(self.dtype).unsqueeze(0), flat.to(self.dtype), self.low.T)  # (R, V)
-        top, top_ids = sims.topk(self.keep, dim=-1)  # coarse, descending
-        kept = top_ids.sort(dim=-1).values  # (R, k)
-        cand = self.vocab.unit.index_select(0, kept.flatten()).view(*kept.shape, -1)  # (R, k, d); 5x faster than [kept]
-        exact = torch.einsum("rd,rkd->rk", flat, cand)  # (R, k) fp32
-        bound = top[:, -1].float() + self.slack  # (R,) no token outside `kept` beats this in fp32
-        best, pos = exact.max(dim=-1)  # first max: lowest id among ties, as in a full scan
-        if bool((best <= bound).any()):
-            self.fallbacks += 1
-            return super()._scan(flat)
-        self.scans += 1
-        self.anchor, self.kept, self.floor = flat.clone(), kept, bound
-        return kept.gather(1, pos.unsqueeze(1)).squeeze(1)
-
-
-class CoarseJointProjector(JointProjector):
-    """`JointProjector` whose full scans read bf16 copies of the tables, exact as CoarseScanProjector
-    is: each table's bf16 cosines are within its SLACK of the fp32 ones, so the weighted sum is within
-    sum_t w_t SLACK_t; the coarse top-k is re-ranked in fp32 and kept only if its best clears the
-    k-th coarse score plus that slack (else this scan falls back to the fp32 scan)."""
-
-    def __init__(self, vocabs, weights, mask: torch.Tensor, keep: int = 256, dtype: torch.dtype = torch.bfloat16):
-        super().__init__(vocabs, weights, mask, keep)
+    def __init__(self, vocabs, mask: torch.Tensor, weights=(1.0,), keep: int = 256, dtype=torch.bfloat16):
+        super().__init__(vocabs, mask, weights, keep)
         self.dtype = dtype
         u = torch.finfo(dtype).eps / 2  # unit roundoff, 2^-8 for bf16
         self.slack = sum(w * (3 * u + u * u + v.unit.shape[1] * 2.0**-24) for v, w in zip(self.vocabs, self.weights))
         self.low = [coarse_unit(v, dtype) for v in self.vocabs]  # (V, d_t) each
         self.fallbacks = 0  # coarse scans that needed the fp32 scan (for benchmarks)
 
-    def _scan(self, flats: list[torch.Tensor]) -> torch.Tensor:
-        sims = self.mask.unsqueeze(0)  # (1, V), broadcast: the weighted sum of the coarse tables in fp32
+    def _coarse(self, flats: list[torch.Tensor]) -> torch.Tensor:
+        """(R, V) joint scores from the bf16 tables: one table's in bf16 (the mask added there);
+        several tables' summed in fp32, so the sum adds no rounding beyond each table's slack."""
+        if len(flats) == 1:
+            return torch.addmm(self.mask.to(self.dtype).unsqueeze(0), flats[0].to(self.dtype), self.low[0].T)
+        sims = self.mask.unsqueeze(0)  # (1, V), broadcast
         for flat, low, w in zip(flats, self.low, self.weights):
             sims = sims + w * (flat.to(self.dtype) @ low.T).float()  # (R, V)
-        top, top_ids = sims.topk(self.keep, dim=-1)  # coarse, descending
+        return sims
+
+    def _scan(self, flats: list[torch.Tensor]) -> torch.Tensor:
+        top, top_ids = self._coarse(flats).topk(self.keep, dim=-1)  # coarse, descending
         kept = top_ids.sort(dim=-1).values  # (R, k)
-        exact = sum(
-            w * torch.einsum("rd,rkd->rk", f, v.unit.index_select(0, kept.flatten()).view(*kept.shape, -1))
-            for f, v, w in zip(flats, self.vocabs, self.weights)
-        )  # (R, k) fp32
-        bound = top[:, -1] + self.slack  # (R,) no token outside `kept` beats this in fp32
+        exact = self.rerank(flats, kept)  # (R, k) fp32
+        bound = top[:, -1].float() + self.slack  # (R,) no token outside `kept` beats this in fp32
         best, pos = exact.max(dim=-1)  # first max: lowest id among ties, as in a full scan
         if bool((best <= bound).any()):
             self.fallbacks += 1
@@ -232,34 +205,19 @@ def coarse_unit(vocab: Vocabulary, dtype: torch.dtype) -> torch.Tensor:
         return per_dtype[dtype]
 
 
-class FullScanProjector(Projector):
-    """A full fp32 scan on every step, with no host sync (a GPU reads the vocabulary in ~0.1 ms;
-    the skip test of `Projector` would cost a device-to-host sync per step instead)."""
-
-    def __call__(self, soft: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        self.scans += 1
-        return self.vocab.project(soft, self.mask)
-
-
-def projector(vocab, mask: torch.Tensor, more: tuple = (), weights: tuple[float, ...] = (1.0,)) -> Projector:
-    """The exact projector for this hardware: on CUDA a full scan each step (no sync); on a CPU
+def projector(vocabs: list[Vocabulary], mask: torch.Tensor, weights: tuple[float, ...] = (1.0,)) -> Projector:
+    """The exact projector for this hardware, onto one token per slot for every table in `vocabs`
+    (one per CLIP, `weights` one per table): on CUDA a full scan each step (no host sync: the
+    skip test would cost one per step, and a GPU reads the vocabulary in ~0.1 ms); on a CPU
     scans that read bf16 where it is fast (the 'auto' precision is bf16) on vocabularies wide
-    enough to be bandwidth-bound, else the fp32 scans of `Projector`. With `more` vocabularies (a
-    joint search; `weights` one per vocabulary) a JointProjector, skipping scans except on CUDA."""
-    device = vocab.unit.device
-    if more:
-        vocabs = [vocab, *more]
-        if device.type == "cuda":
-            return JointProjector(vocabs, weights, mask, skip=False)
-        if min(v.unit.shape[1] for v in vocabs) >= BF16_MIN_WIDTH and cpu_auto_precision() == "bf16":
-            return CoarseJointProjector(vocabs, weights, mask)
-        return JointProjector(vocabs, weights, mask)
+    enough to be bandwidth-bound, else the fp32 scans that skip most steps."""
+    device = vocabs[0].unit.device
     if device.type == "cuda":
-        return FullScanProjector(vocab, mask)
-    if device.type == "cpu" and vocab.unit.shape[1] >= BF16_MIN_WIDTH and cpu_auto_precision() == "bf16":
-        return CoarseScanProjector(vocab, mask)
-    return Projector(vocab, mask)
+        return Projector(vocabs, mask, weights, skip=False)
+    wide = min(v.unit.shape[1] for v in vocabs) >= BF16_MIN_WIDTH
+    if device.type == "cpu" and wide and cpu_auto_precision() == "bf16":
+        return CoarseScanProjector(vocabs, mask, weights)
+    return Projector(vocabs, mask, weights)
 
 
 _TOWERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # LoadedClip -> {key: TextTower}
@@ -304,9 +262,7 @@ def _tower(clip: LoadedClip, dtype: torch.dtype, mode: str | None, time_layouts:
 
 
 __all__ = [
-    "CoarseJointProjector",
     "CoarseScanProjector",
-    "FullScanProjector",
     "coarse_unit",
     "compile_enabled",
     "cpu_auto_precision",

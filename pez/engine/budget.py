@@ -27,6 +27,15 @@ A run has up to four phases: the search (PEZ steps), then refine, prune and orde
   charged its cost in those units from a fixed model measured by bench/polish_cost.py
   (REFINE_ROUND_STEPS for a round of REFINE_BATCH_MIN swaps, ITEM_STEPS per further prompt
   scored in a batch on a CPU); the batch is REFINE_BATCH_MIN on a CPU and REFINE_BATCH on a GPU.
+- A time limit L (`InvertConfig.time_limit`, seconds: a server's cap on one run) is not a plan:
+  without a budget the run is planned in steps as above, and stays reproducible as long as it
+  ends before L. Only a run that would pass it is cut: the search ends when its next step would
+  pass (1 - POLISH_SHARE) L (L without a polish), and the polish is then timed to end by L as
+  with a budget; a polish that starts in time has each round or pass admitted only when its
+  measured cost fits before L. Either way the best prompt is returned and `limited` says the
+  limit ended the run (StepReport.limited, the result's stats["limited"]). With a budget T as
+  well, the run is planned for min(T, L), and `limited` is set when L < T and the run hit it.
+  The limit never changes the candidates kept (it caps a run; it does not reshape it).
 - Candidates: with a budget on a CPU (where a step's cost grows with the candidates), once the
   first PLAN_STEPS steps are timed, a budget that leaves fewer than MIN_BUDGET_STEPS steps keeps
   only as many candidates (the best ones) as leave MIN_BUDGET_STEPS (at least one): a few hundred
@@ -65,7 +74,8 @@ class Plan:
 
     budget: seconds for the whole run (0: none); steps: the search's step limit; polish: refine or
     prune will run after the search; candidates: prompts searched in parallel; scales: whether a
-    step's cost grows with the candidates (True on a CPU)."""
+    step's cost grows with the candidates (True on a CPU); limit: a hard cap in seconds that is
+    no plan (0: none; see the module's docstring)."""
 
     budget: float
     steps: int
@@ -73,6 +83,8 @@ class Plan:
     candidates: int = 1
     scales: bool = True
     clock: Clock = time.perf_counter
+    limit: float = 0.0
+    limited: bool = field(init=False, default=False)  # the limit ended the search or held back the polish
     start: float = field(init=False)
     step_seconds: float = field(init=False, default=math.nan)  # mean seconds per search step so far
     search_seconds: float = field(init=False, default=math.nan)  # the search's wall time, once it ended
@@ -83,6 +95,7 @@ class Plan:
     phase: str = field(init=False, default="")  # the polish phase under way
     phase_end: float = field(init=False, default=math.inf)  # its deadline (with a budget)
     phase_units: float = field(init=False, default=math.inf)  # its limit in polish_spent units (without)
+    _cut: bool = field(init=False, default=False)  # the limit ended the search
     _first: bool = field(init=False, default=False)  # the phase's first round is still to come
     _measured: dict = field(init=False, default_factory=dict)  # "round"/"pass" -> (size, seconds) of the last
     _steps_at: tuple[int, float] = field(init=False, default=(0, 0.0))  # (step, time) of the first timed step
@@ -104,15 +117,25 @@ class Plan:
 
     @property
     def end(self) -> float:
-        """The run's deadline (inf without a budget)."""
-        return self.start + self.budget if self.budget > 0 else math.inf
+        """The run's deadline: the budget's or the limit's, the earlier (inf without either)."""
+        return self.start + self.seconds if self.seconds > 0 else math.inf
+
+    @property
+    def limit_binds(self) -> bool:
+        """True when the limit, not the budget, sets the run's deadline."""
+        return self.limit > 0 and (self.budget <= 0 or self.limit < self.budget)
 
     @property
     def search_end(self) -> float:
-        """When the search must end to leave the polish its share of the budget."""
-        if self.budget <= 0:
+        """When the search must end to leave the polish its share of the run's deadline."""
+        if self.end == math.inf:
             return math.inf
         return self.work_start + (1 - POLISH_SHARE if self.polish else 1.0) * (self.end - self.work_start)
+
+    @property
+    def seconds(self) -> float:
+        """Seconds the run may take: the budget or the limit, the shorter (0: neither)."""
+        return min((t for t in (self.budget, self.limit) if t > 0), default=0.0)
 
     def now(self) -> float:
         return self.clock()
@@ -132,9 +155,13 @@ class Plan:
             return False
         now = self.clock()
         if step < MIN_SEARCH_STEPS:
-            return now >= self.end
-        t = self.step_seconds if step > 1 and math.isfinite(self.step_seconds) else 0.0
-        return now + t > self.search_end
+            over = now >= self.end
+        else:
+            t = self.step_seconds if step > 1 and math.isfinite(self.step_seconds) else 0.0
+            over = now + t > self.search_end
+        if over and self.limit_binds:
+            self.limited = self._cut = True  # the polish is timed from here (`timed`)
+        return over
 
     def stepped(self, step: int) -> None:
         """The search finished step `step`: update the mean step time. The first step is left out
@@ -152,7 +179,7 @@ class Plan:
         """How many candidates the search should keep from now on (the current count unless a
         budget leaves too few steps for them); decided once, right after step PLAN_STEPS."""
         n = self.candidates
-        if step != PLAN_STEPS or n == 1 or not self.scales or self.search_end == math.inf:
+        if step != PLAN_STEPS or n == 1 or not self.scales or self.budget <= 0:
             return n
         left = (self.search_end - self.clock()) / max(self.step_seconds, 1e-9)  # steps at n candidates
         if left >= MIN_BUDGET_STEPS:
@@ -173,8 +200,8 @@ class Plan:
         self.polish_units = steps * (self.candidates if self.scales else 1) * ratio
 
     def short_hint(self, steps: int) -> str:
-        """SHORT_BUDGET_HINT when a budget ended the search before MIN_SEARCH_STEPS steps."""
-        if self.budget > 0 and steps < min(MIN_SEARCH_STEPS, self.steps):
+        """SHORT_BUDGET_HINT when a budget or the limit ended the search before MIN_SEARCH_STEPS steps."""
+        if (self.budget > 0 or self.limited) and steps < min(MIN_SEARCH_STEPS, self.steps):
             return SHORT_BUDGET_HINT.format(steps=steps)
         return ""
 
@@ -193,8 +220,9 @@ class Plan:
 
     @property
     def timed(self) -> bool:
-        """True when the polish is limited by wall-clock time (a budget), not by modelled costs."""
-        return self.budget > 0
+        """True when the polish is limited by wall-clock time (a budget, or the limit once it
+        ended the search), not by modelled costs."""
+        return self.budget > 0 or self._cut
 
     def admit(self, kind: str, size: int) -> bool:
         """May a refine round of `size` swaps ("round") or a prune or order pass over `size` prompts
@@ -204,10 +232,15 @@ class Plan:
         first, self._first = self._first, False
         if self.timed:
             end = self.polish_end if first else min(self.phase_end, self.polish_end)
-            ok = self.clock() + cost <= end
+            now = self.clock()
+            ok = now + cost <= end
+            if not ok and self.limit_binds and now + cost > self.start + self.limit:
+                self.limited = True
         else:
-            limit = self.polish_units if first else min(self.phase_units, self.polish_units)
-            ok = self.polish_spent + cost <= limit
+            units = self.polish_units if first else min(self.phase_units, self.polish_units)
+            ok = self.polish_spent + cost <= units
+            if ok and self.limit > 0 and self.clock() + self._seconds(kind, size) > self.end:
+                ok, self.limited = False, True  # the limit holds back what the plan allows
         self._first = first and not ok  # a refused first round leaves the next try first
         return ok
 
@@ -229,8 +262,11 @@ class Plan:
         return REFINE_BATCH_MIN if (self.timed or self.scales) else REFINE_BATCH
 
     def _expected(self, kind: str, size: int) -> float:
-        if not self.timed:
-            return self._modelled(kind, size)
+        """The cost the plan charges: seconds when timed, else modelled units."""
+        return self._seconds(kind, size) if self.timed else self._modelled(kind, size)
+
+    def _seconds(self, kind: str, size: int) -> float:
+        """Expected seconds: the last one's measured time, or its modelled cost at the search's rate."""
         if kind in self._measured:
             last_size, seconds = self._measured[kind]
             return seconds * (size / last_size if kind == "pass" and last_size else 1.0)
@@ -280,8 +316,9 @@ class Plan:
             return max(min(left, self.end - now), 0.0)
         if self.timed:
             polish_left = max(self.polish_end - now, 0.0)
-        else:  # the units left, at the search's seconds per prompt step
+        else:  # the units left, at the search's seconds per prompt step; never past the limit
             polish_left = max(self.polish_units - self.polish_spent, 0.0) * self.prompt_step_seconds()
+            polish_left = min(polish_left, max(self.end - now, 0.0))
         if math.isfinite(unit_seconds) and total >= done:
             return min((total - done) * unit_seconds, polish_left)
         return polish_left

@@ -12,7 +12,7 @@ and compilation from pez.engine.accel).
 
 The text space is one CLIP or several (a JointClip: SDXL's ViT-L/14 and bigG/14 read every prompt).
 With several there is one soft prompt P_t per CLIP, one token per slot chosen for all at once
-(pez.engine.vocab.JointProjector: argmax_v sum_t w_t cos(P_t, E_t[v])), each CLIP encodes its own
+(pez.engine.vocab.Projector: argmax_v sum_t w_t cos(P_t, E_t[v])), each CLIP encodes its own
 embeddings of those ids, and the features are joined (pez.models.clip.JointClip.join) so that the
 objective is the weighted sum of the per-CLIP objectives; each P_t gets the gradient at its E_t[ids].
 With one CLIP every step is exactly the single-tower PEZ above.
@@ -102,7 +102,8 @@ def optimize(
     `config.report_every` steps (and at least every REPORT_SECONDS), one per refine/prune round,
     and a final one with `done=True` and the InversionResult. Stopping (should_stop() true, or
     closing the generator after any report) keeps the best prompt found so far. With
-    `config.time_budget` the run ends within it (pez.engine.budget); `clock` (seconds, default
+    `config.time_budget` the run ends within it; with `config.time_limit` a run that would pass
+    the limit ends there, search then polish, and its reports say `limited` (pez.engine.budget); `clock` (seconds, default
     time.perf_counter) is for tests. `clip` is one CLIP or a JointClip; `targets` are features in
     its text space (pez.engine.features)."""
     config = (config or InvertConfig()).resolved()  # checked when built; the prompt style applied
@@ -121,7 +122,13 @@ class _Search:
         self.clip, self.targets, self.config = clip, targets, config
         self.polishing = bool(config.refine_steps or config.prune_tolerance > 0)
         self.plan = Plan(
-            config.time_budget, config.steps, self.polishing, config.candidates, clip.device.type == "cpu", clock
+            config.time_budget,
+            config.steps,
+            self.polishing,
+            config.candidates,
+            clip.device.type == "cpu",
+            clock,
+            limit=config.time_limit,
         )
         self.seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
         self.gen = torch.Generator().manual_seed(self.seed)
@@ -137,7 +144,7 @@ class _Search:
         init = initial_ids(clip.clips[0], vf, self.mask, config, self.gen).to(clip.device)
         self.softs = [v.embeddings[init].float().clone().requires_grad_(True) for v in vocabs]  # (N, M, d_t) each
         self.opt = torch.optim.AdamW(self.softs, lr=config.lr, weight_decay=config.weight_decay)
-        self.project = accel.projector(vocabs[0], self.mask, tuple(vocabs[1:]), clip.weights)  # exact; skips most scans
+        self.project = accel.projector(vocabs, self.mask, clip.weights)  # exact; skips most scans
 
         self.history: list[tuple[int, float, float]] = []  # (step, mean loss, best score)
         self.step = 0
@@ -238,6 +245,8 @@ class _Search:
             "search_seconds": plan.search_seconds,
             "candidates_kept": self.n,
             "time_budget": self.config.time_budget,
+            "time_limit": self.config.time_limit,
+            "limited": float(plan.limited),
             **(polished.stats if polished is not None else {}),
             "polish_seconds": elapsed - plan.search_seconds,
         }
@@ -453,7 +462,8 @@ def _phase_report(
         phase=phase,
         hint=hint,
         eta=plan.eta(phase, r, rounds, seconds / max(r, 1)),
-        time_budget=plan.budget,
+        time_budget=plan.seconds,
+        limited=plan.limited,
     )
 
 
@@ -524,7 +534,8 @@ def _report(
         result=result,
         hint=hint,
         eta=plan.eta("search", step, config.steps) if eta is None else eta,
-        time_budget=plan.budget,
+        time_budget=plan.seconds,
+        limited=plan.limited,
     )
 
 

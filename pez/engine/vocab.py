@@ -5,8 +5,8 @@ normalised once, not per step) and keeps it while the CLIP lives. Vocabulary con
 tokens, blocklists, ASCII-only, words-only, whole words, dictionary words (pez.engine.readability),
 offensive words (pez.engine.safety)) is a mask of allowed ids, cached per `VocabFilter`; projection adds -inf at disallowed ids before the argmax.
 Tokens whose text is not valid on its own (partial UTF-8 bytes, which decode to U+FFFD) are
-never allowed, in any mode. `Projector` is the exact projection that skips most scans;
-`JointProjector` the same onto one token for several CLIPs at once (a joint search, JointClip).
+never allowed, in any mode. `Projector` is the exact projection that skips most scans, onto one
+token for one CLIP or for several at once (a joint search, JointClip).
 
 Texts: `text_ids` reads a text as the tokenizer does (the body between SOT and EOT),
 `clean_text` tidies a decoded prompt, `text_rejector` refuses decoded texts that glue pieces into
@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -169,102 +169,85 @@ def text_rejector(config: InvertConfig) -> Callable[[str], bool]:
 
 
 class Projector:
-    """Exact nearest-token projection that avoids most full vocabulary scans during a run.
+    """Exact projection of one soft prompt per CLIP onto ONE token per slot:
 
-    After a full scan of row r at anchor direction a_r we keep its top-k allowed ids and the
-    k-th best cosine s_k. For unit vectors, |p.e - a.e| <= |p - a| = delta for every token e, so
-    at a later direction p no token outside the kept set can score above s_k + delta. If the
-    best kept token scores above that, it is the exact nearest neighbour; otherwise the row is
-    scanned again (with every other row: a scan is bound by reading the vocabulary, so one row costs
+        id = argmax_v  sum_t w_t cos(p_t, e_t[v])       over the allowed ids, one table per CLIP
+
+    With one CLIP (weight 1) that is the nearest allowed token by cosine; with several (a joint
+    search, JointClip) the tables share ids (one tokenizer), so the chosen token is the same word
+    in every CLIP. Called with one soft prompt per table: project(p_1, p_2, ...) -> ids.
+
+    It avoids most full vocabulary scans during a run. After a full scan of row r at anchor
+    directions a_t we keep its top-k allowed ids and the k-th best score s_k. For unit vectors,
+    |p.e - a.e| <= |p - a|, so at later directions p_t no token's score moved by more than
+    delta = sum_t w_t |p_t - a_t| and none outside the kept set can score above s_k + delta. If
+    the best kept token scores above that, it is the exact argmax; otherwise the row is scanned
+    again (with every other row: a scan is bound by reading the vocabulary, so one row costs
     about as much as all). Soft prompts move little per step once optimisation settles, so most
-    steps cost a (k x d) re-rank instead of a (V x d) scan. Ties resolve to the lowest id, as in a
-    full scan.
+    steps cost a (k x d) re-rank instead of a (V x d) scan. Ties resolve to the lowest id, as in
+    a full scan. With `skip=False` every call is a full scan (on a GPU: no host sync).
     """
 
     EPS = 1e-5  # slack for float32 rounding in the bound
 
-    def __init__(self, vocab: Vocabulary, mask: torch.Tensor, keep: int = 256):
-        self.vocab, self.mask = vocab, mask
+    def __init__(
+        self,
+        vocabs: Vocabulary | Sequence[Vocabulary],
+        mask: torch.Tensor,
+        weights: Sequence[float] = (1.0,),
+        keep: int = 256,
+        skip: bool = True,
+    ):
+        self.vocabs = [vocabs] if isinstance(vocabs, Vocabulary) else list(vocabs)
+        self.weights = tuple(weights)
+        if len(self.weights) != len(self.vocabs):
+            raise ValueError(f"expected one weight per vocabulary ({len(self.vocabs)}), received {len(self.weights)}")
+        self.vocab, self.mask, self.skip = self.vocabs[0], mask, skip
         self.keep = min(keep, int((mask == 0).sum()))
-        self.anchor: torch.Tensor | None = None  # (R, d) unit directions at the last scan
+        self.anchor: list[torch.Tensor] | None = None  # (R, d_t) unit directions per table at the last scan
         self.kept: torch.Tensor | None = None  # (R, k) kept ids per row, ascending
-        self.floor: torch.Tensor | None = None  # (R,) k-th best cosine at the last scan
+        self.floor: torch.Tensor | None = None  # (R,) k-th best score at the last scan
         self.scans = 0  # projections that needed a full vocabulary scan (for benchmarks)
         self.calls = 0  # projections
 
-    def __call__(self, soft: torch.Tensor) -> torch.Tensor:
-        """(..., d) soft prompt -> (...) ids of the nearest allowed tokens by cosine."""
-        flat = F.normalize(soft.detach().float().reshape(-1, soft.shape[-1]), dim=-1)  # (R, d)
-        self.calls += 1
-        if self.anchor is None or self.anchor.shape != flat.shape:
-            return self._scan(flat).reshape(soft.shape[:-1])
-        delta = (flat - self.anchor).norm(dim=-1)  # (R,) how far each row moved since its scan
-        cand = self.vocab.unit.index_select(0, self.kept.flatten()).view(*self.kept.shape, -1)  # (R, k, d)
-        sims = torch.einsum("rd,rkd->rk", flat, cand)  # (R, k)
-        best, pos = sims.max(dim=-1)
-        ids = self.kept.gather(1, pos.unsqueeze(1)).squeeze(1)  # (R,)
-        if bool((best <= self.floor + delta + self.EPS).any()):
-            # Some row may have a new nearest token. A scan costs about the same for one row as
-            # for all (it is bound by reading the vocabulary), so refresh every row's anchor.
-            ids = self._scan(flat)
-        return ids.reshape(soft.shape[:-1])
-
-    def _scan(self, flat: torch.Tensor) -> torch.Tensor:
-        """Full scan of every row; refreshes the anchors and kept sets. Returns the ids (R,)."""
-        self.scans += 1
-        sims = self.vocab.similarities(flat, self.mask)  # (R, V)
-        top, top_ids = sims.topk(self.keep, dim=-1)  # (R, k), descending
-        self.anchor = flat.clone()
-        self.kept = top_ids.sort(dim=-1).values
-        self.floor = top[:, -1].clone()
-        return sims.argmax(dim=-1)  # exact, lowest id among ties
-
-
-class JointProjector(Projector):
-    """Exact projection of several CLIPs' soft prompts onto ONE token per slot (a joint search):
-
-        id = argmax_v  sum_t w_t cos(p_t, e_t[v])       over the allowed ids, one table per CLIP
-
-    The tables share ids (one tokenizer), so the chosen token is the same word in every CLIP. The
-    skip test of `Projector` holds per table: since the last full scan at anchors a_t, no token's
-    joint score moved by more than delta = sum_t w_t |p_t - a_t|, so a kept top-k whose best beats
-    the k-th score + delta holds the exact argmax; else every row is scanned again. With
-    `skip=False` every call is a full scan (on a GPU: no host sync). Call it with one soft prompt
-    per CLIP: project(p_1, p_2, ...) -> ids."""
-
-    def __init__(self, vocabs: list[Vocabulary], weights, mask: torch.Tensor, keep: int = 256, skip: bool = True):
-        super().__init__(vocabs[0], mask, keep)
-        self.vocabs, self.weights, self.skip = list(vocabs), tuple(weights), skip
-
     def scores(self, flats: list[torch.Tensor]) -> torch.Tensor:
-        """(R, d_t) unit rows per CLIP -> (R, V) joint scores, -inf where the mask disallows."""
+        """(R, d_t) unit rows per table -> (R, V) joint scores, -inf where the mask disallows."""
         out = self.mask.unsqueeze(0).expand(flats[0].shape[0], -1)
         for flat, vocab, w in zip(flats, self.vocabs, self.weights):
             out = torch.addmm(out, flat, vocab.unit.T, alpha=w)
         return out
 
+    def rerank(self, flats: list[torch.Tensor], kept: torch.Tensor) -> torch.Tensor:
+        """(R, d_t) unit rows per table, (R, k) ids -> (R, k) their joint scores, in fp32."""
+        return sum(
+            w * torch.einsum("rd,rkd->rk", f, v.unit.index_select(0, kept.flatten()).view(*kept.shape, -1))
+            for f, v, w in zip(flats, self.vocabs, self.weights)
+        )
+
     def __call__(self, *softs: torch.Tensor) -> torch.Tensor:
+        """(..., d_t) soft prompts, one per table -> (...) ids of the allowed tokens that score best."""
+        if len(softs) != len(self.vocabs):
+            raise ValueError(f"expected one soft prompt per vocabulary ({len(self.vocabs)}), received {len(softs)}")
         shape = softs[0].shape[:-1]
         flats = [F.normalize(s.detach().float().reshape(-1, s.shape[-1]), dim=-1) for s in softs]  # (R, d_t)
         self.calls += 1
         if not self.skip or self.anchor is None or self.anchor[0].shape != flats[0].shape:
             return self._scan(flats).reshape(shape)
-        delta = sum(w * (f - a).norm(dim=-1) for f, a, w in zip(flats, self.anchor, self.weights))  # (R,)
-        sims = sum(
-            w * torch.einsum("rd,rkd->rk", f, v.unit.index_select(0, self.kept.flatten()).view(*self.kept.shape, -1))
-            for f, v, w in zip(flats, self.vocabs, self.weights)
-        )  # (R, k)
-        best, pos = sims.max(dim=-1)
+        delta = sum(w * (f - a).norm(dim=-1) for f, a, w in zip(flats, self.anchor, self.weights))  # (R,) moves
+        best, pos = self.rerank(flats, self.kept).max(dim=-1)  # (R,)
         ids = self.kept.gather(1, pos.unsqueeze(1)).squeeze(1)
         if bool((best <= self.floor + delta + self.EPS).any()):
+            # Some row may have a new best token. A scan costs about the same for one row as for
+            # all (it is bound by reading the vocabulary), so refresh every row's anchor.
             ids = self._scan(flats)
         return ids.reshape(shape)
 
     def _scan(self, flats: list[torch.Tensor]) -> torch.Tensor:
+        """Full scan of every row; refreshes the anchors and kept sets. Returns the ids (R,)."""
         self.scans += 1
         sims = self.scores(flats)  # (R, V)
         if self.skip:
-            top, top_ids = sims.topk(self.keep, dim=-1)
+            top, top_ids = sims.topk(self.keep, dim=-1)  # (R, k), descending
             self.anchor = [f.clone() for f in flats]
             self.kept, self.floor = top_ids.sort(dim=-1).values, top[:, -1].clone()
         return sims.argmax(dim=-1)  # exact, lowest id among ties
@@ -272,7 +255,6 @@ class JointProjector(Projector):
 
 __all__ = [
     "EVERY_TOKEN",
-    "JointProjector",
     "Projector",
     "VocabFilter",
     "Vocabulary",

@@ -224,9 +224,8 @@ def test_the_ui_throttle_drops_updates_by_its_clock_not_the_machines():
 
 
 def test_run_is_reproducible_with_a_seed_and_reports_a_drawn_one(image_files):
-    # No time budget of the user's (the app's default on a CPU is one). The server's limit is still
-    # the engine's budget (pipeline.run_budget), which times the polish: without a polish the
-    # search alone, well inside the limit, depends on the seed only.
+    # No time budget of the user's (the app's default on a CPU is one). The server's limit is the
+    # engine's time limit (pipeline.run_budget), a cap: a run well inside it depends on the seed only.
     a = run(EP["invert"], image_files[0], MODEL, *FAST, time_budget=0.0, refine_steps=0)[-1]
     b = run(EP["invert"], image_files[0], MODEL, *FAST, time_budget=0.0, refine_steps=0)[-1]
     assert a[0] == b[0]
@@ -765,17 +764,17 @@ def test_regeneration_stops_at_the_servers_time_limit():
 # The request pipeline: one clock, one admission step
 
 
-def test_the_run_budget_is_the_users_or_the_servers_limit_whichever_is_shorter():
+def test_the_servers_limit_is_the_engines_time_limit_and_the_users_budget_stays_a_plan():
     cfg, limited = pipeline.run_budget(pez.InvertConfig(time_budget=0.0), 300.0)
-    assert cfg.time_budget == 300.0 and limited  # no budget of the user's: the limit is the budget
+    assert (cfg.time_budget, cfg.time_limit) == (0.0, 300.0) and limited  # no budget: planned in steps, capped
     cfg, limited = pipeline.run_budget(pez.InvertConfig(time_budget=60.0), 300.0)
-    assert cfg.time_budget == 60.0 and not limited
+    assert (cfg.time_budget, cfg.time_limit) == (60.0, 300.0) and not limited
     cfg, limited = pipeline.run_budget(pez.InvertConfig(time_budget=600.0), 90.0, searches=3)
-    assert cfg.time_budget == 30.0 and limited  # concatenate: the whole run's, split across its images
+    assert (cfg.time_budget, cfg.time_limit) == (200.0, 30.0) and limited  # concatenate: split across its images
 
 
 def test_the_servers_limit_ends_a_run_with_its_polish_not_like_stop(image_files):
-    """The limit is the engine's time budget: the run ends at it as planned (search, then polish),
+    """The limit is the engine's time limit: the run ends at it as planned (search, then polish),
     "Done", its record not stopped; the status says the limit ended it."""
     ep = endpoints(limits=server.Limits(max_run_seconds=3.0))
     control = progress.RunControl()

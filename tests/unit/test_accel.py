@@ -240,13 +240,13 @@ def test_coarse_scan_falls_back_on_ties_and_keeps_the_lowest_id():
 
 def test_projector_choice_is_plain_on_small_vocabularies():
     vocab = _random_vocab(d=32)
-    assert type(accel.projector(vocab, torch.zeros(vocab.size))).__name__ == "Projector"
+    assert type(accel.projector([vocab], torch.zeros(vocab.size))).__name__ == "Projector"
 
 
 def test_full_scan_projector_is_the_full_scan():
     vocab = _random_vocab()
     mask = torch.zeros(vocab.size)
-    project = accel.FullScanProjector(vocab, mask)
+    project = accel.Projector(vocab, mask, skip=False)
     soft = torch.randn(2, 3, 96, generator=torch.Generator().manual_seed(2))
     assert torch.equal(project(soft), vocab.project(soft, mask))
     assert project.scans == project.calls == 1

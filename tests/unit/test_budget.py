@@ -283,3 +283,107 @@ def test_with_refine_and_prune_on_pruning_runs(tiny_clip, images, budget):
     )  # fmt: skip
     res = _run(tiny_clip, images[:1], cfg, TickClock(0.002))[-1].result
     assert res.stats["refine_rounds"] >= 1 and res.stats["prune_passes"] >= 1
+
+
+# ---------------------------------------------------------------------------------------------
+# A time limit (issue 25): a hard cap that is no plan, so a run that ends before it is reproducible
+
+
+def test_a_far_limit_leaves_the_plan_in_steps_and_modelled_polish():
+    """Without a budget, a limit the run does not reach changes no decision of the plan."""
+    runs = []
+    for limit in (0.0, 1e6):
+        clock = ManualClock()
+        plan = Plan(budget=0, steps=20, polish=True, clock=clock, limit=limit)
+        steps = _search(plan, clock, 1.0)
+        plan.search_ended(steps)
+        plan.begin("refine", ["refine", "prune"])
+        admitted = []
+        while (ok := plan.admit("round", REFINE_BATCH_MIN)) and len(admitted) < 50:
+            admitted.append(ok)
+            clock.advance(3.0)
+            plan.record("round", REFINE_BATCH_MIN, 3.0)
+        runs.append((steps, len(admitted), plan.polish_spent, plan.timed, plan.limited))
+    assert runs[0] == runs[1] and runs[0][0] == 20 and runs[0][1] >= 1 and runs[0][3:] == (False, False)
+
+
+def test_a_limit_the_search_would_pass_ends_it_at_its_share_and_times_the_polish():
+    clock = ManualClock()
+    plan = Plan(budget=0, steps=10_000, polish=True, clock=clock, limit=40)
+    assert not plan.timed and not plan.limited  # planned in steps until the limit is near
+    steps = _search(plan, clock, 1.0)
+    assert steps == 30 and clock.t == 130.0  # (1 - POLISH_SHARE) of the limit: the polish keeps its share
+    assert plan.limited and plan.timed
+    plan.search_ended(steps)
+    assert plan.polish_end == 140.0  # the polish ends by the limit
+    plan.begin("refine", ["refine"])
+    assert plan.admit("round", REFINE_BATCH_MIN)
+    clock.advance(4.0)
+    plan.record("round", REFINE_BATCH_MIN, 4.0)
+    clock.advance(3.0)  # t = 137: a 4 s round would pass the limit
+    assert not plan.admit("round", REFINE_BATCH_MIN)
+    # Without a polish the search has it all.
+    clock = ManualClock()
+    plan = Plan(budget=0, steps=10_000, polish=False, clock=clock, limit=40)
+    assert _search(plan, clock, 1.0) == 40 and plan.limited
+
+
+def test_a_limit_holds_back_a_polish_round_that_would_pass_it():
+    """The search ended by its steps in time; the polish (planned in modelled units) runs until a
+    round's measured cost would pass the limit."""
+    clock = ManualClock()
+    plan = Plan(budget=0, steps=60, polish=True, clock=clock, limit=80)
+    assert _search(plan, clock, 1.0) == 60 and not plan.limited  # t = 160, the search inside its share
+    plan.search_ended(60)
+    plan.begin("refine", ["refine"])
+    rounds = 0
+    while plan.admit("round", REFINE_BATCH_MIN):
+        clock.advance(8.0)  # 8 s a round: the model's 4 steps of 1 s underestimate it
+        plan.record("round", REFINE_BATCH_MIN, 8.0)
+        rounds += 1
+    assert rounds == 2 and clock.t == 176.0 and plan.limited  # a third would end at 184, past 180
+    assert plan.polish_spent < plan.polish_units  # the plan alone would have gone on
+    assert not plan.timed
+
+
+def test_with_a_budget_and_a_limit_the_earlier_ends_the_run():
+    clock = ManualClock()
+    plan = Plan(budget=100, steps=10_000, polish=True, clock=clock, limit=40)
+    assert _search(plan, clock, 1.0) == 30 and plan.limited and plan.end == 140.0
+    clock = ManualClock()
+    plan = Plan(budget=40, steps=10_000, polish=True, clock=clock, limit=100)
+    assert _search(plan, clock, 1.0) == 30 and not plan.limited  # the budget planned it
+
+
+def test_a_far_limit_keeps_a_seeded_run_reproducible(tiny_clip, images):
+    cfg = pez.InvertConfig(prompt_len=5, steps=30, refine_steps=50, seed=3)
+    plain = _run(tiny_clip, images[:1], cfg, TickClock(1e-5))[-1].result
+    limited = pez.InvertConfig(prompt_len=5, steps=30, refine_steps=50, seed=3, time_limit=1e4)
+    slow, fast = (_run(tiny_clip, images[:1], limited, TickClock(t))[-1].result for t in (0.01, 1e-5))
+    assert (slow.prompt, slow.score) == (fast.prompt, fast.score) == (plain.prompt, plain.score)
+    assert slow.stats["refine_rounds"] == fast.stats["refine_rounds"] == plain.stats["refine_rounds"] >= 1
+    assert slow.stats["limited"] == fast.stats["limited"] == 0.0 and slow.steps_run == 30
+
+
+def test_a_limit_hit_ends_the_run_with_its_polish_and_says_so(tiny_clip, images):
+    cfg = pez.InvertConfig(prompt_len=5, steps=10_000, time_limit=4.0, refine_steps=1_000, seed=0)
+    reports = _run(tiny_clip, images[:1], cfg, TickClock(0.005))
+    res = reports[-1].result
+    assert not res.stopped and res.prompt and res.steps_run < 10_000
+    assert res.stats["limited"] == 1.0 and res.stats["time_limit"] == 4.0 and reports[-1].limited
+    assert res.elapsed <= 4.0 + 0.05  # the fake clock: one unit's misestimate at most
+    assert res.stats["search_seconds"] <= (1 - POLISH_SHARE) * 4.0 + 0.05
+    assert res.stats["refine_rounds"] >= 1  # the polish ran in its share
+    assert not reports[0].limited and all(r.time_budget == 4.0 for r in reports)  # what the run may take
+    # A budget shorter than the limit plans the run; the limit ends nothing.
+    both = pez.InvertConfig(prompt_len=5, steps=10_000, time_budget=2.0, time_limit=4.0, refine_steps=1_000, seed=0)
+    res = _run(tiny_clip, images[:1], both, TickClock(0.005))[-1].result
+    assert res.stats["limited"] == 0.0 and res.elapsed <= 2.0 + 0.05 and res.stats["time_budget"] == 2.0
+
+
+def test_the_limit_is_a_setting_and_a_flag():
+    assert pez.InvertConfig().time_limit == 0.0
+    args = build_parser().parse_args(["invert", "x.png", "--time-limit", "300"])
+    assert config_from_args(args).time_limit == 300.0 and config_from_args(args).time_budget == 0.0
+    with pytest.raises(pez.ConfigError, match="time_limit"):
+        pez.InvertConfig(time_limit=-1.0)

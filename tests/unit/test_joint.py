@@ -17,11 +17,11 @@ import torch
 
 import pez
 from pez import cli
-from pez.engine.accel import CoarseJointProjector, projector
+from pez.engine.accel import CoarseScanProjector, projector
 from pez.engine.polish import Polisher
 from pez.engine.scorer import TextScorer
 from pez.engine.tower import PromptEncoder, SpaceEncoder
-from pez.engine.vocab import JointProjector, VocabFilter, text_ids, text_rejector, vocabulary
+from pez.engine.vocab import Projector, VocabFilter, text_ids, text_rejector, vocabulary
 from pez.models import JointClip
 
 JOINT = "random:tiny+random:tiny-wide"
@@ -59,15 +59,15 @@ def test_joint_features_score_the_weighted_sum_of_the_cosines(joint, towers, ima
         assert torch.allclose(part, pez.image_features(clip, images), atol=1e-6)
 
 
-@pytest.mark.parametrize("cls", [JointProjector, CoarseJointProjector])
+@pytest.mark.parametrize("cls", [Projector, CoarseScanProjector])
 def test_joint_projection_is_exact_and_skips_most_scans(towers, cls):
     """fp32 scans, and scans that read bf16 copies of the tables (a CPU with fast bf16)."""
     vocabs = [vocabulary(c) for c in towers]
     mask = vocabs[0].mask(VocabFilter())
     gen = torch.Generator().manual_seed(0)
     softs = [v.embeddings[torch.randint(v.size, (3, 5), generator=gen)].clone() for v in vocabs]
-    project = cls(vocabs, (0.4, 0.6), mask, keep=64)
-    assert isinstance(projector(vocabs[0], mask, (vocabs[1],), (0.4, 0.6)), JointProjector)
+    project = cls(vocabs, mask, (0.4, 0.6), keep=64)
+    assert isinstance(projector(vocabs, mask, (0.4, 0.6)), Projector)
     for step in range(60):
         big = step % 20 == 0  # now and then a jump that must force a rescan
         softs = [s + (0.5 if big else 0.003) * torch.randn(s.shape, generator=gen) for s in softs]
@@ -84,7 +84,12 @@ def test_one_table_joint_projection_is_the_plain_one(towers):
     vocab = vocabulary(towers[0])
     mask = vocab.mask(VocabFilter())
     soft = vocab.embeddings[torch.arange(100, 110)].reshape(2, 5, -1) + 0.01
-    assert torch.equal(JointProjector([vocab], (1.0,), mask, skip=False)(soft), vocab.project(soft, mask))
+    assert torch.equal(Projector([vocab], mask, (1.0,), skip=False)(soft), vocab.project(soft, mask))
+    assert torch.equal(Projector(vocab, mask)(soft), vocab.project(soft, mask))  # one table: the plain call
+    with pytest.raises(ValueError, match="one soft prompt per vocabulary"):
+        Projector(vocab, mask)(soft, soft)
+    with pytest.raises(ValueError, match="one weight per vocabulary"):
+        Projector([vocab, vocab], mask, (1.0,))
 
 
 def test_the_gradients_are_each_clips_weighted_gradient(joint, towers, images):

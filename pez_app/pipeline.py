@@ -314,7 +314,7 @@ class ConcatenationView:
         parts = [[i + 1, p.prompt, prog.fmt_score(p.score)] for i, p in enumerate(res.parts)]
         text = prog.concat_text(res, self.job.images, self.job.note(clip, res) if self.job.note else "")
         text = found_nothing(res.prompt, res.stopped, text)
-        if limit and any(p.steps_run < self.config.steps for p in res.parts):
+        if limit and any(p.stats.get("limited") for p in res.parts):
             text += f" · ended at {limit}"
         record = {"prompt": res.prompt, "score": prog.finite(res.score), "done": True, "stopped": res.stopped}
         record["steps_run"] = sum(p.steps_run for p in res.parts)

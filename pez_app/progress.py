@@ -38,7 +38,6 @@ PLOT_NOTE = (
     "is noisy and need not match the best score (at the first steps the two differ most)."
 )
 
-CLOCK_ENDED = 0.8  # a budgeted run that took this share of its budget or more was ended by it
 READY, STARTING = "Ready.", "Starting…"
 WAITING = "Waiting in the queue for a free model slot… (another run is using it; Stop cancels)"
 BUSY = "the server is busy (its queue is full): try again in a moment"
@@ -130,6 +129,8 @@ def progress_text(rep: pez.StepReport, prefix: str = "") -> str:
         where, rate = f"Refine round {rep.step}", f"{rep.steps_per_sec:.2f} rounds/s"
     elif rep.phase == "prune":
         where, rate = f"Prune: {plural(rep.step, 'token')} removed", f"{rep.steps_per_sec:.1f} tokens/s"
+    elif rep.phase == "order":
+        where, rate = f"Word order round {rep.step}", f"{rep.steps_per_sec:.2f} rounds/s"
     else:
         where = f"Step {rep.step} / {rep.steps}"
         rate = f"{rep.steps_per_sec:.1f} steps/s" if rep.step else "starting the search"
@@ -151,9 +152,8 @@ def result_text(res: pez.InversionResult, extra: str = "", waited: float | None 
     if not res.stopped and res.steps_run < planned:
         budget = res.config.time_budget
         early = f" (time budget: {budget:g} s)" if budget else " (early stop: no better prompt for a while)"
-        if limit:  # the limit was the budget: it ended the run unless early stop (on) did, well before it
-            by_clock = not res.config.patience or res.elapsed >= CLOCK_ENDED * budget
-            early = f" (ended at {limit})" if by_clock else " (early stop: no better prompt for a while)"
+        if limit and res.stats.get("limited"):  # the engine's time limit (the server's) ended the run
+            early = f" (ended at {limit})"
     search = res.stats.get("search_seconds", res.elapsed)
     search = search if math.isfinite(search) else res.elapsed
     polish = max(res.elapsed - search, 0.0)

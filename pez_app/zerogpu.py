@@ -144,8 +144,9 @@ def search_seconds(
     searches = max(images, 1) if per_image else 1
     step = STEP_SECONDS_24_LAYERS * text_layers(model) / 24 * (1 + CANDIDATE_SHARE * (config.candidates - 1))
     work = (config.steps + REFINE_ROUND_STEPS * config.refine_steps) * step
-    if config.time_budget:
-        work = min(work, float(config.time_budget))
+    for seconds in (config.time_budget, config.time_limit):  # the run ends by either
+        if seconds:
+            work = min(work, float(seconds))
     work = searches * work + IMAGE_SECONDS * images
     return _clamp(START_SECONDS + work + (LOAD_SECONDS if loads_in_call(model) else 0.0), cap)
 

@@ -23,7 +23,7 @@ from PIL import Image
 
 from ..public_server import ROOT, call, start_server
 
-TOYS = sorted(str(p) for p in (ROOT / "pez" / "assets" / "examples").glob("toy_*.png"))
+TOYS = sorted(str(p) for p in (ROOT / "assets" / "examples").glob("toy_*.png"))
 MAX_JOBS, BODY_MB, SESSIONS, DISK_MB, RUN_SECONDS = 2, 8, 20, 1, 4
 FAST = dict(model="toy", prompt_len=3, steps=3, candidates=1, seed=0, refine_steps=0, patience=0)
 RUNNING = ("PROCESSING", "ITERATING", "PROGRESS")  # gradio_client's statuses of a started job

@@ -261,7 +261,9 @@ def check_joint(args, device: torch.device) -> None:
         targets = pez.image_targets(clip, [image])  # the vision tower(s) visit the GPU here only
         encode_peak = _peak(device)
         for n in (1, 8):
-            cfg = pez.InvertConfig(prompt_len=args.prompt_len, candidates=n, seed=0, refine_steps=0, prune_tolerance=0.0)
+            cfg = pez.InvertConfig(
+                prompt_len=args.prompt_len, candidates=n, seed=0, refine_steps=0, prune_tolerance=0.0
+            )
             try:
                 _reset_peak(device)
                 for count in (warm, steps):
@@ -337,7 +339,9 @@ def check_flux(args, device: torch.device) -> None:
             times = []
             for _ in range(1 if offload or args.smoke else 3):
                 _sync(device)
-                times.append(generate("flux-schnell", "a lighthouse at dusk", config, pipeline=pipe, score=False).seconds)
+                times.append(
+                    generate("flux-schnell", "a lighthouse at dusk", config, pipeline=pipe, score=False).seconds
+                )
         print(
             f"[flux] {label}, guidance 0, T5 length 256, {str(dtype).removeprefix('torch.')}"
             f"{', model CPU offload' if offload else ''}: {min(times):.2f} s per image (min of {len(times)}); "

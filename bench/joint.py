@@ -98,7 +98,9 @@ def random_scores(clips, goals, mask, prompt_len: int, seed: int, n: int = 8) ->
     allowed = torch.nonzero(mask == 0).flatten()
     gen = torch.Generator().manual_seed(seed + 10_000)
     texts = [
-        clean_text(clips[0].tokenizer.decode(allowed[torch.randint(len(allowed), (prompt_len,), generator=gen)].tolist()))
+        clean_text(
+            clips[0].tokenizer.decode(allowed[torch.randint(len(allowed), (prompt_len,), generator=gen)].tolist())
+        )
         for _ in range(n)
     ]
     scores = [honest(clips, goals, t) for t in texts]
@@ -141,7 +143,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0, help="per method and case")
     ap.add_argument("--weights", type=float, nargs="+", default=[0.5], help="w (tower 1) of the joint runs")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--overlap", type=float, default=1.0, help="share of planted words the towers' targets have in common")
+    ap.add_argument(
+        "--overlap", type=float, default=1.0, help="share of planted words the towers' targets have in common"
+    )
     ap.add_argument("--tolerance", type=float, default=0.02)
     args = ap.parse_args()
     torch.set_num_threads(1)

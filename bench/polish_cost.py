@@ -74,7 +74,9 @@ def measure(arch: str, steps: int, rounds: int, batches: list[int]) -> None:
     step_s = res.elapsed / res.steps_run
     print(f"search: {step_s:.3f} s/step ({res.steps_run} steps)")
     share = POLISH_SHARE / (1 - POLISH_SHARE)
-    print("| refine batch | s/round | rounds | round / step | per further swap / step | rounds in the polish of a 100-step search |")
+    print(
+        "| refine batch | s/round | rounds | round / step | per further swap / step | rounds in the polish of a 100-step search |"
+    )
     print("|---|---|---|---|---|---|")
     saved = budget.REFINE_BATCH_MIN, budget.REFINE_BATCH, budget.POLISH_SHARE
     first = None

@@ -204,9 +204,13 @@ def child_resident(pair_name: str, steps: int, device: str, max_gen_steps: int, 
     clip = phase("load_clip", lambda: pez.load_clip(pair_name, device=device, precision=dtype))
     config = pez.InvertConfig(steps=steps, seed=0, refine_steps=0, prune_tolerance=0.0)
     phase("search", lambda: pez.invert([image], clip, config))
-    gen = phase("load_generator", lambda: pez.load_generator(pair_name, device=device, dtype=dtype, text_encoder_of=clip))
+    gen = phase(
+        "load_generator", lambda: pez.load_generator(pair_name, device=device, dtype=dtype, text_encoder_of=clip)
+    )
     gen_config = pez.GenerateConfig(seed=0, steps=min(pair.steps, max_gen_steps))
-    res = phase("generate", lambda: pez.regenerate(pair_name, "a lighthouse at dusk", gen_config, score=False, pipeline=gen))
+    res = phase(
+        "generate", lambda: pez.regenerate(pair_name, "a lighthouse at dusk", gen_config, score=False, pipeline=gen)
+    )
     phase("score", lambda: score_images(clip, res.images, res.prompt, target_features(clip, [image])))
     out["peak_gib"] = max(p["peak_gib"] for p in out["phases"].values())
     out["device"], out["clip_dtype"] = str(clip.device), str(clip.clips[0].dtype).replace("torch.", "")
@@ -216,7 +220,9 @@ def child_resident(pair_name: str, steps: int, device: str, max_gen_steps: int, 
     if low_memory:  # the first prompt on a CPU Space: one search at the app's PEZ_CPU_SPACE settings
         from pez_app.server import CPU_SPACE_DEFAULTS
 
-        res = phase("cpu_space_search", lambda: pez.invert([image], clip, pez.InvertConfig(seed=0, **CPU_SPACE_DEFAULTS)))
+        res = phase(
+            "cpu_space_search", lambda: pez.invert([image], clip, pez.InvertConfig(seed=0, **CPU_SPACE_DEFAULTS))
+        )
         out["cpu_space_search"] = {"steps_run": res.steps_run, "seconds": round(res.elapsed, 1), **CPU_SPACE_DEFAULTS}
     return out
 
@@ -247,14 +253,18 @@ def main() -> None:
         help="also time the search after the targets are encoded and the vision towers freed (memory)",
     )
     ap.add_argument("--resident", action="store_true", help="keep everything loaded, as the app does (per-phase RSS)")
-    ap.add_argument("--low-memory", action="store_true", help="with --resident: bf16 weights where native (PEZ_CPU_SPACE)")
+    ap.add_argument(
+        "--low-memory", action="store_true", help="with --resident: bf16 weights where native (PEZ_CPU_SPACE)"
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         fig = (
             child_resident(args.child, args.steps, args.device, args.max_gen_steps, args.low_memory)
             if args.resident
-            else child(args.child, args.steps, args.device, args.max_gen_steps, args.threads, args.parts, args.free_vision)
+            else child(
+                args.child, args.steps, args.device, args.max_gen_steps, args.threads, args.parts, args.free_vision
+            )
         )
         sys.stdout.write("BENCH " + json.dumps(fig) + "\n")
         return
@@ -279,7 +289,9 @@ def main() -> None:
         print(json.dumps(r), flush=True)
         if args.resident:
             for name, ph in r["phases"].items():
-                print(f"{pair} {name:15s} {ph['s']:7.1f} s  peak RSS {ph['peak_gib']:5.2f} GiB  after {ph['after_gib']:5.2f} GiB")
+                print(
+                    f"{pair} {name:15s} {ph['s']:7.1f} s  peak RSS {ph['peak_gib']:5.2f} GiB  after {ph['after_gib']:5.2f} GiB"
+                )
             continue
         line = f"{pair} on {r['device']}: CLIP {r['clip']}"
         if "search_s_per_step" in r:

@@ -166,7 +166,10 @@ def add_invert_flags(p: argparse.ArgumentParser, command=None) -> None:
         flag, info = "--" + f.name.replace("_", "-"), about(InvertConfig, f.name)
         if isinstance(f.default, bool):  # --whole-words / --no-whole-words
             p.add_argument(
-                flag, action=argparse.BooleanOptionalAction, default=f.default, help=f"{info.help} (default %(default)s)"
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=f.default,
+                help=f"{info.help} (default %(default)s)",
             )
         elif f.name == "precision":
             p.add_argument(flag, choices=PRECISIONS, default=f.default, help=f"{info.help} (default {f.default})")
@@ -338,7 +341,11 @@ def _progress(reports: Iterator, total: int, quiet: bool, label: str = "", budge
                 bar.n = bar.n if budget else step_rep.step
             else:  # refine/prune rounds after the search: they end when the polish share is spent
                 bar.set_description(f"{step_rep.phase} round {step_rep.step}", refresh=False)
-            post = f"best {step_rep.best_score:.3f} {step_rep.best_prompt[:60]!r}" if math.isfinite(step_rep.best_score) else ""
+            post = (
+                f"best {step_rep.best_score:.3f} {step_rep.best_prompt[:60]!r}"
+                if math.isfinite(step_rep.best_score)
+                else ""
+            )
             if math.isfinite(step_rep.eta) and not step_rep.done:
                 post = f"~{step_rep.eta:.0f} s left, {post}"
             bar.set_postfix_str(post, refresh=False)
@@ -358,7 +365,10 @@ def _print_result(res, as_json: bool, extra: dict | None = None) -> None:
     )
     if len(res.clip_scores) > 1:  # a joint search: the score in each CLIP and its weight
         weights = res.clip_weights
-        _out("# per CLIP: " + ", ".join(f"{n} {sc:.4f} x{weights.get(n, math.nan):g}" for n, sc in res.clip_scores.items()))
+        _out(
+            "# per CLIP: "
+            + ", ".join(f"{n} {sc:.4f} x{weights.get(n, math.nan):g}" for n, sc in res.clip_scores.items())
+        )
     if res.hint:
         _out(f"# hint: {res.hint}")
     for key, value in (extra or {}).items():
@@ -374,7 +384,7 @@ def _models(args: argparse.Namespace) -> int:
     default weight) and the generator; then the pair's note."""
     rows = [(name, PAIRS[name].describe_clips(), PAIRS[name].generator or "-") for name in list_pairs()]
     width = max(len(c) for _, c, _ in rows)
-    for (name, clips, generator) in rows:
+    for name, clips, generator in rows:
         _out(f"{name:<13} CLIP {clips:<{width}}  generator {generator}")
         if PAIRS[name].note:
             _out(f"{'':<13} {PAIRS[name].note}")

@@ -149,9 +149,7 @@ class InvertConfig:
     negative_weight: float = setting(
         1.0, "weight of negative targets in the loss", "Negative weight", Bound(0.0, 10.0, 0.1)
     )
-    blocklist: tuple[str, ...] = setting(
-        (), "words never to use (every token containing one is excluded)", "Blocklist"
-    )
+    blocklist: tuple[str, ...] = setting((), "words never to use (every token containing one is excluded)", "Blocklist")
     ascii_only: bool = setting(False, "only plain ASCII tokens", "ASCII only")
     words_only: bool = setting(
         False, "only tokens made of letters (most readable)", "Readable words only", note="no sub-word fragments"
@@ -242,7 +240,9 @@ class InvertConfig:
         return self. Raises ConfigError saying expected vs received. Runs when a config is built."""
         check_fields(self)
         if self.prompt_style not in PROMPT_STYLES:
-            raise ConfigError(f"prompt_style: expected one of {list(PROMPT_STYLES)}, received {quote_value(self.prompt_style)}")
+            raise ConfigError(
+                f"prompt_style: expected one of {list(PROMPT_STYLES)}, received {quote_value(self.prompt_style)}"
+            )
         if self.judge not in JUDGES:
             raise ConfigError(f"judge: expected one of {list(JUDGES)}, received {quote_value(self.judge)}")
         if self.precision not in PRECISIONS:

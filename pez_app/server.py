@@ -257,9 +257,7 @@ def user_error(message: str, title: str = "Please check the input") -> gr.Error:
 # Settings' field names (as pez's messages name them) -> what the UI calls them (pez.config's labels;
 # a search setting's label wins over a regeneration setting of the same name).
 FIELD_LABELS = {
-    f.name: f.metadata["about"].label
-    for cls in (pez.GenerateConfig, pez.InvertConfig)
-    for f in dataclasses.fields(cls)
+    f.name: f.metadata["about"].label for cls in (pez.GenerateConfig, pez.InvertConfig) for f in dataclasses.fields(cls)
 }
 
 

@@ -108,7 +108,9 @@ class Probe:
             self.call("/distill", f"text={text!r:.30}", text, **FAST)
             self.call("/invert", f"init_prompt={text!r:.24}", img, **{**FAST, "init_prompt": text})
             self.call("/invert", f"blocklist={text!r:.26}", img, **{**FAST, "blocklist": text})
-            self.call("/regenerate", f"negative_prompt={text!r:.20}", "a circle", img, **{**GEN, "negative_prompt": text})
+            self.call(
+                "/regenerate", f"negative_prompt={text!r:.20}", "a circle", img, **{**GEN, "negative_prompt": text}
+            )
         for template in ["{style} {subject:>100000000}", "{subject.__init__.__globals__}", "{0}", "{style!r}", "{"]:
             self.call("/regenerate_style", f"template={template!r:.30}", "red", "a circle", template, **GEN)
         self.call("/regenerate_style", "10,000 subjects", "red", "a circle\n" * 10_000, "{subject} in {style}", **GEN)

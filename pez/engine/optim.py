@@ -169,7 +169,9 @@ class _Search:
                 plan.stepped(self.step)
                 flushed = self.step <= config.report_every or self.step % config.report_every == 0
                 if flushed or self.step == config.steps:
-                    self.tracker.flush(_current_entry(self.last))  # decode, honestly re-score: every step at first, then per report
+                    self.tracker.flush(
+                        _current_entry(self.last)
+                    )  # decode, honestly re-score: every step at first, then per report
                 self.history.append((self.step, loss / self.n, self.tracker.best.score))
                 if self.plateau.update(self.step, full):
                     break
@@ -224,7 +226,9 @@ class _Search:
                     polished = item
                 else:
                     self.tracker.offer(item.text, item.score)
-                    yield _phase_report(item, self.history, self.tracker, self.plan, polisher.started[item.phase], self.hint)
+                    yield _phase_report(
+                        item, self.history, self.tracker, self.plan, polisher.started[item.phase], self.hint
+                    )
         except KeyboardInterrupt:
             self.stopped = True
         self.stopped = self.stopped or (should_stop is not None and should_stop())

@@ -50,7 +50,9 @@ class TextScorer:
             self.texts[key] = clean_text(self.clip.tokenizer.decode(list(ids)))
         return self.texts[key]
 
-    def score(self, bodies: Sequence[Sequence[int]], id_scores: Sequence[float] | None = None) -> list[tuple[str, float]]:
+    def score(
+        self, bodies: Sequence[Sequence[int]], id_scores: Sequence[float] | None = None
+    ) -> list[tuple[str, float]]:
         """(decoded text, honest score) of each id body; -inf for an empty or rejected text.
         `id_scores`, when given, are fp32 scores of the bodies themselves: a text that re-tokenises
         to its body keeps it. The other new texts are scored in one batched forward."""

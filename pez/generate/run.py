@@ -168,6 +168,7 @@ def _run_diffusers(
 def _run_toy(prompt: str, s: GenerationSettings, hook: _StepHook) -> list:
     """Toy pair: one toy_generate call per image (seed + k), so seeding matches the SD path."""
     from ..toy.generator import toy_generate
+
     images = []
     hook.total = s.num_images
     for k, seed in enumerate(s.seeds):
@@ -215,9 +216,7 @@ def _nsfw_warnings(flags: list) -> list[str]:
 
 
 @torch.inference_mode()
-def score_images(
-    clip: TextSpace, images: Sequence[Any], prompt: str | None = None, targets: Any = None
-) -> ImageScores:
+def score_images(clip: TextSpace, images: Sequence[Any], prompt: str | None = None, targets: Any = None) -> ImageScores:
     """CLIP cosines of `images` to `prompt` and to `targets` (images, or (K, D) unit features)."""
     if len(images) == 0:
         return ImageScores([] if prompt else None, [] if targets is not None else None, None)
@@ -319,7 +318,9 @@ def generate(
     return result
 
 
-def _generator_for(pair: ModelPair, pipeline: Any, device: Any, offload: bool, clip: LoadedClip | None) -> LoadedGenerator:
+def _generator_for(
+    pair: ModelPair, pipeline: Any, device: Any, offload: bool, clip: LoadedClip | None
+) -> LoadedGenerator:
     """The injected pipeline, else the pair's (its text encoder shared with the scoring CLIP when they
     are the same weights: one copy of the text tower)."""
     if pipeline is not None:

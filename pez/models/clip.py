@@ -576,9 +576,7 @@ def _missing_message(spec: ClipSpec, reason: str) -> str:
     where = ""
     if spec.source == "tag":
         repo, names = hub.open_clip_files(spec.arch, spec.location)
-        where = (
-            f" Looked for {' or '.join(names)} of the Hugging Face repo {repo!r} in the hub cache ({hub.hub_cache_dir()})."
-        )
+        where = f" Looked for {' or '.join(names)} of the Hugging Face repo {repo!r} in the hub cache ({hub.hub_cache_dir()})."
     return (
         f"Could not load the CLIP weights for {spec.label!r}: {reason.strip()}.{where} "
         "To provide them: run once with network access so they are cached, or pass a local file "

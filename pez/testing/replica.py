@@ -303,7 +303,9 @@ def _clip_tower_values(generator: str, comp: Component, values: ValueSource) -> 
         return None
     model = meta_clip(parse_clip_spec(clips.pop()).arch)
     width = int(model.token_embedding.weight.shape[1])
-    if comp.config.get("hidden_size") != width or comp.config.get("num_hidden_layers", 99) > len(model.transformer.resblocks):
+    if comp.config.get("hidden_size") != width or comp.config.get("num_hidden_layers", 99) > len(
+        model.transformer.resblocks
+    ):
         return None
     shapes = state_shapes(model)
 

@@ -331,7 +331,6 @@ def _train(cfg: TrainConfig, on_step, start: float):
     return model, metrics
 
 
-
 def train(
     out_dir: str | Path = ASSETS_DIR,
     seed: int = 0,

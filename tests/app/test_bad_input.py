@@ -49,6 +49,7 @@ def app_error(client, endpoint: str, *args, **kwargs) -> str:
 
 SETTINGS = dict(model=MODEL, prompt_len=3, steps=2)
 
+
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_app_bad_images(case, files, app_client):
     """The app hands uploads to pez unopened, so every bad file gets pez's own message."""
@@ -83,7 +84,12 @@ def test_app_accepts_odd_images(files, app_client):
     "endpoint, args, kwargs, expected",
     [
         ("invert_multi", ([],), SETTINGS, "Add at least"),
-        ("invert_multi", ("{many}",), SETTINGS, f"images: expected at most {MAX_IMAGES} images, received {MAX_IMAGES + 1}"),
+        (
+            "invert_multi",
+            ("{many}",),
+            SETTINGS,
+            f"images: expected at most {MAX_IMAGES} images, received {MAX_IMAGES + 1}",
+        ),
         ("distill", ("   ",), SETTINGS, "long prompt"),
         ("distill", ("a " * MAX_TEXT_CHARS,), SETTINGS, f"at most {MAX_TEXT_CHARS} characters"),
         ("score", ("a " * MAX_TEXT_CHARS, "{ok}", MODEL), {}, f"at most {MAX_TEXT_CHARS} characters"),

@@ -81,7 +81,9 @@ def test_search_duration_follows_the_request(monkeypatch, tmp_path):
     assert budgeted == zerogpu._clamp(zerogpu.START_SECONDS + 3 * 10.0 + 3 * zerogpu.IMAGE_SECONDS, 120)
     assert zerogpu.search_seconds((str(img),), "sd-turbo", pez.InvertConfig(steps=10_000), cap=30) == 30
     monkeypatch.setattr(zerogpu, "ZERO_GPU", True)
-    assert secs(model="sd-1.5", steps=100, refine_steps=0) > short + zerogpu.LOAD_SECONDS  # not preloaded: loads in the call
+    assert (
+        secs(model="sd-1.5", steps=100, refine_steps=0) > short + zerogpu.LOAD_SECONDS
+    )  # not preloaded: loads in the call
     assert zerogpu.loads_in_call("sd-1.5") and not zerogpu.loads_in_call("sd-turbo")
     assert "sd-turbo" in zerogpu.loading_note("sd-1.5")
     assert zerogpu._image_count((str(img), [(str(img), "c"), str(img)], "a text", 1.0)) == 3
@@ -100,7 +102,11 @@ def test_generation_and_score_durations():
     "title, message, expect",
     [
         ("ZeroGPU quota exceeded", "You have exceeded your free ZeroGPU quota (60s requested vs. 7s left).", "used up"),
-        ("ZeroGPU illegal duration", "The requested GPU duration (300s) is larger than the maximum allowed", "fewer steps"),
+        (
+            "ZeroGPU illegal duration",
+            "The requested GPU duration (300s) is larger than the maximum allowed",
+            "fewer steps",
+        ),
         ("ZeroGPU queue timeout", "No GPU was available after 60s.", "try again"),
         ("ZeroGPU client error", "No GPU was available", "try again"),
         ("ZeroGPU worker error", "GPU task aborted", "aborted"),

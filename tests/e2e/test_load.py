@@ -26,5 +26,3 @@ def test_eight_concurrent_sessions_each_get_their_own_result():
     assert report.ok, report.table()
     assert len({s.final for s in report.sessions}) >= 6  # distinct images -> (mostly) distinct prompts
     assert any(len(s.prompts) > 2 for s in report.sessions), "no session saw a live update"
-
-

@@ -44,7 +44,9 @@ def test_app_on_a_simulated_zero_gpu_space(tmp_path):
 
     # Errors from the spaces package, reworded.
     assert out["quota"]["title"] == "ZeroGPU quota exceeded" and "used up" in out["quota"]["message"]
-    assert out["worker_start"]["title"] == "ZeroGPU worker error" and "GPU worker failed" in out["worker_start"]["message"]
+    assert (
+        out["worker_start"]["title"] == "ZeroGPU worker error" and "GPU worker failed" in out["worker_start"]["message"]
+    )
 
     # Durations: what the device API received is what the request needs (not a fixed 120 s).
     assert out["durations"][0] == out["expected_seconds"] < 60
@@ -62,7 +64,9 @@ def test_app_on_a_simulated_zero_gpu_space(tmp_path):
     assert "the GPU run was aborted" in abort["status"] and abort["record"]["prompt"] and abort["record"]["stopped"]
 
     limited = out["time_limit"]
-    assert limited["status"].startswith("Done after") and "(ended at the server's time limit (2 s))" in limited["status"]
+    assert (
+        limited["status"].startswith("Done after") and "(ended at the server's time limit (2 s))" in limited["status"]
+    )
     assert not limited["record"]["stopped"] and limited["record"]["prompt"] and limited["record"]["steps_run"] < 3000
 
     # Plain GPU functions: the regeneration (images pickled back, scored) and the score.

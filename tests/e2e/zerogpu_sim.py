@@ -142,7 +142,9 @@ def main(offload_dir: str) -> dict:
     results, stopped = draw_on_gpu(draws, "toy", pez.GenerateConfig(num_images=2))
     out["regenerate"] = {"images": len(results[0][0].images), "scores": results[0][0].image_scores, "stopped": stopped}
     out["score"] = on_cpu.pez.endpoints["score"]("a red circle", target, "toy")
-    gallery, summary = on_cpu.pez.endpoints["regenerate"]("a red circle", target, model="toy", num_images=1)  # with gr.Progress
+    gallery, summary = on_cpu.pez.endpoints["regenerate"](
+        "a red circle", target, model="toy", num_images=1
+    )  # with gr.Progress
     out["regenerate_handler"] = {"images": len(gallery), "summary": summary}
     out["durations"] = durations()
     out["calls"] = [path for path, _ in CALLS]

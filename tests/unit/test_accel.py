@@ -201,7 +201,6 @@ def test_compiled_tower_equals_eager_on_cpu():
     assert float((gb - ga).norm() / ga.norm()) < 1e-5  # float32 rounding only
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Exact projection with bf16 scans
 

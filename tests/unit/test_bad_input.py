@@ -8,7 +8,6 @@ EXIF rotation) must work. Test files are made on the fly and stay small: the dec
 bombs are a PNG header that claims 30000x30000 and a zlib-compressed all-zero 7000x7000 image.
 """
 
-
 from __future__ import annotations
 
 import numpy as np

@@ -216,7 +216,6 @@ def test_cli_batch_summary_and_exit_codes(tmp_path, capsys):
     assert "expected a file path" in capsys.readouterr().err
 
 
-
 def test_cli_batch_out_of_memory_before_any_image_is_one_line(tmp_path, capsys, monkeypatch):
     folder = make_folder(tmp_path / "in", n=1, bad=False)
 

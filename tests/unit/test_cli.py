@@ -69,7 +69,6 @@ def test_bad_settings_exit_2_with_one_line(image_files, capsys, args, match):
     assert err.startswith("error: ") and match in err and "Traceback" not in err
 
 
-
 def test_runtime_failure_is_one_line_exit_1(image_files, capsys, monkeypatch):
     import pez.inversion
 

@@ -16,7 +16,16 @@ from pez.engine.vocab import VocabFilter, clean_text, vocabulary
 from ..conftest import noise_image
 
 # The plain PEZ search (refinement and pruning after it are tested in tests/test_refine.py).
-FAST = pez.InvertConfig(prompt_len=4, steps=12, report_every=4, candidates=2, seed=0, refine_steps=0, prune_tolerance=0, prompt_style="custom")
+FAST = pez.InvertConfig(
+    prompt_len=4,
+    steps=12,
+    report_every=4,
+    candidates=2,
+    seed=0,
+    refine_steps=0,
+    prune_tolerance=0,
+    prompt_style="custom",
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,7 +200,13 @@ def test_style_template():
 
 @pytest.mark.parametrize(
     "template",
-    ["{style} {subject:>100000000}", "{subject.__class__} {style}", "{subject} {style[0]}", "{subject!r} {style}", "{style"],
+    [
+        "{style} {subject:>100000000}",
+        "{subject.__class__} {style}",
+        "{subject} {style[0]}",
+        "{subject!r} {style}",
+        "{style",
+    ],
 )
 def test_style_template_takes_only_bare_fields(template):
     """A template comes from users: no format spec, conversion, attribute or index is ever applied."""
@@ -338,7 +353,6 @@ def test_missing_local_file_and_folder(tmp_path):
         pez.load_clip(f"ViT-B-32@{tmp_path / 'missing.bin'}")
     with pytest.raises(pez.WeightsNotFoundError, match="folder not found"):
         pez.load_clip(f"local-dir:{tmp_path / 'nope'}")
-
 
 
 def test_device_validation():

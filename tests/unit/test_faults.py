@@ -57,8 +57,6 @@ def test_stop_mid_run_keeps_the_best_prompt(tiny_clip):
     assert first.best_prompt and first.step == config.report_every
 
 
-
-
 def test_a_failed_load_keeps_nothing_it_built(tmp_path):
     """A load that fails after the architecture is built (weights that are not weights) must not keep
     the half-built model alive through the exception (gradio keeps raised errors a while)."""

@@ -200,7 +200,9 @@ def test_settings_follow_the_pair_and_flux_rules():
     assert (
         kwargs["negative_prompt"] is None and kwargs["true_cfg_scale"] == 1.0 and kwargs["max_sequence_length"] == 256
     )
-    kwargs = flux_path.call_kwargs("a cat", resolve_settings(FLUX, GenerateConfig(negative_prompt="blur", guidance=3.0)))
+    kwargs = flux_path.call_kwargs(
+        "a cat", resolve_settings(FLUX, GenerateConfig(negative_prompt="blur", guidance=3.0))
+    )
     assert kwargs["negative_prompt"] == "blur" and kwargs["true_cfg_scale"] == 3.0 and kwargs["guidance_scale"] == 0.0
 
 

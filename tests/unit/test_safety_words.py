@@ -94,7 +94,9 @@ def test_of_builds_words_phrases_and_masks():
 
 def test_the_issues_innocent_words_pass_and_its_gaps_are_closed(words):
     # issue 18: the old list blocked these image words; the prep's filter let the second line pass
-    for word in "striped organ stroke slope fat pot paddy sandbar facial naked drunk stoned god kill hell vodka".split():
+    for (
+        word
+    ) in "striped organ stroke slope fat pot paddy sandbar facial naked drunk stoned god kill hell vodka".split():
         assert not words.blocks_word(word), word
     for word in "masturbation pedophilia horny kkk nazi".split():
         assert words.blocks_word(word) and words.blocks_text(f"a {word} poster"), word

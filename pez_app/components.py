@@ -138,6 +138,41 @@ def candidates_table(elem: str, headers=("#", "prompt", "score"), label: str = "
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# Share links: gradio's deep link (/gradio_api/deep_link) saves the server's copy of the session's
+# component values. That copy holds what handlers wrote (results) but not what the person typed or
+# uploaded since, nor which tab is open: Share first sends the tab's inputs through a handler that
+# returns them as they are (so the copy holds them), selects the tab, then copies the link.
+
+SHARE_LABEL, SHARE_COPIED = "🔗 Share this result", "✓ Link copied: paste it anywhere"
+SHARE_JS = """async () => {
+  try {
+    const r = await fetch('gradio_api/deep_link?session_hash=' + window.__gradio_session_hash__);
+    const id = (await r.text()).replace(/^"|"$/g, '');
+    if (!r.ok || !id) throw new Error('no link');
+    const url = new URL(window.location.href);
+    url.searchParams.set('deep_link', id);
+    await navigator.clipboard.writeText(url.toString());
+    return SHARE_COPIED;
+  } catch (e) { return 'Could not copy a link (' + (e.message || e) + ')'; }
+}""".replace("SHARE_COPIED", repr(SHARE_COPIED))
+
+
+def share_button(tabs: gr.Tabs | None, tab_id: str, keep: list) -> gr.Button:
+    """The tab's Share button: the link reopens this tab with `keep` (its inputs, prompt and run
+    buttons) as they are now, and the results its handlers wrote. One icon (the emoji)."""
+    button = gr.Button(SHARE_LABEL, size="sm", elem_id=f"{tab_id}-share", elem_classes="pez-share")
+
+    def record(*values):
+        return (*values, gr.Tabs(selected=tab_id), SHARE_LABEL)
+
+    outs = [*keep, tabs, button] if tabs is not None else [*keep, button]
+    button.click(record if tabs is not None else (lambda *v: (*v, SHARE_LABEL)), keep, outs, **QUICK).then(
+        None, None, button, js=SHARE_JS, **QUICK
+    )
+    return button
+
+
 def pick_row(evt: gr.SelectData):
     """Candidates table click -> that row's prompt."""
     row = evt.row_value or []

@@ -43,9 +43,20 @@ MERGE_JS = f"""(rec) => {{ {_READ}
   localStorage.setItem(key, JSON.stringify(stored));
   return [stored];
 }}"""
+# Clear keeps what it removed in this browser only (CLEARED_KEY), never in a component: a share
+# link replays component values, so Undo must not take its records from one (issue 23).
+CLEARED_KEY = HISTORY_KEY + "-cleared"
 CLEAR_JS = f"""() => {{ {_READ}
   localStorage.setItem(key, '[]');
-  return [[], stored];
+  localStorage.setItem({json.dumps(CLEARED_KEY)}, JSON.stringify(stored));
+  return [[], {{__type__: 'update', visible: stored.length > 0, value: '↩ Undo clear (' + stored.length + ')'}}];
+}}"""
+UNDO_JS = f"""() => {{
+  let old = [];
+  try {{ old = JSON.parse(localStorage.getItem({json.dumps(CLEARED_KEY)}) || '[]'); }} catch (e) {{ old = []; }}
+  localStorage.removeItem({json.dumps(CLEARED_KEY)});
+  const merged = ({MERGE_JS})(Array.isArray(old) ? old : []);
+  return [merged[0], {{__type__: 'update', visible: false}}];
 }}"""
 
 

@@ -130,6 +130,8 @@ def progress_text(rep: pez.StepReport, prefix: str = "") -> str:
         where, rate = f"Refine round {rep.step}", f"{rep.steps_per_sec:.2f} rounds/s"
     elif rep.phase == "prune":
         where, rate = f"Prune: {plural(rep.step, 'token')} removed", f"{rep.steps_per_sec:.1f} tokens/s"
+    elif rep.phase == "order":  # readable style: the words put in a readable order
+        where, rate = f"Word order: round {rep.step} of {rep.steps}", f"{rep.steps_per_sec:.2f} rounds/s"
     else:
         where = f"Step {rep.step} / {rep.steps}"
         rate = f"{rep.steps_per_sec:.1f} steps/s" if rep.step else "starting the search"
@@ -150,10 +152,11 @@ def result_text(res: pez.InversionResult, extra: str = "", waited: float | None 
     early = ""
     if not res.stopped and res.steps_run < planned:
         budget = res.config.time_budget
-        early = f" (time budget: {budget:g} s)" if budget else " (early stop: no better prompt for a while)"
-        if limit:  # the limit was the budget: it ended the run unless early stop (on) did, well before it
-            by_clock = not res.config.patience or res.elapsed >= CLOCK_ENDED * budget
-            early = f" (ended at {limit})" if by_clock else " (early stop: no better prompt for a while)"
+        # the budget ended the run unless early stop (on) did, well before the budget ran out
+        by_clock = bool(budget) and (not res.config.patience or res.elapsed >= CLOCK_ENDED * budget)
+        early = " (early stop: no better prompt for a while)"
+        if by_clock:
+            early = f" (ended at {limit})" if limit else f" (time budget: {budget:g} s)"
     search = res.stats.get("search_seconds", res.elapsed)
     search = search if math.isfinite(search) else res.elapsed
     polish = max(res.elapsed - search, 0.0)

@@ -98,7 +98,7 @@ def build(ctx) -> None:
             [("From the long prompt", "distill-long-gallery"), ("From the short prompt", "distill-short-gallery")],
         )
         ctx.panels.append(panel)
-        ctx.share_button()
+        ui.share_button(ctx.tabs, "distill", [long_prompt, short_len, prompt])
 
         _, control = wire_search(
             ctx,

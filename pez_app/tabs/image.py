@@ -135,7 +135,7 @@ def build(ctx) -> None:
             extra,
         )
         ctx.panels.append(panel)
-        ctx.share_button()
+        ui.share_button(ctx.tabs, "image", [goal, image, run, text, weight, prompt, panel.negative])
 
         ui.checked_uploads(image, status)
         ui.checked_uploads(negatives, status)

@@ -108,7 +108,7 @@ def build(ctx) -> None:
             [("Generated", "multi-gallery")],
         )
         ctx.panels.append(panel)
-        ctx.share_button()
+        ui.share_button(ctx.tabs, "multi", [images, mode, run_all, run_concat, prompt])
 
         ui.checked_uploads(images, status)
         _, control = wire_search(

@@ -104,7 +104,7 @@ def build(ctx) -> None:
             extra,
         )
         ctx.panels.append(panel)
-        ctx.share_button()
+        ui.share_button(ctx.tabs, "style", [images, prompt, boxes["subjects"], boxes["template"]])
 
         ui.checked_uploads(images, status)
         _, control = wire_search(

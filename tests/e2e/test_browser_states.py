@@ -11,6 +11,7 @@ Needs `apt-get install chromium` and `pip install playwright`; skipped when eith
 from __future__ import annotations
 
 import contextlib
+import re
 import os
 import shutil
 import time
@@ -258,3 +259,78 @@ def test_an_out_of_range_number_typed_in_the_ui_is_named_not_clamped(page):
     )
     assert not status(page).startswith("Done"), status(page)
     assert page.get_by_label("Steps", exact=True).input_value() == "0", "the box no longer shows what was typed"
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 24, item 1: share links. Each test's docstring says what a newcomer saw before the fix.
+
+
+def share_link(page, tab: str) -> str:
+    """Press the tab's Share button as a person would; return the link it copied."""
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.evaluate("() => navigator.clipboard.writeText('')")
+    page.locator(f"#tab-{tab}").get_by_role("button", name=re.compile("Share")).click()
+    wait_for(page, "() => navigator.clipboard.readText().then(t => t.includes('deep_link='))", what="no link copied")
+    return page.evaluate("() => navigator.clipboard.readText()")
+
+
+def open_link(browser, link: str):
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    shared = context.new_page()
+    shared.set_default_timeout(60_000)
+    shared.goto(link)
+    shared.wait_for_selector("#tabs")
+    return shared
+
+
+def test_an_image_link_restores_the_prompt_and_the_edit_made_before_sharing(page, browser):
+    """Before issue 24: the Prompt box of an Image → Prompt link was empty; a link made after
+    editing the prompt was the same as before the edit; nothing said the link was copied."""
+    search(page, TOYS[2])
+    found = page.input_value("#image-prompt textarea")
+    assert found
+    first = share_link(page, "image")
+    assert page.locator("#tab-image").get_by_text("copied").first.is_visible(), "no 'copied' feedback"
+    shared = open_link(browser, first)
+    wait_for(shared, "(p) => document.querySelector('#image-prompt textarea')?.value === p", found, "prompt lost")
+    shared.context.close()
+    page.fill("#image-prompt textarea", "an edited prompt")
+    second = share_link(page, "image")
+    assert second != first, "the link does not carry the edit"
+    shared = open_link(browser, second)
+    wait_for(shared, "() => document.querySelector('#image-prompt textarea')?.value === 'an edited prompt'",
+             what="the edited prompt did not come back")
+    shared.context.close()
+
+
+def test_a_multi_image_link_opens_on_its_tab_with_its_images_and_run_label(page, browser):
+    """Before issue 24: a Multi-image link opened on the first tab, the input images blank and the
+    run button reading 'Run'."""
+    page.click("#tabs button:has-text('Multi-image')")
+    page.set_input_files("#multi-input input[type=file]", TOYS[:2])
+    page.wait_for_selector("#multi-input img")
+    link = share_link(page, "multi")
+    shared = open_link(browser, link)
+    wait_for(shared, "() => document.querySelector('#tab-multi')?.offsetParent !== null", what="not on Multi-image")
+    wait_for(shared, "() => Array.from(document.querySelectorAll('#multi-input img')).filter(i => i.naturalWidth > 0).length === 2",
+             what="the input images did not come back")
+    assert shared.inner_text("#multi-run").strip() == "▶ Find one prompt"
+    shared.context.close()
+
+
+def test_a_link_never_writes_into_the_visitors_history(server, page, browser):
+    """Issue 23: a link made after calling the History 'clear' handler with crafted records showed
+    'Undo clear', and one click wrote those records into the visitor's History."""
+    page.click("#tabs button:has-text('History')")
+    page.click("#history-clear")
+    page.click("#tabs button:has-text('Image → Prompt')")
+    link = share_link(page, "image")
+    shared = open_link(browser, link)
+    shared.click("#tabs button:has-text('History')")
+    undo = shared.locator("#history-undo")
+    if undo.is_visible():
+        undo.click()
+        shared.wait_for_timeout(500)
+    stored = shared.evaluate("() => localStorage.getItem('pez-history-v2') || '[]'")
+    assert stored == "[]", f"the visitor's History was written by a link: {stored[:200]}"
+    shared.context.close()

@@ -106,7 +106,11 @@ def export_history(history) -> str:
 
 
 def record_of(control: RunControl) -> dict | None:
-    return control.record
+    """The run record History keeps; a negative-prompt search is logged as mode "negative"."""
+    record = control.record
+    if record and control.goal == "negative":
+        return {**record, "mode": "negative"}
+    return record
 
 
 class HistoryStore:

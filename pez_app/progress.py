@@ -246,6 +246,7 @@ class RunControl:
     error: str = ""  # the last failure's message, for the status line
     deadline: Callable[[], bool] | None = None  # the backstop of the server's time limit (pipeline.Deadline)
     regen_error: str = ""  # the last failed regeneration's message, for the tab's summary
+    goal: str = ""  # Image → Prompt's goal at the latest Run click ("negative": History's mode)
 
     def should_stop(self) -> Callable[[], bool]:
         """should_stop for a run that starts now: true once Stop is pressed after its Run click."""

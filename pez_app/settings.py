@@ -188,11 +188,12 @@ def server_caps(limits: Limits) -> dict[str, int]:
 
 
 def check_caps(values: dict[str, Any], limits: Limits) -> None:
-    """Refuse, before any work, a value above this server's cap ("expected a value in [1, 3000]
-    on this server"); other values go on to the config's own check."""
+    """Refuse, before any work, a value outside this server's range of a capped setting, below it
+    or above ("expected a value in [1, 3000] on this server", as the box's hint says); other values
+    go on to the config's own check."""
     for name, cap in server_caps(limits).items():
         v = as_int(values.get(name))
-        if isinstance(v, int) and not isinstance(v, bool) and v > cap:
+        if isinstance(v, int) and not isinstance(v, bool) and not BOUNDS[name].lo <= v <= cap:
             lo = BOUNDS[name].lo
             what = about(InvertConfig, name).label
             raise user_error(f"{what} ({name}): expected a value in [{lo:g}, {cap}] on this server, received {v}")

@@ -83,6 +83,21 @@ REGENERATE = (
 )
 
 
+NEGATIVE_OFF = (
+    "the prompt found is the negative prompt now; at guidance {g:g} it has no effect (the pair samples "
+    "without classifier-free guidance): raise Guidance above 1 to use it"
+)
+
+
+def negative_found(goal: str, prompt: str, before: str, guidance):
+    """Negative-prompt mode, after a run: the prompt found -> the negative prompt (saying when the
+    guidance makes it do nothing, as sd-turbo's default 0 does), the prompt box as it was."""
+    if goal != "negative" or not prompt:
+        return gr.skip(), gr.skip()
+    off = isinstance(guidance, (int, float)) and guidance <= 1
+    return gr.Textbox(value=prompt, info=NEGATIVE_OFF.format(g=guidance) if off else None), before
+
+
 def build(ctx) -> None:
     s, pipeline = ctx.settings, ctx.pipeline
     invert_image = pipeline.search(INVERT)
@@ -151,13 +166,13 @@ def build(ctx) -> None:
         # Negative-prompt mode: the prompt found describes what to avoid -> the negative prompt, and
         # the prompt box gets back what it held before the run (the run streamed into it).
         before = gr.State("")
-        run.click(lambda p: p, prompt, before, **ui.QUICK)
-        events[0].success(
-            lambda g, p, b: (p, b) if g == "negative" and p else (gr.skip(), gr.skip()),
-            [goal, prompt, before],
-            [panel.negative, prompt],
-            **ui.QUICK,
-        )
+
+        def clicked(p, g, c):
+            c.goal = g  # History logs the run as a negative-prompt search (history.record_of)
+            return p
+
+        run.click(clicked, [prompt, goal, control], before, **ui.QUICK)
+        events[0].success(negative_found, [goal, prompt, before, panel.guidance], [panel.negative, prompt], **ui.QUICK)
         goal.change(
             lambda g: gr.Button("▶ Find negative prompt" if g == "negative" else "▶ Find prompt"), goal, run, **ui.QUICK
         )

@@ -436,10 +436,11 @@ def test_range_errors_name_the_field_and_plurals_read_well(image_files):
     assert "Add at least 1 style image first" in e.value.message
 
 
-def test_distill_refuses_a_short_length_longer_than_the_input():
-    with pytest.raises(gr.Error) as e:
-        run(EP["distill"], "a red star", MODEL, 8, 10, 1, 0, 0.1, "", "readable")
-    assert "must be shorter than the long one" in e.value.message
+def test_distill_caps_a_short_length_longer_than_the_input():
+    """Issue 24, item 8: pez's rule (distill_length) caps the length with a note instead of refusing."""
+    updates = run(EP["distill"], "a red star", MODEL, 8, 10, 1, 0, 0.1, "", "readable")
+    status = updates[-1][1]
+    assert status.startswith("Done") and "capped to 2 tokens" in status and "3 → 2 tokens" in status, status
 
 
 def test_settings_follow_the_core_fields_and_integers_are_typed_int():
@@ -857,3 +858,58 @@ def test_build_demo_leaves_no_state_in_module_globals():
     image = _component(small, inputs.TargetImage, "Target image")
     assert image.data_model.max_mb == 3 and _component(app.demo, inputs.TargetImage, "Target image").data_model.max_mb == 20
     assert not hasattr(small, "pez_start") and "max_file_size" not in components.LAUNCH_KWARGS
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 24 (the app's items) and issue 23 item 6 (share links replay no History write)
+
+
+@pytest.mark.parametrize("steps", [-5, 100000])
+def test_steps_out_of_range_get_one_message_with_the_servers_range(steps):
+    """Issue 24, item 4: -5 said '[1, 10000]', 100000 said '[1, 3000] on this server'."""
+    with pytest.raises(gr.Error) as e:
+        list(EP["invert"](components.toy_examples()[0], MODEL, 4, steps))
+    assert f"expected a value in [1, 3000] on this server, received {steps}" in e.value.message
+    assert _component(app.demo, inputs.SettingNumber, "Steps").info.startswith("1 to 3,000")
+
+
+def test_prompt_style_is_a_choice_in_the_panel_and_a_string_in_the_api():
+    radio = next(
+        b for b in app.demo.blocks.values() if isinstance(b, gr.Radio) and b.label == settings.label("prompt_style")
+    )
+    assert [v for _, v in radio.choices] == ["readable", "max-score", "custom"] and radio.value == "readable"
+    assert inspect.signature(EP["invert"]).parameters["prompt_style"].annotation is str
+
+
+def test_history_logs_a_negative_prompt_search_as_negative():
+    """Issue 24, item 11: History logged negative-prompt searches as mode 'image'."""
+    control = progress.RunControl(record={"id": "x", "mode": "image", "prompt": "red"})
+    assert history.record_of(control)["mode"] == "image"
+    control.goal = "negative"
+    assert history.record_of(control)["mode"] == "negative"
+
+
+def test_a_negative_prompt_at_guidance_0_says_it_does_nothing():
+    """Issue 24, item 9: the negative prompt found landed in its box with no word that sd-turbo's
+    guidance 0 ignores it."""
+    from pez_app.tabs import image
+
+    box, prompt = image.negative_found("negative", "blue square", "kept", 0.0)
+    assert box.value == "blue square" and "no effect" in box.info and prompt == "kept"
+    box, _ = image.negative_found("negative", "blue square", "kept", 5.0)
+    assert not box.info
+
+
+def test_no_history_write_takes_records_from_a_component():
+    """Issue 23, item 6: Undo clear merged the records of a hidden component into the browser's
+    History, and a share link replays component values. Every event that writes the stored list
+    takes, at most, the run record a handler just wrote (HistoryStore.pending)."""
+    cfg = app.demo.config
+    store_id = next(c["id"] for c in cfg["components"] if c["props"].get("elem_id") == "history-store")
+    writers = [d for d in cfg["dependencies"] if "localStorage.setItem" in (d.get("js") or "")]
+    assert writers and all(store_id in d["outputs"] for d in writers)
+    pending = {i for d in writers for i in d["inputs"]}
+    assert len(pending) <= 1, "a History write takes records from more than one component"
+    for d in cfg["dependencies"]:  # that one component is written only by the server's record_of
+        if pending & set(d["outputs"]):
+            assert d["backend_fn"], "a browser-side event writes the records History merges"

@@ -40,6 +40,7 @@ CSS = """
 .pez-prompt textarea { font-family: var(--font-mono); font-size: 1.02em; }
 .pez-pair-info, .pez-hint, .pez-plot-note { font-size: .88em; color: var(--body-text-color-subdued); }
 .pez-summary { min-height: 1.5em; }
+.pez-plain { white-space: pre-wrap; }
 #image-input img { width: 100%; height: 100%; object-fit: contain; }
 /* Narrow screens: the tabs that do not fit go to gradio's overflow menu; label it. */
 .overflow-menu > button { display: inline-flex; align-items: center; gap: 4px; font-weight: 600; }
@@ -211,27 +212,35 @@ def toy_style_examples() -> list[str]:
     return paths
 
 
-TOY_SIDE = 96  # pixels: the toy world draws 64 px pictures, so a larger image is most likely a photo
+# A toy picture is one shape on a plain (lightly noisy) background: in a 32 px thumbnail, quantised
+# to 4 bits a channel, the toy examples have 49-75 colours, the example photos 114-225.
+TOY_THUMB, TOY_COLOURS = 32, 96
 TOY_NOTE = (
     "note: the toy world model knows only coloured shapes, so its scores of photos mean little "
-    "(choose a real model pair in Settings)"
+    "(a real model pair, where this server has its weights, reads photos)"
 )
+
+
+def toy_like(path) -> bool:
+    """Whether an image looks like a toy-world picture (few flat colours), whatever its size."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img.draft("RGB", (TOY_THUMB * 4, TOY_THUMB * 4))  # JPEG: decode at a reduced size
+        thumb = img.convert("RGB").resize((TOY_THUMB, TOY_THUMB), Image.Resampling.NEAREST)
+    colours = thumb.point(lambda v: v >> 4 << 4).getcolors(TOY_THUMB * TOY_THUMB)
+    return len(colours) <= TOY_COLOURS
 
 
 def toy_note(model: str, paths: list) -> str:
     """" · note: …" when the toy world model is asked about images that are not toy pictures."""
-    from PIL import Image
-
     if model != "toy":
         return ""
-    sides = []
     try:
-        for path in paths:
-            with Image.open(path) as img:  # the header only
-                sides.append(max(img.size))
+        photos = [p for p in paths if not toy_like(p)]
     except Exception:  # noqa: BLE001 - a bad file is reported by the run itself
         return ""
-    return f" · {TOY_NOTE}" if any(side > TOY_SIDE for side in sides) else ""
+    return f" · {TOY_NOTE}" if photos else ""
 
 
 def image_examples(image, model: gr.Dropdown, toys: list[str], photos: list[str]) -> None:

@@ -64,6 +64,15 @@ STATUS_TEMPLATE = """
 """
 
 
+# Plain text shown as it is: never Markdown or HTML (a value may repeat a caller's text, and a share
+# link replays it in another visitor's page); API and MCP get the same plain text.
+PLAIN_TEMPLATE = """<div class="pez-plain">${(value || '').replace(/&/g, '&amp;').replace(/</g, '&lt;')}</div>"""
+
+
+def plain_box(elem: str, value: str = "") -> gr.HTML:
+    return gr.HTML(value, html_template=PLAIN_TEMPLATE, elem_id=elem, elem_classes="pez-summary", js_on_load=None)
+
+
 def status_box(elem: str) -> gr.HTML:
     return gr.HTML(READY, html_template=STATUS_TEMPLATE, label="status", elem_id=f"{elem}-status", js_on_load=None)
 

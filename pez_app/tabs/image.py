@@ -11,6 +11,7 @@ from pez.config import BOUNDS, TEXT_WEIGHT
 
 from .. import components as ui
 from ..inputs import Choice, TargetImage
+from .. import progress as prog
 from ..pipeline import Job, Search, wire_search
 from ..regenerate import Draw, RegeneratePanel, image_paths
 from ..server import ServerSettings, user_error
@@ -67,7 +68,7 @@ def score_prompt(server: ServerSettings, prompt: str, image: str | None, model: 
     """
     clip = server.load_model(model)
     score = pez.score_texts(clip, [prompt], [image])[0]
-    return f"Score of this prompt against the image: **{score:.3f}** (CLIP cosine, `{model}`)"
+    return f"Score of this prompt against the image: {score:.3f} (CLIP cosine, {model})"
 
 
 def _regenerate(prompt: str, image: str | None) -> list[list[Draw]]:
@@ -138,7 +139,7 @@ def build(ctx) -> None:
 
         def extra():
             score_btn = gr.Button("Score the edited prompt", size="sm", elem_id="image-score")
-            score_md = gr.Markdown(elem_id="image-score-text")
+            score_md = prog.plain_box("image-score-text")
             score_btn.click(score, [prompt, image, s.model], score_md, api_name="score", **pipeline.gpu_options())
 
         panel = RegeneratePanel(

@@ -280,6 +280,7 @@ def test_multi_concatenate_style_and_distill(image_files):
 def test_score_prompt(image_files):
     text = EP["score"]("a red circle", image_files[0], MODEL)
     assert "Score of this prompt" in text
+    assert "*" not in text and "`" not in text, f"issue 24, item 12: Markdown in the API's text: {text!r}"
     with pytest.raises(gr.Error):
         EP["score"]("   ", image_files[0], MODEL)
 
@@ -345,6 +346,7 @@ def test_regenerate_scores_images_against_the_target(image_files):
     items, summary = EP["regenerate"]("a red circle", image_files[0], "toy", "", 3, 1, 0.0, 2)
     assert len(items) == 2 and "seed 3" in items[0][1] and "sim " in items[0][1]
     assert "image similarity to the target" in summary
+    assert "*" not in summary, f"issue 24, item 12: Markdown in the API's summary: {summary!r}"
     gallery = [(p, None) for p in image_files]
     items, _ = EP["regenerate_multi"]("a red circle, a blue star", gallery, "toy", "", 0, 1, 0, 1)
     assert len(items) == 1
@@ -913,3 +915,18 @@ def test_no_history_write_takes_records_from_a_component():
     for d in cfg["dependencies"]:  # that one component is written only by the server's record_of
         if pending & set(d["outputs"]):
             assert d["backend_fn"], "a browser-side event writes the records History merges"
+
+
+def test_the_toy_note_fires_for_photos_not_for_large_toy_like_pictures(tmp_path):
+    """Issue 24, item 5: the note fired on any image over 96 px (a 256 px red circle) and told an
+    offline user to pick a real model."""
+    from PIL import Image, ImageDraw
+
+    circle = tmp_path / "red_circle.png"
+    img = Image.new("RGB", (256, 256), (128, 128, 128))
+    ImageDraw.Draw(img).ellipse((40, 40, 216, 216), fill=(220, 30, 30))
+    img.save(circle)
+    assert components.toy_note("toy", [str(circle)]) == ""
+    assert all(components.toy_note("toy", [p]) == "" for p in components.toy_examples())
+    photo = components.toy_note("toy", components.photo_examples()[:1])
+    assert "only coloured shapes" in photo and "choose a real model" not in photo

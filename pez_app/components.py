@@ -144,6 +144,10 @@ def candidates_table(elem: str, headers=("#", "prompt", "score"), label: str = "
 # component values. That copy holds what handlers wrote (results) but not what the person typed or
 # uploaded since, nor which tab is open: Share first sends the tab's inputs through a handler that
 # returns them as they are (so the copy holds them), selects the tab, then copies the link.
+# They go back as updates with a value (gr.update(value=…)), not as bare values: after any property
+# update of a component (gr.skip(), gr.Button(visible=…)) gradio 6.31 files a bare value under a
+# new component id the page does not have, and the link restores nothing. Images and galleries go
+# back bare (an update's file would be saved without its URL); no handler updates their properties.
 
 SHARE_LABEL, SHARE_COPIED = "🔗 Share this result", "✓ Link copied: paste it anywhere"
 SHARE_JS = """async () => {
@@ -164,13 +168,14 @@ def share_button(tabs: gr.Tabs | None, tab_id: str, keep: list) -> gr.Button:
     buttons) as they are now, and the results its handlers wrote. One icon (the emoji)."""
     button = gr.Button(SHARE_LABEL, size="sm", elem_id=f"{tab_id}-share", elem_classes="pez-share")
 
-    def record(*values):
-        return (*values, gr.Tabs(selected=tab_id), SHARE_LABEL)
+    files = [isinstance(c, (gr.Image, gr.Gallery)) for c in keep]
 
-    outs = [*keep, tabs, button] if tabs is not None else [*keep, button]
-    button.click(record if tabs is not None else (lambda *v: (*v, SHARE_LABEL)), keep, outs, **QUICK).then(
-        None, None, button, js=SHARE_JS, **QUICK
-    )
+    def record(*values):
+        kept = tuple(v if f else gr.update(value=v) for v, f in zip(values, files, strict=True))
+        return (*kept, gr.update(value=SHARE_LABEL)) + ((gr.Tabs(selected=tab_id),) if tabs is not None else ())
+
+    outs = [*keep, button] + ([tabs] if tabs is not None else [])
+    button.click(record, keep, outs, **QUICK).then(None, None, button, js=SHARE_JS, **QUICK)
     return button
 
 

@@ -930,3 +930,39 @@ def test_the_toy_note_fires_for_photos_not_for_large_toy_like_pictures(tmp_path)
     assert all(components.toy_note("toy", [p]) == "" for p in components.toy_examples())
     photo = components.toy_note("toy", components.photo_examples()[:1])
     assert "only coloured shapes" in photo and "choose a real model" not in photo
+
+
+def _series(plot) -> dict[str, list[tuple[int, float]]]:
+    frame = plot.value if hasattr(plot, "value") else plot
+    data = frame["data"] if isinstance(frame, dict) else frame.values.tolist()
+    cols = frame["columns"] if isinstance(frame, dict) else list(frame.columns)
+    out: dict = {}
+    for row in data:
+        rec = dict(zip(cols, row))
+        if rec["loss"] is not None and rec["loss"] == rec["loss"]:
+            out.setdefault(rec["curve"], []).append((rec["step"], rec["loss"]))
+    return out
+
+
+def test_concatenate_plots_one_monotonic_series_per_image(image_files):
+    """Issue 24, item 3: each image's series ran steps 0…220 then 1…16 again (refine rounds
+    appended), and no line the caption describes was drawn."""
+    kw = dict(prompt_len=4, steps=30, candidates=1, seed=0, patience=0, refine_steps=5, time_budget=0.0)
+    *_, (prompt, status, plot, parts, record) = run(EP["concatenate"], image_files[:2], MODEL, **kw)
+    series = _series(plot)
+    assert set(series) == {"image 1", "image 2"}, series.keys()
+    for name, points in series.items():
+        xs = [x for x, _ in points]
+        assert xs == sorted(xs), f"{name}: x goes back ({xs[:5]}…{xs[-8:]})"
+        ys = [y for _, y in points]
+        assert all(b <= a + 1e-9 for a, b in zip(ys, ys[1:])), f"{name}: 1 − best score rises"
+    assert "one line per image" in progress.PLOT_NOTE
+
+
+def test_the_plotted_line_ends_at_the_final_score(image_files):
+    """Issue 24, item 3: the status said 0.716 (after refinement), the plotted line ended at 0.405."""
+    kw = dict(prompt_len=4, steps=40, candidates=1, seed=0, patience=0, refine_steps=10, time_budget=0.0)
+    *_, (prompt, status, plot, cands, record) = run(EP["invert"], image_files[1], MODEL, **kw)
+    best = _series(plot)[progress.BEST]
+    assert abs(best[-1][1] - (1 - record["score"])) < 1e-3, (best[-3:], status)
+    assert [x for x, _ in best] == sorted(x for x, _ in best)

@@ -149,7 +149,7 @@ def candidates_table(elem: str, headers=("#", "prompt", "score"), label: str = "
 # new component id the page does not have, and the link restores nothing. Images and galleries go
 # back bare (an update's file would be saved without its URL); no handler updates their properties.
 
-SHARE_LABEL, SHARE_COPIED = "🔗 Share this result", "✓ Link copied: paste it anywhere"
+SHARE_LABEL, SHARE_COPIED = "🔗 Share this result", "✓ Link copied (Share again after an edit)"
 SHARE_JS = """async () => {
   try {
     const r = await fetch('gradio_api/deep_link?session_hash=' + window.__gradio_session_hash__);

@@ -163,9 +163,11 @@ SHARE_JS = """async () => {
 }""".replace("SHARE_COPIED", repr(SHARE_COPIED))
 
 
-def share_button(tabs: gr.Tabs | None, tab_id: str, keep: list) -> gr.Button:
+def share_button(tabs: gr.Tabs | None, tab_id: str, keep: list, store=None) -> gr.Button:
     """The tab's Share button: the link reopens this tab with `keep` (its inputs, prompt and run
-    buttons) as they are now, and the results its handlers wrote. One icon (the emoji)."""
+    buttons) as they are now, and the results its handlers wrote. One icon (the emoji). With a
+    HistoryStore (`store`), the History table is emptied in the server's copy before the link is
+    made (a link carries results, never the sharer's History) and refilled after it."""
     button = gr.Button(SHARE_LABEL, size="sm", elem_id=f"{tab_id}-share", elem_classes="pez-share")
 
     files = [isinstance(c, (gr.Image, gr.Gallery)) for c in keep]
@@ -175,7 +177,11 @@ def share_button(tabs: gr.Tabs | None, tab_id: str, keep: list) -> gr.Button:
         return (*kept, gr.update(value=SHARE_LABEL)) + ((gr.Tabs(selected=tab_id),) if tabs is not None else ())
 
     outs = [*keep, button] + ([tabs] if tabs is not None else [])
-    button.click(record, keep, outs, **QUICK).then(None, None, button, js=SHARE_JS, **QUICK)
+    recorded = button.click(record, keep, outs, **QUICK)
+    if store is not None:
+        store.shares.append((recorded, button))  # the copy is chained when the History table exists
+    else:
+        recorded.then(None, None, button, js=SHARE_JS, **QUICK)
     return button
 
 

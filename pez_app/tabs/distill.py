@@ -95,7 +95,7 @@ def build(ctx) -> None:
             [("From the long prompt", "distill-long-gallery"), ("From the short prompt", "distill-short-gallery")],
         )
         ctx.panels.append(panel)
-        ui.share_button(ctx.tabs, "distill", [long_prompt, short_len, prompt])
+        ui.share_button(ctx.tabs, "distill", [long_prompt, short_len, prompt], ctx.history)
 
         _, control = wire_search(
             ctx,

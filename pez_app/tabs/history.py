@@ -56,4 +56,4 @@ def build(ctx) -> None:
         cleared_evt.then(lambda: ("", gr.File(None, visible=False)), None, [picked, export_file], **ui.QUICK)
         undone = undo_btn.click(None, None, [store.value, undo_btn], js=UNDO_JS, **ui.QUICK)
         store.changed(undone)
-        store.show_in(table)
+        store.show_in(table, [picked])

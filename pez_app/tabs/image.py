@@ -151,7 +151,7 @@ def build(ctx) -> None:
             extra,
         )
         ctx.panels.append(panel)
-        ui.share_button(ctx.tabs, "image", [goal, image, run, text, weight, prompt, panel.negative])
+        ui.share_button(ctx.tabs, "image", [goal, image, run, text, weight, prompt, panel.negative], ctx.history)
 
         ui.checked_uploads(image, status)
         ui.checked_uploads(negatives, status)

@@ -108,7 +108,7 @@ def build(ctx) -> None:
             [("Generated", "multi-gallery")],
         )
         ctx.panels.append(panel)
-        ui.share_button(ctx.tabs, "multi", [images, mode, run_all, run_concat, prompt])
+        ui.share_button(ctx.tabs, "multi", [images, mode, run_all, run_concat, prompt], ctx.history)
 
         ui.checked_uploads(images, status)
         _, control = wire_search(

@@ -104,7 +104,7 @@ def build(ctx) -> None:
             extra,
         )
         ctx.panels.append(panel)
-        ui.share_button(ctx.tabs, "style", [images, prompt, boxes["subjects"], boxes["template"]])
+        ui.share_button(ctx.tabs, "style", [images, prompt, boxes["subjects"], boxes["template"]], ctx.history)
 
         ui.checked_uploads(images, status)
         _, control = wire_search(

@@ -338,3 +338,28 @@ def test_a_link_never_writes_into_the_visitors_history(server, page, browser):
     stored = shared.evaluate("() => localStorage.getItem('pez-history-v2') || '[]'")
     assert stored == "[]", f"the visitor's History was written by a link: {stored[:200]}"
     shared.context.close()
+
+
+def test_a_link_carries_the_result_not_the_sharers_history(server, page):
+    """Issue 23, item 6: a link saved the session's whole state, the sharer's History table (every
+    prompt they ever found, from this browser's storage) included."""
+    import httpx
+
+    page.evaluate(
+        """() => localStorage.setItem('pez-history-v2', JSON.stringify([{id: 'p1', time: '2026-01-01T00:00:00',
+        mode: 'image', prompt: 'a private earlier prompt', score: 0.5, model: 'toy', settings: {}}]))"""
+    )
+    page.reload()
+    page.wait_for_selector("#tab-image")
+    page.click("#tab-history-button")
+    wait_for(page, "() => document.querySelector('#history-table')?.innerText.includes('private earlier')",
+             what="the History table never showed the stored run")
+    page.click("#tab-image-button")
+    page.fill("#image-prompt textarea", "the shared prompt")
+    link = share_link(page, "image")
+    config = httpx.get(server.url + "config", params={"deep_link": link.split("deep_link=")[1]}).text
+    assert "the shared prompt" in config and "private earlier" not in config
+    assert len(config) < 1_000_000
+    page.click("#tab-history-button")  # the sharer's own table is back
+    wait_for(page, "() => document.querySelector('#history-table')?.innerText.includes('private earlier')",
+             what="the sharer's History table was not refilled after sharing")

@@ -10,8 +10,8 @@ import pez
 from pez.config import BOUNDS, TEXT_WEIGHT
 
 from .. import components as ui
-from ..inputs import Choice, TargetImage
 from .. import progress as prog
+from ..inputs import Choice, TargetImage
 from ..pipeline import Job, Search, wire_search
 from ..regenerate import Draw, RegeneratePanel, image_paths
 from ..server import ServerSettings, user_error

@@ -11,8 +11,8 @@ Needs `apt-get install chromium` and `pip install playwright`; skipped when eith
 from __future__ import annotations
 
 import contextlib
-import re
 import os
+import re
 import shutil
 import time
 from contextlib import contextmanager

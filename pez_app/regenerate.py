@@ -23,7 +23,7 @@ from pez.config import GENERATE_BOUNDS, GenerateConfig, about
 
 from . import progress as prog
 from .server import Limits, ServerSettings, user_error
-from .settings import as_int, number_box
+from .settings import as_int, number_box, require_available
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ def run_generation(
     from pez.generate import generate
 
     model = server.check_model(model)
+    require_available(model)
     if not isinstance(draw.prompt, str) or not draw.prompt.strip():
         raise user_error("The prompt is empty: run a search first or type one.")
     callback = None

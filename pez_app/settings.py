@@ -209,13 +209,55 @@ def number_box(bound: Bound, label: str, default, hi: float | None = None, hint:
     return SettingNumber(default, label=label, precision=0 if integer else None, step=bound.step, info=info, **kw)
 
 
+AVAILABILITY_SECONDS = 60.0  # how long one answer of pair_availability is trusted (a download may finish)
+PROBE_SECONDS = 0.5  # the hub probe behind an uncached pair's answer (a machine offline fails at once)
+_availability: dict[tuple[str, int], Any] = {}  # (pair, minute) -> pez Availability: the machine's, not a user's
+
+
+def availability(name: str):
+    """pez.models.pair_availability of a real pair (cached? downloadable?), remembered a minute;
+    None for the toy world and for CLIPs an operator added (their loader says what is missing)."""
+    p = pez.PAIRS.get(name) if isinstance(name, str) else None
+    if p is None or p.kind == "toy":
+        return None
+    import time
+
+    key = (name, int(time.monotonic() // AVAILABILITY_SECONDS))
+    if key not in _availability:
+        try:
+            _availability[key] = pez.models.pair_availability(name, timeout=PROBE_SECONDS)
+        except Exception:  # noqa: BLE001 - a failed probe says nothing: the run will
+            return None
+    return _availability[key]
+
+
+def pair_state(name: str) -> str:
+    """' · ready' (weights here), ' · downloads on first run', ' · not available here' or ''."""
+    a = availability(name)
+    if a is None:
+        return ""
+    return " · ready" if a.cached else (" · downloads on first run" if a.ok else " · not available here")
+
+
+def require_available(model: str) -> None:
+    """Refuse at Run, in one short sentence, a pair this server can neither find nor download."""
+    a = availability(model)
+    if a is not None and not a.ok:
+        raise user_error(
+            f"{pez.get_pair(model).label} is not available here: its weights are not on this server and "
+            "cannot be downloaded. Pick the toy world model in Settings.",
+            title="Model not available",
+        )
+
+
 def pair_choices(server: ServerSettings) -> list[tuple[str, str]]:
-    """Dropdown entries: the pairs' names (the info line under the dropdown says which CLIP goes
-    with which generator), then the CLIPs this server's operator added (search only)."""
+    """Dropdown entries: the pairs' names and whether each can run here (the info line under the
+    dropdown says which CLIP goes with which generator), then the CLIPs this server's operator
+    added (search only)."""
     out = []
     for name in server.offered_models():
         p = pez.PAIRS.get(name)
-        out.append((p.label if p else f"{name} (search only)", name))
+        out.append((p.label + pair_state(name) if p else f"{name} (search only)", name))
     return out
 
 
@@ -235,6 +277,11 @@ def pair_info(name: str) -> str:
         text += f" {p.note}"
     if p.kind == "toy":
         text += " Use it with the toy example images (coloured shapes)."
+    a = availability(name)
+    if a is not None and not a.ok:
+        text += " **Not available here**: its weights are not on this server and cannot be downloaded."
+    elif a is not None and not a.cached:
+        text += " Its weights download on the first run (several GB)."
     return text
 
 

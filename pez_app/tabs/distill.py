@@ -14,7 +14,7 @@ from ..pipeline import Job, Search, wire_search
 from ..progress import fmt_score
 from ..regenerate import Draw, RegeneratePanel
 from ..server import user_error
-from ..settings import label, number_box
+from ..settings import label, number_box, require_available
 
 TOY_LONG_PROMPT = (
     "a simple picture of a big bright red star drawn in the middle of a plain grey background, "
@@ -31,6 +31,7 @@ def token_count(clip: pez.LoadedClip, text: str) -> int:
 
 
 def _distill_prompt(text: str, *, model: str, config: pez.InvertConfig) -> Job:
+    require_available(model)
     if not text or not text.strip():
         raise user_error("Enter a long prompt to distill.")
 

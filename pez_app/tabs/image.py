@@ -15,7 +15,7 @@ from ..inputs import Choice, TargetImage
 from ..pipeline import Job, Search, wire_search
 from ..regenerate import Draw, RegeneratePanel, image_paths
 from ..server import ServerSettings, user_error
-from ..settings import number_box
+from ..settings import number_box, require_available
 
 NEGATIVE_NOTE = " · with images to avoid, the score is the similarity to the target minus theirs (so it can exceed 1)"
 
@@ -29,6 +29,7 @@ def _invert_image(
     model: str,
     config: pez.InvertConfig,
 ) -> Job:
+    require_available(model)
     if image is None:
         raise user_error("Add an image first: drag one in, paste it, use the webcam or pick an example.")
     negatives = image_paths(negative_images) or None
@@ -66,6 +67,7 @@ def score_prompt(server: ServerSettings, prompt: str, image: str | None, model: 
     Returns:
         a sentence with the score
     """
+    require_available(model)
     clip = server.load_model(model)
     score = pez.score_texts(clip, [prompt], [image])[0]
     return f"Score of this prompt against the image: {score:.3f} (CLIP cosine, {model})"

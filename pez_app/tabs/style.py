@@ -10,10 +10,12 @@ from .. import components as ui
 from ..pipeline import Job, Search, wire_search
 from ..regenerate import Draw, RegeneratePanel, image_paths, styled_prompts, subject_lines
 from ..server import user_error
+from ..settings import require_available
 from .multi import IMAGES_DOC, require_images
 
 
 def _find_style(images: list, *, model: str, config: pez.InvertConfig) -> Job:
+    require_available(model)
     paths = require_images(image_paths(images), "style image")
     note = ui.toy_note(model, paths)
 

@@ -33,8 +33,8 @@ CSS = """
   transition: width .15s linear; }
 .pez-done .pez-bar > div { background: #22c55e; }
 .pez-stopped .pez-bar > div { background: #f59e0b; }
-.pez-status-text { font-size: .92em; margin-top: 5px; font-variant-numeric: tabular-nums;
-  color: var(--body-text-color-subdued); }
+.pez-status-text { font-size: 1em; margin-top: 5px; font-variant-numeric: tabular-nums;
+  color: var(--body-text-color); }
 .pez-error .pez-status-text { color: #b91c1c; font-weight: 600; }
 .pez-waiting .pez-status-text { color: #a16207; }
 .pez-prompt textarea { font-family: var(--font-mono); font-size: 1.02em; }
@@ -57,7 +57,8 @@ def check_upload(images, status: str):
     """On upload, at once (outside the queue, so a busy server still answers): a file that is not
     a usable image is said in the tab's status line (header and size only: no pixel is decoded);
     a good one clears such a message."""
-    paths = [images] if isinstance(images, str) else [i[0] if isinstance(i, (tuple, list)) else i for i in images or []]
+    single = isinstance(images, str)
+    paths = [images] if single else [i[0] if isinstance(i, (tuple, list)) else i for i in images or []]
     for path in paths:
         try:
             pez.images.check_image(path)
@@ -66,9 +67,28 @@ def check_upload(images, status: str):
     return prog.READY if isinstance(status, str) and status.startswith("⚠ This file") else gr.skip()
 
 
+def _usable(path) -> bool:
+    try:
+        pez.images.check_image(path)
+        return True
+    except pez.InvalidImageError:
+        return False
+
+
+def drop_unusable(images):
+    """The upload without the files that are not usable images (no broken-image tile is left);
+    as it was when all are usable (a bare value: a property update would break share links)."""
+    if isinstance(images, str):
+        return images if _usable(images) else None
+    items = list(images or [])
+    return [i for i in items if _usable(i[0] if isinstance(i, (tuple, list)) else i)]
+
+
 def checked_uploads(component, status) -> None:
-    """Check every upload into `component` (an image or a gallery), answering in `status`."""
-    component.upload(check_upload, [component, status], status, show_progress="hidden", **QUICK)
+    """Check every upload into `component` (an image or a gallery), answering in `status`, and
+    take out what cannot be used."""
+    evt = component.upload(check_upload, [component, status], status, show_progress="hidden", **QUICK)
+    evt.then(lambda v: drop_unusable(v) if v is not None else None, component, component, **QUICK)
 
 
 def image_gallery(label: str, elem_id: str, columns: int = 3, height: int = 280, field: str = "images") -> ImageList:
@@ -290,25 +310,24 @@ def header(start: StartupModel) -> None:
 
     gr.HTML(
         '<div class="pez-header"><h1>🔎 pez</h1><span class="pez-tagline">Images → readable, editable prompts '
-        'with PEZ (<a href="https://arxiv.org/abs/2302.03668" target="_blank">Hard Prompts Made Easy</a>). '
+        'with <a href="https://arxiv.org/abs/2302.03668" target="_blank">PEZ (Hard Prompts Made Easy)</a>. '
         "Watch the prompt improve live, stop when you like it, edit it and regenerate.</span></div>"
     )
     toy = (
-        "the model is the <b>toy world</b>: a tiny CLIP trained on coloured shapes, so everything works with "
-        "no download. Use the toy example images; prompts will be about colours and shapes."
+        "the model is the <b>toy world</b>, a tiny CLIP of coloured shapes: no download. Use the toy examples."
     )
     reason = public_text(start.reason)  # no server paths on a public page
-    if start.fallback:
-        missing = ", ".join(f"<code>{html.escape(m)}</code>" for m in start.missing) or "its weights"
+    if start.fallback:  # one short line; the why and the how behind a click (a phone's first screen)
+        wanted = html.escape(start.wanted)
         gr.HTML(
-            f'<div class="pez-banner" id="offline-banner"><b>Offline demo mode</b> — the default model pair '
-            f"<b>{html.escape(start.wanted)}</b> cannot run here (missing: {missing}): {html.escape(reason)}. "
-            f"So {toy}<br><b>To use {html.escape(start.wanted)}</b>: {html.escape(start.how_to)}</div>"
+            f'<div class="pez-banner" id="offline-banner"><b>Offline demo mode</b>: {wanted} cannot run here, so {toy}'
+            f"<details><summary>Why, and how to use {wanted}</summary>{html.escape(reason)}. "
+            f"{html.escape(start.how_to)}</details></div>"
         )
     elif start.pair == "toy":
         gr.HTML(
-            f'<div class="pez-banner" id="offline-banner"><b>Offline demo mode</b> — {toy} Real models are '
-            "listed in Settings and need their weights.</div>"
+            f'<div class="pez-banner" id="offline-banner"><b>Offline demo mode</b>: {toy} Real model pairs '
+            "(Settings) need their weights.</div>"
         )
     elif start.downloads:
         gr.HTML(

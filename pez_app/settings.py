@@ -60,6 +60,11 @@ API_NOTES = {  # what the API and MCP docs add to a field's help (how the app ta
 }
 
 
+PANEL_HINTS = {  # the panel's hint where the app's defaults make the core's read wrong
+    "steps": "at most; early stop usually ends a run well before",
+}
+
+
 def app_defaults(server: ServerSettings) -> dict[str, Any]:
     """The core's defaults, with early stop on, a time budget when this server runs on a CPU, and
     on a CPU Space server.CPU_SPACE_DEFAULTS. The panel and the handlers' API/MCP defaults both
@@ -333,7 +338,8 @@ def control(name: str, default, model_value: str, server: ServerSettings) -> gr.
     if kind in ("text", "words"):
         value = ", ".join(default) if kind == "words" else default
         return gr.Textbox(value, label=text, max_length=MAX_TEXT_CHARS, placeholder=info.help)
-    return number_box(info.bound, text, default, server_caps(server.limits).get(name), info.info)
+    hint = PANEL_HINTS.get(name, info.info)
+    return number_box(info.bound, text, default, server_caps(server.limits).get(name), hint)
 
 
 def settings_panel(model_value: str, server: ServerSettings, defaults: dict[str, Any]) -> SettingsPanel:

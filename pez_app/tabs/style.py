@@ -14,10 +14,16 @@ from ..settings import require_available
 from .multi import IMAGES_DOC, require_images
 
 
+TOY_STYLE_NOTE = (
+    " · the toy world draws one plain shape in one colour, so a style has no effect there beyond "
+    "colour and shape: use a real model pair for styles"
+)
+
+
 def _find_style(images: list, *, model: str, config: pez.InvertConfig) -> Job:
     require_available(model)
     paths = require_images(image_paths(images), "style image")
-    note = ui.toy_note(model, paths)
+    note = ui.toy_note(model, paths) + (TOY_STYLE_NOTE if model == "toy" else "")
 
     def start(clip, config, should_stop):
         return pez.invert_stream(paths, clip, config, should_stop=should_stop)

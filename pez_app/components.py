@@ -319,9 +319,10 @@ def header(start: StartupModel) -> None:
     reason = public_text(start.reason)  # no server paths on a public page
     if start.fallback:  # one short line; the why and the how behind a click (a phone's first screen)
         wanted = html.escape(start.wanted)
+        missing = ", ".join(f"<code>{html.escape(m)}</code>" for m in start.missing) or "its weights"
         gr.HTML(
             f'<div class="pez-banner" id="offline-banner"><b>Offline demo mode</b>: {wanted} cannot run here, so {toy}'
-            f"<details><summary>Why, and how to use {wanted}</summary>{html.escape(reason)}. "
+            f"<details><summary>Why, and how to use {wanted}</summary>missing: {missing}; {html.escape(reason)}. "
             f"{html.escape(start.how_to)}</details></div>"
         )
     elif start.pair == "toy":

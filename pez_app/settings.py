@@ -251,7 +251,7 @@ def require_available(model: str) -> None:
         raise user_error(
             f"{pez.get_pair(model).label} is not available here: its weights are not on this server and "
             "cannot be downloaded. Pick the toy world model in Settings.",
-            title="Model not available",
+            title="Model weights not available",
         )
 
 

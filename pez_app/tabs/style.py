@@ -13,7 +13,6 @@ from ..server import user_error
 from ..settings import require_available
 from .multi import IMAGES_DOC, require_images
 
-
 TOY_STYLE_NOTE = (
     " · the toy world draws one plain shape in one colour, so a style has no effect there beyond "
     "colour and shape: use a real model pair for styles"

@@ -61,7 +61,7 @@ API_NOTES = {  # what the API and MCP docs add to a field's help (how the app ta
 
 
 PANEL_HINTS = {  # the panel's hint where the app's defaults make the core's read wrong
-    "steps": "at most; early stop usually ends a run well before",
+    "steps": "at most; early stop ends sooner",
 }
 
 

@@ -41,6 +41,8 @@ CSS = """
 .pez-pair-info, .pez-hint, .pez-plot-note { font-size: .88em; color: var(--body-text-color-subdued); }
 .pez-summary { min-height: 1.5em; }
 .pez-plain { white-space: pre-wrap; }
+/* Gallery captions ("a red circle · sim 0.91 · seed 3") wrap instead of ending in "si…". */
+.gallery .caption-label, [id$="-gallery"] .caption-label { white-space: normal; max-width: 94%; text-overflow: clip; }
 #image-input img { width: 100%; height: 100%; object-fit: contain; }
 /* Narrow screens: the tabs that do not fit go to gradio's overflow menu; label it. */
 .overflow-menu > button { display: inline-flex; align-items: center; gap: 4px; font-weight: 600; }

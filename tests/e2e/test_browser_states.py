@@ -363,3 +363,22 @@ def test_a_link_carries_the_result_not_the_sharers_history(server, page):
     page.click("#tab-history-button")  # the sharer's own table is back
     wait_for(page, "() => document.querySelector('#history-table')?.innerText.includes('private earlier')",
              what="the sharer's History table was not refilled after sharing")
+
+
+def test_style_and_distill_links_restore_their_inputs_and_tab(page, browser):
+    """Issue 24, item 1: every link opened on the first tab, its inputs lost."""
+    page.click("#tab-style-button")
+    page.click("#tab-style >> text=Example: green toy shapes")
+    page.wait_for_selector("#style-input img")
+    shared = open_link(browser, share_link(page, "style"))
+    wait_for(shared, "() => document.querySelector('#tab-style')?.offsetParent !== null", what="not on Style transfer")
+    wait_for(shared, "() => Array.from(document.querySelectorAll('#style-input img')).some(i => i.naturalWidth > 0)",
+             what="the style images did not come back")
+    shared.context.close()
+    page.click("#tab-distill-button")
+    page.fill("#distill-long textarea", "a long prompt about a red star")
+    shared = open_link(browser, share_link(page, "distill"))
+    wait_for(shared, "() => document.querySelector('#tab-distill')?.offsetParent !== null", what="not on Distill")
+    wait_for(shared, "() => document.querySelector('#distill-long textarea')?.value === 'a long prompt about a red star'",
+             what="the long prompt did not come back")
+    shared.context.close()

@@ -142,7 +142,9 @@ def build(ctx) -> None:
         def extra():
             score_btn = gr.Button("Score the edited prompt", size="sm", elem_id="image-score")
             score_md = prog.plain_box("image-score-text")
-            score_btn.click(score, [prompt, image, s.model], score_md, api_name="score", **pipeline.gpu_options())
+            score_btn.click(
+                score, [prompt, image, s.model], score_md, api_name="score", show_progress="hidden", **pipeline.gpu_options()
+            )
 
         panel = RegeneratePanel(
             ctx.model_value,

@@ -22,7 +22,7 @@ import gradio as gr
 import pez
 from pez.config import APP_CPU_TIME_BUDGET, APP_PATIENCE, BOUNDS, MAX_TEXT_CHARS, Bound, InvertConfig, about
 
-from .inputs import ModelDropdown, SettingNumber
+from .inputs import Choice, ModelDropdown, SettingNumber
 from .server import CPU_SPACE_DEFAULTS, Limits, ServerSettings, user_error
 
 # The settings the app offers, in the order of the search handlers' parameters (after the tab's
@@ -334,7 +334,7 @@ def control(name: str, default, model_value: str, server: ServerSettings) -> gr.
             "", label=text, max_length=200, placeholder="e.g. 0.5, 0.5 (empty: the pair's)", visible=joint(model_value)
         )
     if info.choices:  # a choice (prompt_style): a plain string for the API and MCP, a Radio here
-        return gr.Radio(list(info.choices), value=default, label=text, info=info.help)
+        return Choice(list(info.choices), value=default, label=text, info=info.help)
     if kind in ("text", "words"):
         value = ", ".join(default) if kind == "words" else default
         return gr.Textbox(value, label=text, max_length=MAX_TEXT_CHARS, placeholder=info.help)

@@ -34,13 +34,16 @@ CSS = """
   transition: width .15s linear; }
 .pez-done .pez-bar > div { background: #22c55e; }
 .pez-stopped .pez-bar > div { background: #f59e0b; }
-.pez-status-text { font-size: .92em; margin-top: 5px; font-variant-numeric: tabular-nums;
-  color: var(--body-text-color-subdued); }
+.pez-status-text { font-size: 1em; margin-top: 5px; font-variant-numeric: tabular-nums;
+  color: var(--body-text-color); }
 .pez-error .pez-status-text { color: #b91c1c; font-weight: 600; }
 .pez-waiting .pez-status-text { color: #a16207; }
 .pez-prompt textarea { font-family: var(--font-mono); font-size: 1.02em; }
 .pez-pair-info, .pez-hint, .pez-plot-note { font-size: .88em; color: var(--body-text-color-subdued); }
 .pez-summary { min-height: 1.5em; }
+.pez-plain { white-space: pre-wrap; }
+/* Gallery captions ("a red circle · sim 0.91 · seed 3") wrap instead of ending in "si…". */
+.gallery .caption-label, [id$="-gallery"] .caption-label { white-space: normal; max-width: 94%; text-overflow: clip; }
 #image-input img { width: 100%; height: 100%; object-fit: contain; }
 /* Narrow screens: the tabs that do not fit go to gradio's overflow menu; label it. */
 .overflow-menu > button { display: inline-flex; align-items: center; gap: 4px; font-weight: 600; }
@@ -57,7 +60,8 @@ def check_upload(images, status: str):
     """On upload, at once (outside the queue, so a busy server still answers): a file that is not
     a usable image is said in the tab's status line (header and size only: no pixel is decoded);
     a good one clears such a message."""
-    paths = [images] if isinstance(images, str) else [i[0] if isinstance(i, (tuple, list)) else i for i in images or []]
+    single = isinstance(images, str)
+    paths = [images] if single else [i[0] if isinstance(i, (tuple, list)) else i for i in images or []]
     for path in paths:
         try:
             pez.images.check_image(path)
@@ -66,9 +70,28 @@ def check_upload(images, status: str):
     return prog.READY if isinstance(status, str) and status.startswith("⚠ This file") else gr.skip()
 
 
+def _usable(path) -> bool:
+    try:
+        pez.images.check_image(path)
+        return True
+    except pez.InvalidImageError:
+        return False
+
+
+def drop_unusable(images):
+    """The upload without the files that are not usable images (no broken-image tile is left);
+    as it was when all are usable (a bare value: a property update would break share links)."""
+    if isinstance(images, str):
+        return images if _usable(images) else None
+    items = list(images or [])
+    return [i for i in items if _usable(i[0] if isinstance(i, (tuple, list)) else i)]
+
+
 def checked_uploads(component, status) -> None:
-    """Check every upload into `component` (an image or a gallery), answering in `status`."""
-    component.upload(check_upload, [component, status], status, show_progress="hidden", **QUICK)
+    """Check every upload into `component` (an image or a gallery), answering in `status`, and
+    take out what cannot be used."""
+    evt = component.upload(check_upload, [component, status], status, show_progress="hidden", **QUICK)
+    evt.then(lambda v: drop_unusable(v) if v is not None else None, component, component, **QUICK)
 
 
 def image_gallery(label: str, elem_id: str, columns: int = 3, height: int = 280, field: str = "images") -> ImageList:
@@ -139,6 +162,52 @@ def candidates_table(elem: str, headers=("#", "prompt", "score"), label: str = "
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# Share links: gradio's deep link (/gradio_api/deep_link) saves the server's copy of the session's
+# component values. That copy holds what handlers wrote (results) but not what the person typed or
+# uploaded since, nor which tab is open: Share first sends the tab's inputs through a handler that
+# returns them as they are (so the copy holds them), selects the tab, then copies the link.
+# They go back as updates with a value (gr.update(value=…)), not as bare values: after any property
+# update of a component (gr.skip(), gr.Button(visible=…)) gradio 6.31 files a bare value under a
+# new component id the page does not have, and the link restores nothing. Images and galleries go
+# back bare (an update's file would be saved without its URL); no handler updates their properties.
+
+SHARE_LABEL, SHARE_COPIED = "🔗 Share this result", "✓ Link copied (Share again after an edit)"
+SHARE_JS = """async () => {
+  try {
+    const r = await fetch('gradio_api/deep_link?session_hash=' + window.__gradio_session_hash__);
+    const id = (await r.text()).replace(/^"|"$/g, '');
+    if (!r.ok || !id) throw new Error('no link');
+    const url = new URL(window.location.href);
+    url.searchParams.set('deep_link', id);
+    await navigator.clipboard.writeText(url.toString());
+    return SHARE_COPIED;
+  } catch (e) { return 'Could not copy a link (' + (e.message || e) + ')'; }
+}""".replace("SHARE_COPIED", repr(SHARE_COPIED))
+
+
+def share_button(tabs: gr.Tabs | None, tab_id: str, keep: list, store=None) -> gr.Button:
+    """The tab's Share button: the link reopens this tab with `keep` (its inputs, prompt and run
+    buttons) as they are now, and the results its handlers wrote. One icon (the emoji). With a
+    HistoryStore (`store`), the History table is emptied in the server's copy before the link is
+    made (a link carries results, never the sharer's History) and refilled after it."""
+    button = gr.Button(SHARE_LABEL, size="sm", elem_id=f"{tab_id}-share", elem_classes="pez-share")
+
+    files = [isinstance(c, (gr.Image, gr.Gallery)) for c in keep]
+
+    def record(*values):
+        kept = tuple(v if f else gr.update(value=v) for v, f in zip(values, files, strict=True))
+        return (*kept, gr.update(value=SHARE_LABEL)) + ((gr.Tabs(selected=tab_id),) if tabs is not None else ())
+
+    outs = [*keep, button] + ([tabs] if tabs is not None else [])
+    recorded = button.click(record, keep, outs, **QUICK)
+    if store is not None:
+        store.shares.append((recorded, button))  # the copy is chained when the History table exists
+    else:
+        recorded.then(None, None, button, js=SHARE_JS, **QUICK)
+    return button
+
+
 def pick_row(evt: gr.SelectData):
     """Candidates table click -> that row's prompt."""
     row = evt.row_value or []
@@ -177,27 +246,35 @@ def toy_style_examples() -> list[str]:
     return paths
 
 
-TOY_SIDE = 96  # pixels: the toy world draws 64 px pictures, so a larger image is most likely a photo
+# A toy picture is one shape on a plain (lightly noisy) background: in a 32 px thumbnail, quantised
+# to 4 bits a channel, the toy examples have 49-75 colours, the example photos 114-225.
+TOY_THUMB, TOY_COLOURS = 32, 96
 TOY_NOTE = (
     "note: the toy world model knows only coloured shapes, so its scores of photos mean little "
-    "(choose a real model pair in Settings)"
+    "(a real model pair, where this server has its weights, reads photos)"
 )
+
+
+def toy_like(path) -> bool:
+    """Whether an image looks like a toy-world picture (few flat colours), whatever its size."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img.draft("RGB", (TOY_THUMB * 4, TOY_THUMB * 4))  # JPEG: decode at a reduced size
+        thumb = img.convert("RGB").resize((TOY_THUMB, TOY_THUMB), Image.Resampling.NEAREST)
+    colours = thumb.point(lambda v: v >> 4 << 4).getcolors(TOY_THUMB * TOY_THUMB)
+    return len(colours) <= TOY_COLOURS
 
 
 def toy_note(model: str, paths: list) -> str:
     """" · note: …" when the toy world model is asked about images that are not toy pictures."""
-    from PIL import Image
-
     if model != "toy":
         return ""
-    sides = []
     try:
-        for path in paths:
-            with Image.open(path) as img:  # the header only
-                sides.append(max(img.size))
+        photos = [p for p in paths if not toy_like(p)]
     except Exception:  # noqa: BLE001 - a bad file is reported by the run itself
         return ""
-    return f" · {TOY_NOTE}" if any(side > TOY_SIDE for side in sides) else ""
+    return f" · {TOY_NOTE}" if photos else ""
 
 
 def image_examples(image, model: gr.Dropdown, toys: list[str], photos: list[str]) -> None:
@@ -236,25 +313,25 @@ def header(start: StartupModel) -> None:
 
     gr.HTML(
         '<div class="pez-header"><h1>🔎 pez</h1><span class="pez-tagline">Images → readable, editable prompts '
-        'with PEZ (<a href="https://arxiv.org/abs/2302.03668" target="_blank">Hard Prompts Made Easy</a>). '
+        'with <a href="https://arxiv.org/abs/2302.03668" target="_blank">PEZ (Hard Prompts Made Easy)</a>. '
         "Watch the prompt improve live, stop when you like it, edit it and regenerate.</span></div>"
     )
     toy = (
-        "the model is the <b>toy world</b>: a tiny CLIP trained on coloured shapes, so everything works with "
-        "no download. Use the toy example images; prompts will be about colours and shapes."
+        "the model is the <b>toy world</b>, a tiny CLIP of coloured shapes: no download. Use the toy examples."
     )
     reason = public_text(start.reason)  # no server paths on a public page
-    if start.fallback:
+    if start.fallback:  # one short line; the why and the how behind a click (a phone's first screen)
+        wanted = html.escape(start.wanted)
         missing = ", ".join(f"<code>{html.escape(m)}</code>" for m in start.missing) or "its weights"
         gr.HTML(
-            f'<div class="pez-banner" id="offline-banner"><b>Offline demo mode</b> — the default model pair '
-            f"<b>{html.escape(start.wanted)}</b> cannot run here (missing: {missing}): {html.escape(reason)}. "
-            f"So {toy}<br><b>To use {html.escape(start.wanted)}</b>: {html.escape(start.how_to)}</div>"
+            f'<div class="pez-banner" id="offline-banner"><b>Offline demo mode</b>: {wanted} cannot run here, so {toy}'
+            f"<details><summary>Why, and how to use {wanted}</summary>missing: {missing}; {html.escape(reason)}. "
+            f"{html.escape(start.how_to)}</details></div>"
         )
     elif start.pair == "toy":
         gr.HTML(
-            f'<div class="pez-banner" id="offline-banner"><b>Offline demo mode</b> — {toy} Real models are '
-            "listed in Settings and need their weights.</div>"
+            f'<div class="pez-banner" id="offline-banner"><b>Offline demo mode</b>: {toy} Real model pairs '
+            "(Settings) need their weights.</div>"
         )
     elif start.downloads:
         gr.HTML(

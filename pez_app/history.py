@@ -43,9 +43,20 @@ MERGE_JS = f"""(rec) => {{ {_READ}
   localStorage.setItem(key, JSON.stringify(stored));
   return [stored];
 }}"""
+# Clear keeps what it removed in this browser only (CLEARED_KEY), never in a component: a share
+# link replays component values, so Undo must not take its records from one (issue 23).
+CLEARED_KEY = HISTORY_KEY + "-cleared"
 CLEAR_JS = f"""() => {{ {_READ}
   localStorage.setItem(key, '[]');
-  return [[], stored];
+  localStorage.setItem({json.dumps(CLEARED_KEY)}, JSON.stringify(stored));
+  return [[], {{__type__: 'update', visible: stored.length > 0, value: '↩ Undo clear (' + stored.length + ')'}}];
+}}"""
+UNDO_JS = f"""() => {{
+  let old = [];
+  try {{ old = JSON.parse(localStorage.getItem({json.dumps(CLEARED_KEY)}) || '[]'); }} catch (e) {{ old = []; }}
+  localStorage.removeItem({json.dumps(CLEARED_KEY)});
+  const merged = ({MERGE_JS})(Array.isArray(old) ? old : []);
+  return [merged[0], {{__type__: 'update', visible: false}}];
 }}"""
 
 
@@ -95,7 +106,11 @@ def export_history(history) -> str:
 
 
 def record_of(control: RunControl) -> dict | None:
-    return control.record
+    """The run record History keeps; a negative-prompt search is logged as mode "negative"."""
+    record = control.record
+    if record and control.goal == "negative":
+        return {**record, "mode": "negative"}
+    return record
 
 
 class HistoryStore:
@@ -105,6 +120,7 @@ class HistoryStore:
         self.value = gr.JSON([], visible="hidden", elem_id="history-store")
         self.pending = gr.JSON(None, visible="hidden")
         self.updates: list = []  # events that change the list; show_in() makes each refresh the table
+        self.shares: list = []  # (event, button) of each Share button (components.share_button)
 
     def save(self, event, control: gr.State) -> None:
         """After `event`: merge the tab's run record (kept in its control) into the browser's list."""
@@ -120,7 +136,23 @@ class HistoryStore:
     def changed(self, event) -> None:
         self.updates.append(event)
 
-    def show_in(self, table: gr.Dataframe) -> None:
-        """Every change of the list -> the History table (JS outputs do not fire .change)."""
+    def show_in(self, table: gr.Dataframe, private: list | None = None) -> None:
+        """Every change of the list -> the History table (JS outputs do not fire .change). Before a
+        Share button copies its link, the table (and `private`: other components showing History)
+        are emptied in the server's copy of the session, which the link saves; the table is then
+        re-read from this browser's storage."""
+        from .components import SHARE_JS
+
+        quick = {"queue": False, "api_visibility": "private"}
+        # gradio saves every input a handler took too: the stored list itself (history_rows' input)
+        private = list(private or [])
+        hidden = [table, self.value, *private]
+        for recorded, button in self.shares:
+            shared = (
+                recorded.then(lambda: tuple(None if c in private else [] for c in hidden), None, hidden, **quick)
+                .then(None, None, button, js=SHARE_JS, **quick)
+                .then(None, None, self.value, js=READ_JS, **quick)
+            )
+            self.updates.append(shared)
         for evt in self.updates:
-            evt.then(history_rows, self.value, table, queue=False, api_visibility="private")
+            evt.then(history_rows, self.value, table, **quick)

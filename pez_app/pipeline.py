@@ -271,9 +271,8 @@ class InversionView:
         self.rows, self.seen, self.smooth = [(0, math.nan, prog.LOSS), (0, math.nan, prog.BEST)], {}, prog.Smoother()
 
     def add(self, rep: pez.StepReport) -> None:
-        self.rows.append((rep.step, self.smooth(rep.step, rep.loss), prog.LOSS))
+        self.rows += prog.step_rows(rep, self.smooth, self.rows)
         if math.isfinite(rep.best_score):
-            self.rows.append((rep.step, 1 - rep.best_score, prog.BEST))
             self.seen[rep.best_prompt] = rep.best_score
 
     def live(self, rep: pez.StepReport) -> tuple:
@@ -286,7 +285,7 @@ class InversionView:
         text = found_nothing(res.prompt, res.stopped, prog.result_text(res, note, waited, limit))
         record = {"prompt": res.prompt, "score": prog.finite(res.score), "steps_run": res.steps_run}
         record.update(done=True, stopped=res.stopped)
-        plot = prog.plot_frame(prog.history_plot_rows(res.history))
+        plot = prog.plot_frame(prog.final_rows(res, self.rows))
         return res.prompt, text, plot, prog.candidate_rows([(p.prompt, p.score) for p in res.top_k]), record
 
 
@@ -299,7 +298,7 @@ class ConcatenationView:
         self.rows = [(0, math.nan, f"image {k + 1}") for k in range(job.images)]
 
     def add(self, rep) -> None:
-        self.rows.append((rep.report.step, rep.report.loss, f"image {rep.index + 1}"))
+        self.rows += prog.concat_rows(rep, self.rows)
 
     def live(self, rep) -> tuple:
         r = rep.report

@@ -32,12 +32,16 @@ PLOT_COLOURS = {
 }
 PLOT_COLUMNS = ["step", "loss", "curve"]
 PLOT_NOTE = (
-    "**1 − best score** (dark) is what the prompt shown scores against all targets: it only goes down. "
+    "**1 − best score** (dark) is what the prompt shown scores against all targets: it only goes down, "
+    "through the search's steps and then its polish (token swaps, pruning, word order: one point each), "
+    "ending at the score the status shows. "
     "The pale line is the optimiser's loss, averaged over recent steps: it is measured on the soft "
     "prompt's projection, per step, on that step's batch of targets and over all candidates, so it "
-    "is noisy and need not match the best score (at the first steps the two differ most)."
+    "is noisy and need not match the best score (at the first steps the two differ most). "
+    "Concatenate mode draws one line per image: that image's 1 − best score."
 )
 
+CLOCK_ENDED = 0.8  # a budgeted run that took this share of its budget or more was ended by it
 READY, STARTING = "Ready.", "Starting…"
 WAITING = "Waiting in the queue for a free model slot… (another run is using it; Stop cancels)"
 BUSY = "the server is busy (its queue is full): try again in a moment"
@@ -61,6 +65,15 @@ STATUS_TEMPLATE = """
   <div class="pez-status-text">${(value || '').replace(/&/g, '&amp;').replace(/</g, '&lt;')}</div>
 </div>
 """
+
+
+# Plain text shown as it is: never Markdown or HTML (a value may repeat a caller's text, and a share
+# link replays it in another visitor's page); API and MCP get the same plain text.
+PLAIN_TEMPLATE = """<div class="pez-plain">${(value || '').replace(/&/g, '&amp;').replace(/</g, '&lt;')}</div>"""
+
+
+def plain_box(elem: str, value: str = "") -> gr.HTML:
+    return gr.HTML(value, html_template=PLAIN_TEMPLATE, elem_id=elem, elem_classes="pez-summary", js_on_load=None)
 
 
 def status_box(elem: str) -> gr.HTML:
@@ -115,6 +128,50 @@ def history_plot_rows(history: list[tuple[int, float, float]]) -> list[tuple]:
     return rows
 
 
+# The plot's x is the search's step. The polish phases that follow (refine rounds, tokens pruned,
+# word order) count in other units: each of their reports is drawn one step further, so the best
+# score's line goes on past the search (never back to x = 1) and ends at the score the status shows.
+
+
+def _next_x(rows: list[tuple], curve: str) -> int:
+    """One past the last x drawn of `curve` (0 when none)."""
+    return next((r[0] + 1 for r in reversed(rows) if r[2] == curve and math.isfinite(r[1])), 0)
+
+
+def step_rows(rep: pez.StepReport, smooth: Smoother, rows: list[tuple]) -> list[tuple]:
+    """The plot rows of one report of a search: the smoothed loss and 1 − best score at its step;
+    in a polish phase, 1 − best score one step past what is drawn."""
+    if rep.phase != "search":
+        x = _next_x(rows, BEST)
+        return [(x, 1 - rep.best_score, BEST)] if math.isfinite(rep.best_score) else []
+    out = [(rep.step, smooth(rep.step, rep.loss), LOSS)]
+    if math.isfinite(rep.best_score):
+        out.append((rep.step, 1 - rep.best_score, BEST))
+    return out
+
+
+def concat_rows(rep, rows: list[tuple]) -> list[tuple]:
+    """The plot rows of one report of a concatenation (pez.ConcatReport): image k's 1 − best score
+    at its own step (all images share the x axis), its polish going on past its search."""
+    r, curve = rep.report, f"image {rep.index + 1}"
+    if not math.isfinite(r.best_score):
+        return []
+    x = r.step if r.phase == "search" else _next_x(rows, curve)
+    return [(x, 1 - r.best_score, curve)]
+
+
+def final_rows(res: pez.InversionResult, rows: list[tuple]) -> list[tuple]:
+    """The finished search's plot: its whole history (thinned), the polish drawn live after it, and
+    a last point at 1 − the final score (what the status says)."""
+    out = history_plot_rows(res.history)
+    last = max((r[0] for r in out), default=0)
+    out += [r for r in rows if r[2] == BEST and r[0] > last and math.isfinite(r[1])]
+    best = [r for r in out if r[2] == BEST]
+    if math.isfinite(res.score) and (not best or abs(best[-1][1] - (1 - res.score)) > 1e-6):
+        out.append((_next_x(out, BEST), 1 - res.score, BEST))
+    return out
+
+
 def duration(seconds: float) -> str:
     """'45 s', '3 min 05 s'."""
     seconds = max(int(round(seconds)), 0)
@@ -129,8 +186,8 @@ def progress_text(rep: pez.StepReport, prefix: str = "") -> str:
         where, rate = f"Refine round {rep.step}", f"{rep.steps_per_sec:.2f} rounds/s"
     elif rep.phase == "prune":
         where, rate = f"Prune: {plural(rep.step, 'token')} removed", f"{rep.steps_per_sec:.1f} tokens/s"
-    elif rep.phase == "order":
-        where, rate = f"Word order round {rep.step}", f"{rep.steps_per_sec:.2f} rounds/s"
+    elif rep.phase == "order":  # readable style: the words put in a readable order
+        where, rate = f"Word order: round {rep.step} of {rep.steps}", f"{rep.steps_per_sec:.2f} rounds/s"
     else:
         where = f"Step {rep.step} / {rep.steps}"
         rate = f"{rep.steps_per_sec:.1f} steps/s" if rep.step else "starting the search"
@@ -151,7 +208,9 @@ def result_text(res: pez.InversionResult, extra: str = "", waited: float | None 
     early = ""
     if not res.stopped and res.steps_run < planned:
         budget = res.config.time_budget
-        early = f" (time budget: {budget:g} s)" if budget else " (early stop: no better prompt for a while)"
+        # the budget ended the run unless early stop (on) did, well before the budget ran out
+        by_clock = bool(budget) and (not res.config.patience or res.elapsed >= CLOCK_ENDED * budget)
+        early = f" (time budget: {budget:g} s)" if by_clock else " (early stop: no better prompt for a while)"
         if limit and res.stats.get("limited"):  # the engine's time limit (the server's) ended the run
             early = f" (ended at {limit})"
     search = res.stats.get("search_seconds", res.elapsed)
@@ -243,6 +302,7 @@ class RunControl:
     error: str = ""  # the last failure's message, for the status line
     deadline: Callable[[], bool] | None = None  # the backstop of the server's time limit (pipeline.Deadline)
     regen_error: str = ""  # the last failed regeneration's message, for the tab's summary
+    goal: str = ""  # Image → Prompt's goal at the latest Run click ("negative": History's mode)
 
     def should_stop(self) -> Callable[[], bool]:
         """should_stop for a run that starts now: true once Stop is pressed after its Run click."""

@@ -23,7 +23,7 @@ from pez.config import GENERATE_BOUNDS, GenerateConfig, about
 
 from . import progress as prog
 from .server import Limits, ServerSettings, user_error
-from .settings import as_int, number_box
+from .settings import as_int, number_box, require_available
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ def run_generation(
     from pez.generate import generate
 
     model = server.check_model(model)
+    require_available(model)
     if not isinstance(draw.prompt, str) or not draw.prompt.strip():
         raise user_error("The prompt is empty: run a search first or type one.")
     callback = None
@@ -102,7 +103,7 @@ def finish(galleries: list[list[Draw]], results: list[list], stopped: str) -> tu
     targets = max(len(d.targets or []) for draws in galleries for d in draws)
     summary = generation_summary([r for rs in results for r in rs], targets)
     if stopped:
-        summary += f"\n\n⚠️ Stopped at {stopped}."
+        summary += f"\n⚠️ Stopped at {stopped}."
     return (*items, summary)
 
 
@@ -129,12 +130,12 @@ def generation_summary(results: list, targets: int) -> str:
     img = [s for r in results for s in (r.image_scores or [])]
     txt = [s for r in results for s in (r.text_scores or [])]
     if targets and img:
-        text += f" · mean image similarity to the target{'s' if targets > 1 else ''} **{sum(img) / len(img):.3f}**"
+        text += f" · mean image similarity to the target{'s' if targets > 1 else ''} {sum(img) / len(img):.3f}"
     if txt:
         text += f" · mean prompt similarity {sum(txt) / len(txt):.3f}"
     warnings = [w for r in results for w in (r.warnings or [])]
     if warnings:
-        text += "\n\n" + "\n".join(f"⚠️ {w}" for w in dict.fromkeys(warnings))
+        text += "\n" + "\n".join(f"⚠️ {w}" for w in dict.fromkeys(warnings))
     return text
 
 
@@ -254,7 +255,7 @@ class RegeneratePanel:
                         )
                         for name, gid in galleries
                     ]
-                self.summary = gr.Markdown(label="Summary", elem_id=f"{elem}-summary", elem_classes="pez-summary")
+                self.summary = prog.plain_box(f"{elem}-summary")
 
     def inputs(self) -> list:
         return [self.negative, self.seed, self.steps, self.guidance, self.count]  # GENERATION's order

@@ -22,7 +22,7 @@ import gradio as gr
 import pez
 from pez.config import APP_CPU_TIME_BUDGET, APP_PATIENCE, BOUNDS, MAX_TEXT_CHARS, Bound, InvertConfig, about
 
-from .inputs import ModelDropdown, SettingNumber
+from .inputs import Choice, ModelDropdown, SettingNumber
 from .server import CPU_SPACE_DEFAULTS, Limits, ServerSettings, user_error
 
 # The settings the app offers, in the order of the search handlers' parameters (after the tab's
@@ -57,6 +57,11 @@ API_NOTES = {  # what the API and MCP docs add to a field's help (how the app ta
     "blocklist": "; comma or space separated",
     "time_budget": " (the app's default on a CPU: a budget, not every step)",
     "clip_weights": "; comma or space separated numbers, one per CLIP of the model",
+}
+
+
+PANEL_HINTS = {  # the panel's hint where the app's defaults make the core's read wrong
+    "steps": "at most; early stop ends sooner",
 }
 
 
@@ -188,11 +193,12 @@ def server_caps(limits: Limits) -> dict[str, int]:
 
 
 def check_caps(values: dict[str, Any], limits: Limits) -> None:
-    """Refuse, before any work, a value above this server's cap ("expected a value in [1, 3000]
-    on this server"); other values go on to the config's own check."""
+    """Refuse, before any work, a value outside this server's range of a capped setting, below it
+    or above ("expected a value in [1, 3000] on this server", as the box's hint says); other values
+    go on to the config's own check."""
     for name, cap in server_caps(limits).items():
         v = as_int(values.get(name))
-        if isinstance(v, int) and not isinstance(v, bool) and v > cap:
+        if isinstance(v, int) and not isinstance(v, bool) and not BOUNDS[name].lo <= v <= cap:
             lo = BOUNDS[name].lo
             what = about(InvertConfig, name).label
             raise user_error(f"{what} ({name}): expected a value in [{lo:g}, {cap}] on this server, received {v}")
@@ -208,13 +214,55 @@ def number_box(bound: Bound, label: str, default, hi: float | None = None, hint:
     return SettingNumber(default, label=label, precision=0 if integer else None, step=bound.step, info=info, **kw)
 
 
+AVAILABILITY_SECONDS = 60.0  # how long one answer of pair_availability is trusted (a download may finish)
+PROBE_SECONDS = 0.5  # the hub probe behind an uncached pair's answer (a machine offline fails at once)
+_availability: dict[tuple[str, int], Any] = {}  # (pair, minute) -> pez Availability: the machine's, not a user's
+
+
+def availability(name: str):
+    """pez.models.pair_availability of a real pair (cached? downloadable?), remembered a minute;
+    None for the toy world and for CLIPs an operator added (their loader says what is missing)."""
+    p = pez.PAIRS.get(name) if isinstance(name, str) else None
+    if p is None or p.kind == "toy":
+        return None
+    import time
+
+    key = (name, int(time.monotonic() // AVAILABILITY_SECONDS))
+    if key not in _availability:
+        try:
+            _availability[key] = pez.models.pair_availability(name, timeout=PROBE_SECONDS)
+        except Exception:  # noqa: BLE001 - a failed probe says nothing: the run will
+            return None
+    return _availability[key]
+
+
+def pair_state(name: str) -> str:
+    """' · ready' (weights here), ' · downloads on first run', ' · not available here' or ''."""
+    a = availability(name)
+    if a is None:
+        return ""
+    return " · ready" if a.cached else (" · downloads on first run" if a.ok else " · not available here")
+
+
+def require_available(model: str) -> None:
+    """Refuse at Run, in one short sentence, a pair this server can neither find nor download."""
+    a = availability(model)
+    if a is not None and not a.ok:
+        raise user_error(
+            f"{pez.get_pair(model).label} is not available here: its weights are not on this server and "
+            "cannot be downloaded. Pick the toy world model in Settings.",
+            title="Model weights not available",
+        )
+
+
 def pair_choices(server: ServerSettings) -> list[tuple[str, str]]:
-    """Dropdown entries: the pairs' names (the info line under the dropdown says which CLIP goes
-    with which generator), then the CLIPs this server's operator added (search only)."""
+    """Dropdown entries: the pairs' names and whether each can run here (the info line under the
+    dropdown says which CLIP goes with which generator), then the CLIPs this server's operator
+    added (search only)."""
     out = []
     for name in server.offered_models():
         p = pez.PAIRS.get(name)
-        out.append((p.label if p else f"{name} (search only)", name))
+        out.append((p.label + pair_state(name) if p else f"{name} (search only)", name))
     return out
 
 
@@ -234,6 +282,11 @@ def pair_info(name: str) -> str:
         text += f" {p.note}"
     if p.kind == "toy":
         text += " Use it with the toy example images (coloured shapes)."
+    a = availability(name)
+    if a is not None and not a.ok:
+        text += " **Not available here**: its weights are not on this server and cannot be downloaded."
+    elif a is not None and not a.cached:
+        text += " Its weights download on the first run (several GB)."
     return text
 
 
@@ -280,10 +333,13 @@ def control(name: str, default, model_value: str, server: ServerSettings) -> gr.
         return gr.Textbox(
             "", label=text, max_length=200, placeholder="e.g. 0.5, 0.5 (empty: the pair's)", visible=joint(model_value)
         )
+    if info.choices:  # a choice (prompt_style): a plain string for the API and MCP, a Radio here
+        return Choice(list(info.choices), value=default, label=text, info=info.help)
     if kind in ("text", "words"):
         value = ", ".join(default) if kind == "words" else default
         return gr.Textbox(value, label=text, max_length=MAX_TEXT_CHARS, placeholder=info.help)
-    return number_box(info.bound, text, default, server_caps(server.limits).get(name), info.info)
+    hint = PANEL_HINTS.get(name, info.info)
+    return number_box(info.bound, text, default, server_caps(server.limits).get(name), hint)
 
 
 def settings_panel(model_value: str, server: ServerSettings, defaults: dict[str, Any]) -> SettingsPanel:

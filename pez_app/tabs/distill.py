@@ -7,13 +7,14 @@ import gradio as gr
 import pez
 from pez.config import BOUNDS, MAX_TEXT_CHARS
 from pez.engine.vocab import text_ids
+from pez.inversion import distill_length
 
 from .. import components as ui
 from ..pipeline import Job, Search, wire_search
-from ..progress import fmt_score, plural
+from ..progress import fmt_score
 from ..regenerate import Draw, RegeneratePanel
 from ..server import user_error
-from ..settings import label, number_box
+from ..settings import label, number_box, require_available
 
 TOY_LONG_PROMPT = (
     "a simple picture of a big bright red star drawn in the middle of a plain grey background, "
@@ -30,22 +31,19 @@ def token_count(clip: pez.LoadedClip, text: str) -> int:
 
 
 def _distill_prompt(text: str, *, model: str, config: pez.InvertConfig) -> Job:
+    require_available(model)
     if not text or not text.strip():
         raise user_error("Enter a long prompt to distill.")
 
-    def check(clip) -> None:
-        n = token_count(clip, text)
-        if config.prompt_len >= n:
-            raise user_error(
-                f"The short prompt ({plural(config.prompt_len, 'token')}) must be shorter than the long one "
-                f"({plural(n, 'token')}): lower 'Short prompt length' or paste a longer prompt."
-            )
+    def check(clip) -> None:  # pez's length rule: a one-token text is refused; a long short length is capped
+        distill_length(clip, text, config.prompt_len)
 
     def start(clip, config, should_stop):
         return pez.distill_stream(text, clip, config, should_stop=should_stop)
 
     def note(clip, res) -> str:
-        return f" · {token_count(clip, text)} → {config.prompt_len} tokens · CLIP text similarity {fmt_score(res.score)}"
+        short = distill_length(clip, text, config.prompt_len)[0]  # the cap, if any, is in the result's hint
+        return f" · {token_count(clip, text)} → {short} tokens · CLIP text similarity {fmt_score(res.score)}"
 
     return Job("distill", start, images=0, check=check, note=note)
 
@@ -98,7 +96,7 @@ def build(ctx) -> None:
             [("From the long prompt", "distill-long-gallery"), ("From the short prompt", "distill-short-gallery")],
         )
         ctx.panels.append(panel)
-        ctx.share_button()
+        ui.share_button(ctx.tabs, "distill", [long_prompt, short_len, prompt], ctx.history)
 
         _, control = wire_search(
             ctx,

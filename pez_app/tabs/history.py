@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from .. import components as ui
-from ..history import CLEAR_JS, HISTORY_HEADERS, MERGE_JS, export_history
+from ..history import CLEAR_JS, HISTORY_HEADERS, UNDO_JS, export_history
 from ..server import friendly_errors
 
 export_history = friendly_errors(export_history)
@@ -43,27 +43,17 @@ def build(ctx) -> None:
             clear_btn = gr.Button("🗑 Clear history", variant="stop", scale=1, elem_id="history-clear")
             undo_btn = gr.Button("↩ Undo clear", scale=1, visible=False, elem_id="history-undo")
             export_file = gr.File(label="Export", scale=2, visible=False)
-        cleared = gr.JSON(None, visible="hidden")
 
         store.reload(tab.select)  # another browser tab may have added runs meanwhile
         store.reload(ctx.demo.load)
         table.select(pick_row_prompt, None, picked, **ui.QUICK)
         use_btn.click(lambda p: (p, gr.Tabs(selected="image")), picked, [ctx.prompt, ctx.tabs], **ui.QUICK)
         export_btn.click(lambda h: gr.File(export_history(h), visible=True), store.value, export_file, **ui.QUICK)
-        # Clear keeps what it removed until the next clear: Undo merges it back.
-        cleared_evt = clear_btn.click(None, None, [store.value, cleared], js=CLEAR_JS, **ui.QUICK)
+        # Clear keeps what it removed (in this browser's storage, until the next clear): Undo merges it
+        # back. Neither takes records from a component, so a replayed share link cannot write any.
+        cleared_evt = clear_btn.click(None, None, [store.value, undo_btn], js=CLEAR_JS, **ui.QUICK)
         store.changed(cleared_evt)
-        cleared_evt.then(
-            lambda old: (
-                gr.Button(visible=bool(old), value=f"↩ Undo clear ({len(old or [])})"),
-                "",
-                gr.File(None, visible=False),
-            ),
-            cleared,
-            [undo_btn, picked, export_file],
-            **ui.QUICK,
-        )
-        undone = undo_btn.click(None, cleared, store.value, js=MERGE_JS, **ui.QUICK)
+        cleared_evt.then(lambda: ("", gr.File(None, visible=False)), None, [picked, export_file], **ui.QUICK)
+        undone = undo_btn.click(None, None, [store.value, undo_btn], js=UNDO_JS, **ui.QUICK)
         store.changed(undone)
-        undone.then(lambda: gr.Button(visible=False), None, undo_btn, **ui.QUICK)
-        store.show_in(table)
+        store.show_in(table, [picked])

@@ -10,11 +10,12 @@ import pez
 from pez.config import BOUNDS, TEXT_WEIGHT
 
 from .. import components as ui
+from .. import progress as prog
 from ..inputs import Choice, TargetImage
 from ..pipeline import Job, Search, wire_search
 from ..regenerate import Draw, RegeneratePanel, image_paths
 from ..server import ServerSettings, user_error
-from ..settings import number_box
+from ..settings import number_box, require_available
 
 NEGATIVE_NOTE = " · with images to avoid, the score is the similarity to the target minus theirs (so it can exceed 1)"
 
@@ -28,6 +29,7 @@ def _invert_image(
     model: str,
     config: pez.InvertConfig,
 ) -> Job:
+    require_available(model)
     if image is None:
         raise user_error("Add an image first: drag one in, paste it, use the webcam or pick an example.")
     negatives = image_paths(negative_images) or None
@@ -65,9 +67,10 @@ def score_prompt(server: ServerSettings, prompt: str, image: str | None, model: 
     Returns:
         a sentence with the score
     """
+    require_available(model)
     clip = server.load_model(model)
     score = pez.score_texts(clip, [prompt], [image])[0]
-    return f"Score of this prompt against the image: **{score:.3f}** (CLIP cosine, `{model}`)"
+    return f"Score of this prompt against the image: {score:.3f} (CLIP cosine, {model})"
 
 
 def _regenerate(prompt: str, image: str | None) -> list[list[Draw]]:
@@ -81,6 +84,21 @@ REGENERATE = (
     "    image: optional target image; each generated image is scored by CLIP similarity to it",
     "regenerate",
 )
+
+
+NEGATIVE_OFF = (
+    "the prompt found is the negative prompt now; at guidance {g:g} it has no effect (the pair samples "
+    "without classifier-free guidance): raise Guidance above 1 to use it"
+)
+
+
+def negative_found(goal: str, prompt: str, before: str, guidance):
+    """Negative-prompt mode, after a run: the prompt found -> the negative prompt (saying when the
+    guidance makes it do nothing, as sd-turbo's default 0 does), the prompt box as it was."""
+    if goal != "negative" or not prompt:
+        return gr.skip(), gr.skip()
+    off = isinstance(guidance, (int, float)) and guidance <= 1
+    return gr.Textbox(value=prompt, info=NEGATIVE_OFF.format(g=guidance) if off else None), before
 
 
 def build(ctx) -> None:
@@ -123,8 +141,10 @@ def build(ctx) -> None:
 
         def extra():
             score_btn = gr.Button("Score the edited prompt", size="sm", elem_id="image-score")
-            score_md = gr.Markdown(elem_id="image-score-text")
-            score_btn.click(score, [prompt, image, s.model], score_md, api_name="score", **pipeline.gpu_options())
+            score_md = prog.plain_box("image-score-text")
+            score_btn.click(
+                score, [prompt, image, s.model], score_md, api_name="score", show_progress="hidden", **pipeline.gpu_options()
+            )
 
         panel = RegeneratePanel(
             ctx.model_value,
@@ -135,7 +155,7 @@ def build(ctx) -> None:
             extra,
         )
         ctx.panels.append(panel)
-        ctx.share_button()
+        ui.share_button(ctx.tabs, "image", [goal, image, run, text, weight, prompt, panel.negative], ctx.history)
 
         ui.checked_uploads(image, status)
         ui.checked_uploads(negatives, status)
@@ -151,13 +171,13 @@ def build(ctx) -> None:
         # Negative-prompt mode: the prompt found describes what to avoid -> the negative prompt, and
         # the prompt box gets back what it held before the run (the run streamed into it).
         before = gr.State("")
-        run.click(lambda p: p, prompt, before, **ui.QUICK)
-        events[0].success(
-            lambda g, p, b: (p, b) if g == "negative" and p else (gr.skip(), gr.skip()),
-            [goal, prompt, before],
-            [panel.negative, prompt],
-            **ui.QUICK,
-        )
+
+        def clicked(p, g, c):
+            c.goal = g  # History logs the run as a negative-prompt search (history.record_of)
+            return p
+
+        run.click(clicked, [prompt, goal, control], before, **ui.QUICK)
+        events[0].success(negative_found, [goal, prompt, before, panel.guidance], [panel.negative, prompt], **ui.QUICK)
         goal.change(
             lambda g: gr.Button("▶ Find negative prompt" if g == "negative" else "▶ Find prompt"), goal, run, **ui.QUICK
         )

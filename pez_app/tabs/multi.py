@@ -14,6 +14,7 @@ from ..pipeline import Job, Search, wire_search
 from ..progress import plural
 from ..regenerate import Draw, RegeneratePanel, image_paths
 from ..server import user_error
+from ..settings import require_available
 
 IMAGES_DOC = "    images: the target images (a gallery of files)"
 
@@ -27,6 +28,7 @@ def require_images(images: list, what: str = "image", minimum: int = 1) -> list:
 
 
 def _invert_multi(images: list, *, model: str, config: pez.InvertConfig) -> Job:
+    require_available(model)
     paths = require_images(image_paths(images))
     note = ui.toy_note(model, paths)
 
@@ -42,6 +44,7 @@ TOY_JOIN_NOTE = "; the toy CLIP was trained on one shape per picture, so joins s
 
 
 def _concatenate(images: list, *, model: str, config: pez.InvertConfig) -> Job:
+    require_available(model)
     paths = require_images(image_paths(images))
 
     def start(clip, config, should_stop):  # config.time_budget: this image's share of the run's
@@ -108,7 +111,7 @@ def build(ctx) -> None:
             [("Generated", "multi-gallery")],
         )
         ctx.panels.append(panel)
-        ctx.share_button()
+        ui.share_button(ctx.tabs, "multi", [images, mode, run_all, run_concat, prompt], ctx.history)
 
         ui.checked_uploads(images, status)
         _, control = wire_search(

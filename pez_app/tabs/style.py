@@ -10,12 +10,19 @@ from .. import components as ui
 from ..pipeline import Job, Search, wire_search
 from ..regenerate import Draw, RegeneratePanel, image_paths, styled_prompts, subject_lines
 from ..server import user_error
+from ..settings import require_available
 from .multi import IMAGES_DOC, require_images
+
+TOY_STYLE_NOTE = (
+    " · the toy world draws one plain shape in one colour, so a style has no effect there beyond "
+    "colour and shape: use a real model pair for styles"
+)
 
 
 def _find_style(images: list, *, model: str, config: pez.InvertConfig) -> Job:
+    require_available(model)
     paths = require_images(image_paths(images), "style image")
-    note = ui.toy_note(model, paths)
+    note = ui.toy_note(model, paths) + (TOY_STYLE_NOTE if model == "toy" else "")
 
     def start(clip, config, should_stop):
         return pez.invert_stream(paths, clip, config, should_stop=should_stop)
@@ -104,7 +111,7 @@ def build(ctx) -> None:
             extra,
         )
         ctx.panels.append(panel)
-        ctx.share_button()
+        ui.share_button(ctx.tabs, "style", [images, prompt, boxes["subjects"], boxes["template"]], ctx.history)
 
         ui.checked_uploads(images, status)
         _, control = wire_search(

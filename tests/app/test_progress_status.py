@@ -66,3 +66,18 @@ def test_time_budget_is_an_app_setting_with_a_cpu_default():
     cfg = settings.make_config({"time_budget": 45, "prompt_style": "max-score", "steps": 10})
     assert cfg.time_budget == 45.0 and cfg.prompt_style == "max-score"
     assert settings.label("time_budget") == "Time budget (seconds, 0 = none)"
+
+
+def test_the_order_phase_has_its_own_status():
+    """Issue 22/24: the word-order polish showed 'Step 3 / 50' as if the search had restarted."""
+    text = progress.progress_text(_report(phase="order", step=3, steps=50, steps_per_sec=2.0, eta=4.0))
+    assert text.startswith("Word order: round 3 of 50") and "Step" not in text
+
+
+def test_early_stop_is_named_even_with_a_time_budget(tiny_clip, images):
+    """Issue 24, item 10: 'Done after 229 steps (time budget: 60 s) in 5.2 s' when early stop ended it."""
+    cfg = pez.InvertConfig(prompt_len=4, steps=1000, seed=0, patience=5, time_budget=600.0)
+    res = pez.invert(images[:1], model=tiny_clip, config=cfg)
+    assert res.steps_run < 1000 and res.elapsed < 0.8 * 600
+    text = progress.result_text(res)
+    assert "(early stop" in text and "(time budget" not in text, text

@@ -269,13 +269,14 @@ def test_browser_flow(page, shots):
 
 
 def test_bad_upload_and_the_status_after_an_error(page, tmp_path):
-    """A .txt renamed .png: a message on upload, and after Run the status shows the error state
-    (never a stale 'Loading …')."""
+    """A .txt renamed .png: a message on upload, the file taken out (issue 24: it left a
+    broken-image icon), and after Run the status shows the error state (never a stale 'Loading …')."""
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
     open_tab(page, "image")
     page.set_input_files("#image-input input[type=file]", str(bad))
     page.wait_for_selector("text=This file cannot be used")
+    page.wait_for_function("!document.querySelector('#image-input img')")  # no broken-image tile left
     page.click("#image-run")
-    wait_status(page, "image", "^⚠ Error: .*not an image")
+    wait_status(page, "image", "^⚠ Error: Add an image first")
     assert "Loading" not in status_text(page, "image")

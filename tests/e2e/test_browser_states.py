@@ -12,6 +12,7 @@ when CI is set (tests/e2e/chromium.py).
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from contextlib import contextmanager
 
@@ -256,3 +257,126 @@ def test_an_out_of_range_number_typed_in_the_ui_is_named_not_clamped(page):
     )
     assert not status(page).startswith("Done"), status(page)
     assert page.get_by_label("Steps", exact=True).input_value() == "0", "the box no longer shows what was typed"
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 24, item 1: share links. Each test's docstring says what a newcomer saw before the fix.
+
+
+def share_link(page, tab: str) -> str:
+    """Press the tab's Share button as a person would; return the link it copied."""
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.evaluate("() => navigator.clipboard.writeText('')")
+    page.locator(f"#tab-{tab}").get_by_role("button", name=re.compile("Share")).click()
+    for _ in range(100):  # the copy happens after a round trip (what wait_for_function cannot await)
+        text = page.evaluate("() => navigator.clipboard.readText()")
+        if "deep_link=" in text:
+            return text
+        page.wait_for_timeout(100)
+    raise AssertionError(f"no link copied (the button reads {page.locator(f'#tab-{tab}').inner_text()[-200:]!r})")
+
+
+def open_link(browser, link: str):
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    shared = context.new_page()
+    shared.set_default_timeout(60_000)
+    shared.goto(link)
+    shared.wait_for_selector("#tabs")
+    return shared
+
+
+def test_an_image_link_restores_the_prompt_and_the_edit_made_before_sharing(page, browser):
+    """Before issue 24: the Prompt box of an Image → Prompt link was empty; a link made after
+    editing the prompt was the same as before the edit; nothing said the link was copied."""
+    search(page, TOYS[2])
+    found = page.input_value("#image-prompt textarea")
+    assert found
+    first = share_link(page, "image")
+    assert page.locator("#tab-image").get_by_text("copied").first.is_visible(), "no 'copied' feedback"
+    shared = open_link(browser, first)
+    wait_for(shared, "(p) => document.querySelector('#image-prompt textarea')?.value === p", found, "prompt lost")
+    shared.context.close()
+    page.fill("#image-prompt textarea", "an edited prompt")
+    second = share_link(page, "image")
+    assert second != first, "the link does not carry the edit"
+    shared = open_link(browser, second)
+    wait_for(shared, "() => document.querySelector('#image-prompt textarea')?.value === 'an edited prompt'",
+             what="the edited prompt did not come back")
+    shared.context.close()
+
+
+def test_a_multi_image_link_opens_on_its_tab_with_its_images_and_run_label(page, browser):
+    """Before issue 24: a Multi-image link opened on the first tab, the input images blank and the
+    run button reading 'Run'."""
+    page.click("#tab-multi-button")
+    page.set_input_files("#multi-input input[type=file]", TOYS[:2])
+    page.wait_for_selector("#multi-input img")
+    link = share_link(page, "multi")
+    shared = open_link(browser, link)
+    wait_for(shared, "() => document.querySelector('#tab-multi')?.offsetParent !== null", what="not on Multi-image")
+    wait_for(shared, "() => Array.from(document.querySelectorAll('#multi-input img')).filter(i => i.naturalWidth > 0).length === 2",
+             what="the input images did not come back")
+    assert shared.inner_text("#multi-run").strip() == "▶ Find one prompt"
+    shared.context.close()
+
+
+def test_a_link_never_writes_into_the_visitors_history(server, page, browser):
+    """Issue 23: a link made after calling the History 'clear' handler with crafted records showed
+    'Undo clear', and one click wrote those records into the visitor's History."""
+    page.click("#tab-history-button")
+    page.click("#history-clear")
+    page.click("#tab-image-button")
+    link = share_link(page, "image")
+    shared = open_link(browser, link)
+    shared.click("#tab-history-button")
+    undo = shared.locator("#history-undo")
+    if undo.is_visible():
+        undo.click()
+        shared.wait_for_timeout(500)
+    stored = shared.evaluate("() => localStorage.getItem('pez-history-v2') || '[]'")
+    assert stored == "[]", f"the visitor's History was written by a link: {stored[:200]}"
+    shared.context.close()
+
+
+def test_a_link_carries_the_result_not_the_sharers_history(server, page):
+    """Issue 23, item 6: a link saved the session's whole state, the sharer's History table (every
+    prompt they ever found, from this browser's storage) included."""
+    import httpx
+
+    page.evaluate(
+        """() => localStorage.setItem('pez-history-v2', JSON.stringify([{id: 'p1', time: '2026-01-01T00:00:00',
+        mode: 'image', prompt: 'a private earlier prompt', score: 0.5, model: 'toy', settings: {}}]))"""
+    )
+    page.reload()
+    page.wait_for_selector("#tab-image")
+    page.click("#tab-history-button")
+    wait_for(page, "() => document.querySelector('#history-table')?.innerText.includes('private earlier')",
+             what="the History table never showed the stored run")
+    page.click("#tab-image-button")
+    page.fill("#image-prompt textarea", "the shared prompt")
+    link = share_link(page, "image")
+    config = httpx.get(server.url + "config", params={"deep_link": link.split("deep_link=")[1]}).text
+    assert "the shared prompt" in config and "private earlier" not in config
+    assert len(config) < 1_000_000
+    page.click("#tab-history-button")  # the sharer's own table is back
+    wait_for(page, "() => document.querySelector('#history-table')?.innerText.includes('private earlier')",
+             what="the sharer's History table was not refilled after sharing")
+
+
+def test_style_and_distill_links_restore_their_inputs_and_tab(page, browser):
+    """Issue 24, item 1: every link opened on the first tab, its inputs lost."""
+    page.click("#tab-style-button")
+    page.click("#tab-style >> text=Example: green toy shapes")
+    page.wait_for_selector("#style-input img")
+    shared = open_link(browser, share_link(page, "style"))
+    wait_for(shared, "() => document.querySelector('#tab-style')?.offsetParent !== null", what="not on Style transfer")
+    wait_for(shared, "() => Array.from(document.querySelectorAll('#style-input img')).some(i => i.naturalWidth > 0)",
+             what="the style images did not come back")
+    shared.context.close()
+    page.click("#tab-distill-button")
+    page.fill("#distill-long textarea", "a long prompt about a red star")
+    shared = open_link(browser, share_link(page, "distill"))
+    wait_for(shared, "() => document.querySelector('#tab-distill')?.offsetParent !== null", what="not on Distill")
+    wait_for(shared, "() => document.querySelector('#distill-long textarea')?.value === 'a long prompt about a red star'",
+             what="the long prompt did not come back")
+    shared.context.close()

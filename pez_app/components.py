@@ -267,7 +267,7 @@ def toy_like(path) -> bool:
 
 
 def toy_note(model: str, paths: list) -> str:
-    """" · note: …" when the toy world model is asked about images that are not toy pictures."""
+    """ " · note: …" when the toy world model is asked about images that are not toy pictures."""
     if model != "toy":
         return ""
     try:
@@ -316,9 +316,7 @@ def header(start: StartupModel) -> None:
         'with <a href="https://arxiv.org/abs/2302.03668" target="_blank">PEZ (Hard Prompts Made Easy)</a>. '
         "Watch the prompt improve live, stop when you like it, edit it and regenerate.</span></div>"
     )
-    toy = (
-        "the model is the <b>toy world</b>, a tiny CLIP of coloured shapes: no download. Use the toy examples."
-    )
+    toy = "the model is the <b>toy world</b>, a tiny CLIP of coloured shapes: no download. Use the toy examples."
     reason = public_text(start.reason)  # no server paths on a public page
     if start.fallback:  # one short line; the why and the how behind a click (a phone's first screen)
         wanted = html.escape(start.wanted)

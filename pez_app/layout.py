@@ -78,9 +78,6 @@ class BuildContext:
     def offline(self) -> bool:
         return self.start.pair == "toy"
 
-    def share_button(self) -> None:
-        gr.DeepLinkButton("🔗 Share this result (copies a link)", copied_value="🔗 Link copied", size="sm")
-
 
 def build_demo(
     settings: ServerSettings | None = None,

@@ -314,7 +314,13 @@ def arm_run(control: RunControl, busy: bool = False) -> str:
     """Run clicked: remember when (a Stop after it, even while queued, stops that run) and say
     whether the run starts or waits for another run to free the model (`busy`; the handler's
     first update replaces this)."""
-    control.clicked_at, control.error, control.armed, control.started, control.record = time.monotonic(), "", True, False, None
+    control.clicked_at, control.error, control.armed, control.started, control.record = (
+        time.monotonic(),
+        "",
+        True,
+        False,
+        None,
+    )
     return WAITING if busy else STARTING
 
 

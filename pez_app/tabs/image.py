@@ -143,7 +143,12 @@ def build(ctx) -> None:
             score_btn = gr.Button("Score the edited prompt", size="sm", elem_id="image-score")
             score_md = prog.plain_box("image-score-text")
             score_btn.click(
-                score, [prompt, image, s.model], score_md, api_name="score", show_progress="hidden", **pipeline.gpu_options()
+                score,
+                [prompt, image, s.model],
+                score_md,
+                api_name="score",
+                show_progress="hidden",
+                **pipeline.gpu_options(),
             )
 
         panel = RegeneratePanel(

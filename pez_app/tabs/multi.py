@@ -38,7 +38,9 @@ def _invert_multi(images: list, *, model: str, config: pez.InvertConfig) -> Job:
     return Job("multi", start, images=len(paths), note=(lambda clip, res: note) if note else None)
 
 
-INVERT_MULTI = Search("invert_multi", _invert_multi, "Find one prompt that describes all of several images.", IMAGES_DOC)
+INVERT_MULTI = Search(
+    "invert_multi", _invert_multi, "Find one prompt that describes all of several images.", IMAGES_DOC
+)
 
 TOY_JOIN_NOTE = "; the toy CLIP was trained on one shape per picture, so joins score very low there"
 

@@ -182,7 +182,6 @@ def test_zero_gpu_decorator_is_a_no_op_without_spaces(monkeypatch):
     assert pipeline.on_gpu(f, 60) is f
 
 
-
 def test_cli_flags():
     args = app.parse_args(["--offline-demo", "--device", "cpu", "--port", "7999", "--share"])
     assert args.offline_demo and args.device == "cpu" and args.port == 7999 and args.share
@@ -355,9 +354,7 @@ def test_regenerate_scores_images_against_the_target(image_files):
 def test_regenerate_style_and_distill():
     items, _ = EP["regenerate_style"]("green", "a circle\na star", pez.STYLE_TEMPLATE, "toy", "", 0, 1, 0, 1)
     assert [c.split(" · ")[0] for _, c in items] == ["a circle", "a star"]
-    long_items, short_items, summary = EP["regenerate_distill"](
-        "a big red star", "red star", "toy", "", 0, 1, 0, 2
-    )
+    long_items, short_items, summary = EP["regenerate_distill"]("a big red star", "red star", "toy", "", 0, 1, 0, 2)
     assert len(long_items) == len(short_items) == 2 and "4 images" in summary
     with pytest.raises(gr.Error):
         EP["regenerate_style"]("", "a circle", pez.STYLE_TEMPLATE, "toy", "", 0, 1, 0, 1)
@@ -852,13 +849,18 @@ def test_every_request_passes_the_gate_and_releases_its_ticket(image_files):
 
 def test_build_demo_leaves_no_state_in_module_globals():
     """Two demos with different settings in one process: each keeps its own."""
-    small = app.build_demo(dataclasses.replace(BASE, limits=server.Limits(max_steps=7, max_file_mb=3)), start=app.demo.pez.start)
+    small = app.build_demo(
+        dataclasses.replace(BASE, limits=server.Limits(max_steps=7, max_file_mb=3)), start=app.demo.pez.start
+    )
     assert small.pez.settings.limits.max_steps == 7 and small.pez.launch_kwargs["max_file_size"] == "3mb"
     assert app.demo.pez.settings.limits.max_steps == 3000 and app.demo.pez.launch_kwargs["max_file_size"] == "20mb"
     assert _component(small, inputs.SettingNumber, "Steps").info.startswith("1 to 7")
     assert _component(app.demo, inputs.SettingNumber, "Steps").info.startswith("1 to 3,000")
     image = _component(small, inputs.TargetImage, "Target image")
-    assert image.data_model.max_mb == 3 and _component(app.demo, inputs.TargetImage, "Target image").data_model.max_mb == 20
+    assert (
+        image.data_model.max_mb == 3
+        and _component(app.demo, inputs.TargetImage, "Target image").data_model.max_mb == 20
+    )
     assert not hasattr(small, "pez_start") and "max_file_size" not in components.LAUNCH_KWARGS
 
 

@@ -300,8 +300,11 @@ def test_an_image_link_restores_the_prompt_and_the_edit_made_before_sharing(page
     second = share_link(page, "image")
     assert second != first, "the link does not carry the edit"
     shared = open_link(browser, second)
-    wait_for(shared, "() => document.querySelector('#image-prompt textarea')?.value === 'an edited prompt'",
-             what="the edited prompt did not come back")
+    wait_for(
+        shared,
+        "() => document.querySelector('#image-prompt textarea')?.value === 'an edited prompt'",
+        what="the edited prompt did not come back",
+    )
     shared.context.close()
 
 
@@ -314,8 +317,11 @@ def test_a_multi_image_link_opens_on_its_tab_with_its_images_and_run_label(page,
     link = share_link(page, "multi")
     shared = open_link(browser, link)
     wait_for(shared, "() => document.querySelector('#tab-multi')?.offsetParent !== null", what="not on Multi-image")
-    wait_for(shared, "() => Array.from(document.querySelectorAll('#multi-input img')).filter(i => i.naturalWidth > 0).length === 2",
-             what="the input images did not come back")
+    wait_for(
+        shared,
+        "() => Array.from(document.querySelectorAll('#multi-input img')).filter(i => i.naturalWidth > 0).length === 2",
+        what="the input images did not come back",
+    )
     assert shared.inner_text("#multi-run").strip() == "▶ Find one prompt"
     shared.context.close()
 
@@ -350,8 +356,11 @@ def test_a_link_carries_the_result_not_the_sharers_history(server, page):
     page.reload()
     page.wait_for_selector("#tab-image")
     page.click("#tab-history-button")
-    wait_for(page, "() => document.querySelector('#history-table')?.innerText.includes('private earlier')",
-             what="the History table never showed the stored run")
+    wait_for(
+        page,
+        "() => document.querySelector('#history-table')?.innerText.includes('private earlier')",
+        what="the History table never showed the stored run",
+    )
     page.click("#tab-image-button")
     page.fill("#image-prompt textarea", "the shared prompt")
     link = share_link(page, "image")
@@ -359,8 +368,11 @@ def test_a_link_carries_the_result_not_the_sharers_history(server, page):
     assert "the shared prompt" in config and "private earlier" not in config
     assert len(config) < 1_000_000
     page.click("#tab-history-button")  # the sharer's own table is back
-    wait_for(page, "() => document.querySelector('#history-table')?.innerText.includes('private earlier')",
-             what="the sharer's History table was not refilled after sharing")
+    wait_for(
+        page,
+        "() => document.querySelector('#history-table')?.innerText.includes('private earlier')",
+        what="the sharer's History table was not refilled after sharing",
+    )
 
 
 def test_style_and_distill_links_restore_their_inputs_and_tab(page, browser):
@@ -370,13 +382,19 @@ def test_style_and_distill_links_restore_their_inputs_and_tab(page, browser):
     page.wait_for_selector("#style-input img")
     shared = open_link(browser, share_link(page, "style"))
     wait_for(shared, "() => document.querySelector('#tab-style')?.offsetParent !== null", what="not on Style transfer")
-    wait_for(shared, "() => Array.from(document.querySelectorAll('#style-input img')).some(i => i.naturalWidth > 0)",
-             what="the style images did not come back")
+    wait_for(
+        shared,
+        "() => Array.from(document.querySelectorAll('#style-input img')).some(i => i.naturalWidth > 0)",
+        what="the style images did not come back",
+    )
     shared.context.close()
     page.click("#tab-distill-button")
     page.fill("#distill-long textarea", "a long prompt about a red star")
     shared = open_link(browser, share_link(page, "distill"))
     wait_for(shared, "() => document.querySelector('#tab-distill')?.offsetParent !== null", what="not on Distill")
-    wait_for(shared, "() => document.querySelector('#distill-long textarea')?.value === 'a long prompt about a red star'",
-             what="the long prompt did not come back")
+    wait_for(
+        shared,
+        "() => document.querySelector('#distill-long textarea')?.value === 'a long prompt about a red star'",
+        what="the long prompt did not come back",
+    )
     shared.context.close()

@@ -504,10 +504,11 @@ class DiskBudget:
             suffix = "." + (img.format or "img").lower()
         return self._store(data, suffix)
 
-    def write_bytes(self, data: bytes, suffix: str) -> Path:
-        """Store bytes the app produced itself (a share link's JSON, an export); `suffix` is the app's."""
+    def write_bytes(self, data: bytes, suffix: str, prefix: str = "") -> Path:
+        """Store bytes the app produced itself (an export); `suffix` and `prefix` (letters, digits,
+        '-', the start of the file's name, e.g. for a download) are the app's."""
         self._check_size(data, "file")
-        return self._store(data, suffix)
+        return self._store(data, suffix, prefix)
 
     def cleanup(self, now: float | None = None) -> int:
         """Remove expired files, then the oldest until within the caps; return how many went."""
@@ -523,16 +524,18 @@ class DiskBudget:
 
             raise pez.ConfigError(f"{label}: expected at most {self.max_file_bytes:,} bytes, received {len(data):,}")
 
-    def _store(self, data: bytes, suffix: str) -> Path:
+    def _store(self, data: bytes, suffix: str, prefix: str = "") -> Path:
         if not suffix.startswith(".") or not suffix[1:].isalnum():
             raise ValueError(f"suffix: expected '.' and letters or digits, received {quote_value(suffix)}")
+        if prefix and not prefix.replace("-", "").isalnum():
+            raise ValueError(f"prefix: expected letters, digits or '-', received {quote_value(prefix)}")
         with self._lock:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._cleanup(len(data))
             fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-")
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
-            path = self.folder / f"{uuid.uuid4().hex}{suffix}"
+            path = self.folder / f"{prefix}{uuid.uuid4().hex}{suffix}"
             os.replace(tmp, path)
             return path
 

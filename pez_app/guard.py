@@ -588,8 +588,9 @@ MALFORMED_UI_REQUEST = (
 
 
 def quiet_ui_errors(demo: Any, log: Any = None) -> None:
-    """A browser-only event (api_visibility private, or a js-only one with no Python function)
-    posted by a script with values the page never sends gets MALFORMED_UI_REQUEST (gr.Error, no
+    """A browser-only event (api_visibility private or undocumented, e.g. gr.Examples' own, or a
+    js-only one with no Python function) posted by a script with values the page never sends gets
+    MALFORMED_UI_REQUEST (gr.Error, no
     traceback) and one warning line in the log (the handler, the error's type and a cut message),
     instead of gradio's printed traceback per request (gradio 6.31 routes.predict prints any
     exception but a gr.Error; a probe's 300 such posts wrote 90 tracebacks). A gr.Error the handler
@@ -611,7 +612,7 @@ def quiet_ui_errors(demo: Any, log: Any = None) -> None:
         except gr.Error:
             raise
         except Exception as e:
-            if getattr(fn, "api_visibility", "public") != "private" and getattr(fn, "fn", None) is not None:
+            if getattr(fn, "api_visibility", "public") == "public" and getattr(fn, "fn", None) is not None:
                 raise
             name = getattr(getattr(fn, "fn", None), "__name__", None) or f"js-only event {getattr(fn, 'id', '?')}"
             log.warning("refused a malformed request to %s: %s: %.200s", name, type(e).__name__, e)

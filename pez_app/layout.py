@@ -183,7 +183,8 @@ SHARE_LINK_MAX_MB = 16  # one share link (the page's state as gradio saves it)
 
 def share_links(settings: ServerSettings) -> DeepLinks:
     """gradio's share links on disk (<upload folder>/deep_links), bounded: PEZ_SHARE_LINKS links and
-    PEZ_SHARE_MB in all, SHARE_LINKS_PER_CALLER each, SHARE_LINK_DAYS old at most."""
+    PEZ_SHARE_MB in all, SHARE_LINKS_PER_CALLER each (a quarter of all at most: one caller cannot
+    push every other caller's links out), SHARE_LINK_DAYS old at most."""
     from gradio.utils import get_upload_folder
 
     return DeepLinks(
@@ -192,7 +193,7 @@ def share_links(settings: ServerSettings) -> DeepLinks:
         settings.share_links,
         max_age=SHARE_LINK_DAYS * 86400,
         max_link_bytes=SHARE_LINK_MAX_MB << 20,
-        per_caller=SHARE_LINKS_PER_CALLER,
+        per_caller=min(SHARE_LINKS_PER_CALLER, max(1, settings.share_links // 4)),  # a quarter at most
     )
 
 

@@ -371,6 +371,7 @@ def test_the_style_preview_refuses_long_texts_before_any_work(server, log_mark):
     fn, comps = ui_event(server, "style-styled")
     assert len(comps) == 3  # prompt (the style), subjects, template
     big = "x" * (1 << 20)
+    rss = server.rss_mb()
     for data, field in (
         ([big, "a circle", "{subject} in the style of {style}"], "style"),
         (["red", big, "{subject} in the style of {style}"], "subjects"),
@@ -384,6 +385,7 @@ def test_the_style_preview_refuses_long_texts_before_any_work(server, log_mark):
         assert shown.startswith("⚠️") and f"{field}:" in shown and len(shown) < 400, shown[:300]
     ok = predict(server, fn, ["red", "a circle\na heart", "{subject} in the style of {style}"]).json()["data"][0]
     assert "a heart in the style of red" in str(ok)
+    assert server.rss_mb() - rss < 100, f"RSS {rss:.0f} -> {server.rss_mb():.0f} MiB"
     server.assert_quiet(log_mark)
 
 

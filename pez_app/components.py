@@ -176,8 +176,11 @@ SHARE_LABEL, SHARE_COPIED = "🔗 Share this result", "✓ Link copied (Share ag
 SHARE_JS = """async () => {
   try {
     const r = await fetch('gradio_api/deep_link?session_hash=' + window.__gradio_session_hash__);
-    const id = (await r.text()).replace(/^"|"$/g, '');
-    if (!r.ok || !id) throw new Error('no link');
+    const body = await r.text();
+    let detail = '';
+    if (!r.ok) { try { detail = JSON.parse(body).detail || ''; } catch (e) { detail = ''; } }
+    const id = r.ok ? body.replace(/^"|"$/g, '') : '';
+    if (!id) throw new Error(detail || 'no link');
     const url = new URL(window.location.href);
     url.searchParams.set('deep_link', id);
     await navigator.clipboard.writeText(url.toString());

@@ -15,6 +15,8 @@ Small building blocks, each testable without a browser, for the one request pipe
   route (queued or not, the upload route, MCP).
 - `DiskBudget`: caller bytes written only under one folder capped in bytes, files and age; images
   verified before anything is written; `cleanup()` for a timer.
+- `DeepLinks` / `DeepLinkGuard`: gradio's share links on disk, bounded in bytes, count, age and
+  links per caller (its route writes one file per link and nothing removes them).
 - `drop_idle_sessions(demo, idle_seconds)`: per-session memory gradio keeps (see SESSION_NOTES).
 
 What gradio 6.31 does not offer, and the mitigation used here (details in each docstring):
@@ -454,16 +456,26 @@ def install_body_limit(app: Any, max_bytes: int) -> Any:
     return app
 
 
-def body_limit_kwargs(max_bytes: int, app_kwargs: dict | None = None, blocks: Any = None) -> dict:
+def body_limit_kwargs(
+    max_bytes: int,
+    app_kwargs: dict | None = None,
+    blocks: Any = None,
+    links: DeepLinks | None = None,
+    trusted_proxies: int = 0,
+    by_address: bool = True,
+) -> dict:
     """`app_kwargs` for `demo.launch(app_kwargs=...)` adding BodyLimit (gradio 6.31 passes them to
-    its FastAPI app; the middleware then wraps every route, the MCP server's included) and, given
-    the demo as `blocks`, QueueStreamGuard."""
+    its FastAPI app; the middleware then wraps every route, the MCP server's included), given
+    the demo as `blocks`, QueueStreamGuard and McpPlainText, and given `links`, DeepLinkGuard."""
     from starlette.middleware import Middleware
 
     out = dict(app_kwargs or {})
     extra = [Middleware(BodyLimit, max_bytes=max_bytes)]
     if blocks is not None:
         extra.append(Middleware(QueueStreamGuard, blocks=blocks))
+        extra.append(Middleware(McpPlainText, blocks=blocks))
+    if links is not None:
+        extra.append(Middleware(DeepLinkGuard, links=links, trusted_proxies=trusted_proxies, by_address=by_address))
     out["middleware"] = [*out.get("middleware", []), *extra]
     return out
 
@@ -504,10 +516,11 @@ class DiskBudget:
             suffix = "." + (img.format or "img").lower()
         return self._store(data, suffix)
 
-    def write_bytes(self, data: bytes, suffix: str) -> Path:
-        """Store bytes the app produced itself (a share link's JSON, an export); `suffix` is the app's."""
+    def write_bytes(self, data: bytes, suffix: str, prefix: str = "") -> Path:
+        """Store bytes the app produced itself (an export); `suffix` and `prefix` (letters, digits,
+        '-', the start of the file's name, e.g. for a download) are the app's."""
         self._check_size(data, "file")
-        return self._store(data, suffix)
+        return self._store(data, suffix, prefix)
 
     def cleanup(self, now: float | None = None) -> int:
         """Remove expired files, then the oldest until within the caps; return how many went."""
@@ -523,16 +536,18 @@ class DiskBudget:
 
             raise pez.ConfigError(f"{label}: expected at most {self.max_file_bytes:,} bytes, received {len(data):,}")
 
-    def _store(self, data: bytes, suffix: str) -> Path:
+    def _store(self, data: bytes, suffix: str, prefix: str = "") -> Path:
         if not suffix.startswith(".") or not suffix[1:].isalnum():
             raise ValueError(f"suffix: expected '.' and letters or digits, received {quote_value(suffix)}")
+        if prefix and not prefix.replace("-", "").isalnum():
+            raise ValueError(f"prefix: expected letters, digits or '-', received {quote_value(prefix)}")
         with self._lock:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._cleanup(len(data))
             fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-")
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
-            path = self.folder / f"{uuid.uuid4().hex}{suffix}"
+            path = self.folder / f"{prefix}{uuid.uuid4().hex}{suffix}"
             os.replace(tmp, path)
             return path
 
@@ -561,6 +576,288 @@ class DiskBudget:
             p.unlink(missing_ok=True)
             removed, total, count = removed + 1, total - size, count - 1
         return removed
+
+
+# ---------------------------------------------------------------------------------------------
+# Browser-only events posted by scripts
+
+MALFORMED_UI_REQUEST = (
+    "This request does not match what this page sends (a browser-only event called with other values). "
+    "Reload the page and try again."
+)
+
+
+def quiet_ui_errors(demo: Any, log: Any = None) -> None:
+    """A browser-only event (api_visibility private or undocumented, e.g. gr.Examples' own, or a
+    js-only one with no Python function) posted by a script with values the page never sends gets
+    MALFORMED_UI_REQUEST (gr.Error, no
+    traceback) and one warning line in the log (the handler, the error's type and a cut message),
+    instead of gradio's printed traceback per request (gradio 6.31 routes.predict prints any
+    exception but a gr.Error; a probe's 300 such posts wrote 90 tracebacks). A gr.Error the handler
+    raised itself passes as it is; public API endpoints are untouched (their handlers make their
+    own messages). Wraps `demo.process_api` on the instance."""
+    import logging
+
+    import gradio as gr
+
+    log = log or logging.getLogger("pez_app.guard")
+    original = demo.process_api
+    if getattr(original, "_pez_quiet", False):
+        return
+
+    async def process_api(block_fn, *args, **kwargs):
+        fn = demo.fns[block_fn] if isinstance(block_fn, int) else block_fn
+        try:
+            return await original(block_fn, *args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as e:
+            if getattr(fn, "api_visibility", "public") == "public" and getattr(fn, "fn", None) is not None:
+                raise
+            name = getattr(getattr(fn, "fn", None), "__name__", None) or f"js-only event {getattr(fn, 'id', '?')}"
+            log.warning("refused a malformed request to %s: %s: %.200s", name, type(e).__name__, e)
+            raise gr.Error(MALFORMED_UI_REQUEST, title="Invalid request", print_exception=False) from None
+
+    process_api._pez_quiet = True  # type: ignore[attr-defined]
+    demo.process_api = process_api
+
+
+# ---------------------------------------------------------------------------------------------
+# MCP tools' results as plain text
+
+
+def plain_outputs(data: Any) -> list:
+    """An endpoint's outputs as gradio's MCP server holds them -> what an assistant should read:
+    texts and numbers (empty ones dropped), files and gallery images (gradio turns those into
+    image content), one item each; None, tables and plots dropped (their rows are the UI's). gradio
+    6.31 hands a queued tool's whole result over as one item (its str() was the tool's text: a
+    Python tuple repr with None and a dict), an un-queued one's as one item per output."""
+    out: list = []
+
+    def walk(value: Any) -> None:
+        if value is None:
+            return
+        if isinstance(value, str):
+            if value.strip():
+                out.append(value)
+        elif isinstance(value, (int, float)):
+            out.append(value)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v)
+        elif isinstance(value, dict):
+            if "path" in value or "url" in value:  # a file (FileData)
+                out.append(value)
+            elif "image" in value:  # a gallery item: {"image": file, "caption": text}
+                walk(value.get("image"))
+                walk(value.get("caption"))
+            # anything else (a Dataframe's headers/data, a plot) is the UI's
+
+    walk(data)
+    return out
+
+
+class McpPlainText:
+    """ASGI middleware that, on the first request to gradio's MCP server, makes its tools' results
+    plain (plain_outputs) by wrapping `blocks.mcp_server_obj.postprocess_output_data` on the
+    instance (gradio 6.31 creates that object while it builds its app, so not before launch; it
+    offers no per-tool output formatting: it str()s every output). gradio_client callers and the
+    browser are untouched: only what the MCP server sends is changed."""
+
+    def __init__(self, app: Callable, blocks: Any):
+        self.app, self.blocks = app, blocks
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and "/gradio_api/mcp" in scope.get("path", ""):
+            plain_mcp_outputs(self.blocks)
+        await self.app(scope, receive, send)
+
+
+def plain_mcp_outputs(blocks: Any) -> bool:
+    """Wrap the MCP server's output formatting of `blocks` (once); False while it has none."""
+    server = getattr(blocks, "mcp_server_obj", None)
+    if server is None:
+        return False
+    original = server.postprocess_output_data
+    if getattr(original, "_pez_plain", False):
+        return True
+
+    def postprocess_output_data(data, root_url):
+        return original(plain_outputs(data), root_url)
+
+    postprocess_output_data._pez_plain = True  # type: ignore[attr-defined]
+    server.postprocess_output_data = postprocess_output_data
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Share links (gradio's deep links) on disk
+
+
+class DeepLinks:
+    """gradio 6.31's share links on disk, bounded. Its route GET /gradio_api/deep_link?session_hash=
+    writes the session's whole component state to `<upload folder>/deep_links/<id>/state.json`
+    (id: a hash of the content) and nothing ever removes one (not even delete_cache: they are not
+    among the Blocks' temp files); a page opened with ?deep_link=<id> reads it back. Here: at most
+    `max_links` links and `max_bytes` in all (the oldest go first), each removed `max_age` s after
+    it was last written, one link over `max_link_bytes` removed at once (refused), and at most
+    `per_caller` live links per caller key (refused beyond; a caller's links that expired or were
+    removed stop counting). `cleanup()` for a timer; DeepLinkGuard applies it to the route."""
+
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        max_bytes: int,
+        max_links: int,
+        max_age: float,
+        max_link_bytes: int | None = None,
+        per_caller: int = 20,
+    ):
+        self.folder = Path(folder)
+        self.max_bytes, self.max_links, self.max_age = int(max_bytes), int(max_links), float(max_age)
+        self.max_link_bytes = min(int(max_link_bytes or max_bytes), self.max_bytes)
+        self.per_caller = int(per_caller)
+        self._made: dict[str, list[str]] = {}  # caller key -> its link ids (live ones count)
+        self._lock = threading.Lock()
+
+    def links(self) -> list[tuple[float, int, str]]:
+        """(time last written, bytes, id) of every link on disk, oldest first."""
+        out = []
+        if not self.folder.is_dir():
+            return out
+        for d in self.folder.iterdir():
+            try:
+                st = (d / "state.json").stat()
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            out.append((st.st_mtime, st.st_size, d.name))
+        return sorted(out)
+
+    def admit(self, keys: Iterable[str]) -> None:
+        """BudgetExceeded when any of the caller's keys already has `per_caller` live links."""
+        with self._lock:
+            live = {name for _, _, name in self.links()}
+            for key in keys:
+                mine = [i for i in self._made.get(key, []) if i in live]
+                self._made[key] = mine
+                if len(mine) >= self.per_caller:
+                    raise BudgetExceeded(
+                        f"Too many share links: you have {len(mine)} (at most {self.per_caller} per visitor on "
+                        f"this server; each is kept {self.max_age / 86400:g} days). Share again later."
+                    )
+
+    def made(self, keys: Iterable[str], link_id: str) -> str | None:
+        """Account for the link `link_id` gradio just wrote for the caller: None when kept, else the
+        refusal (it was removed: larger than `max_link_bytes`). Then the caps are applied."""
+        with self._lock:
+            path = self.folder / link_id / "state.json"
+            try:
+                size = path.stat().st_size
+            except OSError:
+                return None
+            if size > self.max_link_bytes:
+                self._remove(link_id)
+                return (
+                    f"This page is too large to share: {size:,} bytes, at most {self.max_link_bytes:,} "
+                    f"on this server. Remove some images or results, then share again."
+                )
+            for key in keys:
+                mine = self._made.setdefault(key, [])
+                if link_id not in mine:
+                    mine.append(link_id)
+            self._cleanup(keep=link_id)
+            return None
+
+    def cleanup(self, now: float | None = None) -> int:
+        """Remove expired links, then the oldest until within the caps; return how many went."""
+        with self._lock:
+            removed = self._cleanup(now=now)
+            live = {name for _, _, name in self.links()}
+            for key in list(self._made):
+                self._made[key] = [i for i in self._made[key] if i in live]
+                if not self._made[key]:
+                    del self._made[key]
+            return removed
+
+    def _cleanup(self, now: float | None = None, keep: str | None = None) -> int:
+        now = time.time() if now is None else now
+        entries = self.links()
+        total, count, removed = sum(e[1] for e in entries), len(entries), 0
+        for mtime, size, name in entries:
+            expired = now - mtime > self.max_age
+            over = total > self.max_bytes or count > self.max_links
+            if name == keep or not (expired or over):
+                continue
+            self._remove(name)
+            removed, total, count = removed + 1, total - size, count - 1
+        return removed
+
+    def _remove(self, link_id: str) -> None:
+        import shutil
+
+        shutil.rmtree(self.folder / link_id, ignore_errors=True)
+
+
+class DeepLinkGuard:
+    """ASGI middleware for gradio's share-link route (GET .../gradio_api/deep_link): a caller (the
+    session it names; the address with `by_address`) at its DeepLinks.per_caller is refused 429
+    before gradio writes anything; a link gradio wrote is accounted for (DeepLinks.made), and one
+    over the per-link size is removed and refused 413. The route itself stays gradio's (its login
+    check, its file format). Refusals are JSON with a `detail`, as gradio's own."""
+
+    def __init__(self, app: Callable, links: DeepLinks, trusted_proxies: int = 0, by_address: bool = True):
+        self.app, self.links = app, links
+        self.trusted_proxies, self.by_address = trusted_proxies, by_address
+
+    async def __call__(self, scope, receive, send):
+        path = scope.get("path", "")
+        if scope["type"] != "http" or scope.get("method") != "GET" or not path.endswith("/gradio_api/deep_link"):
+            return await self.app(scope, receive, send)
+        from urllib.parse import parse_qs
+
+        from starlette.requests import Request
+
+        query = parse_qs((scope.get("query_string") or b"").decode(errors="replace"))
+        probe = _Probe((query.get("session_hash") or [""])[0] or None, Request(scope))
+        keys = event_keys(probe, self.trusted_proxies, self.by_address)
+        try:
+            self.links.admit(keys)
+        except BudgetExceeded as e:
+            return await _json_reply(send, 429, str(e))
+        start: dict = {}
+        body = bytearray()
+
+        async def held_send(message):  # the reply (a short JSON string) is held until accounted for
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                body.extend(message.get("body", b""))
+
+        await self.app(scope, receive, held_send)
+        if start.get("status") == 200:
+            import json
+
+            try:
+                link_id = json.loads(bytes(body) or b'""')
+            except ValueError:
+                link_id = ""
+            if isinstance(link_id, str) and link_id and "/" not in link_id and not link_id.startswith("."):
+                refusal = self.links.made(keys, link_id)
+                if refusal:
+                    return await _json_reply(send, 413, refusal)
+        await send(
+            {**start, "type": "http.response.start"} if start else {"type": "http.response.start", "status": 500}
+        )
+        await send({"type": "http.response.body", "body": bytes(body)})
+
+
+async def _json_reply(send, status: int, detail: str) -> None:
+    import json
+
+    body = json.dumps({"detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -639,8 +936,11 @@ __all__ = [
     "BodyLimit",
     "BodyTooLarge",
     "BudgetExceeded",
+    "McpPlainText",
     "QueueStreamGuard",
     "CallerBudget",
+    "DeepLinkGuard",
+    "DeepLinks",
     "DiskBudget",
     "Ticket",
     "body_limit_kwargs",
@@ -653,5 +953,8 @@ __all__ = [
     "hide_etas",
     "install_body_limit",
     "install_queue_cap",
+    "plain_mcp_outputs",
+    "plain_outputs",
     "queued_per_key",
+    "quiet_ui_errors",
 ]

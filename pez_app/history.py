@@ -7,12 +7,7 @@ keeps anyone's history; it only turns the list into table rows and an export fil
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import tempfile
-import time
-from pathlib import Path
 
 import gradio as gr
 
@@ -80,29 +75,27 @@ def history_rows(history: list | None) -> list[list]:
 
 
 EXPORT_MAX_BYTES = HISTORY_LIMIT * 8_000  # a run record is ~1 KB; leave room for long prompts
-EXPORT_DIR = Path(tempfile.gettempdir()) / "pez-history-exports"
-EXPORT_KEEP_SECONDS = 3600  # older exports are removed (gradio serves its own copy of each)
 
 
-def export_history(history) -> str:
-    """The History as a JSON file to download. Refuses more runs than the browser keeps (this runs
-    outside the queue, so anything it accepts must stay small); old export files are removed."""
+def export_history(history, disk) -> str:
+    """The History as a JSON file to download, written once through the server's DiskBudget
+    (`disk`: bounded in bytes and files, expiring; inside gradio's cache, so gradio serves this file
+    without a copy of its own). Anyone can post any list here (it runs outside the queue): more
+    runs than the browser keeps, or more than EXPORT_MAX_BYTES of them, are refused, measured on
+    the compact JSON (C encoder) before the readable file is made."""
     if not history:
         raise user_error("History is empty: run a search first.")
     if not isinstance(history, list) or len(history) > HISTORY_LIMIT:
         n = len(history) if isinstance(history, list) else type(history).__name__
         raise user_error(f"history: expected at most {HISTORY_LIMIT} runs, received {n}")
-    text = json.dumps({"app": "pez", "version": pez.__version__, "prompts": history}, indent=2)
-    if len(text) > EXPORT_MAX_BYTES:
-        raise user_error(f"history: expected at most {EXPORT_MAX_BYTES:,} bytes of runs, received {len(text):,}")
-    EXPORT_DIR.mkdir(exist_ok=True)
-    for old in EXPORT_DIR.glob("*.json"):
-        with contextlib.suppress(OSError):
-            if time.time() - old.stat().st_mtime > EXPORT_KEEP_SECONDS:
-                old.unlink()
-    path = EXPORT_DIR / f"pez-history-{hashlib.sha1(text.encode()).hexdigest()[:12]}.json"
-    path.write_text(text)
-    return str(path)
+    doc = {"app": "pez", "version": pez.__version__, "prompts": history}
+    try:
+        size = len(json.dumps(doc, separators=(",", ":")))
+    except (TypeError, ValueError) as e:
+        raise user_error(f"history: expected runs as JSON objects ({type(e).__name__})") from None
+    if size > EXPORT_MAX_BYTES:
+        raise user_error(f"history: expected at most {EXPORT_MAX_BYTES:,} bytes of runs, received {size:,}")
+    return str(disk.write_bytes(json.dumps(doc, indent=2).encode(), ".json", prefix="pez-history-"))
 
 
 def record_of(control: RunControl) -> dict | None:

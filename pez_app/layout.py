@@ -18,12 +18,14 @@ from . import components as ui
 from . import resilience, zerogpu
 from .api_help import api_help, api_help_for
 from .guard import (
+    DeepLinks,
     DiskBudget,
     body_limit_kwargs,
     bound_unqueued,
     drop_idle_sessions,
     hide_etas,
     install_queue_cap,
+    quiet_ui_errors,
 )
 from .history import HistoryStore
 from .inputs import ImageList, TargetImage, limit_uploads, refuse_server_paths
@@ -45,6 +47,7 @@ class App:
     pipeline: Pipeline
     launch_kwargs: dict[str, Any]
     disk: DiskBudget | None = None  # caller bytes this server writes (data: URLs; exports may too)
+    links: DeepLinks | None = None  # gradio's share links on disk, bounded
 
     @property
     def endpoints(self) -> dict[str, Callable]:
@@ -148,15 +151,24 @@ def build_demo(
     install_queue_cap(demo, limits.max_jobs, settings.trusted_proxies, by_address=by_address)
     bound_unqueued(demo, UNQUEUED_PER_CALLER, settings.trusted_proxies, by_address=by_address)
     hide_etas(demo)  # a rank is true; gradio's time estimate is not (guard.hide_etas)
+    quiet_ui_errors(demo)  # a script's malformed browser-only event: a message, one log line
+    links = share_links(settings)
     launch = {
         **ui.LAUNCH_KWARGS,
         "max_file_size": f"{limits.max_file_mb}mb",  # one uploaded file
-        "app_kwargs": body_limit_kwargs(limits.max_body_mb << 20, blocks=demo),  # any body, every route
+        # any body, every route; share links bounded (guard.DeepLinks)
+        "app_kwargs": body_limit_kwargs(
+            limits.max_body_mb << 20,
+            blocks=demo,
+            links=links,
+            trusted_proxies=settings.trusted_proxies,
+            by_address=by_address,
+        ),
         "state_session_capacity": settings.sessions,  # sessions whose state gradio keeps (LRU)
         "head": resilience.HEAD,  # a run survives losing the server, in the browser
     }
-    demo.pez = App(settings, start, pipeline, launch, disk)
-    housekeeping(demo, disk)
+    demo.pez = App(settings, start, pipeline, launch, disk, links)
+    housekeeping(demo, disk, links)
     return demo
 
 
@@ -164,6 +176,25 @@ CACHE_RETENTION = (600, 3600)  # gradio's delete_cache: (check every s, remove f
 UNQUEUED_PER_CALLER = 8  # un-queued UI handlers (previews, upload checks) running at once per caller
 SESSION_IDLE_SECONDS = 3 * 3600  # a session unused this long loses its state (guard.SESSION_NOTES)
 HOUSEKEEPING_SECONDS = 600.0
+SHARE_LINK_DAYS = 7  # a share link is removed this long after it was made
+SHARE_LINKS_PER_CALLER = 20  # live share links per caller (session; address behind a trusted proxy)
+SHARE_LINK_MAX_MB = 16  # one share link (the page's state as gradio saves it)
+
+
+def share_links(settings: ServerSettings) -> DeepLinks:
+    """gradio's share links on disk (<upload folder>/deep_links), bounded: PEZ_SHARE_LINKS links and
+    PEZ_SHARE_MB in all, SHARE_LINKS_PER_CALLER each (a quarter of all at most: one caller cannot
+    push every other caller's links out), SHARE_LINK_DAYS old at most."""
+    from gradio.utils import get_upload_folder
+
+    return DeepLinks(
+        Path(get_upload_folder()) / "deep_links",
+        settings.share_mb << 20,
+        settings.share_links,
+        max_age=SHARE_LINK_DAYS * 86400,
+        max_link_bytes=SHARE_LINK_MAX_MB << 20,
+        per_caller=min(SHARE_LINKS_PER_CALLER, max(1, settings.share_links // 4)),  # a quarter at most
+    )
 
 
 def server_disk(settings: ServerSettings) -> DiskBudget:
@@ -183,9 +214,12 @@ def server_disk(settings: ServerSettings) -> DiskBudget:
     )
 
 
-def housekeeping(demo: gr.Blocks, disk: DiskBudget, every: float = HOUSEKEEPING_SECONDS) -> threading.Thread:
+def housekeeping(
+    demo: gr.Blocks, disk: DiskBudget, links: DeepLinks | None = None, every: float = HOUSEKEEPING_SECONDS
+) -> threading.Thread:
     """A daemon thread that, every `every` s while `demo` exists, removes expired caller files and
-    the state of sessions idle for SESSION_IDLE_SECONDS (gradio keeps both until evicted)."""
+    share links, and the state of sessions idle for SESSION_IDLE_SECONDS (gradio keeps all until
+    evicted)."""
     ref = weakref.ref(demo)
     stop = threading.Event()
 
@@ -195,6 +229,8 @@ def housekeeping(demo: gr.Blocks, disk: DiskBudget, every: float = HOUSEKEEPING_
             if blocks is None:
                 return
             disk.cleanup()
+            if links is not None:
+                links.cleanup()
             drop_idle_sessions(blocks, SESSION_IDLE_SECONDS)
             del blocks
 

@@ -148,6 +148,8 @@ class ServerSettings:
     trusted_proxies: int = 0  # PEZ_TRUSTED_PROXIES: proxies in front (a Space: 1), for the caller's address
     sessions: int = 1000  # PEZ_SESSIONS: browser sessions whose state the server keeps (LRU)
     disk_mb: int = 256  # PEZ_DISK_MB: bytes callers may have on the server's disk (data: URLs, exports)
+    share_links: int = 500  # PEZ_SHARE_LINKS: share links kept on disk, all callers (oldest go first)
+    share_mb: int = 256  # PEZ_SHARE_MB: their bytes on disk, all callers (one link: at most 16 MB)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> ServerSettings:
@@ -167,6 +169,8 @@ class ServerSettings:
             "trusted_proxies": _env_count(env, "PEZ_TRUSTED_PROXIES", cls.trusted_proxies),
             "sessions": _env_number(env, "PEZ_SESSIONS", cls.sessions),
             "disk_mb": _env_number(env, "PEZ_DISK_MB", cls.disk_mb),
+            "share_links": _env_number(env, "PEZ_SHARE_LINKS", cls.share_links),
+            "share_mb": _env_number(env, "PEZ_SHARE_MB", cls.share_mb),
         }
         values.update({k: v for k, v in overrides.items() if k != "limits"})
         allowed = tuple(values.get("allowed_models", ()))

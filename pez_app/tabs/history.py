@@ -48,7 +48,9 @@ def build(ctx) -> None:
         store.reload(ctx.demo.load)
         table.select(pick_row_prompt, None, picked, **ui.QUICK)
         use_btn.click(lambda p: (p, gr.Tabs(selected="image")), picked, [ctx.prompt, ctx.tabs], **ui.QUICK)
-        export_btn.click(lambda h: gr.File(export_history(h), visible=True), store.value, export_file, **ui.QUICK)
+        export_btn.click(
+            lambda h: gr.File(export_history(h, ctx.disk), visible=True), store.value, export_file, **ui.QUICK
+        )
         # Clear keeps what it removed (in this browser's storage, until the next clear): Undo merges it
         # back. Neither takes records from a component, so a replayed share link cannot write any.
         cleared_evt = clear_btn.click(None, None, [store.value, undo_btn], js=CLEAR_JS, **ui.QUICK)

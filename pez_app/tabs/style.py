@@ -5,6 +5,8 @@ from __future__ import annotations
 import gradio as gr
 
 import pez
+from pez.config import MAX_TEXT_CHARS
+from pez.inversion import check_template
 
 from .. import components as ui
 from ..pipeline import Job, Search, wire_search
@@ -38,12 +40,61 @@ FIND_STYLE = Search(
 )
 
 
+def check_style_texts(style, subjects, template, max_subjects: int) -> None:
+    """Refuse (pez.ConfigError naming the field) before any work: a style, a template or subjects
+    that are not text or are longer than MAX_TEXT_CHARS each (subjects: per line, and at most
+    `max_subjects` lines), or a template whose filled prompt could pass MAX_TEXT_CHARS (its
+    length is bounded from the template's fields and the texts' lengths, not by filling it)."""
+    for name, value, cap in (
+        ("style", style, MAX_TEXT_CHARS),
+        ("template", template, MAX_TEXT_CHARS),
+        ("subjects", subjects, max_subjects * (MAX_TEXT_CHARS + 1)),
+    ):
+        if value is not None and not isinstance(value, str):
+            raise pez.ConfigError(f"{name}: expected text, received {type(value).__name__}")
+        if value and len(value) > cap:
+            raise pez.ConfigError(f"{name}: expected at most {cap:,} characters, received {len(value):,}")
+    lines = (subjects or "").splitlines()  # at most max_subjects * MAX_TEXT_CHARS characters to split
+    if sum(1 for line in lines if line.strip()) > max_subjects:
+        n = sum(1 for line in lines if line.strip())
+        raise pez.ConfigError(f"subjects: expected at most {max_subjects} lines on this server, received {n}")
+    longest = max((len(line.strip()) for line in lines), default=0)
+    if longest > MAX_TEXT_CHARS:
+        raise pez.ConfigError(
+            f"subjects: expected lines of at most {MAX_TEXT_CHARS:,} characters, received {longest:,}"
+        )
+    pieces = check_template(template or pez.STYLE_TEMPLATE)
+    filled = sum(len(text) for text, _ in pieces)
+    filled += sum(len(style or "") if name == "style" else longest for _, name in pieces if name)
+    if filled > MAX_TEXT_CHARS:
+        raise pez.ConfigError(
+            f"template: expected prompts of at most {MAX_TEXT_CHARS:,} characters once filled, "
+            f"received a template that makes up to {filled:,}"
+        )
+
+
+def style_preview(max_subjects: int):
+    """The un-queued preview of the prompts a style regeneration will use: every text checked by
+    check_style_texts before any work (a refusal is shown in the box); the preview is at most
+    `max_subjects` prompts of MAX_TEXT_CHARS characters."""
+
+    def preview(style, subjects, template) -> str:
+        try:
+            check_style_texts(style, subjects, template, max_subjects)
+        except pez.ConfigError as e:
+            return f"⚠️ {e}"
+        return styled_prompts(style, subjects, template, max_subjects)
+
+    return preview
+
+
 def regenerate_style_plan(max_subjects: int):
     """The style regeneration's plan, with this server's cap on subjects (PEZ_MAX_SUBJECTS)."""
 
     def _regenerate_style(style: str, subjects: str, template: str) -> list[list[Draw]]:
         if not isinstance(style, str) or not style.strip():
             raise user_error("Find a style prompt first (or type one).")
+        check_style_texts(style, subjects, template, max_subjects)
         lines = subject_lines(subjects, max_subjects)
         if not lines:
             raise user_error("Enter at least one subject, one per line.")
@@ -119,6 +170,7 @@ def build(ctx) -> None:
         )
         cands.select(ui.pick_row, None, prompt, **ui.QUICK)
         subjects, template, styled = boxes["subjects"], boxes["template"], boxes["styled"]
+        preview = style_preview(max_subjects)
         for box in (prompt, subjects, template):
-            box.change(lambda *v: styled_prompts(*v, max_subjects), [prompt, subjects, template], styled, **ui.QUICK)
+            box.change(preview, [prompt, subjects, template], styled, **ui.QUICK)
         panel.wire(pipeline, regenerate_style, [prompt, subjects, template, s.model], "regenerate_style", control)

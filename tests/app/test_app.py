@@ -19,6 +19,7 @@ import app
 import pez
 from pez.config import BOUNDS, GENERATE_BOUNDS
 from pez_app import components, history, inputs, pipeline, progress, regenerate, server, settings
+from pez_app.guard import DiskBudget
 
 ROOT = Path(__file__).resolve().parents[2]
 API_NAMES = {
@@ -366,7 +367,7 @@ def test_regenerate_style_and_distill():
 # History
 
 
-def test_history_rows_and_json_export():
+def test_history_rows_and_json_export(tmp_path):
     """The browser keeps History (history.MERGE_JS, tested in tests/e2e/test_browser.py); the
     server turns its list into rows and an export file."""
     cfg = pez.InvertConfig(seed=0)
@@ -374,10 +375,11 @@ def test_history_rows_and_json_export():
     h = [rec]
     rows = history.history_rows(h)
     assert rows[0][1:5] == ["image", "a red circle!", "0.310", "toy"] and "seed 0" in rows[0][5]
-    data = json.loads(Path(history.export_history(h)).read_text())
+    disk = DiskBudget(tmp_path, 1 << 20, max_files=4, max_age=60)
+    data = json.loads(Path(history.export_history(h, disk)).read_text())
     assert data["prompts"][0]["settings"]["prompt_len"] == cfg.prompt_len
     with pytest.raises(gr.Error):
-        history.export_history([])
+        history.export_history([], disk)
     many = [{**rec, "id": str(i)} for i in range(history.HISTORY_LIMIT + 5)]
     assert len(history.history_rows(many)) == history.HISTORY_LIMIT
 

@@ -25,6 +25,7 @@ from ..public_server import ROOT, call, start_server
 
 TOYS = sorted(str(p) for p in (ROOT / "assets" / "examples").glob("toy_*.png"))
 MAX_JOBS, BODY_MB, SESSIONS, DISK_MB, RUN_SECONDS = 2, 8, 20, 1, 4
+SHARE_LINKS, SHARE_MB = 10, 64
 FAST = dict(model="toy", prompt_len=3, steps=3, candidates=1, seed=0, refine_steps=0, patience=0)
 RUNNING = ("PROCESSING", "ITERATING", "PROGRESS")  # gradio_client's statuses of a started job
 LONG = {**FAST, "steps": 5000, "time_budget": 0}  # ends at the server's limit (RUN_SECONDS)
@@ -42,6 +43,8 @@ def server(tmp_path_factory):
         "PEZ_MAX_RUN_SECONDS": str(RUN_SECONDS),
         "PEZ_MAX_STEPS": "5000",
         "GRADIO_TEMP_DIR": str(root / "gradio"),
+        "PEZ_SHARE_LINKS": str(SHARE_LINKS),
+        "PEZ_SHARE_MB": str(SHARE_MB),
     }
     srv = start_server(root, env)
     srv.temp = root / "gradio"
@@ -312,6 +315,140 @@ def test_data_urls_stay_within_the_disk_budget(server):
     assert pez_folders, "the data: URLs were not written into the server's disk budget"
     count, total = files_under(pez_folders[0])
     assert 0 < total <= DISK_MB << 20, f"{count} files, {total:,} bytes (budget {DISK_MB} MB)"
+
+
+def ui_event(server, output: str, js: bool = False) -> tuple[int, list[dict]]:
+    """A browser-only event by one of its outputs' elem_id or label: (fn index, its inputs)."""
+    config = httpx.get(server.url + "config").json()
+    comps = {c["id"]: c for c in config["components"]}
+
+    def names(i):
+        props = comps[i].get("props", {})
+        return {props.get("elem_id"), props.get("label")}
+
+    for d in config["dependencies"]:
+        if any(output in names(i) for i in d["outputs"]) and bool(d.get("js")) == js and d.get("backend_fn", True):
+            return d["id"], [comps[i] for i in d["inputs"]]
+    raise AssertionError(f"no event writes {output!r}")
+
+
+def predict(server, fn: int, data: list, session: str | None = None) -> httpx.Response:
+    body = {"fn_index": fn, "data": data, "session_hash": session or uuid.uuid4().hex[:10]}
+    return httpx.post(server.url + "gradio_api/run/predict", json=body, timeout=60)
+
+
+def record(n: int, prompt: str = "a red circle") -> dict:
+    return {"id": f"r{n}", "prompt": prompt, "score": 0.3, "mode": "image", "model": "toy", "settings": {}}
+
+
+def test_history_export_writes_one_file_in_the_disk_budget(server, log_mark):
+    """Before issue 23: each export wrote its own copy in a temp folder of its own, and gradio a second."""
+    fn, _ = ui_event(server, "Export")
+    before = files_under(server.temp)
+    served = []
+    for k in range(8):
+        r = predict(server, fn, [[record(i, f"prompt {k}") for i in range(20)]])
+        assert r.status_code == 200, r.text[:300]
+        out = r.json()["data"][0]
+        served.append(Path(out["value"]["path"] if "value" in out else out["path"]))
+    after = files_under(server.temp)
+    assert after[0] - before[0] <= 8, f"{after[0] - before[0]} files for 8 exports"
+    folders = {p.parent for p in served}
+    assert len(folders) == 1 and next(iter(folders)).name.startswith("pez-"), folders
+    count, total = files_under(next(iter(folders)))
+    assert total <= DISK_MB << 20, f"{count} files, {total:,} bytes (budget {DISK_MB} MB)"
+    # a crafted record of any size is refused by name, and nothing is written for it
+    before = files_under(server.temp)
+    r = predict(server, fn, [[record(0, "x" * (3 << 20))]])
+    assert "history: expected at most" in r.text, r.text[:300]
+    assert files_under(server.temp)[0] == before[0]
+    server.assert_quiet(log_mark)
+
+
+def test_the_style_preview_refuses_long_texts_before_any_work(server, log_mark):
+    """Before issue 23: the preview (not queued) took any style and subjects: a 1 MB style and a 1 MB
+    subject came back as a 2 MB preview (the body limit was the only bound)."""
+    fn, comps = ui_event(server, "style-styled")
+    assert len(comps) == 3  # prompt (the style), subjects, template
+    big = "x" * (1 << 20)
+    rss = server.rss_mb()
+    for data, field in (
+        ([big, "a circle", "{subject} in the style of {style}"], "style"),
+        (["red", big, "{subject} in the style of {style}"], "subjects"),
+        (["red", "a circle", "{style}" * 400], "template"),
+        (["red", "a\n" * 500, "{subject} in the style of {style}"], "subjects"),
+    ):
+        r = predict(server, fn, data)
+        assert r.status_code == 200, r.text[:300]
+        shown = r.json()["data"][0]
+        shown = shown.get("value", shown) if isinstance(shown, dict) else shown
+        assert shown.startswith("⚠️") and f"{field}:" in shown and len(shown) < 400, shown[:300]
+    ok = predict(server, fn, ["red", "a circle\na heart", "{subject} in the style of {style}"]).json()["data"][0]
+    assert "a heart in the style of red" in str(ok)
+    assert server.rss_mb() - rss < 100, f"RSS {rss:.0f} -> {server.rss_mb():.0f} MiB"
+    server.assert_quiet(log_mark)
+
+
+def share_event(server) -> tuple[int, list[dict]]:
+    """The Style tab's Share: its first step sends the tab's inputs back to themselves (the server's
+    copy of the session, which gradio's deep link saves, then holds them)."""
+    return ui_event(server, "style-share")
+
+
+def make_link(server, session: str) -> httpx.Response:
+    return httpx.get(server.url + "gradio_api/deep_link", params={"session_hash": session}, timeout=60)
+
+
+def test_share_links_stay_within_their_budget_on_disk(server, log_mark):
+    """Before issue 23: each link wrote the session's whole state for good (50 links: 108 MB)."""
+    fn, comps = share_event(server)
+    links = server.temp / "deep_links"
+    before = files_under(links)
+    ids = []
+    for i in range(50):
+        session = uuid.uuid4().hex[:10]
+        data = [None if c.get("type") == "gallery" else f"subject {i}" for c in comps]
+        assert predict(server, fn, data, session).status_code == 200
+        r = make_link(server, session)
+        assert r.status_code == 200 and r.json(), r.text[:200]
+        ids.append(r.json())
+    count, total = files_under(links)
+    print(f"50 share links: {count} on disk, {total:,} bytes (before: {before[0]} files, {before[1]:,} bytes)")
+    assert count <= SHARE_LINKS and total <= SHARE_MB << 20, (count, total)
+    state = httpx.get(server.url + "config", params={"deep_link": ids[-1]}).json().get("deep_link_state")
+    assert state == "valid", "the newest link does not open"
+    server.assert_quiet(log_mark)
+
+
+def test_one_caller_gets_a_few_share_links_then_a_named_refusal(server, log_mark):
+    """Before issue 23: one session could make any number of links (each a file of its state)."""
+    fn, comps = share_event(server)
+    session, codes = uuid.uuid4().hex[:10], []
+    for i in range(24):  # each a different page state: a different link
+        data = [None if c.get("type") == "gallery" else f"a subject {i}" for c in comps]
+        predict(server, fn, data, session)
+        codes.append(make_link(server, session))
+    refused = [r for r in codes if r.status_code != 200]
+    assert refused and all(r.status_code == 429 for r in refused), [r.status_code for r in codes]
+    assert "share links" in refused[0].json()["detail"], refused[0].text
+    per_caller = min(20, SHARE_LINKS // 4)  # layout.SHARE_LINKS_PER_CALLER, a quarter of all at most
+    assert sum(r.status_code == 200 for r in codes) == per_caller, [r.status_code for r in codes]
+    server.assert_quiet(log_mark)
+
+
+def test_browser_only_events_with_hostile_values_write_no_tracebacks(server, log_mark):
+    """Before: scripts posting values the page never sends to browser-only events (a list of dicts,
+    a server path, a format string) got gradio's generic error and printed 90 tracebacks
+    (scripts/probe_public.py); now a message and one log line each."""
+    config = httpx.get(server.url + "config").json()
+    deps = [d for d in config["dependencies"] if d.get("api_visibility", "public") != "public"][:40]
+    assert deps
+    for d in deps:
+        r = predict(server, d["id"], [[{"x": "y" * 100}] * 50] * len(d["inputs"]))
+        assert r.status_code in (200, 500), r.text[:200]
+        if r.status_code == 500:
+            assert r.json().get("error"), r.text[:200]
+    server.assert_quiet(log_mark)
 
 
 # ---------------------------------------------------------------------------------------------

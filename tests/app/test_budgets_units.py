@@ -13,7 +13,16 @@ from PIL import Image
 
 import pez
 from pez_app import pipeline, server
-from pez_app.guard import BodyLimit, DiskBudget, QueueStreamGuard
+from pez_app.guard import (
+    BodyLimit,
+    BudgetExceeded,
+    DeepLinkGuard,
+    DeepLinks,
+    DiskBudget,
+    McpPlainText,
+    QueueStreamGuard,
+    plain_outputs,
+)
 from pez_app.layout import CACHE_RETENTION, build_demo
 from pez_app.main import GRADIO_NOTES, _Reworded
 from pez_app.pipeline import Admission, CallerGate, found_nothing, own_control
@@ -63,7 +72,10 @@ def demo():
 def test_build_demo_wires_the_budgets(demo):
     launch = demo.pez.launch_kwargs
     kinds = [m.cls for m in launch["app_kwargs"]["middleware"]]
-    assert BodyLimit in kinds and QueueStreamGuard in kinds
+    assert BodyLimit in kinds and QueueStreamGuard in kinds and DeepLinkGuard in kinds and McpPlainText in kinds
+    assert isinstance(demo.pez.links, DeepLinks) and demo.pez.links.folder.name == "deep_links"
+    assert demo.pez.links.max_links == demo.pez.settings.share_links
+    assert getattr(demo.process_api, "_pez_quiet", False)
     body = next(m for m in launch["app_kwargs"]["middleware"] if m.cls is BodyLimit)
     assert body.kwargs["max_bytes"] == demo.pez.settings.limits.max_body_mb << 20
     assert launch["state_session_capacity"] == demo.pez.settings.sessions
@@ -130,3 +142,56 @@ def test_gradio_start_up_advice_names_the_flag():
     stream = _Reworded(out, GRADIO_NOTES)
     stream.write("* To create a public link, set `share=True` in `launch()`.\n")
     assert "--share" in out.getvalue() and "share=True" not in out.getvalue()
+
+
+def _link(folder, name: str, size: int, mtime: float) -> None:
+    import os
+
+    (folder / name).mkdir(parents=True)
+    (folder / name / "state.json").write_bytes(b"x" * size)
+    os.utime(folder / name / "state.json", (mtime, mtime))
+
+
+def test_share_links_expire_and_stay_within_their_caps(tmp_path):
+    links = DeepLinks(tmp_path / "deep_links", max_bytes=1000, max_links=3, max_age=100, max_link_bytes=600)
+    for i, age in enumerate([500, 50, 40, 30, 20]):  # the first expired; five is two over the count
+        _link(links.folder, f"l{i}", 100, 1_000_000 - age)
+    assert links.cleanup(now=1_000_000) == 2
+    assert [name for _, _, name in links.links()] == ["l2", "l3", "l4"]
+    assert links.cleanup(now=1_000_000 + 1000) == 3 and links.links() == []  # all expired
+
+
+def test_a_share_link_over_its_size_is_removed_and_refused(tmp_path):
+    links = DeepLinks(tmp_path / "deep_links", max_bytes=10_000, max_links=10, max_age=100, max_link_bytes=600)
+    _link(links.folder, "big", 700, 1_000_000)
+    refusal = links.made(["session:a"], "big")
+    assert refusal and "too large to share" in refusal and "700" in refusal
+    assert not (links.folder / "big").exists()
+
+
+def test_share_links_per_caller_count_only_live_links(tmp_path):
+    import time
+
+    links = DeepLinks(tmp_path / "deep_links", max_bytes=10_000, max_links=10, max_age=3600, per_caller=2)
+    for name in ("a", "b"):
+        _link(links.folder, name, 10, time.time())
+        links.admit(["session:s"])
+        assert links.made(["session:s"], name) is None
+    with pytest.raises(BudgetExceeded, match="at most 2"):
+        links.admit(["session:s"])
+    links.admit(["session:other"])  # another caller is not counted against
+    import shutil
+
+    shutil.rmtree(links.folder / "a")  # removed (expired or pushed out): no longer counts
+    links.admit(["session:s"])
+
+
+def test_mcp_results_are_plain_texts_files_kept():
+    cands = {"headers": ["#", "prompt", "score"], "data": [[1, "a b", 0.3]]}
+    assert plain_outputs([("a red circle", "Done · best score 0.31", None, cands)]) == [
+        "a red circle",
+        "Done · best score 0.31",
+    ]
+    image = {"path": "/tmp/x.png", "url": "http://h/x.png", "meta": {"_type": "gradio.FileData"}}
+    assert plain_outputs([[{"image": image, "caption": "seed 0"}], "Generated 1"]) == [image, "seed 0", "Generated 1"]
+    assert plain_outputs(["", 0.31]) == [0.31]

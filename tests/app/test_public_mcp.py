@@ -168,6 +168,45 @@ def test_search_tools_return_text_an_assistant_can_read(server, tool, args):
     assert "loss (moving average)" not in text and len(text) < 2000, f"{len(text)} characters: {text[:300]}…"
 
 
+@pytest.mark.parametrize(
+    "tool, args",
+    [
+        ("invert_image", {"image": URLS[0], **FAST}),
+        ("invert_multi", {"images": URLS[:2], **FAST}),
+        ("distill_prompt", {"text": "a big red star on a plain grey picture", **FAST}),
+    ],
+    ids=["invert_image", "invert_multi", "distill_prompt"],
+)
+def test_search_tools_return_the_prompt_and_status_as_plain_text(server, tool, args):
+    """Before (issue 23): one text, the Python repr of the outputs: "('a prompt', 'Done … score …', None,
+    {'headers': [...], 'data': [...]})". Now: the prompt, then the status with its score, as texts."""
+    from gradio_client import Client
+
+    result = run(_call(server, tool, args))
+    assert not result.isError, texts(result)
+    shown = texts(result)
+    assert len(shown) == 2, shown
+    prompt, status = shown
+    assert prompt.strip() and not prompt.startswith(("(", "[")), prompt
+    assert "score" in status and "None" not in status and "headers" not in status, status
+    # gradio_client callers keep the endpoint's four outputs (prompt, status, plot, candidates)
+    api = {"invert_image": "/invert", "invert_multi": "/invert_multi", "distill_prompt": "/distill"}[tool]
+    value = Client(server.url, verbose=False).predict(**_client_args(tool, args), api_name=api)
+    assert isinstance(value, (list, tuple)) and len(value) == 4 and isinstance(value[0], str), value
+    assert value[0].strip() and "score" in value[1] and isinstance(value[3], dict), value
+
+
+def _client_args(tool: str, args: dict) -> dict:
+    from gradio_client import handle_file
+
+    out = dict(args)
+    if "image" in out:
+        out["image"] = handle_file(str(TOYS[0]))
+    if "images" in out:
+        out["images"] = [handle_file(str(p)) for p in TOYS[:2]]
+    return out
+
+
 MISTAKES = [
     ("invert_image", {"image": URLS[0], **FAST, "steps": 0}, ["steps", "expected", "0"]),
     ("invert_image", {"image": URLS[0], **FAST, "candidates": 0}, ["candidates", "expected", "0"]),

@@ -499,6 +499,9 @@ class Pipeline:
             run.started = True
             ticket = None
             try:
+                if run.stop_at >= run.clicked_at > 0.0:  # Stop pressed while it waited in the queue
+                    yield gr.skip(), prog.STOPPED_BEFORE, gr.skip(), gr.skip()  # what Stop said stays
+                    return
                 check_caps(a.arguments, self.settings.limits)  # 2
                 model = self.settings.check_model(a.arguments["model"])
                 asked = make_config(a.arguments)
@@ -539,9 +542,6 @@ class Pipeline:
         aborted GPU run ends as a stopped one, keeping the best prompt."""
         run, to_assistant = request[3], is_mcp_call(gr_request)
         stop = _either(run.should_stop(), run.deadline)
-        if ZERO_GPU and run.stop_at >= run.clicked_at > 0.0:  # Stop pressed while it waited
-            yield "", prog.STOPPED_BEFORE, None, []
-            return
         if zerogpu.loads_in_call(request[1]):
             yield "", zerogpu.loading_note(request[1]), None, []
         # On ZeroGPU the worker gets a copy without the backstop: it is kept here, like Stop.

@@ -405,9 +405,14 @@ def test_stop_ends_the_run_gracefully_keeping_the_best_prompt(image_files):
 def test_stop_while_queued_says_so_and_the_run_never_starts(image_files):
     control = progress.RunControl()
     progress.arm_run(control)
-    assert "waiting in the queue" in pipeline.stop_run(control)  # Stop while still queued
-    final = run(EP["invert"], image_files[0], MODEL, 4, 3000, 1, 0, 0.1, "", "readable", control=control)[-1]
-    assert final[4]["steps_run"] == 0 and final[0] == "" and "Stopped before the first step" in final[1]
+    said = pipeline.stop_run(control)  # Stop while still queued
+    assert said == progress.STOPPED_BEFORE
+    # When the queue reaches the job, it ends at once and says what Stop said: no "Loading…",
+    # no "Stopped before the first step" replacing it (issue 24: the message flipped).
+    updates = run(EP["invert"], image_files[0], MODEL, 4, 3000, 1, 0, 0.1, "", "readable", control=control)
+    assert [u[1] for u in updates] == [said] and control.record is None  # no model loaded, no run
+    assert updates[0][0] == gr.skip() and updates[0][2] == gr.skip()  # the last result stays shown
+    assert not control.armed and not control.started
     progress.arm_run(control)  # a new Run click is not stopped by the old Stop
     final = run(EP["invert"], image_files[0], MODEL, 4, 10, 1, 0, 0.1, "", "readable", control=control)[-1]
     assert final[4]["steps_run"] == 10 and not final[4]["stopped"]

@@ -53,6 +53,7 @@ from .inputs import is_mcp_call, queue_full
 from .server import ZERO_GPU, ServerSettings, as_gr_error, friendly_errors, spaces, user_error
 from .settings import check_caps, make_config, setting_params, settings_doc
 
+NOTHING_TO_SCORE = "Nothing to score: {what}."  # the score's answer to an empty prompt or no image
 QUICK = {"queue": False, "api_visibility": "private"}  # UI-only events: outside the queue, off the API
 IMAGE_PARAMS = ("image", "images", "negative_images")  # the endpoints' image parameters (pez_app.inputs)
 
@@ -627,10 +628,12 @@ class Pipeline:
         on_device = self.gpu(on_gpu_fn, zerogpu.score_seconds)
 
         def handler(prompt, image, model, request=None):
+            # The user's obvious slips are the answer, not an error toast: pressing Score again
+            # stacked "Error (3)" toasts and a red Error pill over the score (issue 24).
             if not prompt or not str(prompt).strip():
-                raise user_error("The prompt is empty.")
+                return NOTHING_TO_SCORE.format(what="the prompt is empty (find or type one first)")
             if image is None:
-                raise user_error("Add the target image first.")
+                return NOTHING_TO_SCORE.format(what="add the target image first")
             model = self.settings.check_model(model)  # refused before any GPU time is reserved
             self.check_images({"image": image})
             ticket = self.admit(name, "score", model, request, 1)

@@ -280,8 +280,16 @@ def test_score_prompt(image_files):
     text = EP["score"]("a red circle", image_files[0], MODEL)
     assert "Score of this prompt" in text
     assert "*" not in text and "`" not in text, f"issue 24, item 12: Markdown in the API's text: {text!r}"
-    with pytest.raises(gr.Error):
-        EP["score"]("   ", image_files[0], MODEL)
+    # An empty prompt or no image is the answer, not an error: an error toast per click stacked
+    # up ("Error (3)") with a red Error pill over the score (issue 24).
+    for _ in range(3):
+        assert (
+            EP["score"]("   ", image_files[0], MODEL)
+            == "Nothing to score: the prompt is empty (find or type one first)."
+        )
+    assert EP["score"]("a red circle", None, MODEL) == "Nothing to score: add the target image first."
+    with pytest.raises(gr.Error):  # a real refusal still is one
+        EP["score"]("a red circle", image_files[0], "no-such-model")
 
 
 @pytest.mark.parametrize(

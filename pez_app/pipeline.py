@@ -243,7 +243,9 @@ class Job:
     mode: str  # the record's mode ("image − negatives", "multi", ...)
     start: Callable[[Any, pez.InvertConfig, Callable[[], bool]], Iterator]  # (clip, config, should_stop) -> reports
     images: int = 1  # target images (concatenate runs one search per image)
-    check: Callable[[Any], None] | None = None  # a check of the inputs against the loaded CLIP
+    # A check of the inputs against the loaded CLIP; returns the settings it changes for the run
+    # (distill's capped length), which the record keeps instead of those asked, or None.
+    check: Callable[[Any], dict | None] | None = None
     note: Callable[[Any, Any], str] | None = None  # (clip, result) -> what the final status adds
     record: dict = field(default_factory=dict)  # what the run record adds
     view: str = "inversion"  # how reports become UI values: "inversion" | "concatenate"
@@ -355,8 +357,8 @@ def stream_job(
             clip = item
     if loaded is not None:  # the run's clock: from here, decoding the images counts
         loaded()
-    if job.check:
-        job.check(clip)
+    used = (job.check(clip) or {}) if job.check else {}
+    extra = {"settings": used} if used else {}  # the record's settings as run (pipeline's work merges them)
     view, rep = VIEWS[job.view](job, config), None
     stream = job.start(clip, config, should_stop)
     try:
@@ -365,10 +367,12 @@ def stream_job(
                 break
             view.add(rep)
             if throttle.ready():
-                yield view.live(rep)
+                *values, fields = view.live(rep)
+                yield (*values, {**fields, **extra})
     finally:
         stream.close()
-    yield view.final(rep.result, clip, time.monotonic() - waited_from, limit)
+    *values, fields = view.final(rep.result, clip, time.monotonic() - waited_from, limit)
+    yield (*values, {**fields, **extra})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -487,6 +491,8 @@ class Pipeline:
             begin = run.deadline.begin if run.deadline is not None else None
             steps = stream_job(job, model, config, self.load_model, stop, self.throttle(), limited, begin)
             for *values, fields in steps:
+                if "settings" in fields:  # what the job changed once the CLIP was loaded
+                    fields = {**fields, "settings": {**record["settings"], **fields["settings"]}}
                 record = {**record, **fields}
                 yield (*values, record)
 

@@ -276,6 +276,19 @@ def test_multi_concatenate_style_and_distill(image_files):
     assert short[0] and "CLIP text similarity" in short[1] and "→ 4 tokens" in short[1]
 
 
+def test_history_keeps_the_distill_length_used_when_it_was_capped():
+    """Distilling "red star" (2 tokens) at length 16 runs at 1 token: the record's settings (what
+    History's settings column shows) say 1, not 16 (issue 24)."""
+    updates = run(EP["distill"], "red star", MODEL, 16, 10, 1, 0, 0.1, "", "readable")
+    final = updates[-1][4]
+    assert "capped to 1 token" in updates[-1][1] and final["settings"]["prompt_len"] == 1
+    assert all(u[4]["settings"]["prompt_len"] == 1 for u in updates if u[4] and u[4].get("steps_run"))
+    assert final["settings"]["seed"] == 0  # the other settings stay as asked
+    assert "len 1 ·" in history.history_rows([final])[0][5]
+    uncapped = run(EP["distill"], "a red star on a grey background", MODEL, 3, 10, 1, 0, 0.1, "", "readable")[-1]
+    assert uncapped[4]["settings"]["prompt_len"] == 3
+
+
 def test_score_prompt(image_files):
     text = EP["score"]("a red circle", image_files[0], MODEL)
     assert "Score of this prompt" in text

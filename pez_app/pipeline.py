@@ -53,6 +53,7 @@ from .inputs import is_mcp_call, queue_full
 from .server import ZERO_GPU, ServerSettings, as_gr_error, friendly_errors, spaces, user_error
 from .settings import check_caps, make_config, setting_params, settings_doc
 
+NOTHING_TO_SCORE = "Nothing to score: {what}."  # the score's answer to an empty prompt or no image
 QUICK = {"queue": False, "api_visibility": "private"}  # UI-only events: outside the queue, off the API
 IMAGE_PARAMS = ("image", "images", "negative_images")  # the endpoints' image parameters (pez_app.inputs)
 
@@ -242,7 +243,9 @@ class Job:
     mode: str  # the record's mode ("image − negatives", "multi", ...)
     start: Callable[[Any, pez.InvertConfig, Callable[[], bool]], Iterator]  # (clip, config, should_stop) -> reports
     images: int = 1  # target images (concatenate runs one search per image)
-    check: Callable[[Any], None] | None = None  # a check of the inputs against the loaded CLIP
+    # A check of the inputs against the loaded CLIP; returns the settings it changes for the run
+    # (distill's capped length), which the record keeps instead of those asked, or None.
+    check: Callable[[Any], dict | None] | None = None
     note: Callable[[Any, Any], str] | None = None  # (clip, result) -> what the final status adds
     record: dict = field(default_factory=dict)  # what the run record adds
     view: str = "inversion"  # how reports become UI values: "inversion" | "concatenate"
@@ -354,8 +357,8 @@ def stream_job(
             clip = item
     if loaded is not None:  # the run's clock: from here, decoding the images counts
         loaded()
-    if job.check:
-        job.check(clip)
+    used = (job.check(clip) or {}) if job.check else {}
+    extra = {"settings": used} if used else {}  # the record's settings as run (pipeline's work merges them)
     view, rep = VIEWS[job.view](job, config), None
     stream = job.start(clip, config, should_stop)
     try:
@@ -364,10 +367,12 @@ def stream_job(
                 break
             view.add(rep)
             if throttle.ready():
-                yield view.live(rep)
+                *values, fields = view.live(rep)
+                yield (*values, {**fields, **extra})
     finally:
         stream.close()
-    yield view.final(rep.result, clip, time.monotonic() - waited_from, limit)
+    *values, fields = view.final(rep.result, clip, time.monotonic() - waited_from, limit)
+    yield (*values, {**fields, **extra})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -486,6 +491,8 @@ class Pipeline:
             begin = run.deadline.begin if run.deadline is not None else None
             steps = stream_job(job, model, config, self.load_model, stop, self.throttle(), limited, begin)
             for *values, fields in steps:
+                if "settings" in fields:  # what the job changed once the CLIP was loaded
+                    fields = {**fields, "settings": {**record["settings"], **fields["settings"]}}
                 record = {**record, **fields}
                 yield (*values, record)
 
@@ -499,6 +506,9 @@ class Pipeline:
             run.started = True
             ticket = None
             try:
+                if run.stop_at >= run.clicked_at > 0.0:  # Stop pressed while it waited in the queue
+                    yield gr.skip(), prog.STOPPED_BEFORE, gr.skip(), gr.skip()  # what Stop said stays
+                    return
                 check_caps(a.arguments, self.settings.limits)  # 2
                 model = self.settings.check_model(a.arguments["model"])
                 asked = make_config(a.arguments)
@@ -539,9 +549,6 @@ class Pipeline:
         aborted GPU run ends as a stopped one, keeping the best prompt."""
         run, to_assistant = request[3], is_mcp_call(gr_request)
         stop = _either(run.should_stop(), run.deadline)
-        if ZERO_GPU and run.stop_at >= run.clicked_at > 0.0:  # Stop pressed while it waited
-            yield "", prog.STOPPED_BEFORE, None, []
-            return
         if zerogpu.loads_in_call(request[1]):
             yield "", zerogpu.loading_note(request[1]), None, []
         # On ZeroGPU the worker gets a copy without the backstop: it is kept here, like Stop.
@@ -627,10 +634,12 @@ class Pipeline:
         on_device = self.gpu(on_gpu_fn, zerogpu.score_seconds)
 
         def handler(prompt, image, model, request=None):
+            # The user's obvious slips are the answer, not an error toast: pressing Score again
+            # stacked "Error (3)" toasts and a red Error pill over the score (issue 24).
             if not prompt or not str(prompt).strip():
-                raise user_error("The prompt is empty.")
+                return NOTHING_TO_SCORE.format(what="the prompt is empty (find or type one first)")
             if image is None:
-                raise user_error("Add the target image first.")
+                return NOTHING_TO_SCORE.format(what="add the target image first")
             model = self.settings.check_model(model)  # refused before any GPU time is reserved
             self.check_images({"image": image})
             ticket = self.admit(name, "score", model, request, 1)

@@ -39,6 +39,7 @@ import torch
 from ..config import (
     PLATEAU_MIN_GAIN,
     STUCK_HINT,
+    STUCK_MAX_SCORE,
     STUCK_MIN_GAIN,
     STUCK_MIN_STEPS,
     InvertConfig,
@@ -80,6 +81,15 @@ class Targets:
         if self.negative.shape[0]:
             score = score - self.negative_weight * (feats @ self.negative.T).mean(dim=1)
         return score
+
+    @property
+    def scale(self) -> float:
+        """The objective's scale: how far it can move, 1 for unit image targets alone. A positive
+        row mixed with texts is shorter than 1 (its cosines shrink with it); negatives add
+        negative_weight. The stuck hint's thresholds are measured in this unit."""
+        pos = float(self.positive.norm(dim=1).mean()) if self.positive.shape[0] else 0.0
+        neg = self.negative_weight if self.negative.shape[0] else 0.0
+        return max(pos + neg, 1e-6)
 
     def split(self, clip: TextSpace) -> list[Targets]:
         """The targets of each CLIP of a joint text space (features split by `clip.split`)."""
@@ -149,7 +159,7 @@ class _Search:
         self.history: list[tuple[int, float, float]] = []  # (step, mean loss, best score)
         self.step = 0
         self.last: tuple[torch.Tensor, torch.Tensor] | None = None  # (ids, scores) of the latest step
-        self.plateau = _Plateau(config.patience)
+        self.plateau = _Plateau(config.patience, targets.scale)
         self.stopped = False  # by the user (should_stop, Ctrl-C): no polish
         self.hint = ""
 
@@ -233,7 +243,7 @@ class _Search:
             self.stopped = True
         self.stopped = self.stopped or (should_stop is not None and should_stop())
         if polished is not None:
-            self.hint = self.plan.short_hint(self.step) or polish_hint(self.hint, polished.stats)
+            self.hint = self.plan.short_hint(self.step) or polish_hint(self.hint, polished.stats, self.targets.scale)
         return polished
 
     def result(self, polished: Polish | None) -> InversionResult:
@@ -413,10 +423,11 @@ def _top_k(tracker: _BestTracker, k: int, polished: Polish | None, readable: boo
 
 class _Plateau:
     """Early stop when the best projected score has not risen for `patience` steps (0: never),
-    and the random start's mean score for the stuck hint."""
+    and the random start's mean score for the stuck hint (on an objective of `scale`, Targets.scale)."""
 
-    def __init__(self, patience: int):
+    def __init__(self, patience: int, scale: float = 1.0):
         self.patience, self.best, self.best_step, self.step = patience, -math.inf, 0, 0
+        self.scale = scale
         self.start, self.done = math.nan, False
 
     def update(self, step: int, scores: torch.Tensor) -> bool:
@@ -431,15 +442,19 @@ class _Plateau:
         return self.done
 
     def hint(self, tracker: _BestTracker) -> str:
-        return stuck_hint(self.step, self.start, tracker.best.score)
+        return stuck_hint(self.step, self.start, tracker.best.score, self.scale)
 
 
-def stuck_hint(step: int, start_score: float, best_score: float) -> str:
-    """STUCK_HINT when, after STUCK_MIN_STEPS, the best score gained less than STUCK_MIN_GAIN over
-    the mean score of the random start (config.py explains the criterion); "" otherwise."""
+def stuck_hint(step: int, start_score: float, best_score: float, scale: float = 1.0) -> str:
+    """STUCK_HINT when, after STUCK_MIN_STEPS, the best score gained less than STUCK_MIN_GAIN
+    (in units of the objective's `scale`, Targets.scale) over the mean score of the random start
+    (config.py explains the criterion), and the best is below STUCK_MAX_SCORE of the scale; ""
+    otherwise."""
     if step < STUCK_MIN_STEPS or not (math.isfinite(start_score) and math.isfinite(best_score)):
         return ""
-    return STUCK_HINT if best_score - start_score < STUCK_MIN_GAIN else ""
+    if best_score >= STUCK_MAX_SCORE * scale:  # a high-scoring run is not stuck, whatever its start
+        return ""
+    return STUCK_HINT if best_score - start_score < STUCK_MIN_GAIN * scale else ""
 
 
 # ---------------------------------------------------------------------------------------------

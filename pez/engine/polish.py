@@ -51,6 +51,7 @@ from ..config import (
     REFINE_TOPK,
     REFINE_VERIFY,
     STUCK_HINT,
+    STUCK_MAX_SCORE,
     STUCK_REFINE_GAIN,
     InvertConfig,
 )
@@ -394,14 +395,20 @@ def diverse_top(prompts: list[ScoredPrompt], k: int, jaccard: float = DIVERSE_JA
     return [p for p, _ in picked]
 
 
-def polish_hint(hint: str, stats: dict) -> str:
+def polish_hint(hint: str, stats: dict, scale: float = 1.0) -> str:
     """The hint after the polish phases: a search whose best prompt a few token swaps improve by
     more than STUCK_REFINE_GAIN sat in a poor basin (another seed may do far better), unless
-    pruning then lifted it by as much again (dropping the stray tokens found the good prompt)."""
+    pruning then lifted it by as much again (dropping the stray tokens found the good prompt).
+    Gains are measured in units of the objective's `scale` (pez.engine.optim.Targets.scale): with
+    images to avoid at weight 3 the scores span four times the range and so do the gains.
+    A run that ends at STUCK_MAX_SCORE of the scale or above never gets the hint (the swaps got
+    it out of the basin: another seed cannot do much better)."""
+    limit = STUCK_REFINE_GAIN * scale
     refined = stats.get("refine_score", -math.inf)
     gain = refined - stats.get("search_score", math.inf)
-    rescued = stats.get("prune_score", -math.inf) - refined > STUCK_REFINE_GAIN
-    if gain > STUCK_REFINE_GAIN and not rescued:
+    final = max(stats.get(f"{k}_score", -math.inf) for k in ("search", "refine", "prune", "order"))
+    rescued = stats.get("prune_score", -math.inf) - refined > limit or final >= STUCK_MAX_SCORE * scale
+    if gain > limit and not rescued:
         return STUCK_HINT
     return "" if rescued else hint
 

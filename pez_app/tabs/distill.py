@@ -35,8 +35,9 @@ def _distill_prompt(text: str, *, model: str, config: pez.InvertConfig) -> Job:
     if not text or not text.strip():
         raise user_error("Enter a long prompt to distill.")
 
-    def check(clip) -> None:  # pez's length rule: a one-token text is refused; a long short length is capped
-        distill_length(clip, text, config.prompt_len)
+    def check(clip) -> dict | None:  # pez's length rule: a one-token text is refused; a long short length is capped
+        length = distill_length(clip, text, config.prompt_len)[0]
+        return {"prompt_len": length} if length != config.prompt_len else None  # History shows the length used
 
     def start(clip, config, should_stop):
         return pez.distill_stream(text, clip, config, should_stop=should_stop)

@@ -65,7 +65,7 @@ def score_prompt(server: ServerSettings, prompt: str, image: str | None, model: 
         image: the target image
         model: model pair name, e.g. 'sd-turbo' or 'toy'
     Returns:
-        a sentence with the score
+        a sentence with the score ("Nothing to score: ..." for an empty prompt or no image)
     """
     require_available(model)
     clip = server.load_model(model)

@@ -277,12 +277,33 @@ def test_multi_concatenate_style_and_distill(image_files):
     assert short[0] and "CLIP text similarity" in short[1] and "→ 4 tokens" in short[1]
 
 
+def test_history_keeps_the_distill_length_used_when_it_was_capped():
+    """Distilling "red star" (2 tokens) at length 16 runs at 1 token: the record's settings (what
+    History's settings column shows) say 1, not 16 (issue 24)."""
+    updates = run(EP["distill"], "red star", MODEL, 16, 10, 1, 0, 0.1, "", "readable")
+    final = updates[-1][4]
+    assert "capped to 1 token" in updates[-1][1] and final["settings"]["prompt_len"] == 1
+    assert all(u[4]["settings"]["prompt_len"] == 1 for u in updates if u[4] and u[4].get("steps_run"))
+    assert final["settings"]["seed"] == 0  # the other settings stay as asked
+    assert "len 1 ·" in history.history_rows([final])[0][5]
+    uncapped = run(EP["distill"], "a red star on a grey background", MODEL, 3, 10, 1, 0, 0.1, "", "readable")[-1]
+    assert uncapped[4]["settings"]["prompt_len"] == 3
+
+
 def test_score_prompt(image_files):
     text = EP["score"]("a red circle", image_files[0], MODEL)
     assert "Score of this prompt" in text
     assert "*" not in text and "`" not in text, f"issue 24, item 12: Markdown in the API's text: {text!r}"
-    with pytest.raises(gr.Error):
-        EP["score"]("   ", image_files[0], MODEL)
+    # An empty prompt or no image is the answer, not an error: an error toast per click stacked
+    # up ("Error (3)") with a red Error pill over the score (issue 24).
+    for _ in range(3):
+        assert (
+            EP["score"]("   ", image_files[0], MODEL)
+            == "Nothing to score: the prompt is empty (find or type one first)."
+        )
+    assert EP["score"]("a red circle", None, MODEL) == "Nothing to score: add the target image first."
+    with pytest.raises(gr.Error):  # a real refusal still is one
+        EP["score"]("a red circle", image_files[0], "no-such-model")
 
 
 @pytest.mark.parametrize(
@@ -407,9 +428,14 @@ def test_stop_ends_the_run_gracefully_keeping_the_best_prompt(image_files):
 def test_stop_while_queued_says_so_and_the_run_never_starts(image_files):
     control = progress.RunControl()
     progress.arm_run(control)
-    assert "waiting in the queue" in pipeline.stop_run(control)  # Stop while still queued
-    final = run(EP["invert"], image_files[0], MODEL, 4, 3000, 1, 0, 0.1, "", "readable", control=control)[-1]
-    assert final[4]["steps_run"] == 0 and final[0] == "" and "Stopped before the first step" in final[1]
+    said = pipeline.stop_run(control)  # Stop while still queued
+    assert said == progress.STOPPED_BEFORE
+    # When the queue reaches the job, it ends at once and says what Stop said: no "Loading…",
+    # no "Stopped before the first step" replacing it (issue 24: the message flipped).
+    updates = run(EP["invert"], image_files[0], MODEL, 4, 3000, 1, 0, 0.1, "", "readable", control=control)
+    assert [u[1] for u in updates] == [said] and control.record is None  # no model loaded, no run
+    assert updates[0][0] == gr.skip() and updates[0][2] == gr.skip()  # the last result stays shown
+    assert not control.armed and not control.started
     progress.arm_run(control)  # a new Run click is not stopped by the old Stop
     final = run(EP["invert"], image_files[0], MODEL, 4, 10, 1, 0, 0.1, "", "readable", control=control)[-1]
     assert final[4]["steps_run"] == 10 and not final[4]["stopped"]

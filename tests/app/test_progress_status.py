@@ -81,3 +81,28 @@ def test_early_stop_is_named_even_with_a_time_budget(tiny_clip, images):
     assert res.steps_run < 1000 and res.elapsed < 0.8 * 600
     text = progress.result_text(res)
     assert "(early stop" in text and "(time budget" not in text, text
+
+
+def _template_regex(name: str):
+    """The status template's JS regex assigned to `const <name> = /.../.exec(v)`, as Python's re
+    (the patterns use only syntax both share)."""
+    import re
+
+    m = re.search(rf"const {name} = /(.+?)/\.exec\(v\)", progress.STATUS_TEMPLATE)
+    assert m, f"the status template no longer reads {name!r} from the text"
+    return re.compile(m.group(1).replace("\\/", "/"))
+
+
+def test_the_browser_bar_reads_the_numbers_the_status_text_carries():
+    """The bar's fraction is read back from the status text in the browser (gradio's HTML value is
+    the API's plain text, so the numbers cannot travel beside it without changing the API): the
+    template's patterns must keep matching what progress_text writes."""
+    timed = _template_regex("t")
+    for eta, left in ((25.0, 25), (185.0, 185)):
+        m = timed.search(progress.progress_text(_report(eta=eta, time_budget=300.0)))
+        assert m, progress.progress_text(_report(eta=eta, time_budget=300.0))
+        assert float(m.group(1)) == 35 and 60 * int(m.group(2) or 0) + int(m.group(3)) == left
+    m = timed.search(progress.progress_text(_report(eta=5.0)))  # no budget: "35.2 s · about 5 s left"
+    assert m and float(m.group(1)) == 35.2
+    steps = _template_regex("s").search(progress.progress_text(_report()))
+    assert steps and steps.groups() == ("40", "1000")

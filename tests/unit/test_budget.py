@@ -239,6 +239,25 @@ def test_a_budget_too_short_for_a_search_says_so():
     assert Plan(budget=0.0, steps=3, polish=False).short_hint(3) == ""  # no budget: the steps asked for
 
 
+def test_only_the_clock_ending_a_short_search_gets_the_short_budget_hint():
+    """Early stop (or Stop) after 5 steps of a 60 s budget is not a budget too short."""
+    clock = ManualClock(0.0)
+    plan = Plan(budget=60.0, steps=10_000, polish=True, clock=clock)
+    for step in range(5):  # the loop asks before each step; early stop then breaks out of it
+        assert not plan.search_over(step)
+        clock.advance(0.01)
+        plan.stepped(step + 1)
+    plan.search_ended(5)
+    assert plan.short_hint(5) == ""
+
+
+def test_an_early_stopped_budgeted_run_has_no_short_budget_hint(tiny_clip, images):
+    cfg = pez.InvertConfig(prompt_len=4, steps=10_000, time_budget=600.0, patience=2, seed=0)
+    res = _run(tiny_clip, images[:1], cfg, TickClock(0.01))[-1].result
+    assert res.steps_run < 20 and not res.stopped  # early stop ended it, with most of the budget left
+    assert "too short" not in res.hint
+
+
 def test_a_short_budget_run_reports_a_short_search(tiny_clip, images):
     cfg = pez.InvertConfig(prompt_len=4, steps=10_000, time_budget=2.0, seed=0)
     res = _run(tiny_clip, images[:1], cfg, TickClock(0.2))[-1].result

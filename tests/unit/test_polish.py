@@ -241,3 +241,36 @@ def test_result_score_is_finite_with_defaults(tiny_clip, images):
     _, res = _run(tiny_clip, images[:1], pez.InvertConfig(prompt_len=4, steps=10, refine_steps=2, seed=1))
     assert math.isfinite(res.score) and res.prompt and isinstance(res.stats["search_steps"], int)
     assert torch.is_tensor(vocabulary(tiny_clip).mask(VocabFilter(safe=True, whole_words=True)))
+
+
+def test_stuck_hint_is_measured_on_the_objectives_scale():
+    """A run at 2.3-2.6 with images to avoid at weight 3 (scale 4): refinement gains 0.15-0.2,
+    which is 0.04-0.05 of the scale, not a poor basin."""
+    stats = {"search_score": 2.283, "refine_score": 2.432, "prune_score": 2.432, "order_score": 2.441}
+    assert polish.polish_hint("", stats, scale=4.0) == ""
+    low = {"search_score": 0.06, "refine_score": 0.58, "prune_score": 0.58}  # README's green triangle, seed 0
+    assert polish.polish_hint("", low, scale=1.0) == pez.config.STUCK_HINT
+    assert polish.polish_hint("", {k: 4 * v for k, v in low.items()}, scale=4.0) == pez.config.STUCK_HINT
+    assert optim.stuck_hint(200, 1.40, 1.485, scale=4.0) == pez.config.STUCK_HINT  # gained 0.02 of 4
+    assert optim.stuck_hint(200, 1.44, 1.485, scale=1.5) == ""  # 1.485 is 99% of what 1.5 allows
+    assert optim.stuck_hint(200, 0.90, 0.93) == ""  # a high score is never stuck
+    high = {"search_score": 0.21, "refine_score": 0.919, "prune_score": 0.919}
+    assert polish.polish_hint("", high) == ""  # swaps got it out of its basin: a good prompt
+
+
+def test_targets_scale():
+    unit = torch.nn.functional.normalize(torch.randn(2, 8), dim=-1)
+    assert optim.Targets(unit, unit[:0]).scale == pytest.approx(1.0)
+    assert optim.Targets(unit, unit[:1], negative_weight=3.0).scale == pytest.approx(4.0)
+    assert optim.Targets(unit[:0], unit[:1], negative_weight=2.0).scale == pytest.approx(2.0)
+    mixed = (unit[:1] + unit[1:]) / 2  # an image and a text mixed: shorter than a unit row
+    assert optim.Targets(mixed, unit[:0]).scale < 1.0
+
+
+def test_a_high_scoring_toy_run_is_not_called_stuck():
+    """The green triangle (toy, prompt length 8, seed 0): refinement lifts the search's best from
+    ~0.2 to ~0.92; that run is good and no longer gets "the search looks stuck"."""
+    from pez.toy.world import render
+
+    res = pez.invert([render("green", "triangle", 0)], "toy", pez.InvertConfig(prompt_len=8, seed=0, patience=150))
+    assert res.score >= pez.config.STUCK_MAX_SCORE and res.hint == ""

@@ -9,9 +9,10 @@ One request, in order (`Pipeline.search`; regenerations and the score take the s
                 the images' decode cost from their headers (check_images: PEZ_MAX_DECODE_MP)
     3. admit    the Gate: may this caller run this now? (Admission -> Ticket; released at the end;
                 default CallerGate: PEZ_MAX_JOBS_PER_CALLER, as the queue's cap in guard.py)
-    4. clock    the run's time budget: min(the user's budget, the server's limit), handed to the
-                engine's planner, so a run ends at the limit with its polish; concatenate's budget
-                is for the whole run, split across its images
+    4. clock    the user's time budget as asked, and the server's limit as the engine's time limit
+                (InvertConfig.time_limit: a cap, not a plan, so a seeded run well within it is
+                reproducible, and a run that reaches it ends there with its polish); concatenate's
+                budget and limit are for the whole run, split across its images
     5. GPU      the work runs on the GPU (spaces.GPU on ZeroGPU, for a duration from the request;
                 counted in the model slots while it runs)
     6. load     the model, with the status line saying so (bytes / total while weights download)

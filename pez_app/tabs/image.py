@@ -92,10 +92,12 @@ NEGATIVE_OFF = (
 )
 
 
-def negative_found(goal: str, prompt: str, before: str, guidance):
+def negative_found(control, prompt: str, before: str, guidance):
     """Negative-prompt mode, after a run: the prompt found -> the negative prompt (saying when the
-    guidance makes it do nothing, as sd-turbo's default 0 does), the prompt box as it was."""
-    if goal != "negative" or not prompt:
+    guidance makes it do nothing, as sd-turbo's default 0 does), the prompt box as it was. The mode
+    is the one the run started with (`control.goal`, set by its Run click, as History reads it), not
+    the radio's value now: switching the mode during a run does not move its result."""
+    if getattr(control, "goal", "") != "negative" or not prompt:
         return gr.skip(), gr.skip()
     off = isinstance(guidance, (int, float)) and guidance <= 1
     return gr.Textbox(value=prompt, info=NEGATIVE_OFF.format(g=guidance) if off else None), before
@@ -182,7 +184,9 @@ def build(ctx) -> None:
             return p
 
         run.click(clicked, [prompt, goal, control], before, **ui.QUICK)
-        events[0].success(negative_found, [goal, prompt, before, panel.guidance], [panel.negative, prompt], **ui.QUICK)
+        events[0].success(
+            negative_found, [control, prompt, before, panel.guidance], [panel.negative, prompt], **ui.QUICK
+        )
         goal.change(
             lambda g: gr.Button("▶ Find negative prompt" if g == "negative" else "▶ Find prompt"), goal, run, **ui.QUICK
         )

@@ -926,10 +926,28 @@ def test_a_negative_prompt_at_guidance_0_says_it_does_nothing():
     guidance 0 ignores it."""
     from pez_app.tabs import image
 
-    box, prompt = image.negative_found("negative", "blue square", "kept", 0.0)
+    control = progress.RunControl()
+    control.goal = "negative"
+    box, prompt = image.negative_found(control, "blue square", "kept", 0.0)
     assert box.value == "blue square" and "no effect" in box.info and prompt == "kept"
-    box, _ = image.negative_found("negative", "blue square", "kept", 5.0)
+    box, _ = image.negative_found(control, "blue square", "kept", 5.0)
     assert not box.info
+
+
+def test_a_run_keeps_the_mode_it_started_with():
+    """Walkthrough: switching Find mode to "a negative prompt" during an image run moved that run's
+    prompt into the negative box while History logged it as "image". The mode is the Run click's."""
+    from pez_app.tabs import image
+
+    control = progress.RunControl()
+    control.goal = "image"  # the run started as an image search; the radio says "negative" now
+    box, prompt = image.negative_found(control, "blue square", "kept", 5.0)
+    assert not isinstance(box, gr.Textbox) and not isinstance(prompt, str)  # both left as they are
+    # ... and the event reads the run's control, never the mode radio's value at the end of the run
+    found = [f for f in app.demo.fns.values() if getattr(f.fn, "__name__", "") == "negative_found"]
+    assert found and all(
+        not isinstance(c, gr.Radio) and getattr(c, "elem_id", None) != "image-goal" for f in found for c in f.inputs
+    )
 
 
 def test_no_history_write_takes_records_from_a_component():

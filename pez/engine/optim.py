@@ -49,7 +49,7 @@ from ..models.clip import LoadedClip, TextSpace, has_weights
 from ..results import InversionResult, ScoredPrompt, StepReport
 from . import accel
 from .budget import Clock, Plan
-from .polish import Polish, Polisher, PolishRound, diverse_top, polish, polish_hint
+from .polish import Polish, Polisher, PolishRound, diverse_top, polish, polish_hint, unique_ids
 from .readability import is_readable
 from .scorer import TextScorer
 from .tower import PromptEncoder, SpaceEncoder
@@ -246,10 +246,22 @@ class _Search:
             self.hint = self.plan.short_hint(self.step) or polish_hint(self.hint, polished.stats, self.targets.scale)
         return polished
 
+    def _without_repeats(self, best: ScoredPrompt) -> ScoredPrompt:
+        """The readable style promises no word twice; a run stopped before its polish returns the
+        search's best with its repeated words dropped (first of each kept), honestly re-scored."""
+        ids = text_ids(self.clip, best.prompt) if best.prompt else []
+        kept = unique_ids(ids)
+        if len(kept) == len(ids):
+            return best
+        text, score = self.scorer.score([kept])[0]
+        return ScoredPrompt(text, score) if score != -math.inf else best
+
     def result(self, polished: Polish | None) -> InversionResult:
         """The run's InversionResult: the polished prompt when there is one, else the search's best."""
         tracker, step, plan = self.tracker, self.step, self.plan
         best = ScoredPrompt(polished.prompt, polished.score) if polished is not None else tracker.best
+        if polished is None and self.config.readable:
+            best = self._without_repeats(best)
         elapsed = plan.elapsed()
         stats = {
             "scan_fraction": self.project.scans / max(self.project.calls, 1),

@@ -128,3 +128,20 @@ def test_judge_by_regeneration_picks_the_candidate_whose_drawing_is_closest():
     args = build_parser().parse_args(["invert", "x.png", "--judge", "regenerate"])
     assert config_from_args(args).judge == "regenerate"
     assert config_from_args(build_parser().parse_args(["invert", "x.png"])).judge == "score"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_readable_run_stopped_before_its_polish_has_no_word_twice(seed):
+    """Walkthrough: Stop keeps the search's best, which repeated words ("red red", "competent
+    competent") although the readable style promises none twice. A stopped run drops the repeats
+    and reports the score of the text it returns."""
+    clip = pez.load_clip("toy", device="cpu")
+    image = pez.toy.render("red", "circle", pez.toy.EVAL_SEED_BASE + 720_000 + seed)
+    steps = itertools.count()
+    cfg = pez.InvertConfig(steps=200, seed=seed, report_every=1)
+    res = None
+    for rep in pez.invert_stream([image], model=clip, config=cfg, should_stop=lambda: next(steps) >= 40):
+        res = rep.result or res
+    assert res is not None and res.stopped and "refine_score" not in res.stats  # no polish ran
+    assert res.prompt and not repeated_words(res.prompt), res.prompt
+    assert res.score == pytest.approx(pez.score_texts(clip, [res.prompt], [image])[0], abs=1e-4)

@@ -162,7 +162,9 @@ def build(ctx) -> None:
             extra,
         )
         ctx.panels.append(panel)
-        ui.share_button(ctx.tabs, "image", [goal, image, run, text, weight, prompt, panel.negative], ctx.history)
+        ui.share_button(
+            ctx.tabs, "image", [goal, image, run, text, weight, prompt, panel.negative, status], ctx.history
+        )
 
         ui.checked_uploads(image, status)
         ui.checked_uploads(negatives, status)

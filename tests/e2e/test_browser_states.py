@@ -295,6 +295,11 @@ def test_an_image_link_restores_the_prompt_and_the_edit_made_before_sharing(page
     assert page.locator("#tab-image").get_by_text("copied").first.is_visible(), "no 'copied' feedback"
     shared = open_link(browser, first)
     wait_for(shared, "(p) => document.querySelector('#image-prompt textarea')?.value === p", found, "prompt lost")
+    wait_for(  # the walkthrough: the link's status line came back blank
+        shared,
+        "() => (document.querySelector('#image-status')?.innerText || '').includes('Done after')",
+        what="the status line did not come back",
+    )
     shared.context.close()
     page.fill("#image-prompt textarea", "an edited prompt")
     second = share_link(page, "image")

@@ -220,10 +220,12 @@ def result_text(res: pez.InversionResult, extra: str = "", waited: float | None 
     if waited is not None and waited - res.elapsed >= 0.05:
         parts.insert(0, f"loading {waited - res.elapsed:.1f} s")
     total = res.elapsed if waited is None else max(waited, res.elapsed)
+    # a time budget plans the run by the clock: the same seed may give another prompt (README)
+    timed = " (timed run: set Time budget to 0 to repeat it exactly)" if res.config.time_budget else ""
     text = (
         f"{how} after {res.steps_run} steps{early} in {total:.1f} s ({', '.join(parts)}; "
         f"{res.steps_run / max(search, 1e-9):.1f} steps/s) · best score {fmt_score(res.score)}"
-        f"{clip_scores_text(res)} · seed {res.seed}{extra}"
+        f"{clip_scores_text(res)} · seed {res.seed}{timed}{extra}"
     )
     return text + (f" · hint: {hint}" if hint else "")
 

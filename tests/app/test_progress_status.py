@@ -41,6 +41,9 @@ def test_summary_time_is_the_time_waited(tiny_clip, images):
         images[:1], model=tiny_clip, config=pez.InvertConfig(prompt_len=4, steps=10_000, time_budget=1.0, seed=0)
     )
     assert "(time budget: 1 s)" in progress.result_text(budgeted)
+    # the walkthrough: the same seed gave three prompts on three pages (the app's CPU default is a
+    # time budget): a timed run says it cannot be repeated from its seed; an untimed one does not
+    assert "timed run" in progress.result_text(budgeted) and "timed run" not in text
 
 
 def test_loading_says_downloading_only_while_bytes_move(monkeypatch):

@@ -216,7 +216,7 @@ class Choice(gr.Radio):
     def preprocess(self, payload):
         values = [value for _, value in self.choices]
         if payload not in values:
-            raise user_error(f"{self.label or 'choice'}: expected one of {values}, received {payload!r:.80}")
+            raise user_error(f"{self.label or 'choice'}: expected one of {values}, received {quote_value(payload)}")
         return payload
 
 

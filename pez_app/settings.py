@@ -334,7 +334,8 @@ def control(name: str, default, model_value: str, server: ServerSettings) -> gr.
             "", label=text, max_length=200, placeholder="e.g. 0.5, 0.5 (empty: the pair's)", visible=joint(model_value)
         )
     if info.choices:  # a choice (prompt_style): a plain string for the API and MCP, a Radio here
-        return Choice(list(info.choices), value=default, label=text, info=info.help)
+        labels = [(c.replace("-", " ").capitalize(), c) for c in info.choices]  # "Max score" for max-score
+        return Choice(labels, value=default, label=text, info=info.help)
     if kind in ("text", "words"):
         value = ", ".join(default) if kind == "words" else default
         return gr.Textbox(value, label=text, max_length=MAX_TEXT_CHARS, placeholder=info.help)

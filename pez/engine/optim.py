@@ -412,7 +412,9 @@ class _BestTracker:
             self.best = ScoredPrompt(text, score)
 
     def top_k(self, k: int) -> list[ScoredPrompt]:
-        ranked = sorted(self.scorer.scores.items(), key=lambda kv: kv[1], reverse=True)[:k]
+        # only finite scores: a nan would sort anywhere and reach the user as an alternative's score
+        scored = [(t, s) for t, s in self.scorer.scores.items() if math.isfinite(s)]
+        ranked = sorted(scored, key=lambda kv: kv[1], reverse=True)[:k]
         return [ScoredPrompt(t, s) for t, s in ranked]
 
 

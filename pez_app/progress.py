@@ -41,7 +41,6 @@ PLOT_NOTE = (
     "Concatenate mode draws one line per image: that image's 1 − best score."
 )
 
-CLOCK_ENDED = 0.8  # a budgeted run that took this share of its budget or more was ended by it
 READY, STARTING = "Ready.", "Starting…"
 WAITING = "Waiting in the queue for a free model slot… (another run is using it; Stop cancels)"
 BUSY = "the server is busy (its queue is full): try again in a moment"
@@ -208,8 +207,8 @@ def result_text(res: pez.InversionResult, extra: str = "", waited: float | None 
     early = ""
     if not res.stopped and res.steps_run < planned:
         budget = res.config.time_budget
-        # the budget ended the run unless early stop (on) did, well before the budget ran out
-        by_clock = bool(budget) and (not res.config.patience or res.elapsed >= CLOCK_ENDED * budget)
+        # the engine says whether the clock ended the search (else early stop did)
+        by_clock = bool(budget) and res.stats.get("clock_ended", 0.0) > 0
         early = f" (time budget: {budget:g} s)" if by_clock else " (early stop: no better prompt for a while)"
         if limit and res.stats.get("limited"):  # the engine's time limit (the server's) ended the run
             early = f" (ended at {limit})"

@@ -96,7 +96,7 @@ class Plan:
     phase_end: float = field(init=False, default=math.inf)  # its deadline (with a budget)
     phase_units: float = field(init=False, default=math.inf)  # its limit in polish_spent units (without)
     _cut: bool = field(init=False, default=False)  # the limit ended the search
-    _timed_out: bool = field(init=False, default=False)  # the clock (budget or limit) ended the search
+    timed_out: bool = field(init=False, default=False)  # the clock (budget or limit) ended the search
     _first: bool = field(init=False, default=False)  # the phase's first round is still to come
     _measured: dict = field(init=False, default_factory=dict)  # "round"/"pass" -> (size, seconds) of the last
     _steps_at: tuple[int, float] = field(init=False, default=(0, 0.0))  # (step, time) of the first timed step
@@ -162,7 +162,7 @@ class Plan:
             over = now + t > self.search_end
         if over and self.limit_binds:
             self.limited = self._cut = True  # the polish is timed from here (`timed`)
-        self._timed_out = over
+        self.timed_out = over
         return over
 
     def stepped(self, step: int) -> None:
@@ -204,7 +204,7 @@ class Plan:
     def short_hint(self, steps: int) -> str:
         """SHORT_BUDGET_HINT when the clock (a budget or the limit) ended the search before
         MIN_SEARCH_STEPS steps; not when early stop, the user or the steps ended it."""
-        if self._timed_out and steps < min(MIN_SEARCH_STEPS, self.steps):
+        if self.timed_out and steps < min(MIN_SEARCH_STEPS, self.steps):
             return SHORT_BUDGET_HINT.format(steps=steps)
         return ""
 

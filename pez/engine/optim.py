@@ -273,6 +273,7 @@ class _Search:
             "time_budget": self.config.time_budget,
             "time_limit": self.config.time_limit,
             "limited": float(plan.limited),
+            "clock_ended": float(plan.timed_out),  # the budget or the limit ended the search, not its steps
             **(polished.stats if polished is not None else {}),
             "polish_seconds": elapsed - plan.search_seconds,
         }

@@ -14,18 +14,9 @@ from pez.engine.tower import PromptEncoder
 from pez.engine.vocab import VocabFilter, clean_text, vocabulary
 
 from ..conftest import noise_image
+from .conftest import PLAIN_SEARCH
 
-# The plain PEZ search (refinement and pruning after it are tested in tests/test_refine.py).
-FAST = pez.InvertConfig(
-    prompt_len=4,
-    steps=12,
-    report_every=4,
-    candidates=2,
-    seed=0,
-    refine_steps=0,
-    prune_tolerance=0,
-    prompt_style="custom",
-)
+FAST = PLAIN_SEARCH  # the plain PEZ search (refinement and pruning after it: test_polish.py)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,16 +16,7 @@ from pez.engine import budget, optim, polish
 from pez.engine.safety import WordFilter
 from pez.engine.vocab import VocabFilter, text_ids, text_rejector, vocabulary
 
-PLAIN = pez.InvertConfig(
-    prompt_len=4,
-    steps=12,
-    report_every=4,
-    candidates=2,
-    seed=0,
-    refine_steps=0,
-    prune_tolerance=0,
-    prompt_style="custom",
-)
+from .conftest import PLAIN_SEARCH as PLAIN
 
 
 @pytest.fixture

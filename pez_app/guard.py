@@ -484,6 +484,28 @@ def body_limit_kwargs(
 # Bytes on disk
 
 
+def evict(
+    entries: list[tuple[float, int, Any]],
+    now: float,
+    caps: tuple[float, int, int],
+    remove: Callable[[Any], None],
+    room: tuple[int, int] = (0, 0),
+) -> int:
+    """The shared eviction rule of DiskBudget and DeepLinks: `entries` are (time written, bytes,
+    item), oldest first; each expired item (older than caps' max age) is removed, then the oldest
+    while the total bytes or items, plus `room` (bytes, items) to keep free, are over the caps'
+    (max bytes, max items). Returns how many were removed."""
+    max_age, max_bytes, max_items = caps
+    total, count, removed = sum(e[1] for e in entries), len(entries), 0
+    for mtime, size, item in entries:
+        over = total + room[0] > max_bytes or count + room[1] > max_items
+        if not (now - mtime > max_age or over):
+            continue
+        remove(item)
+        removed, total, count = removed + 1, total - size, count - 1
+    return removed
+
+
 class DiskBudget:
     """Caller bytes on disk only under `folder`, at most `max_bytes` and `max_files` in all, each
     file removed `max_age` seconds after it was written. Writing makes room by removing the expired
@@ -565,17 +587,9 @@ class DiskBudget:
             if p.is_file():
                 entries.append((st.st_mtime, st.st_size, p))
         entries.sort()
-        removed = 0
-        total, count = sum(e[1] for e in entries), len(entries)
-        extra_file = 1 if incoming else 0
-        for mtime, size, p in entries:
-            expired = now - mtime > self.max_age
-            over = total + incoming > self.max_bytes or count + extra_file > self.max_files
-            if not (expired or over):
-                continue
-            p.unlink(missing_ok=True)
-            removed, total, count = removed + 1, total - size, count - 1
-        return removed
+        room = (incoming, 1 if incoming else 0)  # the bytes and file about to be written
+        caps = (self.max_age, self.max_bytes, self.max_files)
+        return evict(entries, now, caps, lambda p: p.unlink(missing_ok=True), room)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -781,16 +795,10 @@ class DeepLinks:
 
     def _cleanup(self, now: float | None = None, keep: str | None = None) -> int:
         now = time.time() if now is None else now
-        entries = self.links()
-        total, count, removed = sum(e[1] for e in entries), len(entries), 0
-        for mtime, size, name in entries:
-            expired = now - mtime > self.max_age
-            over = total > self.max_bytes or count > self.max_links
-            if name == keep or not (expired or over):
-                continue
-            self._remove(name)
-            removed, total, count = removed + 1, total - size, count - 1
-        return removed
+        links = self.links()
+        entries, kept = [e for e in links if e[2] != keep], [e for e in links if e[2] == keep]
+        room = (sum(e[1] for e in kept), len(kept))  # the link just made stays, and counts
+        return evict(entries, now, (self.max_age, self.max_bytes, self.max_links), self._remove, room)
 
     def _remove(self, link_id: str) -> None:
         import shutil
